@@ -6,15 +6,8 @@
  * @module
  */
 
-/** Netfilter hook numbers (NF_INET_*), as the kernel reports them in NFQA_PACKET_HDR. */
-export const Hook = {
-  PreRouting: 0,
-  LocalIn: 1,
-  Forward: 2,
-  LocalOut: 3,
-  PostRouting: 4,
-} as const;
-export type Hook = typeof Hook[keyof typeof Hook];
+import { Hook } from "../nat/hook.ts";
+export { Hook };
 
 /** Netfilter verdicts used by krelay (NF_DROP, NF_ACCEPT). */
 export const Verdict = { Drop: 0, Accept: 1 } as const;

@@ -1,0 +1,36 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { parseConfig } from "./schema.ts";
+
+Deno.test("parseConfig() fills in the specification's defaults", () => {
+  const r = parseConfig({});
+  if (!r.ok) throw new Error(r.errors.join());
+  assertEquals(r.config.gport, 16000);
+  assertEquals(r.config.real_ip, "192.168.0.10");
+  assertEquals(r.config.udp_ports, [53]);
+  assertEquals(r.config.relay_ip, undefined);
+});
+
+Deno.test("parseConfig() names the key and the reason for each bad value", () => {
+  const r = parseConfig({ gport: 70000, real_ip: "300.1.1.1", udp_ports: [53, 53], queue: "x" });
+  assertEquals(r.ok, false);
+  if (r.ok) return;
+  assertEquals(r.errors.sort(), [
+    "gport: must be 1-65535",
+    "queue: must be a number",
+    "real_ip: must be an IPv4 address like 203.0.113.10",
+    "udp_ports: has a port twice",
+  ]);
+});
+
+Deno.test("parseConfig() refuses unknown keys", () => {
+  const r = parseConfig({ real_ip: "203.0.113.10", gprot: 1 });
+  assertEquals(r, { ok: false, errors: ["unknown key: gprot"] });
+});
+
+Deno.test("parseConfig() refuses fractional ports and non-positive timeouts", () => {
+  const r = parseConfig({ gport: 1.5, udp_timeout: 0 });
+  assertEquals(r.ok ? [] : r.errors.sort(), [
+    "gport: must be a whole number",
+    "udp_timeout: must be more than 0 seconds",
+  ]);
+});
