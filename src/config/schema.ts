@@ -33,7 +33,6 @@ export const configSchema = z.object({
   ),
   gport: port.default(16000).describe("TCP gateway port the relay listens on"),
   udp_ports: portList.default([53]).describe("UDP service ports relayed by NAT"),
-  tcp_ports: portList.default([80]).describe("TCP service ports relayed through gport"),
   queue: z.number().int().min(0).max(65535, "must be 0-65535").default(0).describe(
     "NFQUEUE queue number",
   ),

@@ -1,0 +1,30 @@
+/**
+ * Finds the relay's client-facing address when it is not configured: the local IPv4 address
+ * that is not the one used to reach the real server.
+ *
+ * @module
+ */
+
+import type { CommandRunner } from "../system/command.ts";
+
+/** Picks the relay address from the local addresses and the source used toward the server. */
+export function chooseRelayIp(local: string[], towardServer: string | undefined): string {
+  const global = local.filter((a) => !a.startsWith("127."));
+  if (global.length === 1) return global[0];
+  const candidates = global.filter((a) => a !== towardServer);
+  if (candidates.length === 1) return candidates[0];
+  if (candidates.length === 0) throw new Error("relay_ip: no IPv4 address found; set --relay-ip");
+  throw new Error(
+    `relay_ip: several candidate addresses (${candidates.join(", ")}); choose one with --relay-ip`,
+  );
+}
+
+/** Reads the addresses with `ip` and applies {@link chooseRelayIp}. */
+export async function detectRelayIp(run: CommandRunner, realIp: string): Promise<string> {
+  const addrs = await run("ip", ["-4", "-o", "addr", "show"]);
+  if (addrs.code !== 0) throw new Error(`relay_ip: ip addr failed: ${addrs.stderr.trim()}`);
+  const local = [...addrs.stdout.matchAll(/\sinet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]);
+  const route = await run("ip", ["-4", "-o", "route", "get", realIp]);
+  const src = /\ssrc (\d+\.\d+\.\d+\.\d+)/.exec(route.stdout)?.[1];
+  return chooseRelayIp(local, src);
+}

@@ -1,0 +1,91 @@
+/**
+ * The iptables rules that steer exactly the relayed packets to krelay's queue, rendered as
+ * an iptables-restore script. Pure: the applier in {@link ./iptables_steering.ts} runs it.
+ *
+ * Rules live in chains of krelay's own, jumped to from the built-in chains, so that removing
+ * krelay is removing its jumps and chains, whatever else the machine's rules contain.
+ *
+ * - raw PREROUTING (before conntrack and routing): U1, requests to relay:udp-port. The
+ *   destination is rewritten before conntrack sees the packet, so conntrack tracks the
+ *   rewritten flow and routing forwards it to the real server.
+ * - mangle POSTROUTING (after routing, before the packet leaves): U3, the server's forwarded
+ *   replies, whose source is rewritten back to the relay.
+ *
+ * Every NFQUEUE rule has --queue-bypass: when krelay is not running, packets pass instead of
+ * being dropped by an unserved queue.
+ *
+ * @module
+ */
+
+/** Chain names krelay owns, per table, and the built-in chain that jumps to each. */
+export const KRELAY_CHAINS = [
+  { table: "raw", chain: "KRELAY_PRE", from: "PREROUTING" },
+  { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING" },
+] as const;
+
+/** Comment put on every rule, so a person reading `iptables -S` knows whose rules they are. */
+export const RULE_COMMENT = "krelay";
+
+/** What the rules select. */
+export interface SteeringSpec {
+  queue: number;
+  relayIp: string;
+  realIp: string;
+  udpPorts: readonly number[];
+}
+
+// iptables' multiport match takes at most 15 ports.
+const MULTIPORT_MAX = 15;
+
+function chunks(ports: readonly number[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < ports.length; i += MULTIPORT_MAX) {
+    out.push(ports.slice(i, i + MULTIPORT_MAX).join(","));
+  }
+  return out;
+}
+
+function queueTarget(queue: number): string {
+  return `-m comment --comment ${RULE_COMMENT} -j NFQUEUE --queue-num ${queue} --queue-bypass`;
+}
+
+/** The rules of each krelay chain, as iptables arguments after `-A CHAIN`. */
+export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
+  const q = queueTarget(spec.queue);
+  return {
+    KRELAY_PRE: chunks(spec.udpPorts).map((ports) =>
+      `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${q}`
+    ),
+    KRELAY_POST: chunks(spec.udpPorts).map((ports) =>
+      `-s ${spec.realIp}/32 -p udp -m multiport --sports ${ports} ${q}`
+    ),
+  };
+}
+
+/**
+ * An iptables-restore script (for `--noflush`) that creates krelay's chains, fills them and
+ * adds the jumps. Apply it only after {@link removalCommands}: it does not check for old jumps.
+ */
+export function renderRestoreScript(spec: SteeringSpec): string {
+  const rules = renderChainRules(spec);
+  const lines: string[] = [];
+  for (const { table, chain, from } of KRELAY_CHAINS) {
+    lines.push(`*${table}`, `:${chain} - [0:0]`);
+    for (const rule of rules[chain]) lines.push(`-A ${chain} ${rule}`);
+    lines.push(`-I ${from} 1 -m comment --comment ${RULE_COMMENT} -j ${chain}`, "COMMIT");
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * iptables argument lists that remove krelay's jumps and chains. Each may fail harmlessly when
+ * there is nothing to remove; the jump deletion is repeated by the caller until it fails, since
+ * a crashed run may have left more than one.
+ */
+export function removalCommands(): { jump: string[]; flush: string[]; remove: string[] }[] {
+  return KRELAY_CHAINS.map(({ table, chain, from }) => ({
+    jump: ["-w", "-t", table, "-D", from, "-m", "comment", "--comment", RULE_COMMENT, "-j", chain],
+    flush: ["-w", "-t", table, "-F", chain],
+    remove: ["-w", "-t", table, "-X", chain],
+  }));
+}

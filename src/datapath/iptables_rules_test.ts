@@ -1,0 +1,38 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { removalCommands, renderChainRules, renderRestoreScript } from "./iptables_rules.ts";
+
+const spec = { queue: 3, relayIp: "198.51.100.1", realIp: "203.0.113.10", udpPorts: [53] };
+
+Deno.test("renderChainRules() queues U1 in raw PREROUTING and U3 in mangle POSTROUTING", () => {
+  const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
+  assertEquals(renderChainRules(spec), {
+    KRELAY_PRE: [`-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${q}`],
+    KRELAY_POST: [`-s 203.0.113.10/32 -p udp -m multiport --sports 53 ${q}`],
+  });
+});
+
+Deno.test("renderChainRules() splits more than 15 ports over several multiport rules", () => {
+  const ports = Array.from({ length: 20 }, (_, i) => 5000 + i);
+  const rules = renderChainRules({ ...spec, udpPorts: ports });
+  assertEquals(rules.KRELAY_PRE.length, 2);
+  assert(rules.KRELAY_PRE[1].includes("--dports 5015,5016,5017,5018,5019 "));
+});
+
+Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and commits", () => {
+  const script = renderRestoreScript(spec).split("\n");
+  assertEquals(script.slice(0, 5), [
+    "*raw",
+    ":KRELAY_PRE - [0:0]",
+    "-A KRELAY_PRE -d 198.51.100.1/32 -p udp -m multiport --dports 53 -m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass",
+    "-I PREROUTING 1 -m comment --comment krelay -j KRELAY_PRE",
+    "COMMIT",
+  ]);
+  assertEquals(script[5], "*mangle");
+  assertEquals(script.at(-2), "COMMIT");
+});
+
+Deno.test("removalCommands() deletes the jump before the chain it points to", () => {
+  const [raw] = removalCommands();
+  assertEquals(raw.jump.slice(0, 5), ["-w", "-t", "raw", "-D", "PREROUTING"]);
+  assertEquals(raw.remove, ["-w", "-t", "raw", "-X", "KRELAY_PRE"]);
+});

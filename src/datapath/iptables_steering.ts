@@ -1,0 +1,56 @@
+/**
+ * Steering with iptables: krelay's chains are installed in one iptables-restore transaction
+ * per table, and removed jump first, then chain.
+ *
+ * @module
+ */
+
+import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
+import { removalCommands, renderRestoreScript } from "./iptables_rules.ts";
+import type { Steering, SteeringSpec } from "./steering.ts";
+
+// A crashed run can leave at most a few duplicate jumps; this bounds the removal loop.
+const MAX_STALE_JUMPS = 16;
+
+/** {@link Steering} through the `iptables` and `iptables-restore` commands. */
+export class IptablesSteering implements Steering {
+  constructor(
+    private readonly run: CommandRunner = runCommand,
+    private readonly iptables = "iptables",
+  ) {}
+
+  async install(spec: SteeringSpec): Promise<void> {
+    await this.remove();
+    try {
+      await mustRun(
+        this.run,
+        `${this.iptables}-restore`,
+        ["-w", "--noflush"],
+        renderRestoreScript(spec),
+      );
+    } catch (e) {
+      // A partial install (one table committed, the next refused) is undone.
+      await this.remove();
+      throw e;
+    }
+  }
+
+  async remove(): Promise<void> {
+    for (const cmds of removalCommands()) {
+      for (let i = 0; i < MAX_STALE_JUMPS; i++) {
+        if ((await this.run(this.iptables, cmds.jump)).code !== 0) break;
+      }
+      await this.run(this.iptables, cmds.flush);
+      await this.run(this.iptables, cmds.remove);
+    }
+  }
+
+  /** True when any krelay chain exists (for checks and status). */
+  async installed(): Promise<boolean> {
+    for (const table of ["raw", "mangle"]) {
+      const r = await this.run(this.iptables, ["-w", "-t", table, "-S"]);
+      if (r.code === 0 && /KRELAY_/.test(r.stdout)) return true;
+    }
+    return false;
+  }
+}

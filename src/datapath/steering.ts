@@ -1,0 +1,17 @@
+/**
+ * Steering: what makes the kernel hand exactly the relayed packets to krelay's queue.
+ * Implementations: iptables rules ({@link IptablesSteering}); later the kernel module's hooks.
+ *
+ * @module
+ */
+
+import type { SteeringSpec } from "./iptables_rules.ts";
+export type { SteeringSpec };
+
+/** Installs and removes the steering. Both are idempotent. */
+export interface Steering {
+  /** Removes anything left by an earlier (crashed) run, then installs for `spec`. */
+  install(spec: SteeringSpec): Promise<void>;
+  /** Removes everything krelay installed; safe to call when nothing is installed. */
+  remove(): Promise<void>;
+}
