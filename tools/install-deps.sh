@@ -16,6 +16,7 @@ declare -A need=(
   [curl]=/usr/bin/curl
   [nginx-light]=/usr/sbin/nginx
   [procps]=/usr/bin/pgrep
+  [iputils-ping]=/usr/bin/ping
 )
 missing=()
 for pkg in "${!need[@]}"; do

@@ -110,8 +110,8 @@ export async function runDaemon(config: Config, deps: DaemonDeps): Promise<numbe
     signals?.dispose();
     table.flush();
     log.info("stopped; counters {counters} datapath {datapath}", {
-      counters: JSON.stringify(engine.counters),
-      datapath: JSON.stringify(datapath.stats()),
+      counters: engine.counters,
+      datapath: datapath.stats(),
     });
   }
   return code;

@@ -29,7 +29,11 @@ export interface LogOptions {
 
 /** (Re)configures logging for the whole process. */
 export async function setupLogging(options: LogOptions): Promise<void> {
-  const format = options.json ? jsonLinesFormatter : getTextFormatter({ timestamp: "date-time" });
+  const format = options.json ? jsonLinesFormatter : getTextFormatter({
+    timestamp: "date-time",
+    // Strings as they are; objects as Deno prints them.
+    value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v, { compact: true }),
+  });
   const encoder = new TextEncoder();
   const sink = (record: LogRecord) => {
     Deno.stderr.writeSync(encoder.encode(format(record)));
