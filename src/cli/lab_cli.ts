@@ -1,0 +1,107 @@
+/**
+ * `krelay lab`: builds a client / relay / real-server lab of network namespaces with dnsmasq
+ * and nginx on the server, runs krelay in the relay namespace, and shows a real `dig` from the
+ * client answered through the relay. With `--keep` it stays up for exploring until Ctrl-C.
+ *
+ * @module
+ */
+
+import { Command } from "commander";
+import { LAB_ADDR } from "../lab/addresses.ts";
+import { CLI_LAB_PREFIX } from "../lab/names.ts";
+import { run } from "../lab/process.ts";
+import { startServers } from "../lab/servers.ts";
+import { Lab } from "../lab/topology.ts";
+import { waitFor } from "../lab/wait.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+function say(text: string): void {
+  console.log(text);
+}
+
+async function demo(keep: boolean): Promise<number> {
+  if (Deno.uid() !== 0) {
+    console.error("krelay lab: needs root (it creates network namespaces)");
+    return 1;
+  }
+  const deps = await run(["bash", `${ROOT}tools/install-deps.sh`], { timeoutMs: 900_000 });
+  if (!deps.success) {
+    console.error(`krelay lab: installing dependencies failed:\n${deps.stderr}`);
+    return 1;
+  }
+  const lab = new Lab({ prefix: CLI_LAB_PREFIX });
+  let stopping = false;
+  const onSignal = () => {
+    if (!stopping) say("\nstopping the lab...");
+    stopping = true;
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    await lab.up();
+    say(
+      `lab up: client ${lab.ns.client} (${LAB_ADDR.client}), relay ${lab.ns.relay} ` +
+        `(${LAB_ADDR.relay} | ${LAB_ADDR.relayServerSide}), server ${lab.ns.server} (${LAB_ADDR.server})`,
+    );
+    const { srv1 } = await startServers(lab);
+    say(`servers: dnsmasq and nginx on ${LAB_ADDR.server}`);
+    const krelay = lab.spawn("relay", "krelay", [
+      `${ROOT}krelay`,
+      "run",
+      "--real-ip",
+      LAB_ADDR.server,
+      "--relay-ip",
+      LAB_ADDR.relay,
+    ]);
+    await waitFor(async () => {
+      if (!krelay.running) throw new Error(`krelay exited:\n${await krelay.logTail(20)}`);
+      return (await krelay.readLog()).includes("relaying");
+    }, { timeoutMs: 30_000, what: "krelay to start" });
+    say(`krelay relaying (log: ${krelay.logPath})\n`);
+
+    const digArgs = ["dig", "+time=2", "+tries=1", `@${LAB_ADDR.relay}`, "lab.example"];
+    say(`$ ip netns exec ${lab.ns.client} ${digArgs.join(" ")}`);
+    const dig = await lab.exec("client", digArgs, { timeoutMs: 10_000 });
+    say(dig.stdout.trim());
+    const query = await srv1.dns.waitForQuery((q) => q.name === "lab.example", 5_000);
+    say(`\nthe real server (dnsmasq on ${LAB_ADDR.server}) saw the query from ${query.client}`);
+    const answered = dig.stdout.includes(LAB_ADDR.dnsAnswer) &&
+      dig.stdout.includes(`SERVER: ${LAB_ADDR.relay}#53`);
+    say(answered ? "OK: answered through the relay, from the relay's address" : "FAILED");
+    if (keep && answered) {
+      say(
+        `\nThe lab stays up; try:\n  ip netns exec ${lab.ns.client} dig @${LAB_ADDR.relay} lab.example` +
+          `\n  ip netns exec ${lab.ns.relay} iptables -t raw -S\nCtrl-C stops krelay and removes the lab.`,
+      );
+      await waitFor(() => stopping || !krelay.running, {
+        timeoutMs: 7 * 86_400_000,
+        intervalMs: 200,
+        what: "Ctrl-C",
+      });
+    }
+    await krelay.stop();
+    return answered ? 0 : 1;
+  } catch (e) {
+    console.error(`krelay lab: ${(e as Error).message}`);
+    return 1;
+  } finally {
+    await lab.down();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    say("lab removed");
+  }
+}
+
+/** The `lab` command. */
+export function labCli(): Command {
+  return new Command("lab")
+    .description(
+      "build a lab (client, relay and real-server network namespaces with dnsmasq and nginx), " +
+        "run krelay in it and show dig answered through the relay; needs root",
+    )
+    .option("--keep", "keep the lab running until Ctrl-C")
+    .action(async (options: { keep?: boolean }) => {
+      Deno.exit(await demo(options.keep === true));
+    });
+}
