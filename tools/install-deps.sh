@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what krelay, its lab and its tests need and is missing: Debian packages (as root,
-# through apt-get) and the pinned Deno with the npm dependencies (npm ci). Idempotent and quiet
+# through apt-get) and the pinned Deno with the npm dependencies (npm install). Idempotent and quiet
 # when everything is present.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,8 +42,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# `npm install`, not `npm ci`: the registry reachable here serves only the linux-x64 build of
+# Deno's per-platform packages, and `npm ci` refuses a lock file without the others. With the
+# exact versions in package.json and the lock file, `npm install` installs the same tree.
 stamp="$here/node_modules/.package-lock.json"
 if [ ! -x "$here/node_modules/deno/deno" ] || [ ! -f "$stamp" ] || [ "$here/package-lock.json" -nt "$stamp" ]; then
-  echo "install-deps: npm ci (Deno and npm dependencies)" >&2
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  echo "install-deps: npm install (Deno and npm dependencies, as locked)" >&2
+  (cd "$here" && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
