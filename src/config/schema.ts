@@ -25,6 +25,18 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
   "has a port twice",
 );
 
+const portRange = z.string().regex(/^\d{1,5}-\d{1,5}$/, "must be a range like 20000-29999")
+  .refine((r) => {
+    const [min, max] = parsePortRange(r);
+    return min >= 1 && max <= 65535 && min <= max;
+  }, "must be a range of ports from 1-65535, low-high");
+
+/** "20000-29999" -> [20000, 29999]. */
+export function parsePortRange(range: string): [number, number] {
+  const [min, max] = range.split("-").map(Number);
+  return [min, max];
+}
+
 /** The schema; field descriptions feed `--help` and the README. */
 export const configSchema = z.object({
   real_ip: ipv4.default("192.168.0.10").describe("address of the real server"),
@@ -33,6 +45,19 @@ export const configSchema = z.object({
   ),
   gport: port.default(16000).describe("TCP gateway port the relay listens on"),
   udp_ports: portList.default([53]).describe("UDP service ports relayed by NAT"),
+  tcp_ports: portList.default([80]).describe("TCP service ports relayed through gport"),
+  relay_ports: portRange.default("20000-29999").describe(
+    "the relay's own ports toward the real server (keep outside ip_local_port_range)",
+  ),
+  tcp_connect_timeout: seconds.default(5).describe(
+    "seconds to wait for the real server to accept a connection",
+  ),
+  tcp_idle_timeout: seconds.default(300).describe(
+    "seconds a relayed TCP connection may stay idle before both sides are reset",
+  ),
+  tcp_linger: seconds.default(2).describe(
+    "seconds a closed connection's NAT entry stays for its last segments in flight",
+  ),
   queue: z.number().int().min(0).max(65535, "must be 0-65535").default(0).describe(
     "NFQUEUE queue number",
   ),
@@ -47,7 +72,31 @@ export const configSchema = z.object({
     "NAT table size",
   ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
-}).strict();
+}).strict().superRefine((c, ctx) => {
+  const [min, max] = parsePortRange(c.relay_ports);
+  if (c.gport >= min && c.gport <= max) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["gport"],
+      message: `is inside relay_ports ${c.relay_ports}`,
+    });
+  }
+  if (c.tcp_ports.includes(c.gport)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["tcp_ports"],
+      message: `must not include gport ${c.gport}`,
+    });
+  }
+  const inPool = c.tcp_ports.filter((p) => p >= min && p <= max);
+  if (inPool.length > 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["tcp_ports"],
+      message: `${inPool.join(",")} inside relay_ports ${c.relay_ports}`,
+    });
+  }
+});
 
 /** A complete, validated configuration. */
 export type Config = z.infer<typeof configSchema>;

@@ -34,3 +34,18 @@ Deno.test("parseConfig() refuses fractional ports and non-positive timeouts", ()
     "udp_timeout: must be more than 0 seconds",
   ]);
 });
+
+Deno.test("parseConfig() refuses a gport or service port inside the relay's own port range", () => {
+  const r = parseConfig({ gport: 20001, tcp_ports: [80, 20002], relay_ports: "20000-20010" });
+  assertEquals(r.ok ? [] : r.errors.sort(), [
+    "gport: is inside relay_ports 20000-20010",
+    "tcp_ports: 20002 inside relay_ports 20000-20010",
+  ]);
+});
+
+Deno.test("parseConfig() refuses a malformed or reversed port range", () => {
+  for (const relay_ports of ["20000", "30000-20000", "1-70000"]) {
+    const r = parseConfig({ relay_ports });
+    assertEquals(r.ok, false, relay_ports);
+  }
+});

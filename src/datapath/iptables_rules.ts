@@ -5,11 +5,16 @@
  * Rules live in chains of krelay's own, jumped to from the built-in chains, so that removing
  * krelay is removing its jumps and chains, whatever else the machine's rules contain.
  *
- * - raw PREROUTING (before conntrack and routing): U1, requests to relay:udp-port. The
- *   destination is rewritten before conntrack sees the packet, so conntrack tracks the
- *   rewritten flow and routing forwards it to the real server.
+ * - raw PREROUTING (before conntrack and routing): U1, requests to relay:udp-port; T1, the
+ *   client's segments to relay:tcp-port; T4, the server's segments to the relay's own ports.
+ *   Rewriting before conntrack sees the packet keeps conntrack consistent: it tracks the
+ *   rewritten flow, and routing takes the packet where its new destination says.
  * - mangle POSTROUTING (after routing, before the packet leaves): U3, the server's forwarded
- *   replies, whose source is rewritten back to the relay.
+ *   replies, whose source is rewritten back to the relay; T2, the relay's segments from the
+ *   gateway port; T3, the relay's segments to the server from its own ports.
+ *
+ * T3 and T4 match the relay's own port range rather than the real server's address, so that
+ * connections opened before a change of real_ip keep working.
  *
  * Every NFQUEUE rule has --queue-bypass: when krelay is not running, packets pass instead of
  * being dropped by an unserved queue.
@@ -32,6 +37,10 @@ export interface SteeringSpec {
   relayIp: string;
   realIp: string;
   udpPorts: readonly number[];
+  tcpPorts: readonly number[];
+  gport: number;
+  /** The relay's own port range toward servers, [low, high]. */
+  relayPorts: readonly [number, number];
 }
 
 // iptables' multiport match takes at most 15 ports.
@@ -52,13 +61,30 @@ function queueTarget(queue: number): string {
 /** The rules of each krelay chain, as iptables arguments after `-A CHAIN`. */
 export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
   const q = queueTarget(spec.queue);
+  const pool = `${spec.relayPorts[0]}:${spec.relayPorts[1]}`;
   return {
-    KRELAY_PRE: chunks(spec.udpPorts).map((ports) =>
-      `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${q}`
-    ),
-    KRELAY_POST: chunks(spec.udpPorts).map((ports) =>
-      `-s ${spec.realIp}/32 -p udp -m multiport --sports ${ports} ${q}`
-    ),
+    KRELAY_PRE: [
+      ...chunks(spec.udpPorts).map((ports) =>
+        `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${q}`
+      ),
+      ...chunks(spec.tcpPorts).map((ports) =>
+        `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${q}`
+      ),
+      ...chunks(spec.tcpPorts).map((ports) =>
+        `-p tcp -m tcp --dport ${pool} -m multiport --sports ${ports} ${q}`
+      ),
+    ],
+    KRELAY_POST: [
+      ...chunks(spec.udpPorts).map((ports) =>
+        `-s ${spec.realIp}/32 -p udp -m multiport --sports ${ports} ${q}`
+      ),
+      ...(spec.tcpPorts.length > 0
+        ? [`-s ${spec.relayIp}/32 -p tcp -m tcp --sport ${spec.gport} ${q}`]
+        : []),
+      ...chunks(spec.tcpPorts).map((ports) =>
+        `-p tcp -m tcp --sport ${pool} -m multiport --dports ${ports} ${q}`
+      ),
+    ],
   };
 }
 

@@ -1,25 +1,41 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { removalCommands, renderChainRules, renderRestoreScript } from "./iptables_rules.ts";
 
-const spec = { queue: 3, relayIp: "198.51.100.1", realIp: "203.0.113.10", udpPorts: [53] };
+const spec = {
+  queue: 3,
+  relayIp: "198.51.100.1",
+  realIp: "203.0.113.10",
+  udpPorts: [53],
+  tcpPorts: [80],
+  gport: 16000,
+  relayPorts: [20000, 29999] as const,
+};
 
-Deno.test("renderChainRules() queues U1 in raw PREROUTING and U3 in mangle POSTROUTING", () => {
+Deno.test("renderChainRules() queues U1, T1, T4 in raw PREROUTING and U3, T2, T3 in mangle POSTROUTING", () => {
   const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
   assertEquals(renderChainRules(spec), {
-    KRELAY_PRE: [`-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${q}`],
-    KRELAY_POST: [`-s 203.0.113.10/32 -p udp -m multiport --sports 53 ${q}`],
+    KRELAY_PRE: [
+      `-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${q}`,
+      `-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`,
+      `-p tcp -m tcp --dport 20000:29999 -m multiport --sports 80 ${q}`,
+    ],
+    KRELAY_POST: [
+      `-s 203.0.113.10/32 -p udp -m multiport --sports 53 ${q}`,
+      `-s 198.51.100.1/32 -p tcp -m tcp --sport 16000 ${q}`,
+      `-p tcp -m tcp --sport 20000:29999 -m multiport --dports 80 ${q}`,
+    ],
   });
 });
 
 Deno.test("renderChainRules() splits more than 15 ports over several multiport rules", () => {
   const ports = Array.from({ length: 20 }, (_, i) => 5000 + i);
   const rules = renderChainRules({ ...spec, udpPorts: ports });
-  assertEquals(rules.KRELAY_PRE.length, 2);
+  assertEquals(rules.KRELAY_PRE.length, 2 + 1 + 1);
   assert(rules.KRELAY_PRE[1].includes("--dports 5015,5016,5017,5018,5019 "));
 });
 
 Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and commits", () => {
-  const script = renderRestoreScript(spec).split("\n");
+  const script = renderRestoreScript({ ...spec, tcpPorts: [] }).split("\n");
   assertEquals(script.slice(0, 5), [
     "*raw",
     ":KRELAY_PRE - [0:0]",

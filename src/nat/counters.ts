@@ -13,6 +13,11 @@ export interface PacketCounters {
   rewritten: number;
   udpRequests: number;
   udpReplies: number;
+  /** TCP: T1 client -> gateway port, T2 back to the client, T3 relay -> server, T4 back. */
+  tcpToGateway: number;
+  tcpFromGateway: number;
+  tcpToServer: number;
+  tcpFromServer: number;
   /** Packets accepted untouched, in total and by reason. */
   passed: number;
   passedOtherProtocol: number;
@@ -32,6 +37,10 @@ export function newCounters(): PacketCounters {
     rewritten: 0,
     udpRequests: 0,
     udpReplies: 0,
+    tcpToGateway: 0,
+    tcpFromGateway: 0,
+    tcpToServer: 0,
+    tcpFromServer: 0,
     passed: 0,
     passedOtherProtocol: 0,
     passedOtherPort: 0,

@@ -47,6 +47,12 @@ export interface NatEntry {
   bytesToServer: number;
   packetsToClient: number;
   bytesToClient: number;
+  /** TCP: the gateway port (A) the client's connection was steered to. */
+  gatewayPort: number;
+  /** TCP: the relay's own port toward the server (y), once the relay has chosen it; else 0. */
+  relayPort: number;
+  /** TCP: the relay's own address toward the server, seen on its first packet (T3); else 0. */
+  relayLocal: number;
   /** The lookup keys the entry is stored under. */
   readonly keys: readonly string[];
 }
@@ -94,6 +100,7 @@ export class NatTable {
   readonly #evictable = new Map<number, NatEntry>();
   #nextId = 1;
   #lastSweep = -Infinity;
+  readonly #listeners: ((entry: NatEntry, reason: RemoveReason) => void)[] = [];
   #stats = { created: 0, expired: 0, evicted: 0, refused: 0 };
 
   constructor(readonly options: NatTableOptions) {}
@@ -137,13 +144,40 @@ export class NatTable {
       bytesToServer: 0,
       packetsToClient: 0,
       bytesToClient: 0,
-      keys,
+      gatewayPort: 0,
+      relayPort: 0,
+      relayLocal: 0,
+      keys: [...keys],
     };
     this.#entries.set(entry.id, entry);
     this.#evictable.set(entry.id, entry);
     for (const key of keys) this.#byKey.set(key, entry);
     this.#stats.created++;
     return entry;
+  }
+
+  /** Makes a live entry reachable under one more key; throws when another entry holds it. */
+  addKey(entry: NatEntry, key: string): void {
+    const holder = this.get(key);
+    if (holder === entry) return;
+    if (holder !== undefined) throw new Error(`NAT key already in use: ${key}`);
+    if (this.#entries.get(entry.id) !== entry) throw new Error(`NAT entry ${entry.id} is gone`);
+    (entry.keys as string[]).push(key);
+    this.#byKey.set(key, entry);
+  }
+
+  /** Takes one key away from an entry (its other keys stay). */
+  removeKey(entry: NatEntry, key: string): void {
+    const keys = entry.keys as string[];
+    const at = keys.indexOf(key);
+    if (at < 0) return;
+    keys.splice(at, 1);
+    if (this.#byKey.get(key) === entry) this.#byKey.delete(key);
+  }
+
+  /** Adds a function called after any entry is removed, with the reason. */
+  addRemoveListener(listener: (entry: NatEntry, reason: RemoveReason) => void): void {
+    this.#listeners.push(listener);
   }
 
   /** Marks an entry assured: it is no longer evicted to make room. */
@@ -205,5 +239,6 @@ export class NatTable {
     if (reason === "expired") this.#stats.expired++;
     else if (reason === "evicted") this.#stats.evicted++;
     this.options.onRemove?.(entry, reason);
+    for (const listener of this.#listeners) listener(entry, reason);
   }
 }

@@ -6,9 +6,11 @@
  * ```ts
  * import { Rewriter } from "./rewriter.ts";
  * import { NatTable } from "./nat_table.ts";
+ * import { PortPool } from "./port_pool.ts";
  * const table = new NatTable({ capacity: 1024, now: Date.now });
  * declare const settings: import("./rewriter.ts").RewriterSettings;
- * const engine = new Rewriter(table, () => settings, Date.now);
+ * const pool = new PortPool(20000, 29999);
+ * const engine = new Rewriter({ table, pool, settings: () => settings, now: Date.now });
  * ```
  * @module
  */
@@ -17,6 +19,8 @@ import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.t
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
 import type { NatTable } from "./nat_table.ts";
+import type { PortPool } from "./port_pool.ts";
+import { TcpNat, type TcpNatSettings, type TcpResult } from "./tcp_nat.ts";
 import { UdpNat, type UdpNatSettings } from "./udp_nat.ts";
 
 /** What to do with a packet. */
@@ -32,12 +36,27 @@ export const Action = {
 export type Action = typeof Action[keyof typeof Action];
 
 /** The engine's view of the configuration, read on every packet. */
-export interface RewriterSettings extends UdpNatSettings {
+export interface RewriterSettings extends UdpNatSettings, TcpNatSettings {
   /** The relay address clients talk to. */
   relayIp: number;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;
+  /** TCP service ports relayed through the gateway port. */
+  tcpPorts: ReadonlySet<number>;
 }
+
+/** What a {@link Rewriter} works with. */
+export interface RewriterOptions {
+  table: NatTable;
+  /** The relay's own ports toward servers (TCP). */
+  pool: PortPool;
+  /** Current settings, read on every packet. */
+  settings: () => RewriterSettings;
+  /** Clock in milliseconds. */
+  now: () => number;
+}
+
+type TcpFlowCounter = "tcpToGateway" | "tcpFromGateway" | "tcpToServer" | "tcpFromServer";
 
 type PassReason =
   | "passedOtherProtocol"
@@ -51,13 +70,18 @@ export class Rewriter {
   /** Counters since start. */
   readonly counters: PacketCounters = newCounters();
   readonly #udp: UdpNat;
+  /** The TCP flows; the TCP relay uses it to find original destinations and bind ports. */
+  readonly tcp: TcpNat;
+  readonly table: NatTable;
+  private readonly settings: () => RewriterSettings;
+  private readonly now: () => number;
 
-  constructor(
-    readonly table: NatTable,
-    private readonly settings: () => RewriterSettings,
-    private readonly now: () => number,
-  ) {
-    this.#udp = new UdpNat(table, settings);
+  constructor(options: RewriterOptions) {
+    this.table = options.table;
+    this.settings = options.settings;
+    this.now = options.now;
+    this.#udp = new UdpNat(options.table, options.settings);
+    this.tcp = new TcpNat(options.table, options.settings, options.pool);
   }
 
   /**
@@ -68,12 +92,51 @@ export class Rewriter {
     this.counters.seen++;
     const packet = parseIpv4Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv4Packet)) return this.#pass("passedMalformed");
-    if (packet.protocol !== IpProtocol.UDP) return this.#pass("passedOtherProtocol");
+    const tcp = packet.protocol === IpProtocol.TCP;
+    if (!tcp && packet.protocol !== IpProtocol.UDP) return this.#pass("passedOtherProtocol");
     // Whole datagrams only: a rewritten first fragment would part from the rest of it.
     if (packet.isFragment) return this.#pass("passedFragment");
+    if (tcp) return this.#tcp(hook, packet);
     if (hook === Hook.PreRouting) return this.#udpRequest(packet);
     if (hook === Hook.PostRouting) return this.#udpReply(packet);
     return this.#pass("passedOtherPort");
+  }
+
+  #tcp(hook: Hook, packet: Ipv4Packet): Action {
+    const now = this.now();
+    const c = this.counters;
+    if (hook === Hook.PreRouting) {
+      const s = this.settings();
+      if (packet.dst === s.relayIp && s.tcpPorts.has(packet.dstPort)) {
+        return this.#tcpResult(packet, this.tcp.toGateway(packet, now), "tcpToGateway");
+      }
+      if (this.tcp.pool.contains(packet.dstPort)) {
+        return this.#tcpResult(packet, this.tcp.fromServer(packet, now), "tcpFromServer");
+      }
+      return this.#pass("passedOtherPort");
+    }
+    if (hook === Hook.PostRouting) {
+      if (this.tcp.pool.contains(packet.srcPort)) {
+        return this.#tcpResult(packet, this.tcp.toServer(packet, now), "tcpToServer");
+      }
+      return this.#tcpResult(packet, this.tcp.fromGateway(packet, now), "tcpFromGateway");
+    }
+    c.passed++;
+    c.passedOtherPort++;
+    return Action.Accept;
+  }
+
+  #tcpResult(packet: Ipv4Packet, result: TcpResult, flow: TcpFlowCounter): Action {
+    if (result === "rewritten") {
+      this.counters[flow]++;
+      return this.#rewritten(packet);
+    }
+    if (result === "full") {
+      this.counters.dropped++;
+      this.counters.droppedNatFull++;
+      return Action.Drop;
+    }
+    return this.#pass("passedNoFlow");
   }
 
   #udpRequest(packet: Ipv4Packet): Action {

@@ -1,0 +1,193 @@
+/**
+ * TCP relaying (flows T1-T4): the client's connection to relay:port is steered to the relay's
+ * gateway port, and the relay's own connection to the real server carries the client's
+ * address, so each end sees what it expects:
+ *
+ * - T1 (PREROUTING)  C:x -> R:80   becomes C:x -> R:A   (destination port to the gateway port)
+ * - T2 (POSTROUTING) R:A -> C:x    becomes R:80 -> C:x  (source port back)
+ * - T3 (POSTROUTING) Rs:y -> S:80  becomes C:y -> S:80  (source address: the server sees C)
+ * - T4 (PREROUTING)  S:80 -> C:y   becomes S:80 -> Rs:y (destination address back)
+ *
+ * A flow is created by the client's SYN (T1) and records the original destination; the relay
+ * reads it when it accepts the connection ({@link TcpNat.acceptedFlow}), takes a port y from
+ * the pool and records it before its SYN leaves ({@link TcpNat.bindUpstream}), so concurrent
+ * connections are never confused. When the relay has closed both sides, the flow lingers for
+ * a moment so that the last FIN and ACK segments, still in flight, are translated too.
+ *
+ * @module
+ */
+
+import { type Ipv4Packet, TcpFlag } from "../packet/ipv4_packet.ts";
+import type { NatEntry, NatTable } from "./nat_table.ts";
+import type { PortPool } from "./port_pool.ts";
+
+/** What the TCP NAT needs to know; read on every use, so live changes apply to new flows. */
+export interface TcpNatSettings {
+  realIp: number;
+  gport: number;
+  /** How long a flow waits for the relay to accept it. */
+  tcpSynTimeoutMs: number;
+  /** Idle time after which an established flow's entry expires (the relay closes it first). */
+  tcpEstablishedTimeoutMs: number;
+  /** How long a closed flow's entry stays for segments still in flight. */
+  tcpLingerMs: number;
+}
+
+/** Flow states, as shown by status displays. */
+export const TcpState = {
+  Syn: "syn",
+  Connecting: "connecting",
+  Established: "established",
+  Closed: "closed",
+} as const;
+
+/** Outcome of translating one packet. */
+export type TcpResult = "rewritten" | "no-flow" | "conflict" | "full";
+
+/** The key of the client side of a flow: client address and port, and the relay address. */
+export function clientKey(client: number, clientPort: number, relay: number): string {
+  return `t:${client}:${clientPort}:${relay}`;
+}
+
+/** The key of the relay's side toward the server: its port y. */
+export function upstreamKey(relayPort: number): string {
+  return `ty:${relayPort}`;
+}
+
+/** T1-T4 over a {@link NatTable} and a {@link PortPool}. */
+export class TcpNat {
+  constructor(
+    private readonly table: NatTable,
+    private readonly settings: () => TcpNatSettings,
+    readonly pool: PortPool,
+  ) {
+    table.addRemoveListener((entry) => {
+      if (entry.protocol === "tcp") this.#releasePort(entry);
+    });
+  }
+
+  /** T1: client -> relay:service becomes client -> relay:gport. A SYN creates the flow. */
+  toGateway(packet: Ipv4Packet, now: number): TcpResult {
+    const key = clientKey(packet.src, packet.srcPort, packet.dst);
+    let entry = this.table.get(key);
+    const isSyn = (packet.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN;
+    if (isSyn) {
+      if (entry !== undefined && entry.state === TcpState.Closed) {
+        // The client reuses its port for a new connection: the old flow is done.
+        this.table.remove(entry, "closed");
+        entry = undefined;
+      }
+      // The same client port on two services would be one connection on the gateway port.
+      if (entry !== undefined && entry.servicePort !== packet.dstPort) return "conflict";
+      if (entry === undefined) {
+        const s = this.settings();
+        entry = this.table.add({
+          protocol: "tcp",
+          client: packet.src,
+          clientPort: packet.srcPort,
+          relay: packet.dst,
+          servicePort: packet.dstPort,
+          server: s.realIp,
+          serverPort: packet.dstPort,
+          state: TcpState.Syn,
+          timeoutMs: s.tcpSynTimeoutMs,
+        }, [key]);
+        if (entry === undefined) return "full";
+        entry.gatewayPort = s.gport;
+      }
+    } else if (entry === undefined || entry.servicePort !== packet.dstPort) {
+      // Left alone, it reaches relay:service, where nothing listens: the kernel's reset tells
+      // the client at once that its connection is gone.
+      return "no-flow";
+    }
+    entry.lastSeen = now;
+    entry.packetsToServer++;
+    entry.bytesToServer += packet.payload.length;
+    packet.setDstPort(entry.gatewayPort);
+    return "rewritten";
+  }
+
+  /** T2: relay:gport -> client becomes relay:service -> client. */
+  fromGateway(packet: Ipv4Packet, now: number): TcpResult {
+    const entry = this.table.get(clientKey(packet.dst, packet.dstPort, packet.src));
+    if (entry === undefined || entry.gatewayPort !== packet.srcPort) return "no-flow";
+    entry.lastSeen = now;
+    entry.packetsToClient++;
+    entry.bytesToClient += packet.payload.length;
+    packet.setSrcPort(entry.servicePort);
+    return "rewritten";
+  }
+
+  /** T3: relay:y -> server becomes client:y -> server. */
+  toServer(packet: Ipv4Packet, now: number): TcpResult {
+    if (!this.pool.contains(packet.srcPort)) return "no-flow";
+    const entry = this.table.get(upstreamKey(packet.srcPort));
+    if (entry === undefined || entry.server !== packet.dst || entry.serverPort !== packet.dstPort) {
+      return "no-flow";
+    }
+    if (entry.relayLocal === 0) entry.relayLocal = packet.src;
+    entry.lastSeen = now;
+    packet.setSrc(entry.client);
+    return "rewritten";
+  }
+
+  /** T4: server -> client:y becomes server -> relay:y. */
+  fromServer(packet: Ipv4Packet, now: number): TcpResult {
+    if (!this.pool.contains(packet.dstPort)) return "no-flow";
+    const entry = this.table.get(upstreamKey(packet.dstPort));
+    if (
+      entry === undefined || entry.relayLocal === 0 || entry.client !== packet.dst ||
+      entry.server !== packet.src || entry.serverPort !== packet.srcPort
+    ) return "no-flow";
+    entry.lastSeen = now;
+    packet.setDst(entry.relayLocal);
+    return "rewritten";
+  }
+
+  /**
+   * For a connection the relay accepted from client:port on relay address `local`: its flow,
+   * whose servicePort, server and serverPort are the original destination and where to relay.
+   */
+  acceptedFlow(client: number, clientPort: number, local: number): NatEntry | undefined {
+    const entry = this.table.get(clientKey(client, clientPort, local));
+    return entry?.state === TcpState.Syn ? entry : undefined;
+  }
+
+  /**
+   * Takes a port y for the relay's connection to the server and records it in the flow, before
+   * the connection's SYN leaves. Undefined when the pool is exhausted.
+   */
+  bindUpstream(entry: NatEntry, connectTimeoutMs: number): number | undefined {
+    const y = this.pool.acquire();
+    if (y === undefined) return undefined;
+    if (entry.relayPort !== 0) {
+      // A retry after the previous port could not be bound.
+      this.table.removeKey(entry, upstreamKey(entry.relayPort));
+      this.#releasePort(entry);
+    }
+    entry.relayPort = y;
+    entry.relayLocal = 0;
+    this.table.addKey(entry, upstreamKey(y));
+    entry.state = TcpState.Connecting;
+    entry.timeoutMs = connectTimeoutMs + this.settings().tcpSynTimeoutMs;
+    return y;
+  }
+
+  /** The relay's connection to the server is up. */
+  established(entry: NatEntry): void {
+    entry.state = TcpState.Established;
+    entry.timeoutMs = this.settings().tcpEstablishedTimeoutMs;
+  }
+
+  /** The relay closed both sides: the flow lingers briefly, then its entry and port go. */
+  closed(entry: NatEntry, now: number): void {
+    entry.state = TcpState.Closed;
+    entry.lastSeen = now;
+    entry.timeoutMs = this.settings().tcpLingerMs;
+  }
+
+  #releasePort(entry: NatEntry): void {
+    if (entry.relayPort !== 0) this.pool.release(entry.relayPort);
+    entry.relayPort = 0;
+  }
+}
