@@ -1,33 +1,13 @@
 // The packet path without the kernel: parse + NAT lookup + rewrite + checksums, per packet.
 // Compare within one run: `parse only` is the baseline each group is measured against.
-import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
 import { parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { Hook } from "./hook.ts";
-import { NatTable } from "./nat_table.ts";
-import { PortPool } from "./port_pool.ts";
-import { Rewriter } from "./rewriter.ts";
+import { ADDR, engineFixture } from "./_engine_fixture.ts";
 
-const C = parseIpv4("198.51.100.10");
-const R = parseIpv4("198.51.100.1");
-const S = parseIpv4("203.0.113.10");
+const { C, R, S } = ADDR;
 const FLOWS = 1024;
-
-const table = new NatTable({ capacity: 1 << 20, now: () => 0 });
-const settings = {
-  relayIp: R,
-  realIp: S,
-  udpPorts: new Set([53]),
-  udpTimeoutMs: 30_000,
-  udpStreamTimeoutMs: 120_000,
-  tcpPorts: new Set([80]),
-  gport: 16000,
-  tcpSynTimeoutMs: 10_000,
-  tcpEstablishedTimeoutMs: 300_000,
-  tcpLingerMs: 2_000,
-};
-const pool = new PortPool(20000, 29999);
-const engine = new Rewriter({ table, pool, settings: () => settings, now: () => 0 });
+const { engine } = engineFixture({ capacity: 1 << 20, poolSize: 10000 });
 const payload = new Uint8Array(36);
 const requests = Array.from(
   { length: FLOWS },

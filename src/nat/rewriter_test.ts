@@ -1,46 +1,11 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { parseIpv4 } from "../packet/address.ts";
-import { buildTcpPacket, buildUdpPacket, checksumsValid } from "../packet/build.ts";
-import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
+import { buildUdpPacket, checksumsValid } from "../packet/build.ts";
 import { Hook } from "./hook.ts";
-import { NatTable } from "./nat_table.ts";
-import { PortPool } from "./port_pool.ts";
-import { Action, Rewriter, type RewriterSettings } from "./rewriter.ts";
+import { Action } from "./rewriter.ts";
+import { ADDR, engineFixture, view } from "./_engine_fixture.ts";
 
-/** TCP settings for tests that are about UDP. */
-export const TCP_SETTINGS = {
-  tcpPorts: new Set([80]),
-  gport: 16000,
-  tcpSynTimeoutMs: 10_000,
-  tcpEstablishedTimeoutMs: 300_000,
-  tcpLingerMs: 2_000,
-};
-
-const C = parseIpv4("198.51.100.10");
-const C2 = parseIpv4("198.51.100.11");
-const R = parseIpv4("198.51.100.1");
-const S = parseIpv4("203.0.113.10");
-const S2 = parseIpv4("203.0.113.20");
-
-function fixture(capacity = 1024) {
-  let clock = 0;
-  const settings: RewriterSettings = {
-    relayIp: R,
-    realIp: S,
-    udpPorts: new Set([53]),
-    udpTimeoutMs: 30_000,
-    udpStreamTimeoutMs: 120_000,
-    ...TCP_SETTINGS,
-  };
-  const table = new NatTable({ capacity, now: () => clock });
-  const pool = new PortPool(20000, 20009);
-  const engine = new Rewriter({ table, pool, settings: () => settings, now: () => clock });
-  return { engine, table, settings, tick: (ms: number) => (clock += ms) };
-}
-
-function view(bytes: Uint8Array): Ipv4Packet {
-  return parseIpv4Packet(bytes) as Ipv4Packet;
-}
+const { C, C2, R, S, S2 } = ADDR;
+const fixture = (capacity = 1024) => engineFixture({ capacity });
 
 const query = (src: number, srcPort: number, dst = R, dstPort = 53) =>
   buildUdpPacket({ src, dst, srcPort, dstPort, payload: new TextEncoder().encode("query") });

@@ -1,39 +1,15 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { parseIpv4 } from "../packet/address.ts";
 import { buildTcpPacket, checksumsValid } from "../packet/build.ts";
-import { Ipv4Packet, parseIpv4Packet, TcpFlag } from "../packet/ipv4_packet.ts";
+import { TcpFlag } from "../packet/ipv4_packet.ts";
 import { Hook } from "./hook.ts";
-import { NatTable } from "./nat_table.ts";
-import { PortPool } from "./port_pool.ts";
-import { Action, Rewriter, type RewriterSettings } from "./rewriter.ts";
+import { Action } from "./rewriter.ts";
+import { ADDR, engineFixture, view } from "./_engine_fixture.ts";
 import { TcpState } from "./tcp_nat.ts";
 
-const C = parseIpv4("198.51.100.10");
-const R = parseIpv4("198.51.100.1");
-const RS = parseIpv4("203.0.113.1");
-const S = parseIpv4("203.0.113.10");
-const S2 = parseIpv4("203.0.113.20");
+const { C, R, RS, S, S2 } = ADDR;
 const A = 16000;
 
-function fixture(poolSize = 10) {
-  let clock = 0;
-  const settings: RewriterSettings = {
-    relayIp: R,
-    realIp: S,
-    udpPorts: new Set([53]),
-    udpTimeoutMs: 30_000,
-    udpStreamTimeoutMs: 120_000,
-    tcpPorts: new Set([80, 8080]),
-    gport: A,
-    tcpSynTimeoutMs: 10_000,
-    tcpEstablishedTimeoutMs: 300_000,
-    tcpLingerMs: 2_000,
-  };
-  const table = new NatTable({ capacity: 1024, now: () => clock });
-  const pool = new PortPool(20000, 20000 + poolSize - 1);
-  const engine = new Rewriter({ table, pool, settings: () => settings, now: () => clock });
-  return { engine, table, pool, settings, tick: (ms: number) => (clock += ms), now: () => clock };
-}
+const fixture = (poolSize = 10) => engineFixture({ poolSize, tcpPorts: [80, 8080] });
 
 const seg = (
   src: number,
@@ -43,10 +19,6 @@ const seg = (
   flags: number = TcpFlag.ACK,
 ) =>
   buildTcpPacket({ src, dst, srcPort, dstPort, flags, payload: new TextEncoder().encode("data") });
-
-function view(bytes: Uint8Array): Ipv4Packet {
-  return parseIpv4Packet(bytes) as Ipv4Packet;
-}
 
 function fields(bytes: Uint8Array): [number, number, number, number] {
   const p = view(bytes);
