@@ -6,14 +6,16 @@
  * @module
  */
 
-import type { Config } from "../config/schema.ts";
+import { type Config, parsePortRange } from "../config/schema.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import type { Steering, SteeringSpec } from "../datapath/steering.ts";
 import { NatTable } from "../nat/nat_table.ts";
+import { PortPool } from "../nat/port_pool.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { logger } from "../system/log.ts";
+import { TcpRelay } from "../relay/tcp_relay.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 
@@ -37,12 +39,27 @@ export function rewriterSettings(config: Config, relayIp: string): RewriterSetti
     udpPorts: new Set(config.udp_ports),
     udpTimeoutMs: config.udp_timeout * 1000,
     udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
+    tcpPorts: new Set(config.tcp_ports),
+    gport: config.gport,
+    // A SYN waits for the relay's accept at most this long (retransmissions refresh it).
+    tcpSynTimeoutMs: 10_000,
+    // The relay resets idle connections itself; the entry outlives that by a margin.
+    tcpEstablishedTimeoutMs: config.tcp_idle_timeout * 1000 + 60_000,
+    tcpLingerMs: config.tcp_linger * 1000,
   };
 }
 
 /** The steering's spec derived from a config. */
 export function steeringSpec(config: Config, relayIp: string): SteeringSpec {
-  return { queue: config.queue, relayIp, realIp: config.real_ip, udpPorts: config.udp_ports };
+  return {
+    queue: config.queue,
+    relayIp,
+    realIp: config.real_ip,
+    udpPorts: config.udp_ports,
+    tcpPorts: config.tcp_ports,
+    gport: config.gport,
+    relayPorts: parsePortRange(config.relay_ports),
+  };
 }
 
 function signalPromise(): { promise: Promise<string>; dispose: () => void } {
@@ -67,7 +84,16 @@ export async function runDaemon(config: Config, deps: DaemonDeps): Promise<numbe
   }
   const settings = rewriterSettings(config, relayIp);
   const table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
-  const engine = new Rewriter(table, () => settings, deps.now);
+  const pool = new PortPool(...parsePortRange(config.relay_ports));
+  const engine = new Rewriter({ table, pool, settings: () => settings, now: deps.now });
+  const relay = new TcpRelay({
+    nat: engine.tcp,
+    now: deps.now,
+    settings: () => ({
+      connectTimeoutMs: config.tcp_connect_timeout * 1000,
+      idleTimeoutMs: config.tcp_idle_timeout * 1000,
+    }),
+  });
 
   // The queue first: if it cannot be bound, nothing has been changed yet.
   let datapath: Datapath;
@@ -82,13 +108,21 @@ export async function runDaemon(config: Config, deps: DaemonDeps): Promise<numbe
   let code = 0;
   let sweeper: ReturnType<typeof setInterval> | undefined;
   try {
+    // The listener before the rules: a taken gateway port fails before anything is steered.
+    if (config.tcp_ports.length > 0) await relay.listen(config.gport);
     await deps.steering.install(steeringSpec(config, relayIp));
-    log.info("relaying UDP {ports} on {relay} to {real} (queue {queue})", {
-      ports: config.udp_ports.join(","),
-      relay: relayIp,
-      real: config.real_ip,
-      queue: config.queue,
-    });
+    log.info(
+      "relaying on {relay} to {real}: UDP {udp} by NAT, TCP {tcp} through gateway port " +
+        "{gport} (queue {queue})",
+      {
+        relay: relayIp,
+        real: config.real_ip,
+        udp: config.udp_ports.join(",") || "none",
+        tcp: config.tcp_ports.join(",") || "none",
+        gport: config.gport,
+        queue: config.queue,
+      },
+    );
     sweeper = setInterval(() => table.sweep(), 1000);
     const stopped = (deps.stopSignal ?? signals!.promise).then((why) => `signal ${why}`);
     // Promise.race handles a later rejection of the loop, so none goes unhandled.
@@ -100,7 +134,9 @@ export async function runDaemon(config: Config, deps: DaemonDeps): Promise<numbe
     code = 1;
   } finally {
     clearInterval(sweeper);
-    // Steering off first, so no new packet is queued; then what is queued gets its verdict.
+    // Relayed connections are reset while the rules still translate their last segments;
+    // then the steering goes, so no new packet is queued; then what is queued gets its verdict.
+    await relay.close();
     await deps.steering.remove().catch((e) =>
       log.error("removing steering failed: {error}", { error: String(e) })
     );
@@ -109,8 +145,10 @@ export async function runDaemon(config: Config, deps: DaemonDeps): Promise<numbe
     datapath.close();
     signals?.dispose();
     table.flush();
-    log.info("stopped; counters {counters} datapath {datapath}", {
+    log.info("stopped; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: engine.counters,
+      tcp: relay.stats(),
+      nat: table.stats(),
       datapath: datapath.stats(),
     });
   }

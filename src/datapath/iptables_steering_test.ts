@@ -2,7 +2,15 @@ import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import type { CommandResult, CommandRunner } from "../system/command.ts";
 import { IptablesSteering } from "./iptables_steering.ts";
 
-const spec = { queue: 0, relayIp: "198.51.100.1", realIp: "203.0.113.10", udpPorts: [53] };
+const spec = {
+  queue: 0,
+  relayIp: "198.51.100.1",
+  realIp: "203.0.113.10",
+  udpPorts: [53],
+  tcpPorts: [80],
+  gport: 16000,
+  relayPorts: [20000, 29999] as const,
+};
 
 /** A runner that records calls; jump deletions succeed `staleJumps` times, then fail. */
 function recorder(opts: { staleJumps?: number; restoreFails?: boolean } = {}) {

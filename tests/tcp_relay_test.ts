@@ -1,0 +1,171 @@
+/**
+ * End to end, as root: the transparent TCP relay (flows T1-T4) in a lab of namespaces with a
+ * real nginx, real curl, and krelay run through its launcher with real iptables and NFQUEUE.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LAB_ADDR } from "../src/lab/addresses.ts";
+import { run } from "../src/lab/process.ts";
+import { startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { krelayRules, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
+
+const NEEDS: Requirement[] = ["iptables", "nginx", "curl", "libnetfilter_queue"];
+const R = LAB_ADDR.relay;
+const DENO = new URL("../node_modules/deno/deno", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+function curl(lab: Lab, args: string[], timeoutMs = 30_000) {
+  return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutMs / 1000), ...args], {
+    timeoutMs: timeoutMs + 5_000,
+  });
+}
+
+/** Runs a Deno fixture in a namespace and parses the JSON line it prints. */
+async function fixture(lab: Lab, where: "client", script: string, args: string[]) {
+  const r = await lab.exec(where, [DENO, "run", "-A", `${FIXTURES}${script}`, ...args], {
+    timeoutMs: 120_000,
+  });
+  if (!r.success) throw new Error(`${script} failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+}
+
+labTest(
+  "curl http://relay/ returns the server's page; the server logs the client's address",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const krelay = await startKrelay(lab);
+    const r = await curl(lab, [`http://${R}/`]);
+    assertEquals(r.stdout, srv1.web.indexText);
+    const hit = await srv1.web.waitForRequest((e) => e.request.startsWith("GET / "));
+    assertEquals(hit.remoteAddr, LAB_ADDR.client);
+    assertEquals(await krelay.stop(), 0);
+    const c = await krelay.finalCounters();
+    assert(c.tcpToGateway > 0 && c.tcpFromGateway > 0 && c.tcpToServer > 0 && c.tcpFromServer > 0);
+  },
+);
+
+labTest("a 100 MB download through the relay has the server's sha256", NEEDS, async (lab) => {
+  const { srv1 } = await startServers(lab);
+  const file = await srv1.web.ensureFile("big.bin", 100 * 1024 * 1024);
+  const krelay = await startKrelay(lab);
+  const r = await lab.exec("client", [
+    "bash",
+    "-c",
+    `set -o pipefail; curl -sS --max-time 120 http://${R}${file.urlPath} | sha256sum`,
+  ], { timeoutMs: 130_000 });
+  assert(r.success, r.stderr);
+  assertEquals(r.stdout.split(" ")[0], file.sha256);
+  await krelay.stop();
+}, { timeoutMs: 180_000 });
+
+labTest(
+  "1000 concurrent connections through the relay all complete with the right bytes",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("small.bin", 4096);
+    const krelay = await startKrelay(lab);
+    const out = await fixture(lab, "client", "tcp_clients.ts", [
+      "concurrent",
+      R,
+      "80",
+      "1000",
+      file.urlPath,
+    ]);
+    assertEquals(out.connectErrors, []);
+    assertEquals([out.opened, out.completed], [1000, 1000]);
+    assertEquals(out.digests, { [file.sha256]: 1000 });
+    await krelay.stop();
+  },
+  { timeoutMs: 180_000 },
+);
+
+labTest("a client that half-closes still receives the whole response", NEEDS, async (lab) => {
+  const server = lab.spawn("server", "eof-server", [
+    DENO,
+    "run",
+    "-A",
+    `${FIXTURES}eof_server.ts`,
+    LAB_ADDR.server,
+    "8080",
+  ]);
+  await lab.waitForListen("server", "tcp", 8080, { timeoutMs: 20_000 });
+  const krelay = await startKrelay(lab, [...LAB_FLAGS, "--tcp-ports", "8080"]);
+  const out = await fixture(lab, "client", "tcp_clients.ts", ["halfclose", R, "8080", "1000000"]);
+  // The server answers only after it has seen the client's FIN, and then the whole answer
+  // must still reach the client, whose write side is already shut.
+  const reply = JSON.parse(out.reply);
+  assertEquals(reply, { length: 1_000_000, sha256: out.sentSha256, peer: LAB_ADDR.client });
+  await krelay.stop();
+  await server.stop();
+});
+
+labTest(
+  "with the server down, refusing or silent, the client gets an error promptly",
+  NEEDS,
+  async (lab) => {
+    // Port 8081: nothing listens (the server's kernel refuses). Port 8082: the server drops SYNs.
+    await lab.exec("server", [
+      "iptables",
+      "-A",
+      "INPUT",
+      "-p",
+      "tcp",
+      "--dport",
+      "8082",
+      "-j",
+      "DROP",
+    ], {
+      check: true,
+    });
+    const krelay = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--tcp-ports",
+      "8081,8082",
+      "--tcp-connect-timeout",
+      "1",
+    ]);
+    for (const port of [8081, 8082]) {
+      const started = performance.now();
+      const r = await curl(lab, [`http://${R}:${port}/`], 10_000);
+      const took = performance.now() - started;
+      assert(!r.success, `port ${port}: curl should fail`);
+      assert(/reset|Empty reply|refused/i.test(r.stderr), `port ${port}: ${r.stderr}`);
+      assert(took < 3_000, `port ${port}: took ${took} ms`);
+    }
+    await krelay.stop();
+  },
+);
+
+labTest("after krelay stops, no rule, socket or NAT entry remains", NEEDS, async (lab) => {
+  const { srv1 } = await startServers(lab);
+  const krelay = await startKrelay(lab);
+  assertEquals((await curl(lab, [`http://${R}/`])).stdout, srv1.web.indexText);
+  assertEquals(await krelay.stop(), 0);
+  assertEquals(await krelayRules(lab), []);
+  // TIME_WAIT is the kernel's, not krelay's: what must be gone is every listening or open one.
+  const sockets = await run([
+    "ip",
+    "netns",
+    "exec",
+    lab.ns.relay,
+    "ss",
+    "-Htan",
+    "state",
+    "listening",
+    "state",
+    "established",
+    "state",
+    "close-wait",
+    "state",
+    "fin-wait-1",
+  ]);
+  assertEquals(sockets.stdout.trim(), "");
+  const stopped = (await krelay.records()).find((r) => r.message.startsWith("stopped"))!;
+  const nat = stopped.properties!.nat as { entries: number };
+  const tcp = stopped.properties!.tcp as { active: number };
+  assertEquals([nat.entries, tcp.active], [0, 0]);
+});
