@@ -1,0 +1,66 @@
+// Bulk throughput on loopback: client -> sink directly (baseline) vs client -> relay -> pump ->
+// sink. Each iteration sends 32 MiB on a new connection and waits until the sink has read it all
+// and both sides are closed; 32 MiB / (time per iteration) is the throughput, and the ratio of
+// the two lines is the pump's cost (one more read and write per chunk, two more sockets).
+import net from "node:net";
+import { pump } from "./pump.ts";
+
+const HOST = "127.0.0.1";
+const TOTAL = 32 * 1024 * 1024;
+const CHUNK = new Uint8Array(64 * 1024).fill(0x5a);
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  // The servers live as long as the bench; they must not keep the process alive after it.
+  server.unref();
+  return (server.address() as net.AddressInfo).port;
+}
+
+// Reads and discards everything, then closes its side too.
+const sink = net.createServer({ allowHalfOpen: true }, (socket) => {
+  socket.on("error", () => {});
+  socket.on("end", () => socket.end());
+  socket.resume();
+});
+const sinkPort = await listen(sink);
+
+const relay = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+  const server = net.connect({ host: HOST, port: sinkPort, allowHalfOpen: true });
+  server.once("error", () => client.resetAndDestroy());
+  server.once("connect", () => {
+    server.removeAllListeners("error");
+    pump(client, server).then((result) => {
+      if (result.reason !== "closed" || result.bytesToServer !== TOTAL) {
+        throw new Error(`pump ended with ${JSON.stringify(result)}`);
+      }
+    });
+  });
+});
+const relayPort = await listen(relay);
+
+/** Sends TOTAL bytes with backpressure, then waits for the peer's FIN and the close. */
+async function send(port: number): Promise<void> {
+  const socket = net.connect({ host: HOST, port, allowHalfOpen: true });
+  const closed = new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.once("close", () => resolve());
+  });
+  socket.resume();
+  await new Promise((resolve) => socket.once("connect", resolve));
+  for (let sent = 0; sent < TOTAL; sent += CHUNK.length) {
+    if (!socket.write(CHUNK)) await new Promise((resolve) => socket.once("drain", resolve));
+  }
+  socket.end();
+  await closed;
+}
+
+// Deno.bench awaits only functions declared async, not ones that merely return a promise.
+Deno.bench(
+  { name: "direct: 32 MiB client -> sink", group: "bulk", baseline: true, n: 30, warmup: 3 },
+  async () => await send(sinkPort),
+);
+
+Deno.bench(
+  { name: "pump: 32 MiB client -> relay -> sink", group: "bulk", n: 30, warmup: 3 },
+  async () => await send(relayPort),
+);

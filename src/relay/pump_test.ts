@@ -1,0 +1,543 @@
+// Real sockets on 127.0.0.1: test client -> relay listener -> pump -> backend server.
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
+import {
+  newPumpCounters,
+  pump,
+  type PumpCounters,
+  type PumpOptions,
+  type PumpResult,
+} from "./pump.ts";
+
+const HOST = "127.0.0.1";
+const EVENTS = ["data", "drain", "end", "finish", "error", "close"] as const;
+const MiB = 1024 * 1024;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
+
+/** Rejects when `promise` takes longer than `ms`, so no test can hang. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `cond` every 5 ms, at most `ms` long. */
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
+    await sleep(5);
+  }
+}
+
+function listenerCounts(socket: net.Socket): number[] {
+  return EVENTS.map((e) => socket.listenerCount(e));
+}
+
+/** A server on an ephemeral loopback port that tracks its sockets so close() ends them all. */
+class TestServer {
+  readonly server: net.Server;
+  readonly sockets = new Set<net.Socket>();
+  port = 0;
+
+  constructor(opts: net.ServerOpts, onSocket: (socket: net.Socket) => void) {
+    this.server = net.createServer(opts, (socket) => {
+      this.sockets.add(socket);
+      socket.on("close", () => this.sockets.delete(socket));
+      onSocket(socket);
+    });
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, HOST, resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await until(() => this.sockets.size === 0, 2000, "server sockets closed");
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** One pumped connection as the relay listener sees it. */
+interface Pumped {
+  client: net.Socket;
+  server: net.Socket;
+  counters: PumpCounters;
+  listenersBefore: [number[], number[]];
+  result: Promise<PumpResult>;
+}
+
+/** The relay under test: per accepted client, connects to the backend and pumps between them. */
+class Relay extends TestServer {
+  readonly pumped: Pumped[] = [];
+
+  constructor(backendPort: number, options: () => PumpOptions = () => ({}), allowHalfOpen = true) {
+    super({ allowHalfOpen, pauseOnConnect: true }, (client) => {
+      const server = net.connect({ host: HOST, port: backendPort, allowHalfOpen: true });
+      this.sockets.add(server);
+      server.on("close", () => this.sockets.delete(server));
+      const onConnectError = () => client.resetAndDestroy();
+      server.once("error", onConnectError);
+      server.once("connect", () => {
+        server.off("error", onConnectError);
+        const counters = newPumpCounters();
+        const listenersBefore: [number[], number[]] = [
+          listenerCounts(client),
+          listenerCounts(server),
+        ];
+        const result = pump(client, server, { ...options(), counters });
+        this.pumped.push({ client, server, counters, listenersBefore, result });
+      });
+    });
+  }
+
+  /** The results of the first `n` pumps, once they have all started and ended. */
+  async results(n: number, ms = 5000): Promise<PumpResult[]> {
+    await until(() => this.pumped.length >= n, ms, `${n} pumps started`);
+    return await within(Promise.all(this.pumped.map((p) => p.result)), ms, `${n} pumps ended`);
+  }
+}
+
+/** Backend + relay for one test; `stop()` closes both. */
+async function setUp(
+  onBackendSocket: (socket: net.Socket) => void,
+  options?: () => PumpOptions,
+  relayAllowHalfOpen = true,
+): Promise<{ backend: TestServer; relay: Relay; stop: () => Promise<void> }> {
+  const backend = await new TestServer({ allowHalfOpen: true }, onBackendSocket).listen();
+  const relay = await new Relay(backend.port, options, relayAllowHalfOpen).listen();
+  return {
+    backend,
+    relay,
+    stop: async () => {
+      for (const client of clients) client.destroy();
+      await until(() => clients.size === 0, 2000, "test clients closed");
+      await relay.close();
+      await backend.close();
+    },
+  };
+}
+
+/** Test clients, destroyed by each test's stop() whatever happened. */
+const clients = new Set<net.Socket>();
+
+function connect(port: number): Promise<net.Socket> {
+  return within(
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ host: HOST, port, allowHalfOpen: true });
+      clients.add(socket);
+      socket.once("close", () => clients.delete(socket));
+      socket.once("error", reject);
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        resolve(socket);
+      });
+    }),
+    2000,
+    "connect",
+  );
+}
+
+/** Everything the socket receives until its peer's FIN; rejects on error or beyond `limit`. */
+function readAll(socket: net.Socket, limit = 256 * MiB): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    socket.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length > limit) reject(new Error(`more than ${limit} bytes`));
+    });
+    socket.once("end", () => resolve(Buffer.concat(chunks)));
+    socket.once("error", reject);
+    socket.resume(); // a 'data' listener alone does not restart an explicitly paused socket
+  });
+}
+
+/** The code of the next 'error' on the socket ("none" if it closes without one). */
+function errorCode(socket: net.Socket): Promise<string> {
+  return new Promise((resolve) => {
+    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    socket.once("close", () => resolve("none"));
+  });
+}
+
+/** Writes `chunk` repeated up to `total` bytes, honouring backpressure, then ends. */
+async function writeAll(
+  socket: net.Socket,
+  chunk: Uint8Array,
+  total: number,
+  progress = { sent: 0 },
+): Promise<number> {
+  while (progress.sent < total && !socket.destroyed) {
+    progress.sent += chunk.length;
+    if (!socket.write(chunk)) {
+      await within(new Promise((r) => socket.once("drain", r)), 10_000, "drain");
+    }
+  }
+  socket.end();
+  return progress.sent;
+}
+
+function echo(socket: net.Socket): void {
+  socket.on("data", (chunk) => socket.write(chunk));
+  socket.on("end", () => socket.end());
+  socket.on("error", () => {});
+}
+
+/** The pump released its sockets: destroyed, and only the listeners it found are left. */
+function assertReleased(p: Pumped): void {
+  ok(p.client.destroyed && p.server.destroyed);
+  assertEquals([listenerCounts(p.client), listenerCounts(p.server)], p.listenersBefore);
+}
+
+Deno.test("pump relays both ways and closes gracefully when both sides end", async () => {
+  let backendError: Promise<string> = Promise.resolve("no connection");
+  const { relay, stop } = await setUp((socket) => {
+    backendError = errorCode(socket);
+    echo(socket);
+  });
+  try {
+    const client = await connect(relay.port);
+    const clientError = errorCode(client);
+    const reply = readAll(client);
+    client.end("ping");
+    assertEquals((await within(reply, 2000, "reply")).toString(), "ping");
+    // FIN both ways, no RST on either side.
+    assertEquals(await within(clientError, 2000, "client close"), "none");
+    assertEquals(await within(backendError, 2000, "backend close"), "none");
+    const [result] = await relay.results(1);
+    assertEquals(result, { reason: "closed", bytesToServer: 4, bytesToClient: 4 });
+    assertReleased(relay.pumped[0]);
+    assertEquals(relay.pumped[0].counters, { toServer: 4, toClient: 4 });
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump carries 8 MiB each way at once without loss or reordering", async () => {
+  const size = 8 * MiB;
+  const up = randomBytes(size);
+  const down = randomBytes(size);
+  let received: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
+  const { relay, stop } = await setUp((socket) => {
+    received = readAll(socket);
+    socket.end(down);
+  });
+  try {
+    const client = await connect(relay.port);
+    const reply = readAll(client);
+    client.end(up);
+    assertEquals(sha256(await within(reply, 10_000, "download")), sha256(down));
+    assertEquals(sha256(await within(received, 10_000, "upload")), sha256(up));
+    const [result] = await relay.results(1);
+    assertEquals(result, { reason: "closed", bytesToServer: size, bytesToClient: size });
+    assertReleased(relay.pumped[0]);
+  } finally {
+    await stop();
+  }
+});
+
+for (const relayAllowHalfOpen of [true, false]) {
+  Deno.test(
+    `pump: a client that half-closes still gets the whole response (listener allowHalfOpen ${relayAllowHalfOpen})`,
+    async () => {
+      const response = randomBytes(MiB);
+      const { relay, stop } = await setUp(
+        (socket) => {
+          // HTTP/1.0-like: the server answers only once it has seen the request's EOF.
+          readAll(socket).then(
+            (request) =>
+              request.toString() === "GET /\r\n" ? socket.end(response) : socket.destroy(),
+            () => {},
+          );
+        },
+        undefined,
+        relayAllowHalfOpen,
+      );
+      try {
+        const client = await connect(relay.port);
+        const reply = readAll(client);
+        client.end("GET /\r\n");
+        assertEquals(sha256(await within(reply, 5000, "response")), sha256(response));
+        const [result] = await relay.results(1);
+        assertEquals(result, { reason: "closed", bytesToServer: 7, bytesToClient: MiB });
+      } finally {
+        await stop();
+      }
+    },
+  );
+}
+
+Deno.test("pump: the server half-closes first while the client keeps sending", async () => {
+  let received: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
+  const { relay, stop } = await setUp((socket) => {
+    received = readAll(socket);
+    socket.end("banner\n");
+  });
+  try {
+    const client = await connect(relay.port);
+    const banner = await within(readAll(client), 2000, "banner and FIN");
+    assertEquals(banner.toString(), "banner\n");
+    // The client's write side is still open after the server's FIN: keep using it.
+    const parts: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      parts.push(`line ${i}\n`);
+      client.write(parts[i]);
+      await sleep(10);
+    }
+    client.end();
+    assertEquals((await within(received, 2000, "upload")).toString(), parts.join(""));
+    const [result] = await relay.results(1);
+    assertEquals(result.reason, "closed");
+    assertEquals(result.bytesToServer, parts.join("").length);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: an RST from the client resets the server side", async () => {
+  let backendError: Promise<string> = Promise.resolve("no connection");
+  let gotData = false;
+  const { relay, stop } = await setUp((socket) => {
+    backendError = errorCode(socket);
+    socket.on("data", () => gotData = true);
+  });
+  try {
+    const client = await connect(relay.port);
+    client.write("hi");
+    await until(() => gotData, 2000, "backend got data");
+    client.resetAndDestroy();
+    assertEquals(await within(backendError, 2000, "backend error"), "ECONNRESET");
+    const [result] = await relay.results(1);
+    assertEquals(result.reason, "reset-by-client");
+    ok(result.message?.startsWith("client: "), String(result.message));
+    assertReleased(relay.pumped[0]);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: an RST from the server resets the client side", async () => {
+  const { relay, stop } = await setUp((socket) => {
+    socket.on("error", () => {});
+    socket.once("data", () => socket.resetAndDestroy());
+  });
+  try {
+    const client = await connect(relay.port);
+    const clientError = errorCode(client);
+    client.write("hi");
+    assertEquals(await within(clientError, 2000, "client error"), "ECONNRESET");
+    const [result] = await relay.results(1);
+    assertEquals(result.reason, "reset-by-server");
+    ok(result.message?.startsWith("server: "), String(result.message));
+    assertReleased(relay.pumped[0]);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: the idle timeout resets both sides, and traffic keeps a connection alive", async () => {
+  const idleTimeoutMs = 150;
+  const backendErrors: Promise<string>[] = [];
+  const { relay, stop } = await setUp((socket) => {
+    backendErrors.push(errorCode(socket));
+    echo(socket);
+  }, () => ({ idleTimeoutMs }));
+  try {
+    // Connection 0 goes quiet after one exchange.
+    const quiet = await connect(relay.port);
+    const quietError = errorCode(quiet).then((code) => ({ code, at: performance.now() }));
+    quiet.write("x");
+    await within(new Promise((r) => quiet.once("data", r)), 2000, "echo");
+    const quietSince = performance.now();
+    // Connection 1 sends a byte every 40 ms for 4 timeouts, then ends.
+    const busy = await connect(relay.port);
+    const busyReply = readAll(busy);
+    for (let i = 0; i < 15; i++) {
+      busy.write("y");
+      await sleep(40);
+    }
+    busy.end();
+    assertEquals((await within(busyReply, 2000, "busy reply")).toString(), "y".repeat(15));
+
+    const { code, at } = await within(quietError, 2000, "quiet client reset");
+    assertEquals(code, "ECONNRESET");
+    // Never early; late by at most a check period (a quarter of the timeout) plus scheduling.
+    ok(at - quietSince >= idleTimeoutMs, `reset after ${at - quietSince} ms`);
+    ok(at - quietSince < idleTimeoutMs * 1.25 + 100, `reset after ${at - quietSince} ms`);
+    const [idle, kept] = await relay.results(2);
+    assertEquals(idle.reason, "idle");
+    assertEquals(await within(backendErrors[0], 2000, "backend reset"), "ECONNRESET");
+    assertEquals(kept, { reason: "closed", bytesToServer: 15, bytesToClient: 15 });
+    assertReleased(relay.pumped[0]);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: abort resets both sides, also when already aborted", async () => {
+  const controllers: AbortController[] = [];
+  const backendErrors: Promise<string>[] = [];
+  const { relay, stop } = await setUp((socket) => {
+    backendErrors.push(errorCode(socket));
+    echo(socket);
+  }, () => {
+    const controller = new AbortController();
+    if (controllers.length === 1) controller.abort();
+    controllers.push(controller);
+    return { signal: controller.signal };
+  });
+  try {
+    const client = await connect(relay.port);
+    const clientError = errorCode(client);
+    client.write("x");
+    await within(new Promise((r) => client.once("data", r)), 2000, "echo");
+    controllers[0].abort();
+    assertEquals(await within(clientError, 2000, "client reset"), "ECONNRESET");
+    assertEquals(await within(backendErrors[0], 2000, "backend reset"), "ECONNRESET");
+    const [aborted] = await relay.results(1);
+    assertEquals(aborted, { reason: "aborted", bytesToServer: 1, bytesToClient: 1 });
+    assertReleased(relay.pumped[0]);
+
+    const late = await connect(relay.port);
+    assertEquals(await within(errorCode(late), 2000, "second client reset"), "ECONNRESET");
+    assertEquals((await relay.results(2))[1].reason, "aborted");
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: another socket error or a socket destroyed under it resets both sides", async () => {
+  const backendErrors: Promise<string>[] = [];
+  const { relay, stop } = await setUp((socket) => {
+    backendErrors.push(errorCode(socket));
+    echo(socket);
+  });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const client = await connect(relay.port);
+      const clientError = errorCode(client);
+      client.write("x");
+      await within(new Promise((r) => client.once("data", r)), 2000, "echo");
+      const p = relay.pumped[i];
+      if (i === 0) p.client.destroy(new Error("boom"));
+      else p.server.destroy();
+      const result = await within(p.result, 2000, "pump result");
+      assertEquals(result.reason, "error");
+      assertEquals(
+        result.message,
+        i === 0 ? "client: boom" : "server: socket closed before the relay was done",
+      );
+      assertReleased(p);
+      // The side that did not fail is reset, not closed.
+      if (i === 0) {
+        assertEquals(await within(backendErrors[0], 2000, "backend reset"), "ECONNRESET");
+      } else assertEquals(await within(clientError, 2000, "client reset"), "ECONNRESET");
+    }
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: a socket destroyed before the pump ends it at once", async () => {
+  const { relay, stop } = await setUp(echo);
+  try {
+    const a = await connect(relay.port);
+    const b = await connect(relay.port);
+    const bError = errorCode(b);
+    a.destroy();
+    const result = await within(pump(a, b), 2000, "pump result");
+    assertEquals(result, {
+      reason: "error",
+      message: "client: socket destroyed before the pump",
+      bytesToServer: 0,
+      bytesToClient: 0,
+    });
+    ok(b.destroyed);
+    // The reset is local (its peer gets the RST): b itself closes without an 'error'.
+    assertEquals(await within(bError, 2000, "b closed"), "none");
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: a slow reader stalls the sender instead of growing the relay's buffers", async () => {
+  const total = 64 * MiB;
+  const chunk = randomBytes(64 * 1024);
+  const backend = { sent: 0 };
+  let backendDone: Promise<number> = Promise.resolve(0);
+  const { relay, stop } = await setUp((socket) => {
+    socket.on("error", () => {});
+    socket.resume();
+    backendDone = writeAll(socket, chunk, total, backend);
+  });
+  try {
+    const client = await connect(relay.port);
+    client.pause(); // the reader does not read yet
+    await until(() => relay.pumped.length === 1, 2000, "pump started");
+    const p = relay.pumped[0];
+    let maxBuffered = 0;
+    const samples: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      maxBuffered = Math.max(maxBuffered, p.client.writableLength + p.server.readableLength);
+      samples.push(p.counters.toClient);
+      await sleep(10);
+    }
+    // Stalled: nothing moved over the last 100 ms, far below the total, little held in the relay.
+    assertEquals(samples.at(-1), samples.at(-11));
+    ok(p.counters.toClient < total / 4, `relayed ${p.counters.toClient}`);
+    ok(backend.sent < total / 4, `backend sent ${backend.sent}`);
+    ok(maxBuffered <= 256 * 1024, `relay buffered ${maxBuffered} bytes`);
+
+    // Once the reader reads, everything arrives.
+    const received = await within(readAll(client), 20_000, "download");
+    assertEquals(received.length, total);
+    assertEquals(sha256(received.subarray(0, chunk.length)), sha256(chunk));
+    assertEquals(await backendDone, total);
+    client.end();
+    const [result] = await relay.results(1);
+    assertEquals(result, { reason: "closed", bytesToServer: 0, bytesToClient: total });
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: 200 concurrent connections all complete with the right bytes", async () => {
+  const n = 200;
+  const { relay, stop } = await setUp(echo);
+  try {
+    const payloads = Array.from({ length: n }, () => randomBytes(16 * 1024));
+    const replies = await within(
+      Promise.all(payloads.map(async (payload) => {
+        const client = await connect(relay.port);
+        const reply = readAll(client);
+        client.end(payload);
+        return await reply;
+      })),
+      20_000,
+      `${n} connections`,
+    );
+    for (let i = 0; i < n; i++) assertEquals(sha256(replies[i]), sha256(payloads[i]));
+    const results = await relay.results(n);
+    for (const result of results) {
+      assertEquals(result, { reason: "closed", bytesToServer: 16384, bytesToClient: 16384 });
+    }
+    for (const p of relay.pumped) assertReleased(p);
+  } finally {
+    await stop();
+  }
+});
