@@ -84,6 +84,7 @@ labTest(
 );
 
 labTest("a client that half-closes still receives the whole response", NEEDS, async (lab) => {
+  const { srv1 } = await startServers(lab);
   const server = lab.spawn("server", "eof-server", [
     DENO,
     "run",
@@ -93,8 +94,10 @@ labTest("a client that half-closes still receives the whole response", NEEDS, as
     "8080",
   ]);
   await lab.waitForListen("server", "tcp", 8080, { timeoutMs: 20_000 });
-  const krelay = await startKrelay(lab, [...LAB_FLAGS, "--tcp-ports", "8080"]);
+  // Two services on one gateway port: each connection finds its own original destination.
+  const krelay = await startKrelay(lab, [...LAB_FLAGS, "--tcp-ports", "80,8080"]);
   const out = await fixture(lab, "client", "tcp_clients.ts", ["halfclose", R, "8080", "1000000"]);
+  assertEquals((await curl(lab, [`http://${R}/`])).stdout, srv1.web.indexText);
   // The server answers only after it has seen the client's FIN, and then the whole answer
   // must still reach the client, whose write side is already shut.
   const reply = JSON.parse(out.reply);
@@ -169,3 +172,41 @@ labTest("after krelay stops, no rule, socket or NAT entry remains", NEEDS, async
   const tcp = stopped.properties!.tcp as { active: number };
   assertEquals([nat.entries, tcp.active], [0, 0]);
 });
+
+labTest("krelay restarts at once on the same gateway port after relaying", NEEDS, async (lab) => {
+  const { srv1 } = await startServers(lab);
+  for (let round = 1; round <= 2; round++) {
+    const krelay = await startKrelay(lab, LAB_FLAGS, `krelay-${round}`);
+    for (let i = 0; i < 5; i++) {
+      assertEquals(
+        (await curl(lab, [`http://${R}/`])).stdout,
+        srv1.web.indexText,
+        `round ${round}`,
+      );
+    }
+    assertEquals(await krelay.stop(), 0);
+  }
+});
+
+labTest(
+  "with the relay's port pool exhausted, the client is closed at once and the log says why",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("small.bin", 4096);
+    const krelay = await startKrelay(lab, [...LAB_FLAGS, "--relay-ports", "20000-20001"]);
+    const out = await fixture(lab, "client", "tcp_clients.ts", [
+      "concurrent",
+      R,
+      "80",
+      "3",
+      file.urlPath,
+    ]);
+    // Two connections hold the pool's two ports; the third is closed without a byte.
+    const empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    assertEquals(out.digests, { [file.sha256]: 2, [empty]: 1 });
+    await krelay.stop();
+    const records = await krelay.records();
+    assert(records.some((r) => r.message.includes("relay port pool exhausted (2 ports)")));
+  },
+);

@@ -17,6 +17,7 @@ import type { CommandRunner } from "../system/command.ts";
 import { logger } from "../system/log.ts";
 import { TcpRelay } from "../relay/tcp_relay.ts";
 import { PacketLoop } from "./packet_loop.ts";
+import { kernelEphemeralRange, overlap } from "./ephemeral.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 
 const log = logger("daemon");
@@ -86,6 +87,20 @@ export async function runDaemon(config: Config, deps: DaemonDeps): Promise<numbe
   const table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
   const pool = new PortPool(...parsePortRange(config.relay_ports));
   const engine = new Rewriter({ table, pool, settings: () => settings, now: deps.now });
+  const ephemeral = kernelEphemeralRange();
+  const shared = ephemeral && overlap(parsePortRange(config.relay_ports), ephemeral);
+  if (shared && config.tcp_ports.length > 0) {
+    log.warning(
+      "relay_ports {pool} overlaps the kernel's ephemeral ports {kernel} at {low}-{high}: " +
+        "other sockets may take the relay's ports; choose a range outside ip_local_port_range",
+      {
+        pool: config.relay_ports,
+        kernel: ephemeral.join("-"),
+        low: shared[0],
+        high: shared[1],
+      },
+    );
+  }
   const relay = new TcpRelay({
     nat: engine.tcp,
     now: deps.now,

@@ -1,0 +1,28 @@
+/**
+ * Checks the relay's own port range against the kernel's ephemeral range: ports the kernel
+ * hands to other sockets could collide with the relay's (a bind then fails and the relay tries
+ * another port, but the range is meant to be krelay's alone).
+ *
+ * @module
+ */
+
+/** The overlap of two inclusive ranges, or undefined. */
+export function overlap(
+  a: readonly [number, number],
+  b: readonly [number, number],
+): [number, number] | undefined {
+  const low = Math.max(a[0], b[0]);
+  const high = Math.min(a[1], b[1]);
+  return low <= high ? [low, high] : undefined;
+}
+
+/** Reads net.ipv4.ip_local_port_range of the current namespace; undefined if unreadable. */
+export function kernelEphemeralRange(): [number, number] | undefined {
+  try {
+    const [low, high] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range")
+      .trim().split(/\s+/).map(Number);
+    return Number.isInteger(low) && Number.isInteger(high) ? [low, high] : undefined;
+  } catch {
+    return undefined;
+  }
+}
