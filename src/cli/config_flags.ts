@@ -6,42 +6,16 @@
  */
 
 import type { Command } from "commander";
-import { z } from "zod";
-import { configSchema } from "../config/schema.ts";
-
-interface PropertySchema {
-  type?: string;
-  default?: unknown;
-  description?: string;
-  enum?: string[];
-}
-
-function properties(): [string, PropertySchema][] {
-  const json = z.toJSONSchema(configSchema, { io: "input" }) as {
-    properties: Record<string, PropertySchema>;
-  };
-  return Object.entries(json.properties);
-}
+import { configKeys, valueFromText } from "../config/text_values.ts";
 
 /** `real_ip` -> `realIp`, commander's name for `--real-ip`. */
 function camel(key: string): string {
   return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** Numbers become numbers; anything else is left for the schema to refuse with a reason. */
-function numberish(text: string): unknown {
-  return /^-?\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : text;
-}
-
-function convert(value: string, schema: PropertySchema): unknown {
-  if (schema.type === "integer" || schema.type === "number") return numberish(value);
-  if (schema.type === "array") return value.split(",").filter((v) => v !== "").map(numberish);
-  return value;
-}
-
 /** Adds a flag for every config key. */
 export function addConfigFlags(command: Command): Command {
-  for (const [key, schema] of properties()) {
+  for (const [key, schema] of configKeys()) {
     const flag = `--${key.replaceAll("_", "-")} <${schema.type === "array" ? "list" : "value"}>`;
     let help = schema.description ?? key;
     if (schema.enum) help += ` (${schema.enum.join(", ")})`;
@@ -54,9 +28,9 @@ export function addConfigFlags(command: Command): Command {
 /** The config values given as flags (raw, for validation), keyed by config key. */
 export function configFromFlags(options: Record<string, unknown>): Record<string, unknown> {
   const raw: Record<string, unknown> = {};
-  for (const [key, schema] of properties()) {
+  for (const [key] of configKeys()) {
     const value = options[camel(key)];
-    if (typeof value === "string") raw[key] = convert(value, schema);
+    if (typeof value === "string") raw[key] = valueFromText(key, value);
   }
   return raw;
 }

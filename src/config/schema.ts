@@ -72,6 +72,14 @@ export const configSchema = z.object({
     "NAT table size",
   ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
+  control_socket: z.string().regex(/^\//, "must be an absolute path").default(
+    "/run/krelay/krelay.sock",
+  ).describe("Unix socket for krelay status, nat, config, start and stop (root only)"),
+  metrics: z.string().regex(
+    /^\d+\.\d+\.\d+\.\d+:\d{1,5}$/,
+    "must be ADDRESS:PORT like 127.0.0.1:9816",
+  )
+    .optional().describe("serve Prometheus metrics at http://ADDRESS:PORT/metrics"),
 }).strict().superRefine((c, ctx) => {
   const [min, max] = parsePortRange(c.relay_ports);
   if (c.gport >= min && c.gport <= max) {
