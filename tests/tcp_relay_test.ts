@@ -167,9 +167,9 @@ labTest("after krelay stops, no rule, socket or NAT entry remains", NEEDS, async
     "fin-wait-1",
   ]);
   assertEquals(sockets.stdout.trim(), "");
-  const stopped = (await krelay.records()).find((r) => r.message.startsWith("stopped"))!;
-  const nat = stopped.properties!.nat as { entries: number };
-  const tcp = stopped.properties!.tcp as { active: number };
+  const closed = await krelay.finalRecord();
+  const nat = closed.properties!.nat as { entries: number };
+  const tcp = closed.properties!.tcp as { active: number };
   assertEquals([nat.entries, tcp.active], [0, 0]);
 });
 

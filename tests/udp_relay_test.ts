@@ -8,7 +8,7 @@ import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { KRELAY, krelayRules, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { controlSocket, KRELAY, krelayRules, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "dnsmasq", "dig", "libnetfilter_queue"];
@@ -143,7 +143,13 @@ labTest("a second krelay on the same queue is refused and changes nothing", NEED
   await startServers(lab);
   const first = await startKrelay(lab);
   const rules = await krelayRules(lab);
-  const r = await lab.exec("relay", [KRELAY, "run", ...LAB_FLAGS], { timeoutMs: 30_000 });
+  const r = await lab.exec("relay", [
+    KRELAY,
+    "run",
+    ...LAB_FLAGS,
+    "--control-socket",
+    controlSocket(lab, "second"),
+  ], { timeoutMs: 30_000 });
   assertEquals(r.code, 1);
   assert(/cannot bind queue 0: EPERM/.test(r.stderr), r.stderr);
   assertEquals(await krelayRules(lab), rules);

@@ -6,7 +6,7 @@
 
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
-import { runDaemon } from "../daemon/daemon.ts";
+import { runKrelay } from "../control/run.ts";
 import { IptablesSteering } from "../datapath/iptables_steering.ts";
 import { NfqueueDatapath } from "../datapath/nfqueue.ts";
 import { runCommand } from "../system/command.ts";
@@ -24,7 +24,12 @@ export function runCli(): Command {
         "SIGINT/SIGTERM, then removes them",
     )
     .option("-c, --config <file>", "TOML file with the same keys as the flags (snake_case)")
-    .option("--log-json", "log JSON lines instead of text");
+    .option("--log-json", "log JSON lines instead of text")
+    .option(
+      "--stopped",
+      "start stopped: queue bound and control socket up, but nothing steered or relayed until " +
+        "`krelay start` (the default is to start relaying at once)",
+    );
   addConfigFlags(command);
   command.addHelpText(
     "after",
@@ -43,12 +48,12 @@ export function runCli(): Command {
     }
     const config = result.config;
     await setupLogging({ level: config.log_level, json: options.logJson === true });
-    const code = await runDaemon(config, {
+    const code = await runKrelay(config, {
       openDatapath: (c) => NfqueueDatapath.open({ queue: c.queue, maxLen: c.queue_maxlen }),
       steering: new IptablesSteering(),
       run: runCommand,
       now: () => performance.now(),
-    });
+    }, { stopped: options.stopped === true });
     Deno.exit(code);
   });
 }

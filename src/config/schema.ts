@@ -133,3 +133,18 @@ function formatIssue(issue: z.core.$ZodIssue): string {
     : `must be ${issue.expected === "array" ? "a list" : `a ${issue.expected}`}`;
   return `${key}: ${message}`;
 }
+
+/** Keys that `krelay config set` may change while krelay runs; new flows use the new values. */
+export const LIVE_KEYS = [
+  "real_ip",
+  "gport",
+  "udp_ports",
+  "tcp_ports",
+  "udp_timeout",
+  "udp_stream_timeout",
+  "tcp_connect_timeout",
+  "tcp_idle_timeout",
+  "tcp_linger",
+] as const satisfies readonly ConfigKey[];
+/** One of {@link LIVE_KEYS}. */
+export type LiveKey = typeof LIVE_KEYS[number];

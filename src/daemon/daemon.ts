@@ -1,24 +1,42 @@
 /**
- * The relay daemon's lifecycle: bind the queue, install the steering, run the packet loop,
- * expire NAT entries, and on SIGINT, SIGTERM or a fatal error remove the steering and release
- * the queue, leaving the machine as it was.
+ * The relay daemon: the queue, the packet loop, the NAT engine, the TCP relay and the steering,
+ * with a state (started: steered and relaying; stopped: no steering, nothing relayed), a live
+ * configuration (new flows use new values, established ones finish on the old), and reports.
+ *
+ * The queue stays bound and the loop runs in both states; only the steering and the gateway
+ * listener come and go, like the specification's module registering and unregistering its
+ * hooks.
  *
  * @module
  */
 
-import { type Config, parsePortRange } from "../config/schema.ts";
+import {
+  type Config,
+  type ConfigKey,
+  LIVE_KEYS,
+  parseConfig,
+  parsePortRange,
+} from "../config/schema.ts";
+import { valueFromText } from "../config/text_values.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import type { Steering, SteeringSpec } from "../datapath/steering.ts";
 import { NatTable } from "../nat/nat_table.ts";
 import { PortPool } from "../nat/port_pool.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
+import { TcpRelay } from "../relay/tcp_relay.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { logger } from "../system/log.ts";
-import { TcpRelay } from "../relay/tcp_relay.ts";
-import { PacketLoop } from "./packet_loop.ts";
 import { kernelEphemeralRange, overlap } from "./ephemeral.ts";
+import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
+import {
+  type ConfigChange,
+  type NatEntryView,
+  natEntryView,
+  type RelayState,
+  type StatusReport,
+} from "./reports.ts";
 
 const log = logger("daemon");
 
@@ -27,9 +45,8 @@ export interface DaemonDeps {
   openDatapath(config: Config): Promise<Datapath>;
   steering: Steering;
   run: CommandRunner;
+  /** Monotonic clock in milliseconds. */
   now: () => number;
-  /** Resolves when the daemon should stop (default: SIGINT or SIGTERM). */
-  stopSignal?: Promise<string>;
 }
 
 /** The engine's settings derived from a config. */
@@ -50,122 +67,270 @@ export function rewriterSettings(config: Config, relayIp: string): RewriterSetti
   };
 }
 
-/** The steering's spec derived from a config. */
-export function steeringSpec(config: Config, relayIp: string): SteeringSpec {
+/** The steering for a config, widened by the ports of live flows so that they can finish. */
+export function steeringSpec(
+  config: Config,
+  relayIp: string,
+  live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number>; gports: Iterable<number> },
+): SteeringSpec {
+  const union = (a: number[], b: Iterable<number>) =>
+    [...new Set([...a, ...b])].sort((x, y) => x - y);
   return {
     queue: config.queue,
     relayIp,
-    realIp: config.real_ip,
-    udpPorts: config.udp_ports,
-    tcpPorts: config.tcp_ports,
-    gport: config.gport,
+    udpPorts: union(config.udp_ports, live.udpPorts),
+    tcpPorts: union(config.tcp_ports, live.tcpPorts),
+    gports: config.tcp_ports.length > 0
+      ? union([config.gport], live.gports)
+      : union([], live.gports),
     relayPorts: parsePortRange(config.relay_ports),
   };
 }
 
-function signalPromise(): { promise: Promise<string>; dispose: () => void } {
-  let resolve!: (s: string) => void;
-  const promise = new Promise<string>((r) => (resolve = r));
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
-    const h = () => resolve(sig);
-    Deno.addSignalListener(sig, h);
-    return [sig, h] as const;
-  });
-  return { promise, dispose: () => handlers.forEach(([s, h]) => Deno.removeSignalListener(s, h)) };
-}
+/** The relay daemon. Create with {@link Daemon.create}, then {@link Daemon.open}. */
+export class Daemon {
+  #config: Config;
+  #settings: RewriterSettings;
+  #state: RelayState = "stopped";
+  #datapath?: Datapath;
+  #loop?: PacketLoop;
+  #loopDone: Promise<void> = new Promise(() => {});
+  #sweeper?: ReturnType<typeof setInterval>;
+  #installed = "";
+  /** Steering changes run one at a time, in order (a sync tick must not follow a removal). */
+  #steeringQueue: Promise<void> = Promise.resolve();
+  readonly #startedAt = new Date();
+  readonly #startedClock: number;
+  readonly table: NatTable;
+  readonly engine: Rewriter;
+  readonly relay: TcpRelay;
 
-/** Runs the relay until stopped. Returns the process exit code. */
-export async function runDaemon(config: Config, deps: DaemonDeps): Promise<number> {
-  let relayIp: string;
-  try {
-    relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
-  } catch (e) {
-    log.error("{error}", { error: (e as Error).message });
-    return 1;
+  private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
+    this.#config = config;
+    this.#settings = rewriterSettings(config, relayIp);
+    this.#startedClock = deps.now();
+    this.table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
+    const pool = new PortPool(...parsePortRange(config.relay_ports));
+    this.engine = new Rewriter({
+      table: this.table,
+      pool,
+      settings: () => this.#settings,
+      now: deps.now,
+    });
+    this.relay = new TcpRelay({
+      nat: this.engine.tcp,
+      now: deps.now,
+      settings: () => ({
+        connectTimeoutMs: this.#config.tcp_connect_timeout * 1000,
+        idleTimeoutMs: this.#config.tcp_idle_timeout * 1000,
+      }),
+    });
   }
-  const settings = rewriterSettings(config, relayIp);
-  const table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
-  const pool = new PortPool(...parsePortRange(config.relay_ports));
-  const engine = new Rewriter({ table, pool, settings: () => settings, now: deps.now });
-  const ephemeral = kernelEphemeralRange();
-  const shared = ephemeral && overlap(parsePortRange(config.relay_ports), ephemeral);
-  if (shared && config.tcp_ports.length > 0) {
-    log.warning(
-      "relay_ports {pool} overlaps the kernel's ephemeral ports {kernel} at {low}-{high}: " +
-        "other sockets may take the relay's ports; choose a range outside ip_local_port_range",
-      {
-        pool: config.relay_ports,
-        kernel: ephemeral.join("-"),
-        low: shared[0],
-        high: shared[1],
-      },
-    );
-  }
-  const relay = new TcpRelay({
-    nat: engine.tcp,
-    now: deps.now,
-    settings: () => ({
-      connectTimeoutMs: config.tcp_connect_timeout * 1000,
-      idleTimeoutMs: config.tcp_idle_timeout * 1000,
-    }),
-  });
 
-  // The queue first: if it cannot be bound, nothing has been changed yet.
-  let datapath: Datapath;
-  try {
-    datapath = await deps.openDatapath(config);
-  } catch (e) {
-    log.error("cannot bind the queue: {error}", { error: (e as Error).message });
-    return 1;
+  /** Builds a daemon for `config`, detecting the relay address if it is not set. */
+  static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
+    const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
+    warnEphemeralOverlap(config);
+    return new Daemon(config, relayIp, deps);
   }
-  const signals = deps.stopSignal ? undefined : signalPromise();
-  const loop = new PacketLoop(datapath, engine);
-  let code = 0;
-  let sweeper: ReturnType<typeof setInterval> | undefined;
-  try {
-    // The listener before the rules: a taken gateway port fails before anything is steered.
-    if (config.tcp_ports.length > 0) await relay.listen(config.gport);
-    await deps.steering.install(steeringSpec(config, relayIp));
+
+  /** The configuration in force. */
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** started or stopped. */
+  get state(): RelayState {
+    return this.#state;
+  }
+
+  /** Settles when the packet loop ends; rejects when the datapath fails. */
+  get loopDone(): Promise<void> {
+    return this.#loopDone;
+  }
+
+  /** Binds the queue and starts the packet loop. Changes nothing else; throws if it cannot. */
+  async open(): Promise<void> {
+    this.#datapath = await this.deps.openDatapath(this.#config);
+    this.#loop = new PacketLoop(this.#datapath, this.engine);
+    this.#loopDone = this.#loop.start();
+    // The loop's failure is awaited through loopDone by whoever runs the daemon.
+    this.#loopDone.catch(() => {});
+    this.#sweeper = setInterval(() => this.#tick(), 1000);
+  }
+
+  /** Starts relaying: the gateway listener, then the steering. Undone if either fails. */
+  async start(): Promise<void> {
+    if (this.#state === "started") return;
+    try {
+      // The listener before the rules: a taken gateway port fails before anything is steered.
+      if (this.#config.tcp_ports.length > 0) await this.relay.listen(this.#config.gport);
+      await this.#steer(async () => {
+        const spec = this.#spec();
+        await this.deps.steering.install(spec);
+        this.#installed = JSON.stringify(spec);
+      });
+    } catch (e) {
+      await this.relay.unlisten();
+      await this.#steer(() => this.deps.steering.remove()).catch(() => {});
+      throw e;
+    }
+    this.#state = "started";
+    const c = this.#config;
     log.info(
       "relaying on {relay} to {real}: UDP {udp} by NAT, TCP {tcp} through gateway port " +
         "{gport} (queue {queue})",
       {
-        relay: relayIp,
-        real: config.real_ip,
-        udp: config.udp_ports.join(",") || "none",
-        tcp: config.tcp_ports.join(",") || "none",
-        gport: config.gport,
-        queue: config.queue,
+        relay: this.relayIp,
+        real: c.real_ip,
+        udp: c.udp_ports.join(",") || "none",
+        tcp: c.tcp_ports.join(",") || "none",
+        gport: c.gport,
+        queue: c.queue,
       },
     );
-    sweeper = setInterval(() => table.sweep(), 1000);
-    const stopped = (deps.stopSignal ?? signals!.promise).then((why) => `signal ${why}`);
-    // Promise.race handles a later rejection of the loop, so none goes unhandled.
-    const failed = loop.start().then(() => "loop ended");
-    const why = await Promise.race([stopped, failed]);
-    log.info("stopping: {why}", { why });
-  } catch (e) {
-    log.error("fatal: {error}", { error: (e as Error).stack ?? String(e) });
-    code = 1;
-  } finally {
-    clearInterval(sweeper);
-    // Relayed connections are reset while the rules still translate their last segments;
-    // then the steering goes, so no new packet is queued; then what is queued gets its verdict.
-    await relay.close();
-    await deps.steering.remove().catch((e) =>
-      log.error("removing steering failed: {error}", { error: String(e) })
-    );
-    await loop.stop();
-    await loop.drainOnce(50).catch(() => 0);
-    datapath.close();
-    signals?.dispose();
-    table.flush();
-    log.info("stopped; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
-      counters: engine.counters,
-      tcp: relay.stats(),
-      nat: table.stats(),
-      datapath: datapath.stats(),
+  }
+
+  /**
+   * Stops relaying: relayed connections are reset while the rules still translate their last
+   * segments, then the steering goes and the NAT table is emptied.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === "stopped") return;
+    this.#state = "stopped";
+    await this.relay.close();
+    await this.#steer(async () => {
+      await this.deps.steering.remove();
+      this.#installed = "";
+    }).catch((e) => log.error("removing steering failed: {error}", { error: String(e) }));
+    this.table.flush();
+    log.info("stopped relaying");
+  }
+
+  /**
+   * Changes one live key, given as text like a flag. Validated like the config file; refused
+   * with the reason, changing nothing, when the value is bad, the key is not live, or (gport)
+   * the new port cannot be bound.
+   */
+  async setConfig(key: string, text: string): Promise<ConfigChange> {
+    if (!(LIVE_KEYS as readonly string[]).includes(key)) {
+      const known = Object.keys(this.#config).includes(key) || key === "relay_ip" ||
+        key === "metrics";
+      throw new Error(
+        known
+          ? `${key} cannot change while krelay runs; live keys: ${LIVE_KEYS.join(", ")}`
+          : `unknown key ${key}; live keys: ${LIVE_KEYS.join(", ")}`,
+      );
+    }
+    const result = parseConfig({ ...this.#config, [key]: valueFromText(key, text) });
+    if (!result.ok) throw new Error(result.errors.join("; "));
+    const next = result.config;
+    const from = this.#config[key as ConfigKey];
+    if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
+      await this.relay.listen(next.gport);
+    }
+    this.#config = next;
+    this.#settings = rewriterSettings(next, this.relayIp);
+    if (key === "tcp_ports" && this.#state === "started") {
+      if (next.tcp_ports.length > 0) await this.relay.listen(next.gport);
+      else await this.relay.unlisten();
+    }
+    if (this.#state === "started") await this.#syncSteering();
+    const to = next[key as ConfigKey];
+    log.info("config {key}: {from} -> {to}", { key, from: String(from), to: String(to) });
+    return { key, from, to };
+  }
+
+  /** The status report. */
+  status(): StatusReport {
+    return {
+      pid: Deno.pid,
+      state: this.#state,
+      startedAt: this.#startedAt.toISOString(),
+      uptimeSeconds: (this.deps.now() - this.#startedClock) / 1000,
+      relayIp: this.relayIp,
+      config: this.#config,
+      packets: { ...this.engine.counters },
+      engineErrors: this.#loop?.engineErrors ?? 0,
+      datapath: this.#datapath?.stats() ?? { received: 0, verdicts: 0, enobufs: 0, errors: 0 },
+      tcp: this.relay.stats(),
+      nat: this.table.stats(),
+    };
+  }
+
+  /** The NAT table's entries. */
+  nat(): NatEntryView[] {
+    const now = this.deps.now();
+    return [...this.table.entries()].map((e) => natEntryView(e, now));
+  }
+
+  /** Stops relaying, ends the loop (queued packets get their verdicts) and releases the queue. */
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    await this.stop();
+    if (this.#loop) {
+      await this.#loop.stop();
+      await this.#loop.drainOnce(50).catch(() => 0);
+    }
+    this.#datapath?.close();
+    log.info("closed; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
+      counters: this.engine.counters,
+      tcp: this.relay.stats(),
+      nat: this.table.stats(),
+      datapath: this.#datapath?.stats(),
     });
   }
-  return code;
+
+  #tick(): void {
+    this.table.sweep();
+    if (this.#state === "started") {
+      this.#syncSteering().catch((e) =>
+        log.error("updating steering failed: {error}", { error: String(e) })
+      );
+    }
+  }
+
+  /** The spec for the current config and live flows. */
+  #spec(): SteeringSpec {
+    const udp = new Set<number>();
+    const tcp = new Set<number>();
+    const gports = new Set<number>();
+    for (const e of this.table.entries()) {
+      if (e.protocol === "udp") udp.add(e.servicePort);
+      else {
+        tcp.add(e.servicePort);
+        if (e.gatewayPort !== 0) gports.add(e.gatewayPort);
+      }
+    }
+    return steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
+  }
+
+  #syncSteering(): Promise<void> {
+    return this.#steer(async () => {
+      // Stopped meanwhile: updating would recreate chains that stop() just removed.
+      if (this.#state !== "started" || this.#installed === "") return;
+      const spec = this.#spec();
+      const key = JSON.stringify(spec);
+      if (key === this.#installed) return;
+      await this.deps.steering.update(spec);
+      this.#installed = key;
+    });
+  }
+
+  #steer(op: () => Promise<void>): Promise<void> {
+    const run = this.#steeringQueue.then(op);
+    this.#steeringQueue = run.catch(() => {});
+    return run;
+  }
+}
+
+function warnEphemeralOverlap(config: Config): void {
+  const ephemeral = kernelEphemeralRange();
+  const shared = ephemeral && overlap(parsePortRange(config.relay_ports), ephemeral);
+  if (!shared || config.tcp_ports.length === 0) return;
+  log.warning(
+    "relay_ports {pool} overlaps the kernel's ephemeral ports {kernel} at {low}-{high}: " +
+      "other sockets may take the relay's ports; choose a range outside ip_local_port_range",
+    { pool: config.relay_ports, kernel: ephemeral.join("-"), low: shared[0], high: shared[1] },
+  );
 }

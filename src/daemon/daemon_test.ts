@@ -1,20 +1,28 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { parseConfig } from "../config/schema.ts";
+import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { type Config, parseConfig } from "../config/schema.ts";
 import { Hook, Verdict } from "../datapath/datapath.ts";
 import { MemoryDatapath } from "../datapath/memory.ts";
 import type { Steering, SteeringSpec } from "../datapath/steering.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
-import { runDaemon } from "./daemon.ts";
+import { Daemon, steeringSpec } from "./daemon.ts";
 
-const config = (() => {
-  const r = parseConfig({ real_ip: "203.0.113.10", relay_ip: "198.51.100.1", queue: 5 });
+function config(extra: Record<string, unknown> = {}): Config {
+  // No TCP service: these tests bind no port on the machine.
+  const r = parseConfig({
+    real_ip: "203.0.113.10",
+    relay_ip: "198.51.100.1",
+    queue: 5,
+    tcp_ports: [],
+    ...extra,
+  });
   if (!r.ok) throw new Error(r.errors.join());
   return r.config;
-})();
+}
 
 function harness(opts: { installFails?: boolean; openFails?: boolean } = {}) {
   const events: string[] = [];
+  const specs: SteeringSpec[] = [];
   const datapath = new MemoryDatapath();
   const closeOrig = datapath.close.bind(datapath);
   datapath.close = () => {
@@ -22,17 +30,21 @@ function harness(opts: { installFails?: boolean; openFails?: boolean } = {}) {
     closeOrig();
   };
   const steering: Steering = {
-    install: (spec: SteeringSpec) => {
-      events.push(`install q${spec.queue} ${spec.relayIp}->${spec.realIp}`);
+    install: (spec) => {
+      events.push(`install udp ${spec.udpPorts}`);
+      specs.push(spec);
       return opts.installFails ? Promise.reject(new Error("iptables said no")) : Promise.resolve();
+    },
+    update: (spec) => {
+      events.push(`update udp ${spec.udpPorts}`);
+      specs.push(spec);
+      return Promise.resolve();
     },
     remove: () => {
       events.push("remove");
       return Promise.resolve();
     },
   };
-  let stop!: (why: string) => void;
-  const stopSignal = new Promise<string>((r) => (stop = r));
   const deps = {
     openDatapath: () => {
       events.push("open");
@@ -40,39 +52,104 @@ function harness(opts: { installFails?: boolean; openFails?: boolean } = {}) {
     },
     steering,
     run: () => Promise.resolve({ code: 1, stdout: "", stderr: "" }),
-    now: () => 0,
-    stopSignal,
+    now: () => performance.now(),
   };
-  return { events, datapath, deps, stop };
+  return { events, specs, datapath, deps };
 }
 
-Deno.test("runDaemon() binds the queue, installs steering, relays, and undoes both on stop", async () => {
-  const { events, datapath, deps, stop } = harness();
-  const done = runDaemon(config, deps);
-  const bytes = buildUdpPacket({
+const query = (srcPort: number, dstPort = 53) =>
+  buildUdpPacket({
     src: parseIpv4("198.51.100.10"),
     dst: parseIpv4("198.51.100.1"),
-    srcPort: 4000,
-    dstPort: 53,
+    srcPort,
+    dstPort,
   });
-  datapath.inject({ bytes, hook: Hook.PreRouting });
-  for (let i = 0; i < 50 && datapath.sent.length === 0; i++) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  stop("test");
-  assertEquals(await done, 0);
-  assertEquals(events, ["open", "install q5 198.51.100.1->203.0.113.10", "remove", "close"]);
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+Deno.test("Daemon binds the queue, steers, relays, and undoes both on close", async () => {
+  const { events, datapath, deps } = harness();
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  datapath.inject({ bytes: query(4000), hook: Hook.PreRouting });
+  await until(() => datapath.sent.length > 0);
+  await daemon.close();
+  assertEquals(events, ["open", "install udp 53", "remove", "close"]);
   assertEquals(datapath.sent.map((v) => [v.verdict, v.mangled]), [[Verdict.Accept, true]]);
+  assertEquals(daemon.status().packets.udpRequests, 1);
 });
 
-Deno.test("runDaemon() installs nothing when the queue cannot be bound", async () => {
-  const { events, deps } = harness({ openFails: true });
-  assertEquals(await runDaemon(config, deps), 1);
-  assertEquals(events, ["open"]);
-});
-
-Deno.test("runDaemon() releases the queue and removes partial steering when install fails", async () => {
+Deno.test("Daemon.start() removes partial steering when the install fails", async () => {
   const { events, deps } = harness({ installFails: true });
-  assertEquals(await runDaemon(config, deps), 1);
-  assertEquals(events, ["open", "install q5 198.51.100.1->203.0.113.10", "remove", "close"]);
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await rejects(daemon.start(), /iptables said no/);
+  assertEquals(daemon.state, "stopped");
+  await daemon.close();
+  assertEquals(events, ["open", "install udp 53", "remove", "close"]);
+});
+
+Deno.test("Daemon.stop() removes the steering and empties the NAT table; start() steers again", async () => {
+  const { events, datapath, deps } = harness();
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  datapath.inject({ bytes: query(4000), hook: Hook.PreRouting });
+  await until(() => daemon.nat().length > 0);
+  await daemon.stop();
+  assertEquals([daemon.state, daemon.nat().length], ["stopped", 0]);
+  await daemon.start();
+  assertEquals(daemon.state, "started");
+  await daemon.close();
+  assertEquals(events, ["open", "install udp 53", "remove", "install udp 53", "remove", "close"]);
+});
+
+Deno.test("Daemon.setConfig() refuses a bad value or a key that cannot change, changing nothing", async () => {
+  const { events, deps } = harness();
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  await rejects(daemon.setConfig("real_ip", "300.1.1.1"), /real_ip: must be an IPv4 address/);
+  await rejects(daemon.setConfig("udp_ports", "53,x"), /udp_ports.1: must be a number/);
+  await rejects(daemon.setConfig("queue", "7"), /queue cannot change while krelay runs/);
+  await rejects(daemon.setConfig("gprot", "7"), /unknown key gprot/);
+  assertEquals(daemon.config, config());
+  await daemon.close();
+  assertEquals(events, ["open", "install udp 53", "remove", "close"]);
+});
+
+Deno.test("Daemon.setConfig() applies at once and keeps steering the ports of live flows", async () => {
+  const { datapath, deps, specs } = harness();
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  datapath.inject({ bytes: query(4000), hook: Hook.PreRouting });
+  await until(() => daemon.nat().length > 0);
+  assertEquals(await daemon.setConfig("udp_ports", "5353"), {
+    key: "udp_ports",
+    from: [53],
+    to: [5353],
+  });
+  // The flow on 53 is alive: 53 stays steered beside the new 5353.
+  assertEquals(specs.at(-1)!.udpPorts, [53, 5353]);
+  const change = await daemon.setConfig("real_ip", "203.0.113.20");
+  assertEquals(change, { key: "real_ip", from: "203.0.113.10", to: "203.0.113.20" });
+  assertEquals(daemon.status().config.real_ip, "203.0.113.20");
+  await daemon.close();
+});
+
+Deno.test("steeringSpec() adds the ports of live flows to the configured ones", () => {
+  const spec = steeringSpec(config({ tcp_ports: [80], gport: 16001 }), "198.51.100.1", {
+    udpPorts: [53, 5353],
+    tcpPorts: [8080],
+    gports: [16000],
+  });
+  assertEquals([spec.udpPorts, spec.tcpPorts, spec.gports], [[53, 5353], [80, 8080], [
+    16000,
+    16001,
+  ]]);
+  assert(spec.relayPorts[0] === 20000);
 });

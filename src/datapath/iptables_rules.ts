@@ -13,8 +13,10 @@
  *   replies, whose source is rewritten back to the relay; T2, the relay's segments from the
  *   gateway port; T3, the relay's segments to the server from its own ports.
  *
- * T3 and T4 match the relay's own port range rather than the real server's address, so that
- * connections opened before a change of real_ip keep working.
+ * U3, T3 and T4 match ports (the service ports, the relay's own port range), not the real
+ * server's address, so that flows opened before a change of real_ip keep working; the ports in
+ * a spec are the configured ones plus those of live flows, so that a service removed from the
+ * configuration keeps its established flows until they end.
  *
  * Every NFQUEUE rule has --queue-bypass: when krelay is not running, packets pass instead of
  * being dropped by an unserved queue.
@@ -35,10 +37,10 @@ export const RULE_COMMENT = "krelay";
 export interface SteeringSpec {
   queue: number;
   relayIp: string;
-  realIp: string;
   udpPorts: readonly number[];
   tcpPorts: readonly number[];
-  gport: number;
+  /** Gateway ports: the configured one, and older ones that live connections still use. */
+  gports: readonly number[];
   /** The relay's own port range toward servers, [low, high]. */
   relayPorts: readonly [number, number];
 }
@@ -75,12 +77,10 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
       ),
     ],
     KRELAY_POST: [
-      ...chunks(spec.udpPorts).map((ports) =>
-        `-s ${spec.realIp}/32 -p udp -m multiport --sports ${ports} ${q}`
+      ...chunks(spec.udpPorts).map((ports) => `-p udp -m multiport --sports ${ports} ${q}`),
+      ...chunks(spec.gports).map((ports) =>
+        `-s ${spec.relayIp}/32 -p tcp -m multiport --sports ${ports} ${q}`
       ),
-      ...(spec.tcpPorts.length > 0
-        ? [`-s ${spec.relayIp}/32 -p tcp -m tcp --sport ${spec.gport} ${q}`]
-        : []),
       ...chunks(spec.tcpPorts).map((ports) =>
         `-p tcp -m tcp --sport ${pool} -m multiport --dports ${ports} ${q}`
       ),
@@ -89,16 +89,19 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
 }
 
 /**
- * An iptables-restore script (for `--noflush`) that creates krelay's chains, fills them and
- * adds the jumps. Apply it only after {@link removalCommands}: it does not check for old jumps.
+ * An iptables-restore script (for `--noflush`) that creates krelay's chains, fills them and,
+ * with `jumps`, adds the jumps. Declaring a chain empties it, so without `jumps` the script
+ * replaces the rules of installed chains in one transaction per table: no packet ever sees
+ * them missing. With `jumps`, apply it only after {@link removalCommands}.
  */
-export function renderRestoreScript(spec: SteeringSpec): string {
+export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
   const rules = renderChainRules(spec);
   const lines: string[] = [];
   for (const { table, chain, from } of KRELAY_CHAINS) {
     lines.push(`*${table}`, `:${chain} - [0:0]`);
     for (const rule of rules[chain]) lines.push(`-A ${chain} ${rule}`);
-    lines.push(`-I ${from} 1 -m comment --comment ${RULE_COMMENT} -j ${chain}`, "COMMIT");
+    if (jumps) lines.push(`-I ${from} 1 -m comment --comment ${RULE_COMMENT} -j ${chain}`);
+    lines.push("COMMIT");
   }
   return lines.join("\n") + "\n";
 }

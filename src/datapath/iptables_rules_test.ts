@@ -4,10 +4,9 @@ import { removalCommands, renderChainRules, renderRestoreScript } from "./iptabl
 const spec = {
   queue: 3,
   relayIp: "198.51.100.1",
-  realIp: "203.0.113.10",
   udpPorts: [53],
   tcpPorts: [80],
-  gport: 16000,
+  gports: [16000],
   relayPorts: [20000, 29999] as const,
 };
 
@@ -20,8 +19,8 @@ Deno.test("renderChainRules() queues U1, T1, T4 in raw PREROUTING and U3, T2, T3
       `-p tcp -m tcp --dport 20000:29999 -m multiport --sports 80 ${q}`,
     ],
     KRELAY_POST: [
-      `-s 203.0.113.10/32 -p udp -m multiport --sports 53 ${q}`,
-      `-s 198.51.100.1/32 -p tcp -m tcp --sport 16000 ${q}`,
+      `-p udp -m multiport --sports 53 ${q}`,
+      `-s 198.51.100.1/32 -p tcp -m multiport --sports 16000 ${q}`,
       `-p tcp -m tcp --sport 20000:29999 -m multiport --dports 80 ${q}`,
     ],
   });
@@ -35,7 +34,7 @@ Deno.test("renderChainRules() splits more than 15 ports over several multiport r
 });
 
 Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and commits", () => {
-  const script = renderRestoreScript({ ...spec, tcpPorts: [] }).split("\n");
+  const script = renderRestoreScript({ ...spec, tcpPorts: [], gports: [] }).split("\n");
   assertEquals(script.slice(0, 5), [
     "*raw",
     ":KRELAY_PRE - [0:0]",
@@ -51,4 +50,11 @@ Deno.test("removalCommands() deletes the jump before the chain it points to", ()
   const [raw] = removalCommands();
   assertEquals(raw.jump.slice(0, 5), ["-w", "-t", "raw", "-D", "PREROUTING"]);
   assertEquals(raw.remove, ["-w", "-t", "raw", "-X", "KRELAY_PRE"]);
+});
+
+Deno.test("renderRestoreScript() without jumps only replaces the chains' rules", () => {
+  const script = renderRestoreScript(spec, false);
+  assertEquals(script.includes("-I PREROUTING"), false);
+  assertEquals(script.includes("-I POSTROUTING"), false);
+  assertEquals(script.split("\n").filter((l) => l.startsWith(":KRELAY_")).length, 2);
 });

@@ -35,6 +35,15 @@ export class IptablesSteering implements Steering {
     }
   }
 
+  async update(spec: SteeringSpec): Promise<void> {
+    await mustRun(
+      this.run,
+      `${this.iptables}-restore`,
+      ["-w", "--noflush"],
+      renderRestoreScript(spec, false),
+    );
+  }
+
   async remove(): Promise<void> {
     for (const cmds of removalCommands()) {
       for (let i = 0; i < MAX_STALE_JUMPS; i++) {

@@ -5,10 +5,9 @@ import { IptablesSteering } from "./iptables_steering.ts";
 const spec = {
   queue: 0,
   relayIp: "198.51.100.1",
-  realIp: "203.0.113.10",
   udpPorts: [53],
   tcpPorts: [80],
-  gport: 16000,
+  gports: [16000],
   relayPorts: [20000, 29999] as const,
 };
 
@@ -38,4 +37,10 @@ Deno.test("IptablesSteering.install() undoes a refused install and reports why",
   const { run, calls } = recorder({ restoreFails: true });
   await rejects(new IptablesSteering(run).install(spec), /iptables-restore .*failed \(2\): bad/);
   assertEquals(calls.at(-1), "iptables -w -t mangle -X KRELAY_POST");
+});
+
+Deno.test("IptablesSteering.update() replaces the rules in one restore, touching no jump", async () => {
+  const { run, calls } = recorder();
+  await new IptablesSteering(run).update(spec);
+  assertEquals(calls, ["iptables-restore -w --noflush"]);
 });

@@ -12,6 +12,8 @@ export type { SteeringSpec };
 export interface Steering {
   /** Removes anything left by an earlier (crashed) run, then installs for `spec`. */
   install(spec: SteeringSpec): Promise<void>;
+  /** Changes the installed steering to `spec` at once (no moment without it). */
+  update(spec: SteeringSpec): Promise<void>;
   /** Removes everything krelay installed; safe to call when nothing is installed. */
   remove(): Promise<void>;
 }

@@ -107,8 +107,9 @@ export class Rewriter {
     const c = this.counters;
     if (hook === Hook.PreRouting) {
       const s = this.settings();
-      if (packet.dst === s.relayIp && s.tcpPorts.has(packet.dstPort)) {
-        return this.#tcpResult(packet, this.tcp.toGateway(packet, now), "tcpToGateway");
+      if (packet.dst === s.relayIp) {
+        const result = this.tcp.toGateway(packet, now, s.tcpPorts.has(packet.dstPort));
+        return this.#tcpResult(packet, result, "tcpToGateway");
       }
       if (this.tcp.pool.contains(packet.dstPort)) {
         return this.#tcpResult(packet, this.tcp.fromServer(packet, now), "tcpFromServer");
@@ -141,10 +142,9 @@ export class Rewriter {
 
   #udpRequest(packet: Ipv4Packet): Action {
     const s = this.settings();
-    if (packet.dst !== s.relayIp || !s.udpPorts.has(packet.dstPort)) {
-      return this.#pass("passedOtherPort");
-    }
-    const result = this.#udp.request(packet, this.now());
+    if (packet.dst !== s.relayIp) return this.#pass("passedOtherPort");
+    const result = this.#udp.request(packet, this.now(), s.udpPorts.has(packet.dstPort));
+    if (result === "no-flow") return this.#pass("passedOtherPort");
     if (result === "full") {
       this.counters.dropped++;
       this.counters.droppedNatFull++;

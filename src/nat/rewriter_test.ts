@@ -146,3 +146,15 @@ Deno.test("with the table full of assured flows, a new request is dropped and co
   assertEquals(engine.counters.droppedNatFull, 1);
   assertEquals(table.size, 16);
 });
+
+Deno.test("a UDP port removed from the configuration keeps its flows but takes no new one", () => {
+  const { engine, settings } = fixture();
+  engine.process(Hook.PreRouting, query(C, 1), false);
+  settings.udpPorts = new Set([5353]);
+  const old = query(C, 1);
+  assertEquals(engine.process(Hook.PreRouting, old, false), Action.AcceptRewritten);
+  assertEquals(view(old).dst, S);
+  const fresh = query(C, 2);
+  assertEquals(engine.process(Hook.PreRouting, fresh, false), Action.Accept);
+  assertEquals(view(fresh).dst, R);
+});

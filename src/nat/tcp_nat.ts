@@ -66,11 +66,15 @@ export class TcpNat {
     });
   }
 
-  /** T1: client -> relay:service becomes client -> relay:gport. A SYN creates the flow. */
-  toGateway(packet: Ipv4Packet, now: number): TcpResult {
+  /**
+   * T1: client -> relay:service becomes client -> relay:gport. A SYN creates the flow, unless
+   * `allowNew` is false (a service no longer configured: only existing flows go on).
+   */
+  toGateway(packet: Ipv4Packet, now: number, allowNew = true): TcpResult {
     const key = clientKey(packet.src, packet.srcPort, packet.dst);
     let entry = this.table.get(key);
     const isSyn = (packet.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN;
+    if (isSyn && !allowNew && entry === undefined) return "no-flow";
     if (isSyn) {
       if (entry !== undefined && entry.state === TcpState.Closed) {
         // The client reuses its port for a new connection: the old flow is done.

@@ -174,3 +174,14 @@ Deno.test("new gport and real_ip apply to new flows; an open flow keeps its own"
   assertEquals(view(syn).dstPort, 16001);
   assertEquals(f.engine.tcp.acceptedFlow(C, 40002, R)!.server, S2);
 });
+
+Deno.test("a TCP port removed from the configuration keeps its connections but takes no new one", () => {
+  const f = fixture();
+  connect(f, 40000);
+  f.settings.tcpPorts = new Set([8080]);
+  const data = seg(C, 40000, R, 80);
+  assertEquals(f.engine.process(Hook.PreRouting, data, false), Action.AcceptRewritten);
+  const syn = seg(C, 40001, R, 80, TcpFlag.SYN);
+  assertEquals(f.engine.process(Hook.PreRouting, syn, false), Action.Accept);
+  assertEquals(view(syn).dstPort, 80);
+});

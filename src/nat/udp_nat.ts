@@ -22,7 +22,7 @@ export interface UdpNatSettings {
 export const STREAM_AFTER_MS = 2000;
 
 /** The result of a lookup-or-create for a request. */
-export type RequestResult = NatEntry | "full" | "conflict";
+export type RequestResult = NatEntry | "full" | "conflict" | "no-flow";
 
 /** Lookup key of a request, client -> relay:service. */
 export function requestKey(
@@ -48,12 +48,14 @@ export class UdpNat {
 
   /**
    * U1 -> U2: `packet` is client -> relay:service. Finds or creates its flow and rewrites the
-   * destination to the flow's server. Returns the flow, or why there is none.
+   * destination to the flow's server. Returns the flow, or why there is none. With `allowNew`
+   * false (a service no longer configured), only existing flows are translated.
    */
-  request(packet: Ipv4Packet, now: number): RequestResult {
+  request(packet: Ipv4Packet, now: number, allowNew = true): RequestResult {
     const { src, srcPort, dst, dstPort } = packet;
     let entry = this.table.get(requestKey(src, srcPort, dst, dstPort));
     if (entry === undefined) {
+      if (!allowNew) return "no-flow";
       const s = this.settings();
       const keys = [
         requestKey(src, srcPort, dst, dstPort),

@@ -62,15 +62,40 @@ interface Relayed {
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
   #server?: net.Server;
+  #port = 0;
   readonly #connections = new Set<Relayed>();
-  #closing = false;
   #finished = { toServer: 0, toClient: 0 };
   #stats = { total: 0, failed: 0 };
 
   constructor(private readonly options: TcpRelayOptions) {}
 
-  /** Starts listening on `port` (all addresses); rejects with a clear error if it is taken. */
-  listen(port: number): Promise<void> {
+  /** The port listened on, 0 when not listening. */
+  get port(): number {
+    return this.#server ? this.#port : 0;
+  }
+
+  /**
+   * Listens on `port` (all addresses); rejects with a clear error if it is taken. Already
+   * listening elsewhere, the new listener replaces the old one once it is up: connections
+   * accepted on the old port go on.
+   */
+  async listen(port: number): Promise<void> {
+    if (this.#server && this.#port === port) return;
+    const server = await this.#bind(port);
+    const old = this.#server;
+    this.#server = server;
+    this.#port = port;
+    if (old) await new Promise<void>((resolve) => old.close(() => resolve()));
+  }
+
+  /** Stops listening; relayed connections go on. */
+  async unlisten(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  #bind(port: number): Promise<net.Server> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
     server.on("connection", (socket) => this.#accept(socket));
     return new Promise((resolve, reject) => {
@@ -86,8 +111,7 @@ export class TcpRelay {
       server.listen({ port, host: "0.0.0.0", backlog: 4096 }, () => {
         server.removeAllListeners("error");
         server.on("error", (e) => log.error("listener error: {error}", { error: String(e) }));
-        this.#server = server;
-        resolve();
+        resolve(server);
       });
     });
   }
@@ -111,25 +135,22 @@ export class TcpRelay {
 
   /** Stops listening and resets every relayed connection; resolves when all are gone. */
   async close(): Promise<void> {
-    this.#closing = true;
-    const server = this.#server;
-    this.#server = undefined;
-    const closed = server
-      ? new Promise<void>((resolve) => server.close(() => resolve()))
-      : Promise.resolve();
+    const closed = this.unlisten();
     for (const c of this.#connections) c.abort.abort();
+    // Bounded: each reset settles in a few event-loop turns.
     for (let i = 0; i < 100 && this.#connections.size > 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
     await closed;
   }
 
+  /** The NAT flows of the connections being relayed now. */
+  flows(): NatEntry[] {
+    return [...this.#connections].map((c) => c.entry);
+  }
+
   #accept(client: net.Socket): void {
     this.#stats.total++;
-    if (this.#closing) {
-      client.resetAndDestroy();
-      return;
-    }
     const remote = unmapped(client.remoteAddress);
     const local = unmapped(client.localAddress);
     const who = `${remote}:${client.remotePort}`;

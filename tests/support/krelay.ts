@@ -26,7 +26,7 @@ export interface LogRecord {
 
 /** A running krelay. */
 export class KrelayRun {
-  constructor(readonly process: LabProcess) {}
+  constructor(readonly process: LabProcess, readonly socket: string) {}
 
   /** Every JSON log line so far. */
   async records(): Promise<LogRecord[]> {
@@ -39,28 +39,50 @@ export class KrelayRun {
     return (await this.process.stop(10_000)).code;
   }
 
-  /** The engine counters it logged when it stopped. */
-  async finalCounters(): Promise<Record<string, number>> {
-    const stopped = (await this.records()).find((r) => r.message.startsWith("stopped"));
-    if (!stopped) {
-      throw new Error(`no "stopped" record in the log:\n${await this.process.logTail()}`);
+  /** The record it logged when it closed, with its final counters. */
+  async finalRecord(): Promise<LogRecord> {
+    const closed = (await this.records()).find((r) => r.message.startsWith("closed;"));
+    if (!closed) {
+      throw new Error(`no "closed" record in the log:\n${await this.process.logTail()}`);
     }
-    return stopped.properties?.counters as Record<string, number>;
+    return closed;
+  }
+
+  /** The engine counters it logged when it closed. */
+  async finalCounters(): Promise<Record<string, number>> {
+    return (await this.finalRecord()).properties?.counters as Record<string, number>;
   }
 }
 
-/** Starts krelay in the relay namespace and waits until it relays (or fails with its log). */
+/** A control socket of the lab's own, so that labs in parallel never share one. */
+export function controlSocket(lab: Lab, name = "krelay"): string {
+  return `${lab.runDir}/${name}.sock`;
+}
+
+/**
+ * Starts krelay in the relay namespace and waits until it relays (or, with --stopped among the
+ * args, until it is up and stopped), or fails with its log.
+ */
 export async function startKrelay(
   lab: Lab,
   args: string[] = LAB_FLAGS,
   name = "krelay",
 ): Promise<KrelayRun> {
-  const proc = lab.spawn("relay", name, [KRELAY, "run", "--log-json", ...args]);
-  const run = new KrelayRun(proc);
+  const socket = controlSocket(lab, name);
+  const proc = lab.spawn("relay", name, [
+    KRELAY,
+    "run",
+    "--log-json",
+    "--control-socket",
+    socket,
+    ...args,
+  ]);
+  const run = new KrelayRun(proc, socket);
+  const ready = args.includes("--stopped") ? '"message":"started stopped' : '"message":"relaying';
   await waitFor(async () => {
     if (!proc.running) throw new Error(`krelay exited early:\n${await proc.logTail(30)}`);
-    return (await proc.readLog()).includes('"message":"relaying');
-  }, { timeoutMs: 20_000, what: "krelay to start relaying" });
+    return (await proc.readLog()).includes(ready);
+  }, { timeoutMs: 20_000, what: "krelay to start" });
   return run;
 }
 

@@ -1,0 +1,79 @@
+/**
+ * What the daemon reports about itself: the status and the NAT table as plain data, for the
+ * control socket, the metrics endpoint and logs.
+ *
+ * @module
+ */
+
+import type { Config } from "../config/schema.ts";
+import type { DatapathStats } from "../datapath/datapath.ts";
+import type { PacketCounters } from "../nat/counters.ts";
+import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
+import { formatEndpoint } from "../packet/address.ts";
+import type { TcpRelayStats } from "../relay/tcp_relay.ts";
+
+/** Whether krelay is relaying. */
+export type RelayState = "started" | "stopped";
+
+/** The answer to `status`. */
+export interface StatusReport {
+  pid: number;
+  state: RelayState;
+  /** ISO time krelay started, and seconds since. */
+  startedAt: string;
+  uptimeSeconds: number;
+  /** The relay address in use (configured or detected). */
+  relayIp: string;
+  config: Config;
+  packets: PacketCounters;
+  /** Packets whose processing threw (accepted unchanged). */
+  engineErrors: number;
+  datapath: DatapathStats;
+  tcp: TcpRelayStats;
+  nat: NatTableStats;
+}
+
+/** One NAT entry as `krelay nat` shows it. */
+export interface NatEntryView {
+  protocol: "udp" | "tcp";
+  /** "198.51.100.10:40000" */
+  client: string;
+  /** The address and service port the client asked: "198.51.100.1:80". */
+  relay: string;
+  /** TCP: the relay's own port toward the server (y); UDP: the service port. */
+  relayPort: number;
+  /** "203.0.113.10:80" */
+  server: string;
+  ageSeconds: number;
+  idleSeconds: number;
+  state: string;
+  packetsToServer: number;
+  bytesToServer: number;
+  packetsToClient: number;
+  bytesToClient: number;
+}
+
+/** What `config set` changed. */
+export interface ConfigChange {
+  key: string;
+  from: unknown;
+  to: unknown;
+}
+
+/** A NAT entry as a view, with ages from the clock value `now` (ms). */
+export function natEntryView(e: NatEntry, now: number): NatEntryView {
+  return {
+    protocol: e.protocol,
+    client: formatEndpoint(e.client, e.clientPort),
+    relay: formatEndpoint(e.relay, e.servicePort),
+    relayPort: e.protocol === "tcp" ? e.relayPort : e.servicePort,
+    server: formatEndpoint(e.server, e.serverPort),
+    ageSeconds: Math.max(0, (now - e.created) / 1000),
+    idleSeconds: Math.max(0, (now - e.lastSeen) / 1000),
+    state: e.state,
+    packetsToServer: e.packetsToServer,
+    bytesToServer: e.bytesToServer,
+    packetsToClient: e.packetsToClient,
+    bytesToClient: e.bytesToClient,
+  };
+}
