@@ -1,0 +1,70 @@
+import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
+import { ControlServer } from "./server.ts";
+
+async function ask(path: string, text: string): Promise<unknown> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  await conn.write(new TextEncoder().encode(text));
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(4096);
+  for (let i = 0; i < 100; i++) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  conn.close();
+  const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let off = 0;
+  for (const c of chunks) all.set(c, (off += c.length) - c.length);
+  return JSON.parse(new TextDecoder().decode(all));
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("ControlServer answers each request line with the handler's result or its error", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/k/krelay.sock`;
+    const server = await ControlServer.listen(path, (req) => {
+      if ((req as { cmd: string }).cmd === "fail") return Promise.reject(new Error("no way"));
+      return Promise.resolve({ echo: req });
+    });
+    try {
+      assertEquals(await ask(path, '{"cmd":"status"}\n'), {
+        ok: true,
+        result: { echo: { cmd: "status" } },
+      });
+      assertEquals(await ask(path, '{"cmd":"fail"}\n'), { ok: false, error: "no way" });
+      assertEquals(await ask(path, "not json\n"), { ok: false, error: "the request is not JSON" });
+      assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
+    } finally {
+      await server.close();
+    }
+    await rejects(Deno.stat(path));
+  });
+});
+
+Deno.test("ControlServer refuses to start where another one answers, and replaces a stale socket", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/krelay.sock`;
+    const first = await ControlServer.listen(path, () => Promise.resolve(1));
+    await rejects(
+      ControlServer.listen(path, () => Promise.resolve(2)),
+      /another krelay is running/,
+    );
+    await first.close();
+    // A socket file nobody listens on, as a crashed run leaves it (a process that bound it and
+    // died; Deno's own close would remove the file).
+    const bind = `import socket; socket.socket(socket.AF_UNIX).bind("${path}")`;
+    assertEquals((await new Deno.Command("python3", { args: ["-c", bind] }).output()).code, 0);
+    assertEquals((await Deno.lstat(path)).isSocket, true);
+    const second = await ControlServer.listen(path, () => Promise.resolve(2));
+    assertEquals(await ask(path, "{}\n"), { ok: true, result: 2 });
+    await second.close();
+  });
+});
