@@ -5,6 +5,7 @@
  */
 
 import { Command } from "commander";
+import { configCli, natCli, startCli, statusCli, stopCli } from "./control_cli.ts";
 import { labCli } from "./lab_cli.ts";
 import { runCli } from "./run_cli.ts";
 
@@ -17,5 +18,10 @@ export function program(): Command {
     )
     .showHelpAfterError()
     .addCommand(runCli())
+    .addCommand(statusCli())
+    .addCommand(natCli())
+    .addCommand(configCli())
+    .addCommand(startCli())
+    .addCommand(stopCli())
     .addCommand(labCli());
 }
