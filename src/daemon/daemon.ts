@@ -171,7 +171,7 @@ export class Daemon {
         this.#installed = JSON.stringify(spec);
       });
     } catch (e) {
-      await this.relay.unlisten();
+      this.relay.unlisten();
       await this.#steer(() => this.deps.steering.remove()).catch(() => {});
       throw e;
     }
@@ -233,7 +233,8 @@ export class Daemon {
     this.#settings = rewriterSettings(next, this.relayIp);
     if (key === "tcp_ports" && this.#state === "started") {
       if (next.tcp_ports.length > 0) await this.relay.listen(next.gport);
-      else await this.relay.unlisten();
+      // Not awaited: it settles when the connections already relayed end.
+      else this.relay.unlisten();
     }
     if (this.#state === "started") await this.#syncSteering();
     const to = next[key as ConfigKey];

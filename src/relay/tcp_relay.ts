@@ -85,14 +85,19 @@ export class TcpRelay {
     const old = this.#server;
     this.#server = server;
     this.#port = port;
-    if (old) await new Promise<void>((resolve) => old.close(() => resolve()));
+    old?.close();
   }
 
-  /** Stops listening; relayed connections go on. */
-  async unlisten(): Promise<void> {
+  /**
+   * Stops listening; relayed connections go on. The listening socket closes at once; the
+   * promise settles only when the connections it accepted have ended too (node's server.close).
+   */
+  unlisten(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    return server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
   }
 
   #bind(port: number): Promise<net.Server> {

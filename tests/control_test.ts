@@ -1,0 +1,232 @@
+/**
+ * End to end, as root: the control plane of a running `krelay run` in the lab, driven through
+ * the real commands (`krelay status`, `nat`, `config`, `start`, `stop`) on its control socket,
+ * with real dig and curl traffic.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LAB_ADDR } from "../src/lab/addresses.ts";
+import { run } from "../src/lab/process.ts";
+import { startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { waitFor } from "../src/lab/wait.ts";
+import { KRELAY, krelayRules, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
+
+const NEEDS: Requirement[] = ["iptables", "dnsmasq", "nginx", "dig", "curl", "libnetfilter_queue"];
+const R = LAB_ADDR.relay;
+
+/** Runs `krelay ARGS --socket ...` (from the root namespace: the socket is a file). */
+async function krelay(k: KrelayRun, ...args: string[]) {
+  return await run([KRELAY, ...args, "--socket", k.socket], { timeoutMs: 30_000 });
+}
+
+async function json<T>(k: KrelayRun, ...args: string[]): Promise<T> {
+  const r = await krelay(k, ...args, "--json");
+  if (!r.success) throw new Error(`krelay ${args.join(" ")}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+function dig(lab: Lab, name = "lab.example", type = "A") {
+  return lab.exec("client", ["dig", "+time=1", "+tries=1", "+short", `@${R}`, name, type], {
+    timeoutMs: 10_000,
+  });
+}
+
+function curl(lab: Lab, path = "/") {
+  return lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}${path}`], {
+    timeoutMs: 10_000,
+  });
+}
+
+interface Status {
+  state: string;
+  packets: Record<string, number>;
+  tcp: Record<string, number>;
+  nat: Record<string, number>;
+}
+
+interface NatRow {
+  protocol: string;
+  client: string;
+  server: string;
+  state: string;
+}
+
+labTest(
+  "status, nat and config get show the running relay; counters match the traffic",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--tcp-linger", "60"]);
+    for (let i = 0; i < 5; i++) assertEquals((await dig(lab)).stdout.trim(), LAB_ADDR.dnsAnswer);
+    for (let i = 0; i < 3; i++) assert((await curl(lab)).success);
+    const status = await json<Status>(k, "status");
+    assertEquals(status.state, "started");
+    assertEquals([status.packets.udpRequests, status.packets.udpReplies], [5, 5]);
+    assertEquals([status.tcp.total, status.tcp.failed, status.tcp.active], [3, 0, 0]);
+    assert(status.tcp.bytesToClient > 0 && status.tcp.bytesToServer > 0);
+    const nat = await json<NatRow[]>(k, "nat");
+    const udp = nat.filter((e) => e.protocol === "udp");
+    const tcp = nat.filter((e) => e.protocol === "tcp");
+    assertEquals(udp.length, 5);
+    assert(udp.every((e) => e.client.startsWith(`${LAB_ADDR.client}:`)));
+    assert(udp.every((e) => e.server === `${LAB_ADDR.server}:53`));
+    assertEquals(
+      tcp.map((e) => [e.server, e.state]),
+      Array(3).fill([`${LAB_ADDR.server}:80`, "closed"]),
+    );
+    assertEquals(status.nat.entries, 8);
+    // The readable forms carry the same facts.
+    const table = await krelay(k, "status");
+    assert(table.success && table.stdout.includes("started"), table.stdout);
+    const get = await krelay(k, "config", "get", "gport");
+    assertEquals(get.stdout.trim(), "16000");
+    await k.stop();
+  },
+);
+
+labTest(
+  "stop makes dig and curl through the relay fail; start makes them work again",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const k = await startKrelay(lab);
+    assert((await krelay(k, "stop")).success);
+    assertEquals(await krelayRules(lab), []);
+    assertEquals((await json<Status>(k, "status")).state, "stopped");
+    assert(!(await dig(lab)).success || (await dig(lab)).stdout.trim() === "", "dig must fail");
+    assert(!(await curl(lab)).success, "curl must fail");
+    assert((await krelay(k, "start")).success);
+    assertEquals((await dig(lab)).stdout.trim(), LAB_ADDR.dnsAnswer);
+    assertEquals((await curl(lab)).stdout, srv1.web.indexText);
+    await k.stop();
+  },
+);
+
+labTest("krelay run --stopped relays nothing until krelay start", NEEDS, async (lab) => {
+  await startServers(lab);
+  const k = await startKrelay(lab, [...LAB_FLAGS, "--stopped"]);
+  assertEquals(await krelayRules(lab), []);
+  assert(!(await curl(lab)).success);
+  assert((await krelay(k, "start")).success);
+  assert((await curl(lab)).success);
+  await k.stop();
+});
+
+/** A download of this size at 1 MB/s outlasts the socket buffers between server and client. */
+const SLOW_BYTES = 12 * 1024 * 1024;
+
+/** A slow download through the relay, running in the background. */
+async function slowDownload(lab: Lab, path: string) {
+  const out = `${lab.runDir}/slow.out`;
+  const proc = lab.spawn("client", "slow-curl", [
+    "bash",
+    "-c",
+    `curl -sS --max-time 60 --limit-rate 1m http://${R}${path} | sha256sum > ${out}`,
+  ]);
+  return {
+    async sha256(): Promise<string> {
+      const status = await proc.status;
+      assertEquals(status.code, 0, await proc.logTail());
+      return (await Deno.readTextFile(out)).split(" ")[0];
+    },
+  };
+}
+
+labTest(
+  "a live real_ip change moves new UDP and TCP flows while an established TCP relay goes on",
+  NEEDS,
+  async (lab) => {
+    const { srv1, srv2 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
+    const k = await startKrelay(lab);
+    assertEquals((await dig(lab, "whoami.lab.example", "TXT")).stdout.trim(), '"srv1"');
+    const slow = await slowDownload(lab, file.urlPath);
+    await waitFor(
+      async () =>
+        (await json<NatRow[]>(k, "nat")).some((e) =>
+          e.protocol === "tcp" && e.state === "established"
+        ),
+      {
+        timeoutMs: 10_000,
+        what: "the slow download to be relayed",
+      },
+    );
+    const set = await krelay(k, "config", "set", "real_ip", LAB_ADDR.server2);
+    assert(set.success, set.stderr);
+    assert(set.stdout.includes(`real_ip: ${LAB_ADDR.server} -> ${LAB_ADDR.server2}`), set.stdout);
+    assertEquals((await dig(lab, "whoami.lab.example", "TXT")).stdout.trim(), '"srv2"');
+    assertEquals((await curl(lab)).stdout, srv2!.web.indexText);
+    assertEquals(await slow.sha256(), file.sha256);
+    await k.stop();
+  },
+  { secondServer: true, timeoutMs: 120_000 },
+);
+
+labTest(
+  "a gport change rebinds the listener without dropping established relays",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
+    const k = await startKrelay(lab);
+    const slow = await slowDownload(lab, file.urlPath);
+    await waitFor(async () => (await json<Status>(k, "status")).tcp.active === 1, {
+      timeoutMs: 10_000,
+      what: "the slow download to be relayed",
+    });
+    const set = await krelay(k, "config", "set", "gport", "16001");
+  assert(set.success, set.stderr);
+    const listening = await run(["ip", "netns", "exec", lab.ns.relay, "ss", "-Htln"]);
+    assert(listening.stdout.includes(":16001"), listening.stdout);
+    assert(!listening.stdout.includes(":16000"), listening.stdout);
+    assertEquals((await curl(lab)).stdout, srv1.web.indexText);
+    assertEquals(await slow.sha256(), file.sha256);
+    await k.stop();
+  },
+  { timeoutMs: 120_000 },
+);
+
+labTest("bad config set values are refused and change nothing", NEEDS, async (lab) => {
+  await startServers(lab);
+  // Something else holds port 16005 in the relay's namespace.
+  const holder = lab.spawn("relay", "holder", ["python3", "-m", "http.server", "16005"]);
+  await lab.waitForListen("relay", "tcp", 16005, { timeoutMs: 20_000 });
+  const k = await startKrelay(lab);
+  for (
+    const [key, value, why] of [
+      ["gport", "70000", "gport: must be 1-65535"],
+      ["gport", "16005", "gateway port 16005 is already in use"],
+      ["real_ip", "203.0.113.999", "real_ip: must be an IPv4 address"],
+      ["udp_ports", "53,x", "must be a number"],
+      ["queue", "3", "queue cannot change while krelay runs"],
+    ]
+  ) {
+    const r = await krelay(k, "config", "set", key, value);
+    assertEquals(r.code, 1, `${key}=${value}: ${r.stdout}`);
+    assert(r.stderr.includes(why), `${key}=${value}: expected "${why}" in ${r.stderr}`);
+  }
+  for (
+    const [key, value] of [["gport", "16000"], ["real_ip", LAB_ADDR.server], ["udp_ports", "53"]]
+  ) {
+    assertEquals((await krelay(k, "config", "get", key)).stdout.trim(), value, key);
+  }
+  assertEquals((await dig(lab)).stdout.trim(), LAB_ADDR.dnsAnswer);
+  await k.stop();
+  await holder.stop();
+});
+
+labTest("the Prometheus endpoint serves the same counters as status", [...NEEDS], async (lab) => {
+  await startServers(lab);
+  const k = await startKrelay(lab, [...LAB_FLAGS, "--metrics", "127.0.0.1:9816"]);
+  for (let i = 0; i < 2; i++) await dig(lab);
+  const m = await lab.exec("relay", ["curl", "-sS", "http://127.0.0.1:9816/metrics"], {
+    check: true,
+  });
+  assert(m.stdout.includes('krelay_packets_rewritten_total{flow="udp_request"} 2'), m.stdout);
+  assert(m.stdout.includes("krelay_up 1"), m.stdout);
+  const status = await json<Status>(k, "status");
+  assert(m.stdout.includes(`krelay_packets_seen_total ${status.packets.seen}`));
+  await k.stop();
+});
