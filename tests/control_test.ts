@@ -118,7 +118,7 @@ labTest("krelay run --stopped relays nothing until krelay start", NEEDS, async (
 const SLOW_BYTES = 12 * 1024 * 1024;
 
 /** A slow download through the relay, running in the background. */
-async function slowDownload(lab: Lab, path: string) {
+function slowDownload(lab: Lab, path: string) {
   const out = `${lab.runDir}/slow.out`;
   const proc = lab.spawn("client", "slow-curl", [
     "bash",
@@ -142,7 +142,7 @@ labTest(
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
     const k = await startKrelay(lab);
     assertEquals((await dig(lab, "whoami.lab.example", "TXT")).stdout.trim(), '"srv1"');
-    const slow = await slowDownload(lab, file.urlPath);
+    const slow = slowDownload(lab, file.urlPath);
     await waitFor(
       async () =>
         (await json<NatRow[]>(k, "nat")).some((e) =>
@@ -171,13 +171,13 @@ labTest(
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
     const k = await startKrelay(lab);
-    const slow = await slowDownload(lab, file.urlPath);
+    const slow = slowDownload(lab, file.urlPath);
     await waitFor(async () => (await json<Status>(k, "status")).tcp.active === 1, {
       timeoutMs: 10_000,
       what: "the slow download to be relayed",
     });
     const set = await krelay(k, "config", "set", "gport", "16001");
-  assert(set.success, set.stderr);
+    assert(set.success, set.stderr);
     const listening = await run(["ip", "netns", "exec", lab.ns.relay, "ss", "-Htln"]);
     assert(listening.stdout.includes(":16001"), listening.stdout);
     assert(!listening.stdout.includes(":16000"), listening.stdout);
