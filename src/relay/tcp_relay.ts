@@ -197,8 +197,7 @@ export class TcpRelay {
           who,
         });
         this.#stats.failed++;
-        client.end();
-        client.destroy();
+        await closeGracefully(client);
         return;
       }
       const result = await connectFrom(entry, y, settings.connectTimeoutMs, abort.signal);
@@ -266,6 +265,31 @@ function connectFrom(
     }
     socket.once("connect", () => finish(socket));
     socket.once("error", (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
+  });
+}
+
+// How long a client being closed gets to close its side before it is reset.
+const CLOSE_GRACE_MS = 2_000;
+
+/**
+ * Closes with a FIN, not a reset: what the client sent is read and discarded (closing with
+ * unread data would make the kernel send an RST), and the socket goes once the client has
+ * closed too, or after a grace period.
+ */
+function closeGracefully(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(done, CLOSE_GRACE_MS);
+    socket.on("data", () => {});
+    socket.once("end", done);
+    socket.once("close", done);
+    socket.once("error", done);
+    socket.resume();
+    socket.end();
   });
 }
 
