@@ -29,7 +29,7 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 
 /** Options every control command takes. */
-interface ControlOptions {
+export interface ControlOptions {
   socket?: string;
   timeout?: number;
   json?: boolean;
@@ -48,7 +48,7 @@ export function socketPath(option: string | undefined): string {
 }
 
 /** Colours only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
-function useColor(): boolean {
+export function useColor(): boolean {
   try {
     return Deno.stdout.isTerminal() && (Deno.env.get("NO_COLOR") ?? "") === "";
   } catch {
@@ -68,7 +68,7 @@ function parseTimeout(text: string): number {
  * A command with the options and exit codes every control command shares; `path` is how the
  * user types it ("config get").
  */
-function controlCommand(name: string, description: string, path = name): Command {
+export function controlCommand(name: string, description: string, path = name): Command {
   return usageExit(new Command(name), path)
     .description(description)
     .option(
@@ -83,7 +83,7 @@ function controlCommand(name: string, description: string, path = name): Command
 }
 
 /** Commander's usage errors exit with 1; ours are 2, apart from krelay's own refusals. */
-function usageExit(command: Command, path: string): Command {
+export function usageExit(command: Command, path: string): Command {
   return command.showHelpAfterError(`(see krelay ${path} --help)`).exitOverride(
     (error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE),
   );
@@ -96,7 +96,11 @@ function fail(command: string, message: string): never {
 }
 
 /** Sends `req` and returns the result; a refusal or an unreachable krelay ends the process. */
-async function ask<T>(command: string, options: ControlOptions, req: Request): Promise<T> {
+export async function ask<T>(
+  command: string,
+  options: ControlOptions,
+  req: Request,
+): Promise<T> {
   try {
     return await request<T>(socketPath(options.socket), req, {
       timeoutMs: options.timeout === undefined ? undefined : options.timeout * 1000,

@@ -8,6 +8,7 @@ import { Command } from "commander";
 import { configCli, natCli, startCli, statusCli, stopCli } from "./control_cli.ts";
 import { labCli } from "./lab_cli.ts";
 import { runCli } from "./run_cli.ts";
+import { scriptCli } from "./script_cli.ts";
 
 /** The program with all commands. */
 export function program(): Command {
@@ -23,5 +24,6 @@ export function program(): Command {
     .addCommand(configCli())
     .addCommand(startCli())
     .addCommand(stopCli())
+    .addCommand(scriptCli())
     .addCommand(labCli());
 }

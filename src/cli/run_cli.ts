@@ -9,6 +9,8 @@ import { loadConfig } from "../config/load.ts";
 import { runKrelay } from "../control/run.ts";
 import { IptablesSteering } from "../datapath/iptables_steering.ts";
 import { NfqueueDatapath } from "../datapath/nfqueue.ts";
+import { checkScript } from "../script/check.ts";
+import { configuredServices, parseServices, type Service } from "../script/services.ts";
 import { runCommand } from "../system/command.ts";
 import { setupLogging } from "../system/log.ts";
 import { addConfigFlags, configFromFlags } from "./config_flags.ts";
@@ -29,6 +31,16 @@ export function runCli(): Command {
       "--stopped",
       "start stopped: queue bound and control socket up, but nothing steered or relayed until " +
         "`krelay start` (the default is to start relaying at once)",
+    )
+    .option(
+      "--script <file>",
+      "load a packet script (TypeScript, see src/script/api.ts), named after its file; " +
+        "repeatable",
+      (file: string, files: string[] = []) => [...files, file],
+    )
+    .option(
+      "--on <services>",
+      "the services every --script sees, like udp:53,tcp:80 [default: every configured port]",
     );
   addConfigFlags(command);
   command.addHelpText(
@@ -47,13 +59,56 @@ export function runCli(): Command {
       Deno.exit(EXIT_BAD_CONFIG);
     }
     const config = result.config;
+    const scripts = await scriptsFromFlags(
+      options,
+      configuredServices(
+        config.udp_ports,
+        config.tcp_ports,
+      ),
+    );
     await setupLogging({ level: config.log_level, json: options.logJson === true });
     const code = await runKrelay(config, {
       openDatapath: (c) => NfqueueDatapath.open({ queue: c.queue, maxLen: c.queue_maxlen }),
       steering: new IptablesSteering(),
       run: runCommand,
       now: () => performance.now(),
-    }, { stopped: options.stopped === true });
+    }, { stopped: options.stopped === true, scripts });
     Deno.exit(code);
   });
+}
+
+/** The scripts of `--script` and `--on`, checked; a bad one ends krelay before anything runs. */
+async function scriptsFromFlags(
+  options: Record<string, unknown>,
+  configured: Service[],
+): Promise<{ name: string; file: string; services: Service[] }[]> {
+  const files = (options.script as string[] | undefined) ?? [];
+  let services = configured;
+  try {
+    if (typeof options.on === "string") services = parseServices(options.on);
+  } catch (e) {
+    console.error(`krelay run: --on: ${(e as Error).message}, nothing changed`);
+    Deno.exit(EXIT_BAD_CONFIG);
+  }
+  const scripts = [];
+  const names = new Set<string>();
+  for (const file of files) {
+    try {
+      await checkScript(file);
+    } catch (e) {
+      console.error(
+        `krelay run: script ${file} refused, nothing changed:\n${(e as Error).message}`,
+      );
+      Deno.exit(EXIT_BAD_CONFIG);
+    }
+    const base = (file.split("/").pop() ?? file).replace(/\.[cm]?[jt]s$/, "").replace(
+      /[^A-Za-z0-9_.-]/g,
+      "_",
+    ) || "script";
+    let name = base;
+    for (let i = 2; names.has(name); i++) name = `${base}-${i}`;
+    names.add(name);
+    scripts.push({ name, file: file.startsWith("/") ? file : `${Deno.cwd()}/${file}`, services });
+  }
+  return scripts;
 }

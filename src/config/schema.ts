@@ -80,6 +80,16 @@ export const configSchema = z.object({
     "must be ADDRESS:PORT like 127.0.0.1:9816",
   )
     .optional().describe("serve Prometheus metrics at http://ADDRESS:PORT/metrics"),
+  script_default_verdict: z.enum(["accept", "drop"]).default("accept").describe(
+    "verdict for packets a script could not decide (it threw, ran too long, or is disabled)",
+  ),
+  script_budget_ms: z.number().int("must be a whole number").min(1).max(10_000).default(50)
+    .describe("milliseconds a script may take on one batch before its worker is terminated"),
+  script_max_errors: z.number().int("must be a whole number").min(1).max(1_000_000).default(10)
+    .describe("errors within script_error_window that disable a script"),
+  script_error_window: seconds.default(60).describe(
+    "seconds over which a script's errors are counted",
+  ),
 }).strict().superRefine((c, ctx) => {
   const [min, max] = parsePortRange(c.relay_ports);
   if (c.gport >= min && c.gport <= max) {

@@ -1,7 +1,9 @@
 /**
  * Maps control requests to the daemon: `status`, `nat`, `config-get`, `config-set`, `start`,
- * `stop`. Results: the StatusReport, the NatEntryView list, a `{ key: value }` record (the whole
- * configuration, or the one key asked), the ConfigChange, and `{ state }`.
+ * `stop`, `script-load`, `script-unload`, `script-list`. Results: the StatusReport, the
+ * NatEntryView list, a `{ key: value }` record (the whole configuration, or the one key asked),
+ * the ConfigChange, `{ state }`, the loaded script's ScriptInfo, `{ unloaded }`, and the
+ * ScriptInfo list.
  *
  * @module
  */
@@ -9,6 +11,7 @@
 import type { Daemon } from "../daemon/daemon.ts";
 import type { ControlHandler } from "./server.ts";
 import type { Request } from "./protocol.ts";
+import { configuredServices, parseServices } from "../script/services.ts";
 
 /** The handler serving `daemon`. */
 export function controlHandler(daemon: Daemon): ControlHandler {
@@ -42,6 +45,23 @@ export function controlHandler(daemon: Daemon): ControlHandler {
       case "stop":
         await daemon.stop();
         return { state: daemon.state };
+      case "script-load": {
+        if (typeof r.name !== "string" || typeof r.file !== "string") {
+          throw new Error("bad request: script-load needs a name and a file");
+        }
+        const c = daemon.config;
+        const services = typeof r.services === "string"
+          ? parseServices(r.services)
+          : configuredServices(c.udp_ports, c.tcp_ports);
+        return await daemon.scripts.load(r.name, r.file, services);
+      }
+      case "script-unload":
+        if (!(await daemon.scripts.unload(String(r.name)))) {
+          throw new Error(`no script named ${r.name} is loaded`);
+        }
+        return { unloaded: r.name };
+      case "script-list":
+        return daemon.scripts.list();
       default:
         throw new Error(`unknown command ${(r as { cmd: string }).cmd}`);
     }

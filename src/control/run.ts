@@ -8,6 +8,7 @@
 
 import type { Config } from "../config/schema.ts";
 import { Daemon, type DaemonDeps } from "../daemon/daemon.ts";
+import type { Service } from "../script/services.ts";
 import { logger } from "../system/log.ts";
 import { controlHandler } from "./handler.ts";
 import { type MetricsServer, serveMetrics } from "./metrics.ts";
@@ -21,6 +22,8 @@ export interface RunOptions {
   stopped?: boolean;
   /** Resolves when krelay should exit (default: SIGINT or SIGTERM). */
   stopSignal?: Promise<string>;
+  /** Packet scripts to load before relaying (`--script`). */
+  scripts?: { name: string; file: string; services: Service[] }[];
 }
 
 function signals(): { promise: Promise<string>; dispose: () => void } {
@@ -46,6 +49,8 @@ export async function runKrelay(
   let code = 0;
   try {
     const daemon = await Daemon.create(config, deps);
+    undo.push(() => daemon.scripts.close());
+    for (const s of opts.scripts ?? []) await daemon.scripts.load(s.name, s.file, s.services);
     const control = await ControlServer.listen(config.control_socket, controlHandler(daemon));
     undo.push(() => control.close());
     if (config.metrics) {

@@ -22,9 +22,12 @@ import type { Datapath } from "../datapath/datapath.ts";
 import type { Steering, SteeringSpec } from "../datapath/steering.ts";
 import { NatTable } from "../nat/nat_table.ts";
 import { PortPool } from "../nat/port_pool.ts";
+import { clientKey as tcpClientKey } from "../nat/tcp_nat.ts";
+import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { TcpRelay } from "../relay/tcp_relay.ts";
+import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { logger } from "../system/log.ts";
 import { kernelEphemeralRange, overlap } from "./ephemeral.ts";
@@ -67,6 +70,16 @@ export function rewriterSettings(config: Config, relayIp: string): RewriterSetti
   };
 }
 
+/** How packet scripts fail, from a config. */
+export function scriptPolicy(config: Config): ScriptPolicy {
+  return {
+    defaultVerdict: config.script_default_verdict,
+    budgetMs: config.script_budget_ms,
+    maxErrors: config.script_max_errors,
+    errorWindowMs: config.script_error_window * 1000,
+  };
+}
+
 /** The steering for a config, widened by the ports of live flows so that they can finish. */
 export function steeringSpec(
   config: Config,
@@ -104,6 +117,8 @@ export class Daemon {
   readonly table: NatTable;
   readonly engine: Rewriter;
   readonly relay: TcpRelay;
+  /** Packet scripts (`krelay script ...`). */
+  readonly scripts: ScriptHost;
 
   private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
     this.#config = config;
@@ -124,6 +139,19 @@ export class Daemon {
         connectTimeoutMs: this.#config.tcp_connect_timeout * 1000,
         idleTimeoutMs: this.#config.tcp_idle_timeout * 1000,
       }),
+    });
+    this.scripts = new ScriptHost({
+      policy: () => scriptPolicy(this.#config),
+      relayIp: () => this.#settings.relayIp,
+      serverOf: (protocol, client, clientPort, service, servicePort) => {
+        const e = this.table.get(
+          protocol === 17
+            ? udpRequestKey(client, clientPort, service, servicePort)
+            : tcpClientKey(client, clientPort, service),
+        );
+        return e ? [e.server, e.serverPort] : [this.#settings.realIp, servicePort];
+      },
+      now: deps.now,
     });
   }
 
@@ -152,7 +180,7 @@ export class Daemon {
   /** Binds the queue and starts the packet loop. Changes nothing else; throws if it cannot. */
   async open(): Promise<void> {
     this.#datapath = await this.deps.openDatapath(this.#config);
-    this.#loop = new PacketLoop(this.#datapath, this.engine);
+    this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts);
     this.#loopDone = this.#loop.start();
     // The loop's failure is awaited through loopDone by whoever runs the daemon.
     this.#loopDone.catch(() => {});
@@ -273,6 +301,7 @@ export class Daemon {
       await this.#loop.stop();
       await this.#loop.drainOnce(50).catch(() => 0);
     }
+    await this.scripts.close();
     this.#datapath?.close();
     log.info("closed; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: this.engine.counters,

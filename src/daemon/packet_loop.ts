@@ -3,11 +3,22 @@
  * engine, send all verdicts at once. An exception while deciding one packet accepts that
  * packet unchanged and is counted; it never stops the loop.
  *
+ * Packets of a service with packet scripts are the exception: their verdicts follow the rest of
+ * the batch, once the scripts have decided (one round trip per batch and script). Requests go
+ * to the scripts before the engine, replies after it.
+ *
  * @module
  */
 
-import { type Datapath, type PacketVerdict, Verdict } from "../datapath/datapath.ts";
+import {
+  type Datapath,
+  type PacketVerdict,
+  type QueuedPacket,
+  Verdict,
+} from "../datapath/datapath.ts";
+import { Hook } from "../nat/hook.ts";
 import { Action, type Rewriter } from "../nat/rewriter.ts";
+import type { ScriptHost, ScriptJob } from "../script/host.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("datapath");
@@ -23,6 +34,7 @@ export class PacketLoop {
     private readonly datapath: Datapath,
     private readonly engine: Rewriter,
     private readonly receiveTimeoutMs = 200,
+    private readonly scripts?: ScriptHost,
   ) {}
 
   /** Starts the loop; `done` settles when it ends (rejects if the datapath fails). */
@@ -46,24 +58,34 @@ export class PacketLoop {
   async #run(): Promise<void> {
     while (this.#running) {
       const batch = await this.datapath.receive(this.receiveTimeoutMs);
-      this.#handle(batch);
+      await this.#handle(batch);
     }
   }
 
   #verdicts: PacketVerdict[] = [];
 
-  #handle(batch: Awaited<ReturnType<Datapath["receive"]>>): number {
+  #handle(batch: Awaited<ReturnType<Datapath["receive"]>>): number | Promise<number> {
     if (batch.length === 0) return 0;
+    const scripts = this.scripts?.active ? this.scripts : undefined;
     const verdicts = this.#verdicts;
     verdicts.length = 0;
+    let scripted: Scripted[] | undefined;
     for (const packet of batch) {
-      let action: Action = Action.Accept;
-      try {
-        action = this.engine.process(packet.hook, packet.bytes, packet.checksumPartial);
-      } catch (e) {
-        // Unmangled accept: the kernel keeps its own copy of the bytes.
-        this.engineErrors++;
-        log.error("packet {id} failed in the engine: {error}", { id: packet.id, error: String(e) });
+      if (scripts !== undefined) {
+        const job = packet.hook === Hook.PreRouting ? scripts.request(packet.bytes) : undefined;
+        if (job !== undefined) {
+          (scripted ??= []).push({ packet, job, request: true, rewritten: false });
+          continue;
+        }
+      }
+      const action = this.#decide(packet);
+      if (scripts !== undefined && action !== Action.Drop && packet.hook === Hook.PostRouting) {
+        const job = scripts.reply(packet.bytes);
+        if (job !== undefined) {
+          const rewritten = action === Action.AcceptRewritten;
+          (scripted ??= []).push({ packet, job, request: false, rewritten });
+          continue;
+        }
       }
       verdicts.push({
         packet,
@@ -71,7 +93,49 @@ export class PacketLoop {
         mangled: action === Action.AcceptRewritten,
       });
     }
-    this.datapath.send(verdicts);
-    return batch.length;
+    if (verdicts.length > 0) this.datapath.send(verdicts);
+    if (scripted === undefined) return batch.length;
+    return this.#afterScripts(scripts!, scripted).then(() => batch.length);
   }
+
+  /** Awaits the scripts' verdicts, then runs requests they accepted through the engine. */
+  async #afterScripts(scripts: ScriptHost, scripted: Scripted[]): Promise<void> {
+    await scripts.run(scripted.map((s) => s.job));
+    const verdicts: PacketVerdict[] = [];
+    for (const { packet, job, request, rewritten } of scripted) {
+      if (job.drop) {
+        verdicts.push({ packet, verdict: Verdict.Drop, mangled: false });
+        continue;
+      }
+      if (job.changed) packet.bytes = job.bytes;
+      const action = request ? this.#decide(packet) : Action.Accept;
+      verdicts.push({
+        packet,
+        verdict: action === Action.Drop ? Verdict.Drop : Verdict.Accept,
+        mangled: job.changed || rewritten || action === Action.AcceptRewritten,
+      });
+    }
+    this.datapath.send(verdicts);
+  }
+
+  #decide(packet: QueuedPacket): Action {
+    try {
+      return this.engine.process(packet.hook, packet.bytes, packet.checksumPartial);
+    } catch (e) {
+      // Unmangled accept: the kernel keeps its own copy of the bytes.
+      this.engineErrors++;
+      log.error("packet {id} failed in the engine: {error}", { id: packet.id, error: String(e) });
+      return Action.Accept;
+    }
+  }
+}
+
+/** A packet waiting for the scripts. */
+interface Scripted {
+  packet: QueuedPacket;
+  job: ScriptJob;
+  /** At the request hook (the engine runs after the scripts). */
+  request: boolean;
+  /** A reply the engine rewrote. */
+  rewritten: boolean;
 }
