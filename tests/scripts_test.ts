@@ -101,3 +101,219 @@ labTest(
     assertEquals(await k.stop(), 0);
   },
 );
+
+labTest(
+  "rate limiter: each client gets its burst of queries answered, then is dropped",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    // The example's limiter with test numbers: 3 at once, then one per 100 s.
+    const file = await writeScript(
+      lab,
+      "limit3",
+      `import { rateLimiter } from "${EXAMPLES.rateLimiter}";\n` +
+        `export const match = rateLimiter({ burst: 3, perSecond: 0.01 });\n`,
+    );
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--script", file]);
+    const first: string[] = [];
+    for (let i = 0; i < 5; i++) first.push(await answer(lab));
+    assertEquals(first, [...Array(3).fill(LAB_ADDR.dnsAnswer), "timeout", "timeout"]);
+    // Another client has a bucket of its own.
+    const other = await answer(lab, "lab.example", ["-b", LAB_ADDR.client2]);
+    assertEquals(other, LAB_ADDR.dnsAnswer);
+    const [info] = await scripts(k);
+    assertEquals(info.services, "udp:53,tcp:80", "by default every configured service");
+    assertEquals([info.verdicts.dropped, info.errors], [2, 0]);
+    assertEquals(await k.stop(), 0);
+    const c = await k.finalCounters();
+    assertEquals([c.udpRequests, c.udpReplies], [4, 4], "dropped queries never reached NAT");
+  },
+);
+
+labTest(
+  "packet logger: a line per packet in krelay's log, for DNS and HTTP, both hooks",
+  [...NEEDS, "nginx", "curl"],
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--script",
+      EXAMPLES.logger,
+      "--on",
+      "udp:53,tcp:80",
+    ]);
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    const page = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}/`], {
+      timeoutMs: 10_000,
+    });
+    assert(page.success, page.stderr);
+    let lines: string[] = [];
+    await waitFor(async () => {
+      lines = await scriptLines(k, "packet_logger");
+      return lines.some((l) => l.startsWith("reply tcp") && l.includes("[ACK,FIN]"));
+    }, { timeoutMs: 5_000, what: "the logger's lines" });
+    const c = LAB_ADDR.client;
+    const has = (re: RegExp) =>
+      assert(lines.some((l) => re.test(l)), `${re}:\n${lines.join("\n")}`);
+    has(new RegExp(`^request udp ${c}:\\d+ -> ${R}:53 \\(server ${LAB_ADDR.server}:53\\)`));
+    has(new RegExp(`^reply udp ${R}:53 -> ${c}:\\d+ `));
+    has(new RegExp(`^request tcp ${c}:\\d+ -> ${R}:80 .*\\[SYN\\]`));
+    has(new RegExp(`^reply tcp ${R}:80 -> ${c}:\\d+ .*\\[SYN,ACK\\]`));
+    const [info] = await scripts(k);
+    assertEquals(info.packets, lines.length);
+    assertEquals(info.verdicts.accepted, lines.length);
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+labTest(
+  "a throwing script fails open: the query is answered, the error counted and logged",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--script", fixture("throws")]);
+    // The fixture throws on packets from port 6666.
+    assertEquals(
+      await answer(lab, "lab.example", ["-b", `${LAB_ADDR.client}#6666`]),
+      LAB_ADDR.dnsAnswer,
+    );
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    const [info] = await scripts(k);
+    assertEquals([info.errors, info.verdicts.default, info.state], [1, 1, "enabled"]);
+    const logged = (await k.records()).find((r) =>
+      r.level === "ERROR" && r.properties?.script === "throws"
+    );
+    assert(String(logged?.properties?.error).includes("boom from the fixture"));
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+labTest(
+  "a runaway script is stopped after its budget, then disabled; the relay keeps relaying",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--script",
+      fixture("runaway"),
+      "--script-budget-ms",
+      "100",
+      "--script-max-errors",
+      "2",
+    ]);
+    // The fixture loops forever on packets from port 7777.
+    const loop = ["-b", `${LAB_ADDR.client}#7777`];
+    assertEquals(await answer(lab, "lab.example", loop), LAB_ADDR.dnsAnswer);
+    let info = (await scripts(k))[0];
+    assertEquals([info.timeouts, info.errors, info.state], [1, 1, "enabled"]);
+    await waitFor(async () => (await scripts(k))[0].restarts === 1, {
+      timeoutMs: 10_000,
+      what: "the worker's restart",
+    });
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    assertEquals(await answer(lab, "lab.example", loop), LAB_ADDR.dnsAnswer);
+    info = (await scripts(k))[0];
+    assertEquals([info.timeouts, info.state], [2, "disabled"]);
+    for (let i = 0; i < 3; i++) assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    const r = await krelay(k, "script", "list");
+    assert(r.stdout.includes("runaway: disabled (2 errors within 60 s)"), r.stdout);
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+const BAD_SCRIPT = (api: string) =>
+  `import type { Packet } from "${api}";\n` +
+  `export function target(packet: Packet): number {\n  return packet.ttl;\n}\n`;
+
+labTest(
+  "a script that does not type-check is refused with the compiler's message, nothing changes",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const bad = await writeScript(lab, "bad", BAD_SCRIPT(root("src/script/api.ts")));
+    const refused = await lab.exec("relay", [KRELAY, "run", ...LAB_FLAGS, "--script", bad], {
+      timeoutMs: 60_000,
+    });
+    assertEquals(refused.code, 2, refused.stderr);
+    assert(refused.stderr.includes(`script ${bad} refused, nothing changed`), refused.stderr);
+    assert(refused.stderr.includes("TS2322"), refused.stderr);
+    assertEquals(await krelayRules(lab), []);
+    // At runtime: refused, and the script already loaded stays.
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--script", EXAMPLES.logger]);
+    const load = await krelay(k, "script", "load", "packet_logger", bad);
+    assertEquals(load.code, 1, load.stdout);
+    assert(load.stderr.includes("TS2322"), load.stderr);
+    const list = await scripts(k);
+    assertEquals(list.map((s) => [s.name, s.file]), [["packet_logger", EXAMPLES.logger]]);
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    assertEquals((await scripts(k))[0].packets, 2);
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+labTest(
+  "script load, list, reload under the same name without losing a query, and unload",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab);
+    assertEquals((await krelay(k, "script", "list")).stdout.trim(), "no scripts loaded");
+    const load = await krelay(k, "script", "load", "s", EXAMPLES.logger, "--on", "udp:53");
+    assertEquals(load.code, 0, load.stderr);
+    assertEquals(load.stdout.trim(), `script s loaded from ${EXAMPLES.logger} on udp:53`);
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    let [info] = await scripts(k);
+    assertEquals([info.name, info.packets, info.verdicts.accepted], ["s", 2, 2]);
+    // 1000 queries, one try each, while the script is replaced (its check takes a while).
+    const reload = krelay(k, "script", "load", "s", fixture("accept_all"), "--on", "udp:53");
+    const batch = `${lab.runDir}/queries.txt`;
+    await Deno.writeTextFile(batch, "lab.example A\n".repeat(1000));
+    const queries = await lab.exec("client", [
+      "dig",
+      "+time=2",
+      "+tries=1",
+      "+short",
+      `@${R}`,
+      "-f",
+      batch,
+    ], { timeoutMs: 60_000 });
+    const reloaded = await reload;
+    assertEquals(reloaded.code, 0, reloaded.stderr);
+    const answers = queries.stdout.split("\n").filter((l) => l === LAB_ADDR.dnsAnswer);
+    assertEquals(answers.length, 1000);
+    [info] = await scripts(k);
+    assertEquals([info.name, info.file], ["s", fixture("accept_all")]);
+    // Swapped while the queries ran: the new script saw some of them (a request and a reply
+    // each), the old one the others.
+    assert(info.packets > 0 && info.packets < 2000, `${info.packets} packets`);
+    const replaced = (await k.records()).some((r) =>
+      r.properties?.script === "s" && r.properties?.what === "reloaded"
+    );
+    assert(replaced, "reload logged");
+    const unload = await krelay(k, "script", "unload", "s");
+    assertEquals([unload.code, unload.stdout.trim()], [0, "script s unloaded"]);
+    assertEquals(await scripts(k), []);
+    const again = await krelay(k, "script", "unload", "s");
+    assertEquals(again.code, 1);
+    assert(again.stderr.includes("no script named s"), again.stderr);
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+labTest(
+  "the sandbox: a script cannot read or write files, connect, listen, run, load FFI or read env",
+  NEEDS,
+  async (lab) => {
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--script", fixture("sandbox_probe")]);
+    const lines = (await scriptLines(k, "sandbox_probe")).filter((l) => l.startsWith("sandbox "));
+    const what = ["read", "write", "fetch", "connect", "listen", "run", "ffi", "env", "import"];
+    assertEquals(
+      lines.map((l) => l.split(":")[0]).sort(),
+      what.map((w) => `sandbox ${w}`).sort(),
+    );
+    assert(lines.every((l) => l.includes(": denied")), lines.join("\n"));
+    assertEquals(await k.stop(), 0);
+  },
+);
