@@ -71,6 +71,10 @@ export const configSchema = z.object({
   nat_max_entries: z.number().int().min(16).max(4_000_000).default(65536).describe(
     "NAT table size",
   ),
+  kernel_nat: z.boolean().default(false).describe(
+    "krelay decides each flow's first packets and the kernel's NAT (conntrack, nftables) " +
+      "rewrites the rest; false: krelay rewrites every packet through NFQUEUE",
+  ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
   control_socket: z.string().regex(/^\//, "must be an absolute path").default(
     "/run/krelay/krelay.sock",

@@ -45,6 +45,7 @@ function numberish(text: string): unknown {
 export function valueFromText(key: string, text: string): unknown {
   const schema = configKeys().find(([k]) => k === key)?.[1];
   if (schema?.type === "integer" || schema?.type === "number") return numberish(text);
+  if (schema?.type === "boolean") return text === "true" ? true : text === "false" ? false : text;
   if (schema?.type === "array") {
     return text.split(",").filter((v) => v.trim() !== "").map(numberish);
   }

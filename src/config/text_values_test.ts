@@ -25,3 +25,9 @@ Deno.test("configKeys() lists every key with its description", () => {
   }
   assertEquals(configKeys().every(([, s]) => typeof s.description === "string"), true);
 });
+
+Deno.test("valueFromText() reads true and false for a boolean key", () => {
+  assertEquals(valueFromText("kernel_nat", "true"), true);
+  assertEquals(valueFromText("kernel_nat", "false"), false);
+  assertEquals(valueFromText("kernel_nat", "yes"), "yes");
+});

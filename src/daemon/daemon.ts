@@ -67,6 +67,7 @@ export function rewriterSettings(config: Config, relayIp: string): RewriterSetti
     // The relay resets idle connections itself; the entry outlives that by a margin.
     tcpEstablishedTimeoutMs: config.tcp_idle_timeout * 1000 + 60_000,
     tcpLingerMs: config.tcp_linger * 1000,
+    kernelNat: config.kernel_nat,
   };
 }
 

@@ -40,6 +40,8 @@ export interface PacketVerdict {
   packet: QueuedPacket;
   verdict: Verdict;
   mangled: boolean;
+  /** Sets the packet's mark (skb->mark), e.g. for a NAT rule to act on. */
+  mark?: number;
 }
 
 /** Counters every datapath keeps. */

@@ -324,10 +324,11 @@ function short(out: ParsedMessage, name: string, vlen: number): MessageKind {
 }
 
 /** Bytes one verdict message takes in a batch, with a payload of `payloadLength` bytes or none. */
-export function verdictSize(payloadLength = -1): number {
+export function verdictSize(payloadLength = -1, withMark = false): number {
+  const mark = withMark ? NLA_HDRLEN + 4 : 0;
   return payloadLength < 0
-    ? VERDICT_MSG_LEN
-    : VERDICT_MSG_LEN + NLA_HDRLEN + nlAlign(payloadLength);
+    ? VERDICT_MSG_LEN + mark
+    : VERDICT_MSG_LEN + mark + NLA_HDRLEN + nlAlign(payloadLength);
 }
 
 /**
@@ -368,12 +369,18 @@ export class VerdictBatch {
    *
    * @throws RangeError when `payload` is longer than {@link MAX_VERDICT_PAYLOAD}.
    */
-  append(queue: number, id: number, verdict: number, payload?: Uint8Array): boolean {
+  append(
+    queue: number,
+    id: number,
+    verdict: number,
+    payload?: Uint8Array,
+    mark?: number,
+  ): boolean {
     const plen = payload === undefined ? -1 : payload.length;
     if (plen > MAX_VERDICT_PAYLOAD) {
       throw new RangeError(`payload of ${plen} bytes exceeds ${MAX_VERDICT_PAYLOAD}`);
     }
-    const size = verdictSize(plen);
+    const size = verdictSize(plen, mark !== undefined);
     const o = this.length;
     if (o + size > this.buffer.length) return false;
     const v = this.#view;
@@ -392,8 +399,15 @@ export class VerdictBatch {
     v.setUint16(o + 22, NFQA_VERDICT_HDR, true);
     v.setUint32(o + 24, verdict, false);
     v.setUint32(o + 28, id, false);
+    let p = o + VERDICT_MSG_LEN;
+    if (mark !== undefined) {
+      // NFQA_MARK sets the packet's mark (skb->mark), big-endian like every NFQA value.
+      v.setUint16(p, NLA_HDRLEN + 4, true);
+      v.setUint16(p + 2, NFQA_MARK, true);
+      v.setUint32(p + 4, mark >>> 0, false);
+      p += NLA_HDRLEN + 4;
+    }
     if (payload !== undefined) {
-      const p = o + VERDICT_MSG_LEN;
       v.setUint16(p, NLA_HDRLEN + plen, true);
       v.setUint16(p + 2, NFQA_PAYLOAD, true);
       this.buffer.set(payload, p + NLA_HDRLEN);

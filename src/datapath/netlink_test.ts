@@ -4,6 +4,8 @@ import { Hook, Verdict } from "./datapath.ts";
 import {
   MAX_VERDICT_PAYLOAD,
   MessageKind,
+  NFQA_MARK,
+  NFQA_PAYLOAD,
   ParsedMessage,
   parseMessage,
   VerdictBatch,
@@ -438,4 +440,21 @@ Deno.test("VerdictBatch.append() refuses a payload longer than an attribute can 
   throws(() => b.append(0, 1, Verdict.Accept, new Uint8Array(MAX_VERDICT_PAYLOAD + 1)), RangeError);
   assertEquals(b.append(0, 1, Verdict.Accept, new Uint8Array(MAX_VERDICT_PAYLOAD)), true);
   assertEquals(b.buffer[32] | (b.buffer[33] << 8), 0xffff);
+});
+
+Deno.test("VerdictBatch.append() encodes NFQA_MARK before the payload, big-endian", () => {
+  const batch = new VerdictBatch(256);
+  const payload = new Uint8Array([1, 2, 3, 4]);
+  assertEquals(batch.append(7, 42, Verdict.Accept, payload, 0xc633640a), true);
+  const v = new DataView(batch.buffer.buffer);
+  assertEquals(batch.length, verdictSize(4, true));
+  assertEquals(v.getUint32(0, true), verdictSize(4, true));
+  // The mark attribute right after the verdict header: len 8, type NFQA_MARK, value.
+  assertEquals([v.getUint16(32, true), v.getUint16(34, true), v.getUint32(36, false)], [
+    8,
+    NFQA_MARK,
+    0xc633640a,
+  ]);
+  assertEquals([v.getUint16(40, true), v.getUint16(42, true)], [8, NFQA_PAYLOAD]);
+  assertEquals([...batch.buffer.subarray(44, 48)], [1, 2, 3, 4]);
 });

@@ -25,6 +25,7 @@ export interface FixtureOptions {
   capacity?: number;
   poolSize?: number;
   tcpPorts?: number[];
+  kernelNat?: boolean;
 }
 
 /** An engine relaying UDP 53 and TCP `tcpPorts` (default 80) from R to S, gateway port 16000. */
@@ -41,6 +42,7 @@ export function engineFixture(opts: FixtureOptions = {}) {
     tcpSynTimeoutMs: 10_000,
     tcpEstablishedTimeoutMs: 300_000,
     tcpLingerMs: 2_000,
+    kernelNat: opts.kernelNat ?? false,
   };
   const table = new NatTable({ capacity: opts.capacity ?? 1024, now: () => clock });
   const pool = new PortPool(20000, 20000 + (opts.poolSize ?? 10) - 1);

@@ -18,6 +18,8 @@ export interface PacketCounters {
   tcpFromGateway: number;
   tcpToServer: number;
   tcpFromServer: number;
+  /** First packets of flows recorded and left for the kernel's NAT (kernel_nat mode). */
+  toKernel: number;
   /** Packets accepted untouched, in total and by reason. */
   passed: number;
   passedOtherProtocol: number;
@@ -41,6 +43,7 @@ export function newCounters(): PacketCounters {
     tcpFromGateway: 0,
     tcpToServer: 0,
     tcpFromServer: 0,
+    toKernel: 0,
     passed: 0,
     passedOtherProtocol: 0,
     passedOtherPort: 0,

@@ -31,6 +31,8 @@ export const Action = {
   Accept: 1,
   /** Accept it: its bytes were rewritten in place. */
   AcceptRewritten: 2,
+  /** Accept it unchanged, with the mark in {@link Rewriter.mark}. */
+  AcceptMarked: 3,
 } as const;
 /** One of {@link Action}'s values. */
 export type Action = typeof Action[keyof typeof Action];
@@ -43,6 +45,12 @@ export interface RewriterSettings extends UdpNatSettings, TcpNatSettings {
   udpPorts: ReadonlySet<number>;
   /** TCP service ports relayed through the gateway port. */
   tcpPorts: ReadonlySet<number>;
+  /**
+   * The kernel's NAT (conntrack) rewrites: krelay sees only each flow's first packets, records
+   * the flow and leaves the packet unchanged (or marks the relay's SYN with the client's
+   * address), and conntrack rewrites every packet of it. False: krelay rewrites every packet.
+   */
+  kernelNat: boolean;
 }
 
 /** What a {@link Rewriter} works with. */
@@ -69,6 +77,8 @@ type PassReason =
 export class Rewriter {
   /** Counters since start. */
   readonly counters: PacketCounters = newCounters();
+  /** The mark of the last packet decided {@link Action.AcceptMarked}. */
+  mark = 0;
   readonly #udp: UdpNat;
   /** The TCP flows; the TCP relay uses it to find original destinations and bind ports. */
   readonly tcp: TcpNat;
@@ -108,7 +118,9 @@ export class Rewriter {
     if (hook === Hook.PreRouting) {
       const s = this.settings();
       if (packet.dst === s.relayIp) {
-        const result = this.tcp.toGateway(packet, now, s.tcpPorts.has(packet.dstPort));
+        const allowNew = s.tcpPorts.has(packet.dstPort);
+        const result = this.tcp.toGateway(packet, now, allowNew, !s.kernelNat);
+        if (s.kernelNat) return this.#toKernel(result, "tcpToGateway");
         return this.#tcpResult(packet, result, "tcpToGateway");
       }
       if (this.tcp.pool.contains(packet.dstPort)) {
@@ -117,6 +129,14 @@ export class Rewriter {
       return this.#pass("passedOtherPort");
     }
     if (hook === Hook.PostRouting) {
+      if (this.settings().kernelNat) {
+        const mark = this.tcp.markFor(packet, now);
+        if (mark === undefined) return this.#pass("passedNoFlow");
+        this.counters.tcpToServer++;
+        this.counters.toKernel++;
+        this.mark = mark;
+        return Action.AcceptMarked;
+      }
       if (this.tcp.pool.contains(packet.srcPort)) {
         return this.#tcpResult(packet, this.tcp.toServer(packet, now), "tcpToServer");
       }
@@ -125,6 +145,21 @@ export class Rewriter {
     c.passed++;
     c.passedOtherPort++;
     return Action.Accept;
+  }
+
+  /** A flow's first packet, recorded and left for the kernel's NAT to rewrite. */
+  #toKernel(result: TcpResult | "no-flow", flow: TcpFlowCounter | "udpRequests"): Action {
+    if (result === "rewritten") {
+      this.counters[flow]++;
+      this.counters.toKernel++;
+      return Action.Accept;
+    }
+    if (result === "full") {
+      this.counters.dropped++;
+      this.counters.droppedNatFull++;
+      return Action.Drop;
+    }
+    return this.#pass(result === "conflict" ? "passedNoFlow" : "passedOtherPort");
   }
 
   #tcpResult(packet: Ipv4Packet, result: TcpResult, flow: TcpFlowCounter): Action {
@@ -143,7 +178,15 @@ export class Rewriter {
   #udpRequest(packet: Ipv4Packet): Action {
     const s = this.settings();
     if (packet.dst !== s.relayIp) return this.#pass("passedOtherPort");
-    const result = this.#udp.request(packet, this.now(), s.udpPorts.has(packet.dstPort));
+    const result = this.#udp.request(
+      packet,
+      this.now(),
+      s.udpPorts.has(packet.dstPort),
+      !s.kernelNat,
+    );
+    if (s.kernelNat) {
+      return this.#toKernel(typeof result === "string" ? result : "rewritten", "udpRequests");
+    }
     if (result === "no-flow") return this.#pass("passedOtherPort");
     if (result === "full") {
       this.counters.dropped++;

@@ -70,7 +70,7 @@ export class TcpNat {
    * T1: client -> relay:service becomes client -> relay:gport. A SYN creates the flow, unless
    * `allowNew` is false (a service no longer configured: only existing flows go on).
    */
-  toGateway(packet: Ipv4Packet, now: number, allowNew = true): TcpResult {
+  toGateway(packet: Ipv4Packet, now: number, allowNew = true, rewrite = true): TcpResult {
     const key = clientKey(packet.src, packet.srcPort, packet.dst);
     let entry = this.table.get(key);
     const isSyn = (packet.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN;
@@ -107,7 +107,7 @@ export class TcpNat {
     entry.lastSeen = now;
     entry.packetsToServer++;
     entry.bytesToServer += packet.payload.length;
-    packet.setDstPort(entry.gatewayPort);
+    if (rewrite) packet.setDstPort(entry.gatewayPort);
     return "rewritten";
   }
 
@@ -133,6 +133,22 @@ export class TcpNat {
     entry.lastSeen = now;
     packet.setSrc(entry.client);
     return "rewritten";
+  }
+
+  /**
+   * The relay's SYN toward the server, when the kernel's NAT does the rewriting: the flow's
+   * client address, which the packet gets as its mark so that a SNAT rule maps it. Undefined
+   * when the packet belongs to no flow.
+   */
+  markFor(packet: Ipv4Packet, now: number): number | undefined {
+    if (!this.pool.contains(packet.srcPort)) return undefined;
+    const entry = this.table.get(upstreamKey(packet.srcPort));
+    if (entry === undefined || entry.server !== packet.dst || entry.serverPort !== packet.dstPort) {
+      return undefined;
+    }
+    if (entry.relayLocal === 0) entry.relayLocal = packet.src;
+    entry.lastSeen = now;
+    return entry.client;
   }
 
   /** T4: server -> client:y becomes server -> relay:y. */

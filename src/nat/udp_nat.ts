@@ -51,7 +51,7 @@ export class UdpNat {
    * destination to the flow's server. Returns the flow, or why there is none. With `allowNew`
    * false (a service no longer configured), only existing flows are translated.
    */
-  request(packet: Ipv4Packet, now: number, allowNew = true): RequestResult {
+  request(packet: Ipv4Packet, now: number, allowNew = true, rewrite = true): RequestResult {
     const { src, srcPort, dst, dstPort } = packet;
     let entry = this.table.get(requestKey(src, srcPort, dst, dstPort));
     if (entry === undefined) {
@@ -80,7 +80,7 @@ export class UdpNat {
     entry.packetsToServer++;
     entry.bytesToServer += packet.bytes.length;
     this.#maybeAssure(entry, now);
-    packet.setDst(entry.server);
+    if (rewrite) packet.setDst(entry.server);
     return entry;
   }
 

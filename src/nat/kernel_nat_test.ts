@@ -1,0 +1,51 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { buildTcpPacket, buildUdpPacket } from "../packet/build.ts";
+import { TcpFlag } from "../packet/ipv4_packet.ts";
+import { ADDR, engineFixture } from "./_engine_fixture.ts";
+import { Hook } from "./hook.ts";
+import { Action } from "./rewriter.ts";
+
+const { C, R, RS, S } = ADDR;
+
+Deno.test("kernel_nat: a new UDP flow is recorded and its packet left unchanged for conntrack", () => {
+  const { engine, table } = engineFixture({ kernelNat: true });
+  const bytes = buildUdpPacket({ src: C, dst: R, srcPort: 4000, dstPort: 53 });
+  const before = bytes.slice();
+  assertEquals(engine.process(Hook.PreRouting, bytes, false), Action.Accept);
+  assertEquals(bytes, before);
+  const [entry] = [...table.entries()];
+  assertEquals([entry.client, entry.clientPort, entry.server, entry.serverPort], [C, 4000, S, 53]);
+  assertEquals([engine.counters.toKernel, engine.counters.rewritten], [1, 0]);
+});
+
+Deno.test("kernel_nat: a client's SYN records the original destination without a rewrite", () => {
+  const { engine } = engineFixture({ kernelNat: true });
+  const syn = buildTcpPacket({ src: C, dst: R, srcPort: 40000, dstPort: 80, flags: TcpFlag.SYN });
+  const before = syn.slice();
+  assertEquals(engine.process(Hook.PreRouting, syn, false), Action.Accept);
+  assertEquals(syn, before);
+  assertEquals(engine.tcp.acceptedFlow(C, 40000, R)?.servicePort, 80);
+});
+
+Deno.test("kernel_nat: the relay's SYN to the server is marked with the client's address", () => {
+  const { engine } = engineFixture({ kernelNat: true });
+  engine.process(
+    Hook.PreRouting,
+    buildTcpPacket({ src: C, dst: R, srcPort: 40000, dstPort: 80, flags: TcpFlag.SYN }),
+    false,
+  );
+  const y = engine.tcp.bindUpstream(engine.tcp.acceptedFlow(C, 40000, R)!, 5000)!;
+  const up = buildTcpPacket({ src: RS, dst: S, srcPort: y, dstPort: 80, flags: TcpFlag.SYN });
+  const before = up.slice();
+  assertEquals(engine.process(Hook.PostRouting, up, false), Action.AcceptMarked);
+  assertEquals(engine.mark, C);
+  assertEquals(up, before);
+  const stray = buildTcpPacket({
+    src: RS,
+    dst: S,
+    srcPort: y + 1,
+    dstPort: 80,
+    flags: TcpFlag.SYN,
+  });
+  assertEquals(engine.process(Hook.PostRouting, stray, false), Action.Accept);
+});
