@@ -17,6 +17,7 @@ declare -A need=(
   [nginx-light]=/usr/sbin/nginx
   [procps]=/usr/bin/pgrep
   [iputils-ping]=/usr/bin/ping
+  [nftables]=/usr/sbin/nft
 )
 missing=()
 for pkg in "${!need[@]}"; do

@@ -98,6 +98,9 @@ export function steeringSpec(
       ? union([config.gport], live.gports)
       : union([], live.gports),
     relayPorts: parsePortRange(config.relay_ports),
+    kernelNat: config.kernel_nat,
+    realIp: config.real_ip,
+    gport: config.gport,
   };
 }
 
@@ -140,6 +143,7 @@ export class Daemon {
         connectTimeoutMs: this.#config.tcp_connect_timeout * 1000,
         idleTimeoutMs: this.#config.tcp_idle_timeout * 1000,
       }),
+      beforeConnect: config.kernel_nat ? (entry) => this.#prepareClient(entry.client) : undefined,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),
@@ -231,6 +235,7 @@ export class Daemon {
     await this.#steer(async () => {
       await this.deps.steering.remove();
       this.#installed = "";
+      this.#preparedClients.clear();
     }).catch((e) => log.error("removing steering failed: {error}", { error: String(e) }));
     this.table.flush();
     log.info("stopped relaying");
@@ -310,6 +315,19 @@ export class Daemon {
       nat: this.table.stats(),
       datapath: this.#datapath?.stats(),
     });
+  }
+
+  /** Clients whose SNAT mapping is in place (kernel_nat); the mapping goes with the steering. */
+  readonly #preparedClients = new Map<number, Promise<void>>();
+
+  #prepareClient(client: number): Promise<void> {
+    let ready = this.#preparedClients.get(client);
+    if (ready === undefined) {
+      ready = this.deps.steering.prepareClient?.(client) ?? Promise.resolve();
+      ready.catch(() => this.#preparedClients.delete(client));
+      this.#preparedClients.set(client, ready);
+    }
+    return ready;
   }
 
   #tick(): void {

@@ -30,6 +30,19 @@ export const KRELAY_CHAINS = [
   { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING" },
 ] as const;
 
+/**
+ * With the kernel's NAT (kernel_nat), the queue rules select a flow's first packet by its
+ * conntrack state, so they sit after conntrack: mangle PREROUTING, before the nat table's
+ * DNAT/REDIRECT; mangle POSTROUTING, before its SNAT.
+ */
+export const KERNEL_NAT_CHAINS = [
+  { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING" },
+  { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING" },
+] as const;
+
+/** Every place a krelay chain may be, in either mode: what removal cleans. */
+const ALL_CHAINS = [...KRELAY_CHAINS, KERNEL_NAT_CHAINS[0]];
+
 /** Comment put on every rule, so a person reading `iptables -S` knows whose rules they are. */
 export const RULE_COMMENT = "krelay";
 
@@ -43,6 +56,11 @@ export interface SteeringSpec {
   gports: readonly number[];
   /** The relay's own port range toward servers, [low, high]. */
   relayPorts: readonly [number, number];
+  /** The kernel's NAT rewrites; only first packets are queued (see {@link KERNEL_NAT_CHAINS}). */
+  kernelNat: boolean;
+  /** kernel_nat: the real server (DNAT target) and the gateway port (REDIRECT target). */
+  realIp: string;
+  gport: number;
 }
 
 // iptables' multiport match takes at most 15 ports.
@@ -64,6 +82,22 @@ function queueTarget(queue: number): string {
 export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
   const q = queueTarget(spec.queue);
   const pool = `${spec.relayPorts[0]}:${spec.relayPorts[1]}`;
+  if (spec.kernelNat) {
+    const fresh = "-m conntrack --ctstate NEW";
+    return {
+      KRELAY_PRE: [
+        ...chunks(spec.udpPorts).map((ports) =>
+          `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${fresh} ${q}`
+        ),
+        ...chunks(spec.tcpPorts).map((ports) =>
+          `-d ${spec.relayIp}/32 -p tcp -m tcp --syn -m multiport --dports ${ports} ${fresh} ${q}`
+        ),
+      ],
+      KRELAY_POST: chunks(spec.tcpPorts).map((ports) =>
+        `-p tcp -m tcp --sport ${pool} --syn -m multiport --dports ${ports} ${fresh} ${q}`
+      ),
+    };
+  }
   return {
     KRELAY_PRE: [
       ...chunks(spec.udpPorts).map((ports) =>
@@ -96,11 +130,20 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
  */
 export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
   const rules = renderChainRules(spec);
+  const chains = spec.kernelNat ? KERNEL_NAT_CHAINS : KRELAY_CHAINS;
   const lines: string[] = [];
-  for (const { table, chain, from } of KRELAY_CHAINS) {
-    lines.push(`*${table}`, `:${chain} - [0:0]`);
-    for (const rule of rules[chain]) lines.push(`-A ${chain} ${rule}`);
-    if (jumps) lines.push(`-I ${from} 1 -m comment --comment ${RULE_COMMENT} -j ${chain}`);
+  for (const table of new Set(chains.map((c) => c.table))) {
+    lines.push(`*${table}`);
+    const here = chains.filter((c) => c.table === table);
+    for (const { chain } of here) lines.push(`:${chain} - [0:0]`);
+    for (const { chain } of here) {
+      for (const rule of rules[chain]) lines.push(`-A ${chain} ${rule}`);
+    }
+    if (jumps) {
+      for (const { chain, from } of here) {
+        lines.push(`-I ${from} 1 -m comment --comment ${RULE_COMMENT} -j ${chain}`);
+      }
+    }
     lines.push("COMMIT");
   }
   return lines.join("\n") + "\n";
@@ -112,7 +155,7 @@ export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
  * a crashed run may have left more than one.
  */
 export function removalCommands(): { jump: string[]; flush: string[]; remove: string[] }[] {
-  return KRELAY_CHAINS.map(({ table, chain, from }) => ({
+  return ALL_CHAINS.map(({ table, chain, from }) => ({
     jump: ["-w", "-t", table, "-D", from, "-m", "comment", "--comment", RULE_COMMENT, "-j", chain],
     flush: ["-w", "-t", table, "-F", chain],
     remove: ["-w", "-t", table, "-X", chain],

@@ -8,6 +8,9 @@ const spec = {
   tcpPorts: [80],
   gports: [16000],
   relayPorts: [20000, 29999] as const,
+  kernelNat: false,
+  realIp: "203.0.113.10",
+  gport: 16000,
 };
 
 Deno.test("renderChainRules() queues U1, T1, T4 in raw PREROUTING and U3, T2, T3 in mangle POSTROUTING", () => {
@@ -57,4 +60,25 @@ Deno.test("renderRestoreScript() without jumps only replaces the chains' rules",
   assertEquals(script.includes("-I PREROUTING"), false);
   assertEquals(script.includes("-I POSTROUTING"), false);
   assertEquals(script.split("\n").filter((l) => l.startsWith(":KRELAY_")).length, 2);
+});
+
+Deno.test("renderChainRules() with kernel_nat queues only first packets, after conntrack", () => {
+  const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
+  const fresh = "-m conntrack --ctstate NEW";
+  assertEquals(renderChainRules({ ...spec, kernelNat: true }), {
+    KRELAY_PRE: [
+      `-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${fresh} ${q}`,
+      `-d 198.51.100.1/32 -p tcp -m tcp --syn -m multiport --dports 80 ${fresh} ${q}`,
+    ],
+    KRELAY_POST: [
+      `-p tcp -m tcp --sport 20000:29999 --syn -m multiport --dports 80 ${fresh} ${q}`,
+    ],
+  });
+  const script = renderRestoreScript({ ...spec, kernelNat: true });
+  assertEquals(script.split("\n").filter((l) => l.startsWith("*")), ["*mangle"]);
+});
+
+Deno.test("removalCommands() cleans krelay's chains wherever either mode put them", () => {
+  const places = removalCommands().map((c) => `${c.remove[2]} ${c.remove[4]}`);
+  assertEquals(places.sort(), ["mangle KRELAY_POST", "mangle KRELAY_PRE", "raw KRELAY_PRE"]);
 });

@@ -7,6 +7,7 @@
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { removalCommands, renderRestoreScript } from "./iptables_rules.ts";
+import { clientElementArgs, NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
 import type { Steering, SteeringSpec } from "./steering.ts";
 
 // A crashed run can leave at most a few duplicate jumps; this bounds the removal loop.
@@ -17,11 +18,14 @@ export class IptablesSteering implements Steering {
   constructor(
     private readonly run: CommandRunner = runCommand,
     private readonly iptables = "iptables",
+    private readonly nft = "nft",
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
     await this.remove();
     try {
+      // The NAT first: a flow the queue rules record must find its rewriting in place.
+      if (spec.kernelNat) await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec));
       await mustRun(
         this.run,
         `${this.iptables}-restore`,
@@ -36,6 +40,7 @@ export class IptablesSteering implements Steering {
   }
 
   async update(spec: SteeringSpec): Promise<void> {
+    if (spec.kernelNat) await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec));
     await mustRun(
       this.run,
       `${this.iptables}-restore`,
@@ -52,6 +57,13 @@ export class IptablesSteering implements Steering {
       await this.run(this.iptables, cmds.flush);
       await this.run(this.iptables, cmds.remove);
     }
+    // Whichever mode installed it (or a crashed run left it); a missing nft is no error here.
+    await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
+  }
+
+  /** kernel_nat: lets the SNAT rule map `client` (as a mark) to the client's address. */
+  async prepareClient(client: number): Promise<void> {
+    await mustRun(this.run, this.nft, clientElementArgs(client));
   }
 
   /** True when any krelay chain exists (for checks and status). */

@@ -9,6 +9,9 @@ const spec = {
   tcpPorts: [80],
   gports: [16000],
   relayPorts: [20000, 29999] as const,
+  kernelNat: false,
+  realIp: "203.0.113.10",
+  gport: 16000,
 };
 
 /** A runner that records calls; jump deletions succeed `staleJumps` times, then fail. */
@@ -29,18 +32,27 @@ Deno.test("IptablesSteering.install() removes stale jumps and chains before inst
   const { run, calls } = recorder({ staleJumps: 2 });
   await new IptablesSteering(run).install(spec);
   const deletes = calls.filter((c) => c.includes(" -D "));
-  assertEquals(deletes.length, 2 + 1 + 1); // two stale raw jumps, then one failed try per table
+  assertEquals(deletes.length, 2 + 1 + 1 + 1); // two stale jumps, then one failed try per place
   assertEquals(calls.at(-1), "iptables-restore -w --noflush");
 });
 
 Deno.test("IptablesSteering.install() undoes a refused install and reports why", async () => {
   const { run, calls } = recorder({ restoreFails: true });
   await rejects(new IptablesSteering(run).install(spec), /iptables-restore .*failed \(2\): bad/);
-  assertEquals(calls.at(-1), "iptables -w -t mangle -X KRELAY_POST");
+  assertEquals(calls.at(-1), "nft delete table ip krelay");
 });
 
 Deno.test("IptablesSteering.update() replaces the rules in one restore, touching no jump", async () => {
   const { run, calls } = recorder();
   await new IptablesSteering(run).update(spec);
   assertEquals(calls, ["iptables-restore -w --noflush"]);
+});
+
+Deno.test("IptablesSteering with kernel_nat sets up the nft NAT table before the queue rules", async () => {
+  const { run, calls } = recorder();
+  const steering = new IptablesSteering(run);
+  await steering.install({ ...spec, kernelNat: true });
+  assertEquals(calls.slice(-2), ["nft -f -", "iptables-restore -w --noflush"]);
+  await steering.prepareClient(0xc633640a);
+  assertEquals(calls.at(-1), "nft add element ip krelay clients { 0xc633640a : 198.51.100.10 }");
 });

@@ -14,6 +14,11 @@ export interface Steering {
   install(spec: SteeringSpec): Promise<void>;
   /** Changes the installed steering to `spec` at once (no moment without it). */
   update(spec: SteeringSpec): Promise<void>;
+  /**
+   * kernel_nat: makes the kernel's SNAT able to give a connection the address `client`
+   * (mark -> address). Called before the relay's first connection for that client.
+   */
+  prepareClient?(client: number): Promise<void>;
   /** Removes everything krelay installed; safe to call when nothing is installed. */
   remove(): Promise<void>;
 }

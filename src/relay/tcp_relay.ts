@@ -34,6 +34,8 @@ export interface TcpRelayOptions {
   nat: TcpNat;
   settings: () => TcpRelaySettings;
   now: () => number;
+  /** Runs before the relay connects to the server for `entry` (e.g. to prepare its SNAT). */
+  beforeConnect?: (entry: NatEntry) => Promise<void>;
 }
 
 /** Connection counters. */
@@ -189,6 +191,16 @@ export class TcpRelay {
     client.once("close", clientGone);
     client.on("error", () => {});
     let upstream: net.Socket | undefined;
+    if (this.options.beforeConnect) {
+      try {
+        await this.options.beforeConnect(entry);
+      } catch (e) {
+        log.error("cannot prepare the connection for {who}: {error}", { who, error: String(e) });
+        this.#stats.failed++;
+        client.resetAndDestroy();
+        return;
+      }
+    }
     for (let attempt = 0; attempt <= BIND_RETRIES && upstream === undefined; attempt++) {
       const y = this.options.nat.bindUpstream(entry, settings.connectTimeoutMs);
       if (y === undefined) {

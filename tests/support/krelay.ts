@@ -9,12 +9,39 @@ import type { Lab } from "../../src/lab/topology.ts";
 import type { LabProcess } from "../../src/lab/process.ts";
 import { waitFor } from "../../src/lab/wait.ts";
 import { LAB_ADDR } from "../../src/lab/addresses.ts";
+import { labTest, type LabTestOptions, type Requirement } from "./requirements.ts";
 
 /** The launcher at the repository root. */
 export const KRELAY = new URL("../../krelay", import.meta.url).pathname;
 
 /** The flags every lab test gives: the lab's addresses, never the defaults. */
 export const LAB_FLAGS = ["--real-ip", LAB_ADDR.server, "--relay-ip", LAB_ADDR.relay];
+
+/** The two ways krelay rewrites; the relay tests run in each. */
+export const NAT_MODES = [
+  { name: "queue", flags: [] as string[], kernelNat: false },
+  { name: "kernel-nat", flags: ["--kernel-nat", "true"], kernelNat: true },
+] as const;
+
+/** One of {@link NAT_MODES}. */
+export type NatMode = typeof NAT_MODES[number];
+
+/** Registers a lab test once per rewriting mode, named "NAME [mode]". */
+export function modeTest(
+  name: string,
+  needs: readonly Requirement[],
+  fn: (lab: Lab, mode: NatMode) => Promise<void>,
+  opts?: LabTestOptions,
+): void {
+  for (const mode of NAT_MODES) {
+    labTest(`${name} [${mode.name}]`, needs, (lab) => fn(lab, mode), opts);
+  }
+}
+
+/** The lab flags plus a mode's own. */
+export function modeFlags(mode: NatMode, ...more: string[]): string[] {
+  return [...LAB_FLAGS, ...mode.flags, ...more];
+}
 
 /** One JSON log record. */
 export interface LogRecord {
@@ -86,12 +113,14 @@ export async function startKrelay(
   return run;
 }
 
-/** krelay's chains present in the relay namespace's raw and mangle tables. */
+/** krelay's rules in the relay namespace: its iptables chains and its nftables table. */
 export async function krelayRules(lab: Lab): Promise<string[]> {
   const out: string[] = [];
   for (const table of ["raw", "mangle", "nat", "filter"]) {
     const r = await lab.exec("relay", ["iptables", "-w", "-t", table, "-S"], { check: true });
     out.push(...r.stdout.split("\n").filter((l) => /krelay|KRELAY/.test(l)));
   }
+  const nft = await lab.exec("relay", ["nft", "list", "tables"]);
+  out.push(...nft.stdout.split("\n").filter((l) => /krelay/.test(l)));
   return out;
 }
