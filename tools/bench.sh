@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# deno task bench: krelay's benchmarks.
+#  1. The packet path without the kernel (deno bench: parse + NAT + rewrite, checksums, the TCP
+#     byte pump, packet scripts), each against a baseline measured in the same run.
+#  2. End to end, as root, with the shared harness (../shared/bench): TCP throughput (1 and 8
+#     streams), HTTP connections per second, DNS queries per second and UDP packets per second
+#     through krelay in each rewriting mode, against direct routing in the same run. Printed as a
+#     table of ratios. PEERS=all adds the well-known peers (HAProxy, nginx, socat, kernel NAT, a
+#     C NFQUEUE program) to the same run. RUNS and DUR are passed to the harness.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+deno="$here/node_modules/deno/deno"
+[ -x "$deno" ] || bash "$here/tools/install-deps.sh"
+
+echo "== packet path (no kernel)"
+"$deno" bench --allow-all --no-prompt "$here/src/"
+
+harness="${BENCH_HARNESS:-$here/../shared/bench}"
+if [ "$(id -u)" != 0 ]; then
+  echo "== end to end: skipped (needs root to build network namespaces)"
+  exit 0
+fi
+if [ ! -x "$harness/peers.sh" ]; then
+  echo "== end to end: skipped (no benchmark harness at $harness; set BENCH_HARNESS)"
+  exit 0
+fi
+bash "$harness/install-deps.sh" >/dev/null
+out="${BENCH_OUT:-$here/bench-out}"
+mkdir -p "$out"
+base="exec $here/krelay run --real-ip \$BENCH_UPSTREAM_IP --relay-ip \$BENCH_LISTEN_IP"
+base+=" --tcp-ports 80,5201 --udp-ports 53,5201 --relay-ports 20000-29999"
+base+=" --control-socket \$BENCH_RUNDIR/krelay.sock"
+# The harness runs any name with a <NAME>_CMD; two names, one per rewriting mode.
+export KRELAY_QUEUE_CMD="$base --kernel-nat false"
+export KRELAY_KERNEL_CMD="$base --kernel-nat true"
+relays=(krelay-queue krelay-kernel)
+[ "${PEERS:-}" = all ] && relays=(all "${relays[@]}")
+echo "== end to end (every figure is a ratio to direct routing in the same run)"
+BENCH_OUT="$out" RUNS="${RUNS:-3}" DUR="${DUR:-3}" bash "$harness/peers.sh" "${relays[@]}"
