@@ -5,10 +5,10 @@
  * the real server never sees it. With `action: "drop"` they are dropped instead, and the client
  * times out.
  *
- * Turning a packet around makes the relay forward a packet whose source is its own address
- * back out of the interface it came in on, which Linux takes for a spoofed ("martian") source
- * unless the interface accepts local sources: `sysctl -w net.ipv4.conf.<client side>.accept_local=1`
- * on the relay. Without it, use `action: "drop"`.
+ * Turning a packet around makes the relay forward a packet with its own address as the source
+ * back out of the interface it came in on. With `rp_filter=0` (as in krelay's lab) Linux lets
+ * it through; a relay that takes it for a spoofed ("martian") source needs
+ * `sysctl -w net.ipv4.conf.<client side>.accept_local=1`. Or use `action: "drop"`.
  *
  * ```sh
  * krelay run --real-ip 203.0.113.10 --script examples/dns_blocklist.ts --on udp:53

@@ -69,7 +69,8 @@ labTest(
   NEEDS,
   async (lab) => {
     const { srv1 } = await startServers(lab);
-    // The answer leaves by the interface the query came in on, with the relay's own source.
+    // The answer leaves by the interface the query came in on, with the relay's own source:
+    // the lab's rp_filter=0 lets it through on this kernel; accept_local makes sure on others.
     await lab.exec(
       "relay",
       ["sysctl", "-qw", `net.ipv4.conf.${LAB_IF.relayClient}.accept_local=1`],
