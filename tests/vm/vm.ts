@@ -322,6 +322,8 @@ export async function runVm(opts: VmOptions): Promise<VmResult> {
     const rcText = files.rc?.trim();
     const code = rcText !== undefined && /^\d+$/.test(rcText) ? Number(rcText) : undefined;
     if (code === undefined) failure ??= "the guest script did not finish";
+    // busybox timeout ends the script with SIGTERM: 128 + 15.
+    if (code === 143) failure ??= `the guest script timed out after ${scriptTimeout}s`;
     return {
       code,
       output: files.output ?? "",

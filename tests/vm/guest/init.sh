@@ -41,11 +41,14 @@ $bb hostname krelay-vm
 $bb ip link set lo up
 
 cd /root
-# The script's output goes to /xfer/output and to the console; its exit code to /xfer/rc.
-(
-	$bb timeout "${KRELAY_VM_TIMEOUT:-60}" /xfer/guest.sh </dev/null
-	echo $? >/xfer/rc
-) 2>&1 | $bb tee /xfer/output
+# The script's output goes to /xfer/output (and, live, to the console); its exit code to
+# /xfer/rc. Whatever it leaves running is killed afterwards, so nothing holds the VM up.
+: >/xfer/output
+$bb tail -f /xfer/output >/dev/console 2>/dev/null &
+$bb timeout "${KRELAY_VM_TIMEOUT:-60}" /xfer/guest.sh </dev/null >>/xfer/output 2>&1
+echo $? >/xfer/rc
+$bb sleep 1
+$bb kill -9 -1 2>/dev/null
 rc=$($bb cat /xfer/rc 2>/dev/null)
 $bb dmesg >/xfer/dmesg
 $bb sync
