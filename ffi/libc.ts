@@ -24,6 +24,10 @@ const symbols = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   /** `int setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)`. */
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  /** `int socket(int domain, int type, int protocol)`. */
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /** `int close(int fd)`. */
+  close: { parameters: ["i32"], result: "i32" },
   /** `int *__errno_location(void)`: the calling thread's errno. */
   __errno_location: { parameters: [], result: "pointer" },
   /** `char *strerror(int errnum)`. */

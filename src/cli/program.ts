@@ -6,6 +6,7 @@
 
 import { Command } from "commander";
 import { configCli, natCli, startCli, statusCli, stopCli } from "./control_cli.ts";
+import { kmodCli } from "./kmod_cli.ts";
 import { labCli } from "./lab_cli.ts";
 import { runCli } from "./run_cli.ts";
 import { scriptCli } from "./script_cli.ts";
@@ -25,5 +26,6 @@ export function program(): Command {
     .addCommand(startCli())
     .addCommand(stopCli())
     .addCommand(scriptCli())
+    .addCommand(kmodCli())
     .addCommand(labCli());
 }

@@ -8,6 +8,8 @@ import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { runKrelay } from "../control/run.ts";
 import { IptablesSteering } from "../datapath/iptables_steering.ts";
+import { KmodNatTable } from "../datapath/kmod_nat.ts";
+import { KMOD_PATHS, kmodLoaded, KmodSteering } from "../datapath/kmod_steering.ts";
 import { NfqueueDatapath } from "../datapath/nfqueue.ts";
 import { checkScript } from "../script/check.ts";
 import { configuredServices, parseServices, type Service } from "../script/services.ts";
@@ -48,10 +50,13 @@ export function runCli(): Command {
     "\nFlags override the config file; both are validated before anything is changed.",
   );
   return command.action(async (options: Record<string, unknown>) => {
-    const result = await loadConfig({
-      file: options.config as string | undefined,
-      flags: configFromFlags(options),
-    });
+    const sources = { file: options.config as string | undefined, flags: configFromFlags(options) };
+    let result = await loadConfig(sources);
+    // With krelay.ko, its /proc/krelay holds gport and real_ip, as in the specification: they
+    // stand in for the defaults, and the file and flags still win.
+    if (result.ok && useKmod(result.config.datapath)) {
+      result = await loadConfig({ ...sources, defaults: await kmodDefaults() });
+    }
     if (!result.ok) {
       console.error(
         `krelay run: invalid configuration, nothing changed:\n  ${result.errors.join("\n  ")}`,
@@ -66,15 +71,49 @@ export function runCli(): Command {
         config.tcp_ports,
       ),
     );
+    const refusal = datapathRefusal(config, scripts.length);
+    if (refusal) {
+      console.error(`krelay run: ${refusal}, nothing changed`);
+      Deno.exit(EXIT_BAD_CONFIG);
+    }
     await setupLogging({ level: config.log_level, json: options.logJson === true });
+    const kmod = useKmod(config.datapath);
     const code = await runKrelay(config, {
       openDatapath: (c) => NfqueueDatapath.open({ queue: c.queue, maxLen: c.queue_maxlen }),
-      steering: new IptablesSteering(),
+      steering: kmod ? new KmodSteering() : new IptablesSteering(),
+      natMirror: kmod ? new KmodNatTable() : undefined,
       run: runCommand,
       now: () => performance.now(),
     }, { stopped: options.stopped === true, scripts });
     Deno.exit(code);
   });
+}
+
+/** Whether krelay.ko steers: asked for, or `auto` with the module loaded. */
+function useKmod(datapath: string): boolean {
+  return datapath === "kmod" || (datapath === "auto" && kmodLoaded());
+}
+
+/** Why this configuration cannot run on the datapath it asks for, or undefined. */
+function datapathRefusal(config: { datapath: string; kernel_nat: boolean }, scripts: number) {
+  if (config.datapath === "kmod" && !kmodLoaded()) {
+    return "datapath kmod: krelay.ko is not loaded (no /proc/krelay); build it with " +
+      "`krelay kmod build` and load it with insmod";
+  }
+  if (config.kernel_nat && useKmod(config.datapath)) {
+    return "kernel_nat needs the iptables datapath (krelay.ko's hooks select every packet)";
+  }
+  if (config.kernel_nat && scripts > 0) {
+    return "packet scripts need every packet of their flows: run them with kernel_nat false";
+  }
+  return undefined;
+}
+
+/** gport and real_ip as krelay.ko's /proc files hold them. */
+async function kmodDefaults(): Promise<Record<string, unknown>> {
+  const read = (name: string) =>
+    Deno.readTextFile(`${KMOD_PATHS.proc}/${name}`).then((t) => t.trim());
+  return { gport: Number(await read("gport")), real_ip: await read("real_ip") };
 }
 
 /** The scripts of `--script` and `--on`, checked; a bad one ends krelay before anything runs. */

@@ -20,6 +20,8 @@ export interface ConfigSources {
   file?: string;
   /** Values from flags; undefined values are ignored. */
   flags?: Record<string, unknown>;
+  /** Values that replace the schema's defaults (e.g. read from krelay.ko), below file and flags. */
+  defaults?: Record<string, unknown>;
 }
 
 /** Reads, merges and validates; never throws for bad input, returns the reasons instead. */
@@ -42,7 +44,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   const flags = Object.fromEntries(
     Object.entries(sources.flags ?? {}).filter(([, v]) => v !== undefined),
   );
-  const result = parseConfig({ ...fromFile, ...flags });
+  const result = parseConfig({ ...sources.defaults, ...fromFile, ...flags });
   if (!result.ok && sources.file !== undefined) {
     return { ok: false, errors: result.errors.map((e) => `${e} (from flags or ${sources.file})`) };
   }

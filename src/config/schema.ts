@@ -71,6 +71,10 @@ export const configSchema = z.object({
   nat_max_entries: z.number().int().min(16).max(4_000_000).default(65536).describe(
     "NAT table size",
   ),
+  datapath: z.enum(["auto", "kmod", "iptables"]).default("auto").describe(
+    "what steers packets to the queue: krelay.ko's hooks (kmod), iptables rules, or auto " +
+      "(kmod when /proc/krelay exists)",
+  ),
   kernel_nat: z.boolean().default(false).describe(
     "krelay decides each flow's first packets and the kernel's NAT (conntrack, nftables) " +
       "rewrites the rest; false: krelay rewrites every packet through NFQUEUE",

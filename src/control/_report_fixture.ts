@@ -25,6 +25,7 @@ export function sampleReport(): StatusReport {
       tcp_connect_timeout: 5,
       tcp_idle_timeout: 300,
       tcp_linger: 2,
+      datapath: "auto",
       kernel_nat: false,
       queue: 0,
       queue_maxlen: 4096,

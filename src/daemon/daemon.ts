@@ -20,7 +20,7 @@ import {
 import { valueFromText } from "../config/text_values.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import type { Steering, SteeringSpec } from "../datapath/steering.ts";
-import { NatTable } from "../nat/nat_table.ts";
+import { type NatEntry, NatTable } from "../nat/nat_table.ts";
 import { PortPool } from "../nat/port_pool.ts";
 import { clientKey as tcpClientKey } from "../nat/tcp_nat.ts";
 import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
@@ -50,6 +50,16 @@ export interface DaemonDeps {
   run: CommandRunner;
   /** Monotonic clock in milliseconds. */
   now: () => number;
+  /** A copy of the NAT table kept elsewhere (krelay.ko's, for getsockopt readers). */
+  natMirror?: NatMirror;
+}
+
+/** Where the NAT table is mirrored: entries put when added or changed, removed when gone. */
+export interface NatMirror {
+  put(entry: NatEntry): void;
+  remove(entry: NatEntry): void;
+  flush(): void;
+  close(): void;
 }
 
 /** The engine's settings derived from a config. */
@@ -129,6 +139,11 @@ export class Daemon {
     this.#settings = rewriterSettings(config, relayIp);
     this.#startedClock = deps.now();
     this.table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
+    const mirror = deps.natMirror;
+    if (mirror) {
+      this.table.addChangeListener((e) => mirror.put(e));
+      this.table.addRemoveListener((e) => mirror.remove(e));
+    }
     const pool = new PortPool(...parsePortRange(config.relay_ports));
     this.engine = new Rewriter({
       table: this.table,
@@ -309,6 +324,8 @@ export class Daemon {
     }
     await this.scripts.close();
     this.#datapath?.close();
+    this.deps.natMirror?.flush();
+    this.deps.natMirror?.close();
     log.info("closed; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: this.engine.counters,
       tcp: this.relay.stats(),
@@ -336,6 +353,44 @@ export class Daemon {
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
       );
+    }
+    if (this.deps.steering.observe && !this.#observing) {
+      this.#observing = true;
+      this.#follow().catch((e) =>
+        log.error("following the module failed: {error}", { error: String(e) })
+      )
+        .finally(() => (this.#observing = false));
+    }
+  }
+
+  #observing = false;
+
+  /**
+   * Follows what others wrote in the steering's own files (krelay.ko's /proc/krelay/gport and
+   * real_ip, and its start parameter), as the specification's tcp_relay followed them.
+   */
+  async #follow(): Promise<void> {
+    const seen = await this.deps.steering.observe!();
+    if (seen.gport !== this.#config.gport) {
+      await this.#adopt("gport", String(seen.gport));
+    }
+    if (seen.realIp !== this.#config.real_ip) await this.#adopt("real_ip", seen.realIp);
+    if (seen.started && this.#state === "stopped") {
+      log.info("krelay.ko was started: relaying");
+      await this.start();
+    } else if (!seen.started && this.#state === "started") {
+      log.info("krelay.ko was stopped: not relaying");
+      await this.stop();
+    }
+  }
+
+  async #adopt(key: "gport" | "real_ip", value: string): Promise<void> {
+    try {
+      await this.setConfig(key, value);
+    } catch (e) {
+      // The module took a value krelay cannot use (e.g. a gport that is taken): put ours back.
+      log.error("{key} {value} from krelay.ko refused: {error}", { key, value, error: String(e) });
+      if (this.#state === "started") await this.deps.steering.install(this.#spec());
     }
   }
 

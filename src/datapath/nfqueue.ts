@@ -11,6 +11,8 @@
  */
 
 import { libc } from "../../ffi/libc.ts";
+import { Errno, errno, errnoText } from "./errno.ts";
+export { Errno, errnoText };
 import { libmnl } from "../../ffi/libmnl.ts";
 import { libnetfilterQueue } from "../../ffi/libnetfilter_queue.ts";
 import {
@@ -67,22 +69,6 @@ export const MSG_DONTWAIT = 0x40;
 /** poll event: data to read. */
 export const POLLIN = 0x1;
 
-/** errno values the datapath handles or reports by name. */
-export const Errno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EINTR: 4,
-  EAGAIN: 11,
-  ENOMEM: 12,
-  EBUSY: 16,
-  ENODEV: 19,
-  EINVAL: 22,
-  EMSGSIZE: 90,
-  EPROTONOSUPPORT: 93,
-  EOPNOTSUPP: 95,
-  ENOBUFS: 105,
-} as const;
-
 /** Keep each send() below this: a send larger than the socket's send buffer fails. */
 export const SEND_BATCH_LIMIT = 128 * 1024;
 
@@ -112,22 +98,6 @@ const RECV_SLACK = 6 * 1024; // netlink and attribute headers around a payload, 
 const MAX_TIMEOUT_MS = 0x7fffffff;
 // Batches taken without awaiting before receive() yields to the event loop through poll().
 const MAX_SYNC_BATCHES = 8;
-
-let errnoView: Deno.UnsafePointerView | undefined;
-
-/** The calling thread's errno, read right after a failed libc call. */
-function errno(): number {
-  // __errno_location is per thread; this isolate always runs on the same thread.
-  errnoView ??= new Deno.UnsafePointerView(libc().__errno_location()!);
-  return errnoView.getInt32();
-}
-
-/** "EPERM (Operation not permitted)" for an errno value. */
-export function errnoText(e: number): string {
-  const name = Object.entries(Errno).find(([, v]) => v === e)?.[0] ?? `errno ${e}`;
-  const msg = libc().strerror(e);
-  return msg === null ? name : `${name} (${new Deno.UnsafePointerView(msg).getCString()})`;
-}
 
 /** Swaps a u32 to network order for mnl_attr_put_u32, which writes host order. */
 function htonl(x: number): number {

@@ -19,6 +19,11 @@ export interface Steering {
    * (mark -> address). Called before the relay's first connection for that client.
    */
   prepareClient?(client: number): Promise<void>;
+  /**
+   * What others set in the steering's own configuration (krelay.ko's /proc files), for the
+   * daemon to follow; absent when the steering has no such place.
+   */
+  observe?(): Promise<{ gport: number; realIp: string; started: boolean }>;
   /** Removes everything krelay installed; safe to call when nothing is installed. */
   remove(): Promise<void>;
 }

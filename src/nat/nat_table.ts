@@ -101,6 +101,7 @@ export class NatTable {
   #nextId = 1;
   #lastSweep = -Infinity;
   readonly #listeners: ((entry: NatEntry, reason: RemoveReason) => void)[] = [];
+  readonly #changeListeners: ((entry: NatEntry) => void)[] = [];
   #stats = { created: 0, expired: 0, evicted: 0, refused: 0 };
 
   constructor(readonly options: NatTableOptions) {}
@@ -153,6 +154,7 @@ export class NatTable {
     this.#evictable.set(entry.id, entry);
     for (const key of keys) this.#byKey.set(key, entry);
     this.#stats.created++;
+    if (this.#changeListeners.length > 0) this.changed(entry);
     return entry;
   }
 
@@ -173,6 +175,16 @@ export class NatTable {
     if (at < 0) return;
     keys.splice(at, 1);
     if (this.#byKey.get(key) === entry) this.#byKey.delete(key);
+  }
+
+  /** Adds a function called when an entry is added or its owner reports a change. */
+  addChangeListener(listener: (entry: NatEntry) => void): void {
+    this.#changeListeners.push(listener);
+  }
+
+  /** Tells the change listeners that `entry` changed (its state or relay port). */
+  changed(entry: NatEntry): void {
+    for (const listener of this.#changeListeners) listener(entry);
   }
 
   /** Adds a function called after any entry is removed, with the reason. */

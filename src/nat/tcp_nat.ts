@@ -190,6 +190,7 @@ export class TcpNat {
     this.table.addKey(entry, upstreamKey(y));
     entry.state = TcpState.Connecting;
     entry.timeoutMs = connectTimeoutMs + this.settings().tcpSynTimeoutMs;
+    this.table.changed(entry);
     return y;
   }
 
@@ -197,6 +198,7 @@ export class TcpNat {
   established(entry: NatEntry): void {
     entry.state = TcpState.Established;
     entry.timeoutMs = this.settings().tcpEstablishedTimeoutMs;
+    this.table.changed(entry);
   }
 
   /** The relay closed both sides: the flow lingers briefly, then its entry and port go. */
@@ -204,6 +206,7 @@ export class TcpNat {
     entry.state = TcpState.Closed;
     entry.lastSeen = now;
     entry.timeoutMs = this.settings().tcpLingerMs;
+    this.table.changed(entry);
   }
 
   #releasePort(entry: NatEntry): void {

@@ -1,0 +1,39 @@
+/**
+ * errno after a failed libc call through FFI, and its name and text for messages.
+ *
+ * @module
+ */
+
+import { libc } from "../../ffi/libc.ts";
+
+/** The errno values krelay names in messages. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EBUSY: 16,
+  ENODEV: 19,
+  EINVAL: 22,
+  EMSGSIZE: 90,
+  EPROTONOSUPPORT: 93,
+  EOPNOTSUPP: 95,
+  ENOBUFS: 105,
+} as const;
+
+let errnoView: Deno.UnsafePointerView | undefined;
+
+/** The calling thread's errno, read right after a failed libc call. */
+export function errno(): number {
+  // __errno_location is per thread; this isolate always runs on the same thread.
+  errnoView ??= new Deno.UnsafePointerView(libc().__errno_location()!);
+  return errnoView.getInt32();
+}
+
+/** "EPERM (Operation not permitted)" for an errno value. */
+export function errnoText(e: number): string {
+  const name = Object.entries(Errno).find(([, v]) => v === e)?.[0] ?? `errno ${e}`;
+  const msg = libc().strerror(e);
+  return msg === null ? name : `${name} (${new Deno.UnsafePointerView(msg).getCString()})`;
+}
