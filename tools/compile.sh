@@ -16,10 +16,8 @@ fi
 mkdir -p "$here/dist"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# The same permissions as the ./krelay launcher.
-if "$deno" compile --no-prompt --quiet \
-  --allow-ffi --allow-run --allow-env --allow-sys --allow-net \
-  --allow-read --allow-write=/run,/tmp,/proc/sys/net,/proc/krelay,/sys/module/krelay \
+# The same permissions as the ./krelay launcher (see there why --allow-all).
+if "$deno" compile --no-prompt --quiet --unstable-worker-options --allow-all \
   --include "$here/krelay" --include "$here/tools/install-deps.sh" \
   --output "$here/dist/krelay" "$here/main.ts" >"$log" 2>&1; then
   echo "compile: built dist/krelay (Deno $version)"
