@@ -1,17 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { removalCommands, renderChainRules, renderRestoreScript } from "./iptables_rules.ts";
+import { labSpec } from "./_steering_spec.ts";
 
-const spec = {
-  queue: 3,
-  relayIp: "198.51.100.1",
-  udpPorts: [53],
-  tcpPorts: [80],
-  gports: [16000],
-  relayPorts: [20000, 29999] as const,
-  kernelNat: false,
-  realIp: "203.0.113.10",
-  gport: 16000,
-};
+const spec = labSpec({ queue: 3 });
 
 Deno.test("renderChainRules() queues U1, T1, T4 in raw PREROUTING and U3, T2, T3 in mangle POSTROUTING", () => {
   const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";

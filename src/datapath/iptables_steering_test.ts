@@ -1,18 +1,9 @@
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import type { CommandResult, CommandRunner } from "../system/command.ts";
 import { IptablesSteering } from "./iptables_steering.ts";
+import { labSpec } from "./_steering_spec.ts";
 
-const spec = {
-  queue: 0,
-  relayIp: "198.51.100.1",
-  udpPorts: [53],
-  tcpPorts: [80],
-  gports: [16000],
-  relayPorts: [20000, 29999] as const,
-  kernelNat: false,
-  realIp: "203.0.113.10",
-  gport: 16000,
-};
+const spec = labSpec();
 
 /** A runner that records calls; jump deletions succeed `staleJumps` times, then fail. */
 function recorder(opts: { staleJumps?: number; restoreFails?: boolean } = {}) {

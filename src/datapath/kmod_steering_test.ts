@@ -1,17 +1,13 @@
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import { kmodLoaded, KmodSteering, renderKmodFiles } from "./kmod_steering.ts";
+import { labSpec } from "./_steering_spec.ts";
 
-const spec = {
+const spec = labSpec({
   queue: 4,
-  relayIp: "198.51.100.1",
   udpPorts: [53, 5353],
-  tcpPorts: [80],
   gports: [16000, 16001],
-  relayPorts: [20000, 29999] as const,
-  kernelNat: false,
-  realIp: "203.0.113.10",
   gport: 16001,
-};
+});
 
 /** A directory shaped like the module's files, for tests without the module. */
 async function fakeModule() {

@@ -1,18 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { parseIpv4 } from "../packet/address.ts";
 import { clientElementArgs, renderNatRules, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
+import { labSpec } from "./_steering_spec.ts";
 
-const spec = {
-  queue: 0,
-  relayIp: "198.51.100.1",
-  udpPorts: [53],
-  tcpPorts: [80, 8080],
-  gports: [16000],
-  relayPorts: [20000, 29999] as const,
-  kernelNat: true,
-  realIp: "203.0.113.10",
-  gport: 16000,
-};
+const spec = labSpec({ tcpPorts: [80, 8080], kernelNat: true });
 
 Deno.test("renderNatRules() DNATs UDP services, redirects TCP ones, SNATs by mark", () => {
   assertEquals(renderNatRules(spec), {
