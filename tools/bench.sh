@@ -37,3 +37,9 @@ relays=(krelay-queue krelay-kernel)
 [ "${PEERS:-}" = all ] && relays=(all "${relays[@]}")
 echo "== end to end (every figure is a ratio to direct routing in the same run)"
 BENCH_OUT="$out" RUNS="${RUNS:-3}" DUR="${DUR:-3}" bash "$harness/peers.sh" "${relays[@]}"
+
+echo "== memory per idle relayed TCP connection (target: at most 32 KiB)"
+# Two descriptors per connection: as many as the descriptor limit allows, up to 10,000.
+limit=$(ulimit -Hn)
+n=$(( limit / 2 - 1000 )); [ "$n" -gt 10000 ] && n=10000
+"$deno" run -A "$here/tools/bench_memory.ts" "$n"
