@@ -1,7 +1,7 @@
 /**
  * `krelay lab`: builds a client / relay / real-server lab of network namespaces with dnsmasq
- * and nginx on the server, runs krelay in the relay namespace, and shows a real `dig` from the
- * client answered through the relay. With `--keep` it stays up for exploring until Ctrl-C.
+ * and nginx on the server, runs krelay in the relay namespace, and shows a real `dig` and a real
+ * `curl` from the client answered through the relay. With `--keep` it stays up for exploring until Ctrl-C.
  *
  * @module
  */
@@ -66,12 +66,26 @@ async function demo(keep: boolean): Promise<number> {
     say(dig.stdout.trim());
     const query = await srv1.dns.waitForQuery((q) => q.name === "lab.example", 5_000);
     say(`\nthe real server (dnsmasq on ${LAB_ADDR.server}) saw the query from ${query.client}`);
-    const answered = dig.stdout.includes(LAB_ADDR.dnsAnswer) &&
+    const digOk = dig.stdout.includes(LAB_ADDR.dnsAnswer) &&
       dig.stdout.includes(`SERVER: ${LAB_ADDR.relay}#53`);
-    say(answered ? "OK: answered through the relay, from the relay's address" : "FAILED");
+
+    const curlArgs = ["curl", "-sS", "--max-time", "5", `http://${LAB_ADDR.relay}/`];
+    say(`\n$ ip netns exec ${lab.ns.client} ${curlArgs.join(" ")}`);
+    const curl = await lab.exec("client", curlArgs, { timeoutMs: 10_000 });
+    say(curl.stdout.trim() || curl.stderr.trim());
+    const hit = await srv1.web.waitForRequest(() => true, 5_000).catch(() => undefined);
+    say(`the real server (nginx on ${LAB_ADDR.server}) logged the request from ${hit?.remoteAddr}`);
+    const curlOk = curl.stdout === srv1.web.indexText && hit?.remoteAddr === LAB_ADDR.client;
+    const answered = digOk && curlOk;
+    say(
+      answered
+        ? "\nOK: DNS and HTTP answered through the relay, and the server saw the client's address"
+        : "\nFAILED",
+    );
     if (keep && answered) {
       say(
         `\nThe lab stays up; try:\n  ip netns exec ${lab.ns.client} dig @${LAB_ADDR.relay} lab.example` +
+          `\n  ip netns exec ${lab.ns.client} curl http://${LAB_ADDR.relay}/` +
           `\n  ip netns exec ${lab.ns.relay} iptables -t raw -S\nCtrl-C stops krelay and removes the lab.`,
       );
       await waitFor(() => stopping || !krelay.running, {
