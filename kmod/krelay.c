@@ -38,6 +38,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/capability.h>
+#include <linux/delay.h>
 #include <linux/in.h>
 #include <linux/inet.h>
 #include <linux/init.h>
@@ -125,6 +126,12 @@ static bool krelay_ports_of(const struct sk_buff *skb, const struct iphdr *iph,
 	return true;
 }
 
+/* Set while the hooks are being unregistered: they accept everything (read without a lock). */
+static bool krelay_quiesce;
+
+/* How long krelay gets to return the verdicts of packets queued before a stop. */
+#define KRELAY_QUIESCE_MS 500
+
 static unsigned int krelay_verdict(const struct krelay_cfg *cfg)
 {
 	return NF_QUEUE_NR(cfg->queue) | NF_VERDICT_FLAG_QUEUE_BYPASS;
@@ -139,6 +146,8 @@ static unsigned int krelay_hook_pre(void *priv, struct sk_buff *skb,
 	u16 sport, dport;
 
 	this_cpu_inc(krelay_stats->pre_seen);
+	if (READ_ONCE(krelay_quiesce))
+		return NF_ACCEPT;
 	if (iph->protocol != IPPROTO_UDP && iph->protocol != IPPROTO_TCP)
 		return NF_ACCEPT;
 	if (!krelay_ports_of(skb, iph, &sport, &dport))
@@ -176,6 +185,8 @@ static unsigned int krelay_hook_post(void *priv, struct sk_buff *skb,
 	u16 sport, dport;
 
 	this_cpu_inc(krelay_stats->post_seen);
+	if (READ_ONCE(krelay_quiesce))
+		return NF_ACCEPT;
 	if (iph->protocol != IPPROTO_UDP && iph->protocol != IPPROTO_TCP)
 		return NF_ACCEPT;
 	if (!krelay_ports_of(skb, iph, &sport, &dport))
@@ -226,6 +237,7 @@ static bool krelay_going;	  /* module_exit began; start writes fail */
 static unsigned int krelay_start_wanted; /* start= given before module_init ran */
 static struct net *krelay_net;	  /* where the hooks are registered, NULL when stopped */
 
+
 /*
  * Registers the hooks in @net, the network namespace of the process that writes 1 (for
  * insmod start=1, insmod's). No reference is held on @net: krelay_net_pre_exit() unregisters
@@ -251,7 +263,17 @@ static void krelay_hooks_off(void)
 	lockdep_assert_held(&krelay_start_lock);
 	if (!krelay_net)
 		return;
+	/*
+	 * Stop queueing first, then give krelay time to hand back the verdicts of what is already
+	 * queued. A verdict that races with the unregistration finds its packet's hook index past
+	 * the shrunk hook list: nf_reinject() then warns and drops the packet. Packets still queued
+	 * after the pause are dropped by the unregistration itself, without a warning.
+	 */
+	WRITE_ONCE(krelay_quiesce, true);
+	synchronize_net();
+	msleep(KRELAY_QUIESCE_MS);
 	nf_unregister_net_hooks(krelay_net, krelay_hook_ops, ARRAY_SIZE(krelay_hook_ops));
+	WRITE_ONCE(krelay_quiesce, false);
 	pr_info("stopped: hooks unregistered (netns %u)\n", krelay_net->ns.inum);
 	krelay_net = NULL;
 }
