@@ -6,6 +6,7 @@
  */
 
 import { LAB_ADDR } from "../src/lab/addresses.ts";
+import { LAB_RELAY_FLAGS, spawnKrelay } from "../src/lab/krelay_process.ts";
 import { Lab } from "../src/lab/topology.ts";
 import { waitFor } from "../src/lab/wait.ts";
 
@@ -52,13 +53,8 @@ async function measure(kernelNat: boolean): Promise<number> {
       `ulimit -n 1048576; exec ${DENO} run -A ${dir}/hold.ts ${dir}/held`,
     ]);
     await lab.waitForListen("server", "tcp", 8080, { timeoutMs: 30_000 });
-    const krelay = lab.spawn("relay", "krelay", [
-      `${ROOT}krelay`,
-      "run",
-      "--real-ip",
-      LAB_ADDR.server,
-      "--relay-ip",
-      LAB_ADDR.relay,
+    const krelay = await spawnKrelay(lab, [
+      ...LAB_RELAY_FLAGS,
       "--tcp-ports",
       "8080",
       "--relay-ports",
@@ -70,7 +66,6 @@ async function measure(kernelNat: boolean): Promise<number> {
       "--nat-max-entries",
       String(N * 2),
     ]);
-    await waitFor(async () => (await krelay.readLog()).includes("relaying"), { timeoutMs: 30_000 });
     const pids = (await lab.exec("relay", ["sh", "-c", `ip netns pids ${lab.ns.relay}`])).stdout;
     const pid = Number(
       pids.trim().split("\n").find((p) => {

@@ -8,6 +8,7 @@
 
 import { Command } from "commander";
 import { LAB_ADDR } from "../lab/addresses.ts";
+import { LAB_RELAY_FLAGS, spawnKrelay } from "../lab/krelay_process.ts";
 import { CLI_LAB_PREFIX } from "../lab/names.ts";
 import { run } from "../lab/process.ts";
 import { startServers } from "../lab/servers.ts";
@@ -46,18 +47,7 @@ async function demo(keep: boolean): Promise<number> {
     );
     const { srv1 } = await startServers(lab);
     say(`servers: dnsmasq and nginx on ${LAB_ADDR.server}`);
-    const krelay = lab.spawn("relay", "krelay", [
-      `${ROOT}krelay`,
-      "run",
-      "--real-ip",
-      LAB_ADDR.server,
-      "--relay-ip",
-      LAB_ADDR.relay,
-    ]);
-    await waitFor(async () => {
-      if (!krelay.running) throw new Error(`krelay exited:\n${await krelay.logTail(20)}`);
-      return (await krelay.readLog()).includes("relaying");
-    }, { timeoutMs: 30_000, what: "krelay to start" });
+    const krelay = await spawnKrelay(lab, LAB_RELAY_FLAGS);
     say(`krelay relaying (log: ${krelay.logPath})\n`);
 
     const digArgs = ["dig", "+time=2", "+tries=1", `@${LAB_ADDR.relay}`, "lab.example"];

@@ -7,15 +7,14 @@
 
 import type { Lab } from "../../src/lab/topology.ts";
 import type { LabProcess } from "../../src/lab/process.ts";
-import { waitFor } from "../../src/lab/wait.ts";
-import { LAB_ADDR } from "../../src/lab/addresses.ts";
+import { KRELAY_LAUNCHER, LAB_RELAY_FLAGS, spawnKrelay } from "../../src/lab/krelay_process.ts";
 import { labTest, type LabTestOptions, type Requirement } from "./requirements.ts";
 
 /** The launcher at the repository root. */
-export const KRELAY = new URL("../../krelay", import.meta.url).pathname;
+export const KRELAY = KRELAY_LAUNCHER;
 
 /** The flags every lab test gives: the lab's addresses, never the defaults. */
-export const LAB_FLAGS = ["--real-ip", LAB_ADDR.server, "--relay-ip", LAB_ADDR.relay];
+export const LAB_FLAGS: string[] = [...LAB_RELAY_FLAGS];
 
 /** The two ways krelay rewrites; the relay tests run in each. */
 export const NAT_MODES = [
@@ -96,21 +95,10 @@ export async function startKrelay(
   name = "krelay",
 ): Promise<KrelayRun> {
   const socket = controlSocket(lab, name);
-  const proc = lab.spawn("relay", name, [
-    KRELAY,
-    "run",
-    "--log-json",
-    "--control-socket",
-    socket,
-    ...args,
-  ]);
-  const run = new KrelayRun(proc, socket);
-  const ready = args.includes("--stopped") ? '"message":"started stopped' : '"message":"relaying';
-  await waitFor(async () => {
-    if (!proc.running) throw new Error(`krelay exited early:\n${await proc.logTail(30)}`);
-    return (await proc.readLog()).includes(ready);
-  }, { timeoutMs: 20_000, what: "krelay to start" });
-  return run;
+  const proc = await spawnKrelay(lab, ["--log-json", "--control-socket", socket, ...args], {
+    name,
+  });
+  return new KrelayRun(proc, socket);
 }
 
 /** krelay's rules in the relay namespace: its iptables chains and its nftables table. */

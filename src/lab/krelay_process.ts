@@ -1,0 +1,47 @@
+/**
+ * Runs `krelay run` in a lab's relay namespace, through the repository's launcher, and waits
+ * until it relays (or, with `--stopped`, until it is up), failing with its log if it exits.
+ * The lab command, the benchmarks, the tests and the VM fixture all start krelay this way.
+ *
+ * @module
+ */
+
+import { LAB_ADDR } from "./addresses.ts";
+import type { LabProcess } from "./process.ts";
+import type { Lab } from "./topology.ts";
+import { waitFor } from "./wait.ts";
+
+/** The launcher at the repository root. */
+export const KRELAY_LAUNCHER = new URL("../../krelay", import.meta.url).pathname;
+
+/** The flags that point krelay at the lab: its real server and relay address. */
+export const LAB_RELAY_FLAGS: readonly string[] = [
+  "--real-ip",
+  LAB_ADDR.server,
+  "--relay-ip",
+  LAB_ADDR.relay,
+];
+
+/** Options of {@link spawnKrelay}. */
+export interface SpawnKrelayOptions {
+  /** Process name (and log file name) in the lab; default "krelay". */
+  name?: string;
+  /** How long krelay may take to start; default 30 s. */
+  timeoutMs?: number;
+}
+
+/** Starts `krelay run ARGS` in the relay namespace and waits until it is ready. */
+export async function spawnKrelay(
+  lab: Lab,
+  args: readonly string[],
+  opts: SpawnKrelayOptions = {},
+): Promise<LabProcess> {
+  const proc = lab.spawn("relay", opts.name ?? "krelay", [KRELAY_LAUNCHER, "run", ...args]);
+  // Both log formats carry the message text: "relaying on ..." or "started stopped: ...".
+  const ready = args.includes("--stopped") ? "started stopped" : "relaying on";
+  await waitFor(async () => {
+    if (!proc.running) throw new Error(`krelay exited early:\n${await proc.logTail(30)}`);
+    return (await proc.readLog()).includes(ready);
+  }, { timeoutMs: opts.timeoutMs ?? 30_000, what: "krelay to start" });
+  return proc;
+}
