@@ -53,12 +53,13 @@ export class UdpNat {
    */
   request(packet: Ipv4Packet, now: number, allowNew = true, rewrite = true): RequestResult {
     const { src, srcPort, dst, dstPort } = packet;
-    let entry = this.table.get(requestKey(src, srcPort, dst, dstPort));
+    const key = requestKey(src, srcPort, dst, dstPort);
+    let entry = this.table.get(key);
     if (entry === undefined) {
       if (!allowNew) return "no-flow";
       const s = this.settings();
       const keys = [
-        requestKey(src, srcPort, dst, dstPort),
+        key,
         replyKey(s.realIp, dstPort, src, srcPort),
       ];
       // The same client port already talks to this server through another relay address.
