@@ -1,5 +1,6 @@
 /**
- * Thin `Deno.dlopen` bindings to the few libc calls the NFQUEUE datapath needs. No logic:
+ * Thin `Deno.dlopen` bindings to the libc calls of the NFQUEUE datapath and of the TCP relay's
+ * socket layer (sockets, epoll, splice). No logic:
  * the library is opened on first use, so importing this module needs neither libc nor the
  * FFI permission.
  *
@@ -28,6 +29,48 @@ const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** `int close(int fd)`. */
   close: { parameters: ["i32"], result: "i32" },
+  /** `int bind(int fd, const struct sockaddr *addr, socklen_t len)`. */
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** `int listen(int fd, int backlog)`. */
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  /** `int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)`. */
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  /** `int connect(int fd, const struct sockaddr *addr, socklen_t len)`. */
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** `int getsockname(int fd, struct sockaddr *addr, socklen_t *len)`. */
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** `int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)`. */
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  /** `int shutdown(int fd, int how)`. */
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  /** `int epoll_create1(int flags)`. */
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  /** `int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)`. */
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  /** `int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)`, timeout 0. */
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  /** The same, run off the JS thread so that awaiting it leaves the event loop free. */
+  epoll_wait_async: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /**
+   * `ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len, unsigned
+   * flags)`, offsets always null; `i32` result as for recv (a splice moves at most a pipe).
+   */
+  splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "i32" },
+  /** `int pipe2(int fds[2], int flags)`. */
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  /** `int fcntl(int fd, int cmd, int arg)` (F_SETPIPE_SZ). */
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /** `int eventfd(unsigned initval, int flags)`. */
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  /** `ssize_t write(int fd, const void *buf, size_t len)` (eventfd wake-ups). */
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** `ssize_t read(int fd, void *buf, size_t len)` (eventfd wake-ups). */
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** `int *__errno_location(void)`: the calling thread's errno. */
   __errno_location: { parameters: [], result: "pointer" },
   /** `char *strerror(int errnum)`. */
@@ -41,13 +84,37 @@ type RawSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
  * `number` here: Deno converts a JS number at run time although its types say bigint, and a
  * number spares a BigInt allocation per call. Values stay below 2^53 (lengths, addresses).
  */
-export interface Libc extends Omit<RawSymbols, "recv" | "send" | "poll"> {
+export interface Libc extends
+  Omit<
+    RawSymbols,
+    "recv" | "send" | "poll" | "epoll_wait_async" | "splice" | "write" | "read"
+  > {
   /** `recv(2)` into the memory at address `buf`; -1 with errno set on error. */
   recv(fd: number, buf: number, len: number, flags: number): number;
   /** `send(2)` of the first `len` bytes of `buf`; -1 with errno set on error. */
   send(fd: number, buf: BufferSource | null, len: number, flags: number): number;
   /** `poll(2)` on an array of `struct pollfd`, off the JS thread. */
   poll(fds: BufferSource | null, nfds: number, timeout: number): Promise<number>;
+  /** `epoll_wait(2)` off the JS thread. */
+  epoll_wait_async(
+    epfd: number,
+    events: BufferSource | null,
+    max: number,
+    timeout: number,
+  ): Promise<number>;
+  /** `splice(2)` without offsets; -1 with errno set on error. */
+  splice(
+    fdIn: number,
+    offIn: null,
+    fdOut: number,
+    offOut: null,
+    len: number,
+    flags: number,
+  ): number;
+  /** `write(2)`. */
+  write(fd: number, buf: BufferSource | null, len: number): number;
+  /** `read(2)`. */
+  read(fd: number, buf: BufferSource | null, len: number): number;
 }
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;

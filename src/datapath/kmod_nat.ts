@@ -8,7 +8,7 @@
 import { libc } from "../../ffi/libc.ts";
 import type { NatEntry as KrelayEntry } from "../nat/nat_table.ts";
 import { formatIpv4 } from "../packet/address.ts";
-import { errno, errnoText } from "./errno.ts";
+import { errno, errnoText } from "../system/errno.ts";
 import {
   encodeFlush,
   encodeNatEntry,

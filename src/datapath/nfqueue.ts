@@ -11,7 +11,7 @@
  */
 
 import { libc } from "../../ffi/libc.ts";
-import { Errno, errno, errnoText } from "./errno.ts";
+import { Errno, errno, errnoText } from "../system/errno.ts";
 export { Errno, errnoText };
 import { libmnl } from "../../ffi/libmnl.ts";
 import { libnetfilterQueue } from "../../ffi/libnetfilter_queue.ts";

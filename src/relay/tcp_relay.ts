@@ -14,12 +14,31 @@
  * @module
  */
 
-import net from "node:net";
 import type { NatEntry } from "../nat/nat_table.ts";
 import type { TcpNat } from "../nat/tcp_nat.ts";
-import { formatEndpoint, formatIpv4, isIpv4, parseIpv4 } from "../packet/address.ts";
+import { formatEndpoint } from "../packet/address.ts";
+import { libc } from "../../ffi/libc.ts";
+import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
 import { logger } from "../system/log.ts";
-import { pump, type PumpResult } from "./pump.ts";
+import { PipePool } from "./pipe_pool.ts";
+import { Poller, Ready } from "./poller.ts";
+import {
+  acceptFrom,
+  bindTo,
+  closeFd,
+  listenOn,
+  localEndpoint,
+  pendingError,
+  resetFd,
+  setMark,
+  setNoDelay,
+  setReuseAddress,
+  shutdownWrite,
+  SocketError,
+  startConnect,
+  tcpSocket,
+} from "./socket.ts";
+import { type PumpResult, splicePump } from "./splice_pump.ts";
 
 const log = logger("relay");
 
@@ -36,6 +55,11 @@ export interface TcpRelayOptions {
   now: () => number;
   /** Runs before the relay connects to the server for `entry` (e.g. to prepare its SNAT). */
   beforeConnect?: (entry: NatEntry) => Promise<void>;
+  /**
+   * The mark for the relay's socket to the server of `entry` (SO_MARK), so that the kernel's
+   * NAT can map it without asking krelay; undefined for none.
+   */
+  markFor?: (entry: NatEntry) => number | undefined;
 }
 
 /** Connection counters. */
@@ -53,6 +77,13 @@ export interface TcpRelayStats {
 
 // How many other ports to try when the port y taken from the pool cannot be bound.
 const BIND_RETRIES = 3;
+// Connections accepted per listener event; the rest wait for the next round (level-triggered).
+const ACCEPTS_PER_EVENT = 64;
+// Bytes a splice pipe holds: more per call than the default 64 KiB (kernel memory, lent only
+// while bytes are in flight).
+const PIPE_SIZE = 256 * 1024;
+// How long a client being closed gets to close its side before its socket is closed anyway.
+const CLOSE_GRACE_MS = 2_000;
 
 /** One relayed connection, for status displays. */
 interface Relayed {
@@ -63,8 +94,12 @@ interface Relayed {
 
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
-  #server?: net.Server;
+  #poller?: Poller;
+  #pipes = new PipePool(PIPE_SIZE);
+  #listener = -1;
   #port = 0;
+  /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
+  #spare = -1;
   readonly #connections = new Set<Relayed>();
   #finished = { toServer: 0, toClient: 0 };
   #stats = { total: 0, failed: 0 };
@@ -73,7 +108,7 @@ export class TcpRelay {
 
   /** The port listened on, 0 when not listening. */
   get port(): number {
-    return this.#server ? this.#port : 0;
+    return this.#listener >= 0 ? this.#port : 0;
   }
 
   /**
@@ -81,46 +116,34 @@ export class TcpRelay {
    * listening elsewhere, the new listener replaces the old one once it is up: connections
    * accepted on the old port go on.
    */
-  async listen(port: number): Promise<void> {
-    if (this.#server && this.#port === port) return;
-    const server = await this.#bind(port);
-    const old = this.#server;
-    this.#server = server;
+  listen(port: number): Promise<void> {
+    if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
+    const fd = bindListener(port);
+    this.#poller ??= new Poller();
+    if (this.#spare < 0) this.#spare = libc().eventfd(0, 0o2000000);
+    const old = this.#listener;
+    try {
+      this.#poller.watch(fd, Ready.In, () => this.#acceptSome(fd));
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+    this.#listener = fd;
     this.#port = port;
-    old?.close();
+    if (old >= 0) this.#closeListener(old);
+    return Promise.resolve();
   }
 
-  /**
-   * Stops listening; relayed connections go on. The listening socket closes at once; the
-   * promise settles only when the connections it accepted have ended too (node's server.close).
-   */
+  /** Stops listening; relayed connections go on. */
   unlisten(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    return server
-      ? new Promise<void>((resolve) => server.close(() => resolve()))
-      : Promise.resolve();
+    if (this.#listener >= 0) this.#closeListener(this.#listener);
+    this.#listener = -1;
+    return Promise.resolve();
   }
 
-  #bind(port: number): Promise<net.Server> {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
-    server.on("connection", (socket) => this.#accept(socket));
-    return new Promise((resolve, reject) => {
-      server.once("error", (e: NodeJS.ErrnoException) => {
-        reject(
-          new Error(
-            e.code === "EADDRINUSE"
-              ? `gateway port ${port} is already in use`
-              : `cannot listen on gateway port ${port}: ${e.message}`,
-          ),
-        );
-      });
-      server.listen({ port, host: "0.0.0.0", backlog: 4096 }, () => {
-        server.removeAllListeners("error");
-        server.on("error", (e) => log.error("listener error: {error}", { error: String(e) }));
-        resolve(server);
-      });
-    });
+  #closeListener(fd: number): void {
+    this.#poller?.unwatch(fd);
+    closeFd(fd);
   }
 
   /** Counters now. */
@@ -140,15 +163,25 @@ export class TcpRelay {
     };
   }
 
-  /** Stops listening and resets every relayed connection; resolves when all are gone. */
+  /**
+   * Stops listening and resets every relayed connection; resolves when all are gone and the
+   * relay's sockets, pipes and poller are released.
+   */
   async close(): Promise<void> {
-    const closed = this.unlisten();
+    await this.unlisten();
     for (const c of this.#connections) c.abort.abort();
-    // Bounded: each reset settles in a few event-loop turns.
+    // Bounded: each reset settles within a loop round or two.
     for (let i = 0; i < 100 && this.#connections.size > 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    await closed;
+    if (this.#connections.size === 0) {
+      await this.#poller?.close();
+      this.#poller = undefined;
+      this.#pipes.close();
+      this.#pipes = new PipePool(PIPE_SIZE);
+      if (this.#spare >= 0) closeFd(this.#spare);
+      this.#spare = -1;
+    }
   }
 
   /** The NAT flows of the connections being relayed now. */
@@ -156,51 +189,81 @@ export class TcpRelay {
     return [...this.#connections].map((c) => c.entry);
   }
 
-  #accept(client: net.Socket): void {
+  #acceptSome(listener: number): void {
+    for (let i = 0; i < ACCEPTS_PER_EVENT; i++) {
+      const got = acceptFrom(listener);
+      if (typeof got !== "number") {
+        this.#accept(got.fd, got.peer.address, got.peer.port);
+        continue;
+      }
+      if (got === Errno.EMFILE || got === Errno.ENFILE) this.#refuseAtLimit(listener, got);
+      else if (got !== Errno.EAGAIN && got !== Errno.ECONNABORTED && got !== Errno.EINTR) {
+        log.error("accept on the gateway port failed: {error}", { error: errnoText(got) });
+      }
+      return;
+    }
+  }
+
+  /**
+   * At the fd limit a waiting client would make the listener ready forever: give up the spare
+   * fd to accept it, reset it, and take the spare back.
+   */
+  #refuseAtLimit(listener: number, e: number): void {
+    log.warning("no file descriptor left for a new connection ({error}): resetting it", {
+      error: errnoText(e),
+    });
+    if (this.#spare >= 0) closeFd(this.#spare);
+    const got = acceptFrom(listener);
+    if (typeof got !== "number") {
+      this.#stats.total++;
+      this.#stats.failed++;
+      resetFd(got.fd);
+    }
+    this.#spare = libc().eventfd(0, 0o2000000);
+  }
+
+  #accept(fd: number, client: number, clientPort: number): void {
     this.#stats.total++;
-    const remote = unmapped(client.remoteAddress);
-    const local = unmapped(client.localAddress);
-    const who = `${remote}:${client.remotePort}`;
-    const entry = isIpv4(remote) && isIpv4(local)
-      ? this.options.nat.acceptedFlow(parseIpv4(remote), client.remotePort!, parseIpv4(local))
-      : undefined;
+    let entry: NatEntry | undefined;
+    try {
+      setNoDelay(fd);
+      entry = this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address);
+    } catch {
+      entry = undefined;
+    }
+    const who = formatEndpoint(client, clientPort);
     if (entry === undefined) {
       // Someone connected to the gateway port directly, or the flow expired before accept.
       log.debug("no NAT flow for {who}: reset", { who });
       this.#stats.failed++;
-      client.resetAndDestroy();
+      resetFd(fd);
       return;
     }
     const relayed: Relayed = { entry, abort: new AbortController() };
     this.#connections.add(relayed);
-    this.#relay(client, relayed, who).catch((e) => {
+    this.#relay(fd, relayed, who).catch((e) => {
       log.error("relaying {who} failed: {error}", { who, error: String(e) });
-      client.destroy();
     }).finally(() => {
       this.#connections.delete(relayed);
       this.options.nat.closed(entry, this.options.now());
     });
   }
 
-  async #relay(client: net.Socket, relayed: Relayed, who: string): Promise<void> {
+  async #relay(client: number, relayed: Relayed, who: string): Promise<void> {
     const { entry, abort } = relayed;
     const settings = this.options.settings();
     const target = formatEndpoint(entry.server, entry.serverPort);
-    // A client that gives up while the server is being reached ends the attempt.
-    const clientGone = () => abort.abort();
-    client.once("close", clientGone);
-    client.on("error", () => {});
-    let upstream: net.Socket | undefined;
     if (this.options.beforeConnect) {
       try {
         await this.options.beforeConnect(entry);
       } catch (e) {
         log.error("cannot prepare the connection for {who}: {error}", { who, error: String(e) });
         this.#stats.failed++;
-        client.resetAndDestroy();
+        resetFd(client);
         return;
       }
     }
+    let upstream: number | undefined;
     for (let attempt = 0; attempt <= BIND_RETRIES && upstream === undefined; attempt++) {
       const y = this.options.nat.bindUpstream(entry, settings.connectTimeoutMs);
       if (y === undefined) {
@@ -209,29 +272,28 @@ export class TcpRelay {
           who,
         });
         this.#stats.failed++;
-        await closeGracefully(client);
+        this.#closeGracefully(client);
         return;
       }
-      const result = await connectFrom(entry, y, settings.connectTimeoutMs, abort.signal);
-      if (result instanceof net.Socket) upstream = result;
-      else if (result !== "EADDRINUSE") {
+      const result = await this.#connectFrom(entry, y, settings.connectTimeoutMs, abort.signal);
+      if (typeof result === "number") upstream = result;
+      else if (result !== "EADDRINUSE" && result !== "EADDRNOTAVAIL") {
         log.info("cannot reach {target} for {who}: {why}", { target, who, why: result });
         this.#stats.failed++;
-        client.resetAndDestroy();
+        resetFd(client);
         return;
       }
     }
-    client.off("close", clientGone);
     if (upstream === undefined || abort.signal.aborted) {
       this.#stats.failed++;
-      upstream?.resetAndDestroy();
-      client.resetAndDestroy();
+      if (upstream !== undefined) resetFd(upstream);
+      resetFd(client);
       return;
     }
     this.options.nat.established(entry);
     const live = { toServer: 0, toClient: 0 };
     relayed.live = live;
-    const result: PumpResult = await pump(client, upstream, {
+    const result: PumpResult = await splicePump(this.#poller!, this.#pipes, client, upstream, {
       idleTimeoutMs: settings.idleTimeoutMs,
       signal: abort.signal,
       counters: live,
@@ -247,65 +309,105 @@ export class TcpRelay {
       down: result.bytesToClient,
     });
   }
-}
 
-/** Connects to the flow's server from local port y; the error code or a reason on failure. */
-function connectFrom(
-  entry: NatEntry,
-  y: number,
-  timeoutMs: number,
-  signal: AbortSignal,
-): Promise<net.Socket | string> {
-  return new Promise((resolve) => {
-    const socket = net.connect({
-      host: formatIpv4(entry.server),
-      port: entry.serverPort,
-      localPort: y,
-      allowHalfOpen: true,
-    });
-    socket.pause();
-    const timer = setTimeout(() => finish(`no answer in ${timeoutMs} ms`), timeoutMs);
-    const onAbort = () => finish("client left");
-    signal.addEventListener("abort", onAbort, { once: true });
-    function finish(outcome: net.Socket | string): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      socket.removeAllListeners("connect");
-      socket.removeAllListeners("error");
-      if (typeof outcome === "string") socket.destroy();
-      resolve(outcome);
+  /**
+   * Connects to the flow's server from local port y: the connected fd, or the errno name or
+   * a reason on failure.
+   */
+  #connectFrom(
+    entry: NatEntry,
+    y: number,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<number | string> {
+    let fd: number;
+    try {
+      fd = tcpSocket();
+      setReuseAddress(fd);
+      const mark = this.options.markFor?.(entry);
+      if (mark !== undefined) setMark(fd, mark);
+      const bound = bindTo(fd, 0, y);
+      if (bound !== 0) {
+        closeFd(fd);
+        return Promise.resolve("EADDRINUSE");
+      }
+    } catch (e) {
+      return Promise.resolve(e instanceof SocketError ? e.code : String(e));
     }
-    socket.once("connect", () => finish(socket));
-    socket.once("error", (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
-  });
-}
+    const to = { address: entry.server, port: entry.serverPort };
+    const started = startConnect(fd, to);
+    if (started === 0) {
+      setNoDelay(fd);
+      return Promise.resolve(fd);
+    }
+    if (started !== Errno.EINPROGRESS) {
+      closeFd(fd);
+      return Promise.resolve(errnoName(started));
+    }
+    const poller = this.#poller!;
+    return new Promise((resolve) => {
+      const finish = (outcome: number | string) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        poller.unwatch(fd);
+        if (typeof outcome === "string") closeFd(fd);
+        else setNoDelay(fd);
+        resolve(outcome);
+      };
+      const timer = setTimeout(() => finish(`no answer in ${timeoutMs} ms`), timeoutMs);
+      const onAbort = () => finish("relay stopping");
+      signal.addEventListener("abort", onAbort, { once: true });
+      poller.watch(fd, Ready.Out | Ready.Edge, () => {
+        const e = pendingError(fd);
+        finish(e === 0 ? fd : errnoName(e));
+      });
+    });
+  }
 
-// How long a client being closed gets to close its side before it is reset.
-const CLOSE_GRACE_MS = 2_000;
-
-/**
- * Closes with a FIN, not a reset: what the client sent is read and discarded (closing with
- * unread data would make the kernel send an RST), and the socket goes once the client has
- * closed too, or after a grace period.
- */
-function closeGracefully(socket: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
+  /**
+   * Closes with a FIN, not a reset: what the client sent is read and discarded (closing with
+   * unread data would make the kernel send an RST), and the socket goes once the client has
+   * closed too, or after a grace period.
+   */
+  #closeGracefully(fd: number): void {
+    const poller = this.#poller!;
+    const scratch = new Uint8Array(4096);
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
-      socket.destroy();
-      resolve();
+      poller.unwatch(fd);
+      closeFd(fd);
     };
-    const timer = setTimeout(done, CLOSE_GRACE_MS);
-    socket.on("data", () => {});
-    socket.once("end", done);
-    socket.once("close", done);
-    socket.once("error", done);
-    socket.resume();
-    socket.end();
-  });
+    const timer = setTimeout(finish, CLOSE_GRACE_MS);
+    const drain = () => {
+      for (;;) {
+        const n = libc().read(fd, scratch, scratch.length);
+        if (n > 0) continue;
+        if (n === 0 || errno() !== Errno.EAGAIN) finish();
+        return;
+      }
+    };
+    shutdownWrite(fd);
+    poller.watch(fd, Ready.In | Ready.RdHup | Ready.Edge, drain);
+    drain();
+  }
 }
 
-/** "::ffff:198.51.100.10" -> "198.51.100.10". */
-function unmapped(address: string | undefined): string {
-  return (address ?? "").replace(/^::ffff:/, "");
+/** A listening socket on 0.0.0.0:port; a clear error when the port is taken. */
+function bindListener(port: number): number {
+  const fd = tcpSocket();
+  try {
+    setReuseAddress(fd);
+    if (bindTo(fd, 0, port) !== 0) throw new Error(`gateway port ${port} is already in use`);
+    listenOn(fd, 4096);
+    return fd;
+  } catch (e) {
+    closeFd(fd);
+    if (e instanceof SocketError) {
+      throw new Error(`cannot listen on gateway port ${port}: ${e.message}`);
+    }
+    throw e;
+  }
 }

@@ -16,11 +16,30 @@ export const Errno = {
   EBUSY: 16,
   ENODEV: 19,
   EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  EPIPE: 32,
   EMSGSIZE: 90,
   EPROTONOSUPPORT: 93,
   EOPNOTSUPP: 95,
+  EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
+  ENETUNREACH: 101,
+  ECONNABORTED: 103,
+  ECONNRESET: 104,
   ENOBUFS: 105,
+  ENOTCONN: 107,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
+  EALREADY: 114,
+  EINPROGRESS: 115,
 } as const;
+
+/** The name of an errno value, "EPIPE"; "errno N" for one krelay does not name. */
+export function errnoName(e: number): string {
+  return Object.entries(Errno).find(([, v]) => v === e)?.[0] ?? `errno ${e}`;
+}
 
 let errnoView: Deno.UnsafePointerView | undefined;
 
@@ -33,7 +52,7 @@ export function errno(): number {
 
 /** "EPERM (Operation not permitted)" for an errno value. */
 export function errnoText(e: number): string {
-  const name = Object.entries(Errno).find(([, v]) => v === e)?.[0] ?? `errno ${e}`;
+  const name = errnoName(e);
   const msg = libc().strerror(e);
   return msg === null ? name : `${name} (${new Deno.UnsafePointerView(msg).getCString()})`;
 }

@@ -1,0 +1,159 @@
+/**
+ * One epoll instance and the loop that serves it, for the relay's sockets.
+ *
+ * The loop keeps the JS event loop free and the thread hops few: under load events are
+ * already waiting, so it takes them with a synchronous epoll_wait(0) for a few rounds in a
+ * row; otherwise (and at least every few rounds, so timers and the packet loop run) it awaits
+ * an epoll_wait run off the JS thread. An eventfd in the set wakes that wait when work is
+ * deferred from outside the loop or the poller closes.
+ *
+ * Handlers are called with the ready events; work they cannot finish now (to be fair to other
+ * connections) goes to {@link Poller.defer} and runs in the next round.
+ *
+ * @module
+ */
+
+import { libc } from "../../ffi/libc.ts";
+import { errno, errnoText } from "../system/errno.ts";
+import { logger } from "../system/log.ts";
+
+const log = logger("relay");
+
+/** epoll event bits. */
+export const Ready = {
+  In: 0x1,
+  Out: 0x4,
+  Err: 0x8,
+  Hup: 0x10,
+  RdHup: 0x2000,
+  /** Edge-triggered: reported once per change; the handler must go on until EAGAIN. */
+  Edge: 0x80000000,
+} as const;
+
+const EPOLL_CLOEXEC = 0o2000000;
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_DEL = 2;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+// struct epoll_event is packed on x86-64: u32 events, u64 data.
+const EVENT_SIZE = 12;
+const MAX_EVENTS = 256;
+// Synchronous rounds in a row before the loop awaits (and so yields to the event loop).
+const SYNC_ROUNDS = 8;
+
+/** Called with the ready event bits of its fd. */
+export type Handler = (events: number) => void;
+
+/** An epoll set and its serving loop. */
+export class Poller {
+  readonly #ep: number;
+  readonly #wake: number;
+  readonly #handlers = new Map<number, Handler>();
+  readonly #events = new Uint8Array(EVENT_SIZE * MAX_EVENTS);
+  readonly #eventsView = new DataView(this.#events.buffer);
+  readonly #ctl = new Uint8Array(EVENT_SIZE);
+  readonly #ctlView = new DataView(this.#ctl.buffer);
+  readonly #counter = new BigUint64Array(1);
+  #deferred: (() => void)[] = [];
+  #waiting = false;
+  #closed = false;
+  readonly #done: Promise<void>;
+
+  constructor() {
+    this.#ep = libc().epoll_create1(EPOLL_CLOEXEC);
+    if (this.#ep < 0) throw new Error(`epoll_create1: ${errnoText(errno())}`);
+    this.#wake = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (this.#wake < 0) {
+      const e = errno();
+      libc().close(this.#ep);
+      throw new Error(`eventfd: ${errnoText(e)}`);
+    }
+    this.watch(this.#wake, Ready.In, () => libc().read(this.#wake, this.#counter, 8));
+    this.#done = this.#run();
+  }
+
+  /** Delivers `events` on `fd` to `handler` until {@link unwatch}. */
+  watch(fd: number, events: number, handler: Handler): void {
+    this.#ctlView.setUint32(0, events >>> 0, true);
+    this.#ctlView.setUint32(4, fd, true);
+    this.#ctlView.setUint32(8, 0, true);
+    if (libc().epoll_ctl(this.#ep, EPOLL_CTL_ADD, fd, this.#ctl) < 0) {
+      throw new Error(`epoll_ctl ADD ${fd}: ${errnoText(errno())}`);
+    }
+    this.#handlers.set(fd, handler);
+  }
+
+  /** Stops delivering events for `fd`; call before closing it. */
+  unwatch(fd: number): void {
+    if (!this.#handlers.delete(fd)) return;
+    libc().epoll_ctl(this.#ep, EPOLL_CTL_DEL, fd, this.#ctl);
+  }
+
+  /** Runs `task` in the loop's next round. */
+  defer(task: () => void): void {
+    this.#deferred.push(task);
+    if (this.#waiting) libc().write(this.#wake, new BigUint64Array([1n]), 8);
+  }
+
+  /** Stops the loop (handlers are not called again); resolves when it has ended. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      libc().write(this.#wake, new BigUint64Array([1n]), 8);
+    }
+    return this.#done;
+  }
+
+  async #run(): Promise<void> {
+    let rounds = 0;
+    try {
+      while (!this.#closed) {
+        let n = 0;
+        if (rounds < SYNC_ROUNDS) {
+          n = libc().epoll_wait(this.#ep, this.#events, MAX_EVENTS, 0);
+        }
+        if (n > 0 || (this.#deferred.length > 0 && rounds < SYNC_ROUNDS)) {
+          rounds++;
+        } else {
+          rounds = 0;
+          this.#waiting = true;
+          try {
+            const timeout = this.#deferred.length > 0 ? 0 : -1;
+            n = await libc().epoll_wait_async(this.#ep, this.#events, MAX_EVENTS, timeout);
+          } finally {
+            this.#waiting = false;
+          }
+          if (this.#closed) break;
+        }
+        this.#dispatch(n);
+      }
+    } finally {
+      this.#handlers.clear();
+      libc().close(this.#wake);
+      libc().close(this.#ep);
+    }
+  }
+
+  #dispatch(n: number): void {
+    for (let i = 0; i < n; i++) {
+      const at = i * EVENT_SIZE;
+      const handler = this.#handlers.get(this.#eventsView.getUint32(at + 4, true));
+      if (handler === undefined) continue;
+      try {
+        handler(this.#eventsView.getUint32(at, true));
+      } catch (e) {
+        log.error("socket event handler failed: {error}", { error: String(e) });
+      }
+    }
+    const tasks = this.#deferred;
+    if (tasks.length === 0) return;
+    this.#deferred = [];
+    for (const task of tasks) {
+      try {
+        task();
+      } catch (e) {
+        log.error("deferred socket work failed: {error}", { error: String(e) });
+      }
+    }
+  }
+}
