@@ -28,7 +28,7 @@ bash "$harness/install-deps.sh" >/dev/null
 out="${BENCH_OUT:-$here/bench-out}"
 mkdir -p "$out"
 base="exec $here/krelay run --real-ip \$BENCH_UPSTREAM_IP --relay-ip \$BENCH_LISTEN_IP"
-base+=" --tcp-ports 80,5201 --udp-ports 53,5201 --relay-ports 20000-29999"
+base+=" --tcp-ports 80,5201 --udp-ports 53,5201 --relay-ports 20000-59999"
 base+=" --control-socket \$BENCH_RUNDIR/krelay.sock"
 # The harness runs any name with a <NAME>_CMD; two names, one per rewriting mode.
 export KRELAY_QUEUE_CMD="$base --kernel-nat false"

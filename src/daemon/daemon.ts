@@ -159,6 +159,8 @@ export class Daemon {
         idleTimeoutMs: this.#config.tcp_idle_timeout * 1000,
       }),
       beforeConnect: config.kernel_nat ? (entry) => this.#prepareClient(entry.client) : undefined,
+      // kernel_nat: the mark selects the client's address in the SNAT map (see nft_nat.ts).
+      markFor: config.kernel_nat ? (entry) => entry.client : undefined,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),

@@ -91,7 +91,6 @@ export class PacketLoop {
         packet,
         verdict: action === Action.Drop ? Verdict.Drop : Verdict.Accept,
         mangled: action === Action.AcceptRewritten,
-        mark: action === Action.AcceptMarked ? this.engine.mark : undefined,
       });
     }
     if (verdicts.length > 0) this.datapath.send(verdicts);

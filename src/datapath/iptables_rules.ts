@@ -33,11 +33,11 @@ export const KRELAY_CHAINS = [
 /**
  * With the kernel's NAT (kernel_nat), the queue rules select a flow's first packet by its
  * conntrack state, so they sit after conntrack: mangle PREROUTING, before the nat table's
- * DNAT/REDIRECT; mangle POSTROUTING, before its SNAT.
+ * DNAT/REDIRECT. Nothing is queued on the way out: the relay marks its own sockets to servers
+ * (SO_MARK) for the SNAT.
  */
 export const KERNEL_NAT_CHAINS = [
   { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING" },
-  { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING" },
 ] as const;
 
 /** Every place a krelay chain may be, in either mode: what removal cleans. */
@@ -93,9 +93,6 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
           `-d ${spec.relayIp}/32 -p tcp -m tcp --syn -m multiport --dports ${ports} ${fresh} ${q}`
         ),
       ],
-      KRELAY_POST: chunks(spec.tcpPorts).map((ports) =>
-        `-p tcp -m tcp --sport ${pool} --syn -m multiport --dports ${ports} ${fresh} ${q}`
-      ),
     };
   }
   return {

@@ -31,8 +31,6 @@ export const Action = {
   Accept: 1,
   /** Accept it: its bytes were rewritten in place. */
   AcceptRewritten: 2,
-  /** Accept it unchanged, with the mark in {@link Rewriter.mark}. */
-  AcceptMarked: 3,
 } as const;
 /** One of {@link Action}'s values. */
 export type Action = typeof Action[keyof typeof Action];
@@ -77,8 +75,6 @@ type PassReason =
 export class Rewriter {
   /** Counters since start. */
   readonly counters: PacketCounters = newCounters();
-  /** The mark of the last packet decided {@link Action.AcceptMarked}. */
-  mark = 0;
   readonly #udp: UdpNat;
   /** The TCP flows; the TCP relay uses it to find original destinations and bind ports. */
   readonly tcp: TcpNat;
@@ -129,14 +125,9 @@ export class Rewriter {
       return this.#pass("passedOtherPort");
     }
     if (hook === Hook.PostRouting) {
-      if (this.settings().kernelNat) {
-        const mark = this.tcp.markFor(packet, now);
-        if (mark === undefined) return this.#pass("passedNoFlow");
-        this.counters.tcpToServer++;
-        this.counters.toKernel++;
-        this.mark = mark;
-        return Action.AcceptMarked;
-      }
+      // kernel_nat queues nothing here (the relay marks its own sockets for the SNAT); a
+      // packet queued by rules of an older run is the kernel's to translate.
+      if (this.settings().kernelNat) return this.#pass("passedNoFlow");
       if (this.tcp.pool.contains(packet.srcPort)) {
         return this.#tcpResult(packet, this.tcp.toServer(packet, now), "tcpToServer");
       }

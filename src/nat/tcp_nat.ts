@@ -135,22 +135,6 @@ export class TcpNat {
     return "rewritten";
   }
 
-  /**
-   * The relay's SYN toward the server, when the kernel's NAT does the rewriting: the flow's
-   * client address, which the packet gets as its mark so that a SNAT rule maps it. Undefined
-   * when the packet belongs to no flow.
-   */
-  markFor(packet: Ipv4Packet, now: number): number | undefined {
-    if (!this.pool.contains(packet.srcPort)) return undefined;
-    const entry = this.table.get(upstreamKey(packet.srcPort));
-    if (entry === undefined || entry.server !== packet.dst || entry.serverPort !== packet.dstPort) {
-      return undefined;
-    }
-    if (entry.relayLocal === 0) entry.relayLocal = packet.src;
-    entry.lastSeen = now;
-    return entry.client;
-  }
-
   /** T4: server -> client:y becomes server -> relay:y. */
   fromServer(packet: Ipv4Packet, now: number): TcpResult {
     if (!this.pool.contains(packet.dstPort)) return "no-flow";
