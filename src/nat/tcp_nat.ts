@@ -76,29 +76,9 @@ export class TcpNat {
     const isSyn = (packet.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN;
     if (isSyn && !allowNew && entry === undefined) return "no-flow";
     if (isSyn) {
-      if (entry !== undefined && entry.state === TcpState.Closed) {
-        // The client reuses its port for a new connection: the old flow is done.
-        this.table.remove(entry, "closed");
-        entry = undefined;
-      }
-      // The same client port on two services would be one connection on the gateway port.
-      if (entry !== undefined && entry.servicePort !== packet.dstPort) return "conflict";
-      if (entry === undefined) {
-        const s = this.settings();
-        entry = this.table.add({
-          protocol: "tcp",
-          client: packet.src,
-          clientPort: packet.srcPort,
-          relay: packet.dst,
-          servicePort: packet.dstPort,
-          server: s.realIp,
-          serverPort: packet.dstPort,
-          state: TcpState.Syn,
-          timeoutMs: s.tcpSynTimeoutMs,
-        }, [key]);
-        if (entry === undefined) return "full";
-        entry.gatewayPort = s.gport;
-      }
+      const opened = this.#open(entry, packet.src, packet.srcPort, packet.dst, packet.dstPort);
+      if (typeof opened === "string") return opened;
+      entry = opened;
     } else if (entry === undefined || entry.servicePort !== packet.dstPort) {
       // Left alone, it reaches relay:service, where nothing listens: the kernel's reset tells
       // the client at once that its connection is gone.
@@ -109,6 +89,42 @@ export class TcpNat {
     entry.bytesToServer += packet.payload.length;
     if (rewrite) packet.setDstPort(entry.gatewayPort);
     return "rewritten";
+  }
+
+  /**
+   * A new connection's flow: `entry` (the key's current one) if it is this connection's,
+   * else a new one. "conflict" when the client port is busy on another service.
+   */
+  #open(
+    entry: NatEntry | undefined,
+    client: number,
+    clientPort: number,
+    relay: number,
+    servicePort: number,
+  ): NatEntry | "conflict" | "full" {
+    if (entry !== undefined && entry.state === TcpState.Closed) {
+      // The client reuses its port for a new connection: the old flow is done.
+      this.table.remove(entry, "closed");
+      entry = undefined;
+    }
+    // The same client port on two services would be one connection on the gateway port.
+    if (entry !== undefined && entry.servicePort !== servicePort) return "conflict";
+    if (entry !== undefined) return entry;
+    const s = this.settings();
+    const added = this.table.add({
+      protocol: "tcp",
+      client,
+      clientPort,
+      relay,
+      servicePort,
+      server: s.realIp,
+      serverPort: servicePort,
+      state: TcpState.Syn,
+      timeoutMs: s.tcpSynTimeoutMs,
+    }, [clientKey(client, clientPort, relay)]);
+    if (added === undefined) return "full";
+    added.gatewayPort = s.gport;
+    return added;
   }
 
   /** T2: relay:gport -> client becomes relay:service -> client. */
@@ -155,6 +171,27 @@ export class TcpNat {
   acceptedFlow(client: number, clientPort: number, local: number): NatEntry | undefined {
     const entry = this.table.get(clientKey(client, clientPort, local));
     return entry?.state === TcpState.Syn ? entry : undefined;
+  }
+
+  /**
+   * kernel_nat: for a connection the relay accepted after the kernel REDIRECTed it from
+   * relay:servicePort (conntrack's original destination), its flow: the one its queued SYN
+   * created (scripted services), or a new one. Undefined when the client port is busy on
+   * another service or the table is full.
+   */
+  redirectedFlow(
+    client: number,
+    clientPort: number,
+    relay: number,
+    servicePort: number,
+    now: number,
+  ): NatEntry | undefined {
+    const entry = this.table.get(clientKey(client, clientPort, relay));
+    if (entry?.state === TcpState.Syn && entry.servicePort === servicePort) return entry;
+    const opened = this.#open(entry, client, clientPort, relay, servicePort);
+    if (typeof opened === "string" || opened.state !== TcpState.Syn) return undefined;
+    opened.lastSeen = now;
+    return opened;
   }
 
   /**

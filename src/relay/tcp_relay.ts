@@ -28,6 +28,7 @@ import {
   closeFd,
   listenOn,
   localEndpoint,
+  originalDestination,
   pendingError,
   resetFd,
   setMark,
@@ -60,6 +61,11 @@ export interface TcpRelayOptions {
    * NAT can map it without asking krelay; undefined for none.
    */
   markFor?: (entry: NatEntry) => number | undefined;
+  /**
+   * The kernel REDIRECTs connections to the gateway port (kernel_nat): a connection's flow comes
+   * from its original destination in conntrack (SO_ORIGINAL_DST) when no queued SYN made it.
+   */
+  fromConntrack?: boolean;
 }
 
 /** Connection counters. */
@@ -227,7 +233,16 @@ export class TcpRelay {
     let entry: NatEntry | undefined;
     try {
       setNoDelay(fd);
-      entry = this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address);
+      const original = this.options.fromConntrack ? originalDestination(fd) : undefined;
+      entry = original === undefined
+        ? this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address)
+        : this.options.nat.redirectedFlow(
+          client,
+          clientPort,
+          original.address,
+          original.port,
+          this.options.now(),
+        );
     } catch {
       entry = undefined;
     }
