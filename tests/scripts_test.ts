@@ -168,6 +168,21 @@ labTest(
 );
 
 labTest(
+  "kernel_nat: loading a script at run time is refused and changes nothing",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--kernel-nat", "true"]);
+    const load = await krelay(k, "script", "load", "logger", EXAMPLES.logger);
+    assertEquals(load.code, 1);
+    assert(load.stderr.includes("kernel_nat is on"), load.stderr);
+    assertEquals(await scripts(k), []);
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+labTest(
   "a throwing script fails open: the query is answered, the error counted and logged",
   NEEDS,
   async (lab) => {

@@ -96,7 +96,6 @@ export function steeringSpec(
   config: Config,
   relayIp: string,
   live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number>; gports: Iterable<number> },
-  scriptedTcpPorts: readonly number[] = [],
 ): SteeringSpec {
   const union = (a: number[], b: Iterable<number>) =>
     [...new Set([...a, ...b])].sort((x, y) => x - y);
@@ -110,7 +109,6 @@ export function steeringSpec(
       : union([], live.gports),
     relayPorts: parsePortRange(config.relay_ports),
     kernelNat: config.kernel_nat,
-    scriptedTcpPorts,
     realIp: config.real_ip,
     gport: config.gport,
   };
@@ -163,7 +161,7 @@ export class Daemon {
       beforeConnect: config.kernel_nat ? (entry) => this.#prepareClient(entry.client) : undefined,
       // kernel_nat: the mark selects the client's address in the SNAT map (see nft_nat.ts).
       markFor: config.kernel_nat ? (entry) => entry.client : undefined,
-      // kernel_nat: SYNs of unscripted services are not queued; conntrack knows the flow.
+      // kernel_nat: no TCP packet is queued; the flow comes from conntrack at accept.
       fromConntrack: config.kernel_nat,
     });
     this.scripts = new ScriptHost({
@@ -178,14 +176,6 @@ export class Daemon {
         return e ? [e.server, e.serverPort] : [this.#settings.realIp, servicePort];
       },
       now: deps.now,
-      // Scripts on a TCP service in kernel_nat mode need its SYNs queued: steer at once.
-      onServicesChanged: () => {
-        if (this.#state === "started") {
-          this.#syncSteering().catch((e) =>
-            log.error("updating steering failed: {error}", { error: String(e) })
-          );
-        }
-      },
     });
   }
 
@@ -420,12 +410,7 @@ export class Daemon {
         if (e.gatewayPort !== 0) gports.add(e.gatewayPort);
       }
     }
-    return steeringSpec(
-      this.#config,
-      this.relayIp,
-      { udpPorts: udp, tcpPorts: tcp, gports },
-      this.scripts.tcpPorts(),
-    );
+    return steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
   }
 
   #syncSteering(): Promise<void> {

@@ -58,11 +58,6 @@ export interface SteeringSpec {
   relayPorts: readonly [number, number];
   /** The kernel's NAT rewrites; only first packets are queued (see {@link KERNEL_NAT_CHAINS}). */
   kernelNat: boolean;
-  /**
-   * kernel_nat: the TCP service ports whose connections packet scripts see; only their SYNs are
-   * queued (the relay learns other connections' flows from conntrack when it accepts them).
-   */
-  scriptedTcpPorts: readonly number[];
   /** kernel_nat: the real server (DNAT target) and the gateway port (REDIRECT target). */
   realIp: string;
   gport: number;
@@ -93,9 +88,6 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
       KRELAY_PRE: [
         ...chunks(spec.udpPorts).map((ports) =>
           `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${fresh} ${q}`
-        ),
-        ...chunks(spec.tcpPorts.filter((p) => spec.scriptedTcpPorts.includes(p))).map((ports) =>
-          `-d ${spec.relayIp}/32 -p tcp -m tcp --syn -m multiport --dports ${ports} ${fresh} ${q}`
         ),
       ],
     };

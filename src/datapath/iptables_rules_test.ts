@@ -56,19 +56,10 @@ Deno.test("renderRestoreScript() without jumps only replaces the chains' rules",
 Deno.test("renderChainRules() with kernel_nat queues only first packets in, after conntrack", () => {
   const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
   const fresh = "-m conntrack --ctstate NEW";
-  // TCP SYNs only for services with packet scripts; the relay learns other flows from conntrack.
+  // No TCP at all: the relay learns each connection's flow from conntrack when it accepts it.
   assertEquals(renderChainRules({ ...spec, kernelNat: true }), {
     KRELAY_PRE: [`-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${fresh} ${q}`],
   });
-  assertEquals(
-    renderChainRules({ ...spec, kernelNat: true, tcpPorts: [80, 443], scriptedTcpPorts: [443] }),
-    {
-      KRELAY_PRE: [
-        `-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${fresh} ${q}`,
-        `-d 198.51.100.1/32 -p tcp -m tcp --syn -m multiport --dports 443 ${fresh} ${q}`,
-      ],
-    },
-  );
   // Nothing on the way out: the relay marks its sockets to servers itself.
   const script = renderRestoreScript({ ...spec, kernelNat: true });
   assertEquals(script.split("\n").filter((l) => l.startsWith("*")), ["*mangle"]);

@@ -59,8 +59,6 @@ export interface ScriptHostOptions {
   now: () => number;
   /** The check before loading; default {@link checkScript} (tests may skip it). */
   check?: (file: string) => Promise<void>;
-  /** Called when the set of scripted services changed (a script loaded or unloaded). */
-  onServicesChanged?: () => void;
 }
 
 /** A packet for the scripts, and what they decided. */
@@ -150,13 +148,6 @@ export class ScriptHost {
   /** True when at least one script is loaded. */
   get active(): boolean {
     return this.#byService.size > 0;
-  }
-
-  /** The TCP service ports that scripts are attached to, sorted. */
-  tcpPorts(): number[] {
-    const tcp = serviceKey(6, 0);
-    return [...this.#byService.keys()].filter((k) => k > tcp && k <= tcp + 65535)
-      .map((k) => k - tcp).sort((a, b) => a - b);
   }
 
   /**
@@ -395,7 +386,6 @@ export class ScriptHost {
       for (const key of e.keys) map.set(key, [...(map.get(key) ?? []), e]);
     }
     this.#byService = map;
-    this.options.onServicesChanged?.();
   }
 
   #snapshot(e: ScriptEntry): ScriptInfo {
