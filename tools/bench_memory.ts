@@ -17,7 +17,9 @@ const DENO = `${ROOT}node_modules/deno/deno`;
 const holdServer = `
 import net from "node:net";
 let n = 0;
-net.createServer((s) => { n++; s.on("error", () => {}); }).listen(8080, "${LAB_ADDR.server}");
+// A deep backlog: the relay opens connections faster than a default one (511) is drained.
+net.createServer((s) => { n++; s.on("error", () => {}); })
+  .listen({ port: 8080, host: "${LAB_ADDR.server}", backlog: 65535 });
 setInterval(() => Deno.writeTextFileSync(Deno.args[0], String(n)), 200);
 `;
 const idleClients = `
@@ -44,6 +46,7 @@ async function measure(kernelNat: boolean): Promise<number> {
   try {
     await lab.up();
     await lab.exec("client", ["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"]);
+    await lab.exec("server", ["sysctl", "-qw", "net.core.somaxconn=65535"]);
     const dir = lab.runDir;
     await Deno.writeTextFile(`${dir}/hold.ts`, holdServer);
     await Deno.writeTextFile(`${dir}/idle.ts`, idleClients);
