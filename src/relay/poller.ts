@@ -41,6 +41,9 @@ const MAX_EVENTS = 256;
 // Synchronous rounds in a row before the loop awaits (and so yields to the event loop).
 const SYNC_ROUNDS = 8;
 
+// What a write to the eventfd adds: one wake-up.
+const ONE = new BigUint64Array([1n]);
+
 /** Called with the ready event bits of its fd. */
 export type Handler = (events: number) => void;
 
@@ -92,16 +95,20 @@ export class Poller {
   /** Runs `task` in the loop's next round. */
   defer(task: () => void): void {
     this.#deferred.push(task);
-    if (this.#waiting) libc().write(this.#wake, new BigUint64Array([1n]), 8);
+    if (this.#waiting) this.#wakeUp();
   }
 
   /** Stops the loop (handlers are not called again); resolves when it has ended. */
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      libc().write(this.#wake, new BigUint64Array([1n]), 8);
+      this.#wakeUp();
     }
     return this.#done;
+  }
+
+  #wakeUp(): void {
+    libc().write(this.#wake, ONE, 8);
   }
 
   async #run(): Promise<void> {

@@ -126,7 +126,7 @@ export class TcpRelay {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
     const fd = bindListener(port);
     this.#poller ??= new Poller();
-    if (this.#spare < 0) this.#spare = libc().eventfd(0, 0o2000000);
+    if (this.#spare < 0) this.#spare = reserveFd();
     const old = this.#listener;
     try {
       this.#poller.watch(fd, Ready.In, () => this.#acceptSome(fd));
@@ -225,7 +225,7 @@ export class TcpRelay {
       this.#stats.failed++;
       resetFd(got.fd);
     }
-    this.#spare = libc().eventfd(0, 0o2000000);
+    this.#spare = reserveFd();
   }
 
   #accept(fd: number, client: number, clientPort: number): void {
@@ -408,6 +408,11 @@ export class TcpRelay {
     poller.watch(fd, Ready.In | Ready.RdHup | Ready.Edge, drain);
     drain();
   }
+}
+
+/** A cheap fd (an eventfd, close-on-exec) held only to be given up; -1 when none is left. */
+function reserveFd(): number {
+  return libc().eventfd(0, 0o2000000);
 }
 
 /** A listening socket on 0.0.0.0:port; a clear error when the port is taken. */
