@@ -338,16 +338,31 @@ export class Daemon {
     });
   }
 
-  /** Clients whose SNAT mapping is in place (kernel_nat); the mapping goes with the steering. */
-  readonly #preparedClients = new Map<number, Promise<void>>();
+  /**
+   * Clients whose SNAT mapping is in place (kernel_nat), or the promise of it while it is being
+   * added; the mapping goes with the steering.
+   */
+  readonly #preparedClients = new Map<number, Promise<void> | true>();
 
-  #prepareClient(client: number): Promise<void> {
-    let ready = this.#preparedClients.get(client);
+  /** Undefined when the client's mapping is in place, else the promise of it. */
+  #prepareClient(client: number): Promise<void> | undefined {
+    const known = this.#preparedClients.get(client);
+    if (known === true) return undefined;
+    if (known !== undefined) return known;
+    const ready = this.deps.steering.prepareClient?.(client);
     if (ready === undefined) {
-      ready = this.deps.steering.prepareClient?.(client) ?? Promise.resolve();
-      ready.catch(() => this.#preparedClients.delete(client));
-      this.#preparedClients.set(client, ready);
+      this.#preparedClients.set(client, true);
+      return undefined;
     }
+    this.#preparedClients.set(client, ready);
+    ready.then(
+      () => {
+        if (this.#preparedClients.get(client) === ready) this.#preparedClients.set(client, true);
+      },
+      () => {
+        if (this.#preparedClients.get(client) === ready) this.#preparedClients.delete(client);
+      },
+    );
     return ready;
   }
 

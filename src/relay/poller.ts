@@ -51,7 +51,11 @@ export type Handler = (events: number) => void;
 export class Poller {
   readonly #ep: number;
   readonly #wake: number;
-  readonly #handlers = new Map<number, Handler>();
+  // Indexed by fd (small integers). The generation tells a stale event for a closed fd from
+  // one for a new socket that got the same number in the same round.
+  #handlers: (Handler | undefined)[] = [];
+  #generations = new Uint32Array(1024);
+  #generation = 0;
   readonly #events = new Uint8Array(EVENT_SIZE * MAX_EVENTS);
   readonly #eventsView = new DataView(this.#events.buffer);
   readonly #ctl = new Uint8Array(EVENT_SIZE);
@@ -75,21 +79,43 @@ export class Poller {
     this.#done = this.#run();
   }
 
-  /** Delivers `events` on `fd` to `handler` until {@link unwatch}. */
+  /** Delivers `events` on `fd` to `handler` until {@link unwatch} or {@link forget}. */
   watch(fd: number, events: number, handler: Handler): void {
+    if (fd >= this.#generations.length) {
+      const grown = new Uint32Array(Math.max(fd + 1, this.#generations.length * 2));
+      grown.set(this.#generations);
+      this.#generations = grown;
+    }
+    const generation = this.#generation = (this.#generation + 1) >>> 0;
     this.#ctlView.setUint32(0, events >>> 0, true);
     this.#ctlView.setUint32(4, fd, true);
-    this.#ctlView.setUint32(8, 0, true);
+    this.#ctlView.setUint32(8, generation, true);
     if (libc().epoll_ctl(this.#ep, EPOLL_CTL_ADD, fd, this.#ctl) < 0) {
       throw new Error(`epoll_ctl ADD ${fd}: ${errnoText(errno())}`);
     }
-    this.#handlers.set(fd, handler);
+    this.#generations[fd] = generation;
+    this.#handlers[fd] = handler;
   }
 
-  /** Stops delivering events for `fd`; call before closing it. */
+  /** Hands the events of an fd already watched to another handler; the events stay. */
+  handle(fd: number, handler: Handler): void {
+    if (this.#handlers[fd] === undefined) throw new Error(`fd ${fd} is not watched`);
+    this.#handlers[fd] = handler;
+  }
+
+  /** Stops delivering events for `fd`, which stays open. */
   unwatch(fd: number): void {
-    if (!this.#handlers.delete(fd)) return;
+    if (this.#handlers[fd] === undefined) return;
+    this.#handlers[fd] = undefined;
     libc().epoll_ctl(this.#ep, EPOLL_CTL_DEL, fd, this.#ctl);
+  }
+
+  /**
+   * Stops delivering events for `fd` because it is about to be closed: closing removes it
+   * from the epoll set, so this spares the epoll_ctl call.
+   */
+  forget(fd: number): void {
+    this.#handlers[fd] = undefined;
   }
 
   /** Runs `task` in the loop's next round. */
@@ -135,7 +161,7 @@ export class Poller {
         this.#dispatch(n);
       }
     } finally {
-      this.#handlers.clear();
+      this.#handlers = [];
       libc().close(this.#wake);
       libc().close(this.#ep);
     }
@@ -144,8 +170,10 @@ export class Poller {
   #dispatch(n: number): void {
     for (let i = 0; i < n; i++) {
       const at = i * EVENT_SIZE;
-      const handler = this.#handlers.get(this.#eventsView.getUint32(at + 4, true));
+      const fd = this.#eventsView.getUint32(at + 4, true);
+      const handler = this.#handlers[fd];
       if (handler === undefined) continue;
+      if (this.#generations[fd] !== this.#eventsView.getUint32(at + 8, true)) continue;
       try {
         handler(this.#eventsView.getUint32(at, true));
       } catch (e) {

@@ -39,7 +39,7 @@ import {
   startConnect,
   tcpSocket,
 } from "./socket.ts";
-import { type PumpResult, splicePump } from "./splice_pump.ts";
+import { Pump, PUMP_EVENTS, type PumpResult, type PumpShared } from "./pump.ts";
 
 const log = logger("relay");
 
@@ -54,8 +54,11 @@ export interface TcpRelayOptions {
   nat: TcpNat;
   settings: () => TcpRelaySettings;
   now: () => number;
-  /** Runs before the relay connects to the server for `entry` (e.g. to prepare its SNAT). */
-  beforeConnect?: (entry: NatEntry) => Promise<void>;
+  /**
+   * Runs before the relay connects to the server for `entry` (e.g. to prepare its SNAT): a
+   * promise to wait for, or undefined when there is nothing to wait for.
+   */
+  beforeConnect?: (entry: NatEntry) => Promise<void> | undefined;
   /**
    * The mark for the relay's socket to the server of `entry` (SO_MARK), so that the kernel's
    * NAT can map it without asking krelay; undefined for none.
@@ -88,20 +91,36 @@ const ACCEPTS_PER_EVENT = 64;
 // Bytes a splice pipe holds: more per call than the default 64 KiB (kernel memory, lent only
 // while bytes are in flight).
 const PIPE_SIZE = 256 * 1024;
+// The copy buffer of the pumps: a read that fills it switches its direction to splice.
+const COPY_SIZE = 64 * 1024;
+// Bounds of the period of the connections' timer (a quarter of the shortest timeout).
+const MIN_SWEEP_MS = 20;
+const MAX_SWEEP_MS = 1_000;
 // How long a client being closed gets to close its side before its socket is closed anyway.
 const CLOSE_GRACE_MS = 2_000;
 
-/** One relayed connection, for status displays. */
-interface Relayed {
-  entry: NatEntry;
-  abort: AbortController;
-  live?: { toServer: number; toClient: number };
+/** One relayed connection: connecting to the server, then pumping. */
+class Relayed {
+  server = -1;
+  pump: Pump | undefined = undefined;
+  /** When the connect to the server gives up (performance.now() ms). */
+  deadline = 0;
+  aborted = false;
+
+  constructor(readonly entry: NatEntry, readonly client: number) {}
+
+  get who(): string {
+    return formatEndpoint(this.entry.client, this.entry.clientPort);
+  }
+
+  get target(): string {
+    return formatEndpoint(this.entry.server, this.entry.serverPort);
+  }
 }
 
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
-  #poller?: Poller;
-  #pipes = new PipePool(PIPE_SIZE);
+  #shared?: PumpShared;
   #listener = -1;
   #port = 0;
   /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
@@ -109,6 +128,8 @@ export class TcpRelay {
   readonly #connections = new Set<Relayed>();
   #finished = { toServer: 0, toClient: 0 };
   #stats = { total: 0, failed: 0 };
+  /** The one timer of all connections: connect timeouts and idleness. */
+  #sweeper: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly options: TcpRelayOptions) {}
 
@@ -125,11 +146,15 @@ export class TcpRelay {
   listen(port: number): Promise<void> {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
     const fd = bindListener(port);
-    this.#poller ??= new Poller();
+    this.#shared ??= {
+      poller: new Poller(),
+      pipes: new PipePool(PIPE_SIZE),
+      scratch: new Uint8Array(COPY_SIZE),
+    };
     if (this.#spare < 0) this.#spare = reserveFd();
     const old = this.#listener;
     try {
-      this.#poller.watch(fd, Ready.In, () => this.#acceptSome(fd));
+      this.#shared.poller.watch(fd, Ready.In, () => this.#acceptSome(fd));
     } catch (e) {
       closeFd(fd);
       throw e;
@@ -137,6 +162,7 @@ export class TcpRelay {
     this.#listener = fd;
     this.#port = port;
     if (old >= 0) this.#closeListener(old);
+    this.#sweep();
     return Promise.resolve();
   }
 
@@ -148,7 +174,7 @@ export class TcpRelay {
   }
 
   #closeListener(fd: number): void {
-    this.#poller?.unwatch(fd);
+    this.#shared?.poller.forget(fd);
     closeFd(fd);
   }
 
@@ -157,8 +183,9 @@ export class TcpRelay {
     let toServer = this.#finished.toServer;
     let toClient = this.#finished.toClient;
     for (const c of this.#connections) {
-      toServer += c.live?.toServer ?? 0;
-      toClient += c.live?.toClient ?? 0;
+      const live = c.pump?.counters;
+      toServer += live?.toServer ?? 0;
+      toClient += live?.toClient ?? 0;
     }
     return {
       active: this.#connections.size,
@@ -175,16 +202,17 @@ export class TcpRelay {
    */
   async close(): Promise<void> {
     await this.unlisten();
-    for (const c of this.#connections) c.abort.abort();
-    // Bounded: each reset settles within a loop round or two.
+    for (const c of this.#connections) this.#abort(c);
+    // Bounded: a connection still waiting for its client to be prepared ends when it is.
     for (let i = 0; i < 100 && this.#connections.size > 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
     if (this.#connections.size === 0) {
-      await this.#poller?.close();
-      this.#poller = undefined;
-      this.#pipes.close();
-      this.#pipes = new PipePool(PIPE_SIZE);
+      clearTimeout(this.#sweeper);
+      this.#sweeper = undefined;
+      await this.#shared?.poller.close();
+      this.#shared?.pipes.close();
+      this.#shared = undefined;
       if (this.#spare >= 0) closeFd(this.#spare);
       this.#spare = -1;
     }
@@ -193,6 +221,25 @@ export class TcpRelay {
   /** The NAT flows of the connections being relayed now. */
   flows(): NatEntry[] {
     return [...this.#connections].map((c) => c.entry);
+  }
+
+  /** Checks connect deadlines and idleness a few times per timeout, re-arming itself. */
+  #sweep(): void {
+    if (this.#sweeper !== undefined) return;
+    const { connectTimeoutMs, idleTimeoutMs } = this.options.settings();
+    const shortest = Math.min(connectTimeoutMs, idleTimeoutMs > 0 ? idleTimeoutMs : Infinity);
+    const period = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(shortest / 4)));
+    this.#sweeper = setTimeout(() => {
+      this.#sweeper = undefined;
+      const now = performance.now();
+      for (const c of this.#connections) {
+        if (c.pump !== undefined) c.pump.checkIdle(now, idleTimeoutMs);
+        else if (c.server >= 0 && now >= c.deadline) {
+          this.#unreachable(c, `no answer in ${connectTimeoutMs} ms`);
+        }
+      }
+      if (this.#listener >= 0 || this.#connections.size > 0) this.#sweep();
+    }, period);
   }
 
   #acceptSome(listener: number): void {
@@ -232,7 +279,6 @@ export class TcpRelay {
     this.#stats.total++;
     let entry: NatEntry | undefined;
     try {
-      setNoDelay(fd);
       const original = this.options.fromConntrack ? originalDestination(fd) : undefined;
       entry = original === undefined
         ? this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address)
@@ -246,137 +292,156 @@ export class TcpRelay {
     } catch {
       entry = undefined;
     }
-    const who = formatEndpoint(client, clientPort);
     if (entry === undefined) {
       // Someone connected to the gateway port directly, or the flow expired before accept.
-      log.debug("no NAT flow for {who}: reset", { who });
+      log.debug("no NAT flow for {who}: reset", { who: formatEndpoint(client, clientPort) });
       this.#stats.failed++;
       resetFd(fd);
       return;
     }
-    const relayed: Relayed = { entry, abort: new AbortController() };
-    this.#connections.add(relayed);
-    this.#relay(fd, relayed, who).catch((e) => {
-      log.error("relaying {who} failed: {error}", { who, error: String(e) });
-    }).finally(() => {
-      this.#connections.delete(relayed);
-      this.options.nat.closed(entry, this.options.now());
+    const c = new Relayed(entry, fd);
+    this.#connections.add(c);
+    const ready = this.options.beforeConnect?.(entry);
+    if (ready === undefined) {
+      this.#connect(c);
+      return;
+    }
+    ready.then(() => this.#connect(c), (e) => {
+      log.error("cannot prepare the connection for {who}: {error}", {
+        who: c.who,
+        error: String(e),
+      });
+      this.#fail(c, resetFd);
     });
   }
 
-  async #relay(client: number, relayed: Relayed, who: string): Promise<void> {
-    const { entry, abort } = relayed;
-    const settings = this.options.settings();
-    const target = formatEndpoint(entry.server, entry.serverPort);
-    if (this.options.beforeConnect) {
-      try {
-        await this.options.beforeConnect(entry);
-      } catch (e) {
-        log.error("cannot prepare the connection for {who}: {error}", { who, error: String(e) });
-        this.#stats.failed++;
-        resetFd(client);
-        return;
-      }
+  /** Opens the connection to the server from a port y of the pool. */
+  #connect(c: Relayed): void {
+    if (c.aborted) {
+      this.#fail(c, resetFd);
+      return;
     }
-    let upstream: number | undefined;
-    for (let attempt = 0; attempt <= BIND_RETRIES && upstream === undefined; attempt++) {
-      const y = this.options.nat.bindUpstream(entry, settings.connectTimeoutMs);
+    const { connectTimeoutMs } = this.options.settings();
+    for (let attempt = 0; attempt <= BIND_RETRIES; attempt++) {
+      const y = this.options.nat.bindUpstream(c.entry, connectTimeoutMs);
       if (y === undefined) {
         log.warning("relay port pool exhausted ({size} ports): closing {who}", {
           size: this.options.nat.pool.size,
-          who,
+          who: c.who,
         });
-        this.#stats.failed++;
-        this.#closeGracefully(client);
+        this.#fail(c, (fd) => this.#closeGracefully(fd));
         return;
       }
-      const result = await this.#connectFrom(entry, y, settings.connectTimeoutMs, abort.signal);
-      if (typeof result === "number") upstream = result;
-      else if (result !== "EADDRINUSE" && result !== "EADDRNOTAVAIL") {
-        log.info("cannot reach {target} for {who}: {why}", { target, who, why: result });
-        this.#stats.failed++;
-        resetFd(client);
+      const outcome = this.#connectFrom(c, y);
+      if (outcome === undefined) return;
+      if (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL") {
+        log.info("cannot reach {target} for {who}: {why}", {
+          target: c.target,
+          who: c.who,
+          why: outcome,
+        });
+        this.#fail(c, resetFd);
         return;
       }
     }
-    if (upstream === undefined || abort.signal.aborted) {
-      this.#stats.failed++;
-      if (upstream !== undefined) resetFd(upstream);
-      resetFd(client);
-      return;
-    }
-    this.options.nat.established(entry);
-    const live = { toServer: 0, toClient: 0 };
-    relayed.live = live;
-    const result: PumpResult = await splicePump(this.#poller!, this.#pipes, client, upstream, {
-      idleTimeoutMs: settings.idleTimeoutMs,
-      signal: abort.signal,
-      counters: live,
-    });
-    this.#finished.toServer += result.bytesToServer;
-    this.#finished.toClient += result.bytesToClient;
-    relayed.live = undefined;
-    log.debug("{who} -> {target} ended: {reason}, {up} bytes up, {down} down", {
-      who,
-      target,
-      reason: result.reason,
-      up: result.bytesToServer,
-      down: result.bytesToClient,
-    });
+    this.#fail(c, resetFd);
   }
 
   /**
-   * Connects to the flow's server from local port y: the connected fd, or the errno name or
-   * a reason on failure.
+   * Starts connecting to the flow's server from local port y: undefined once under way (or
+   * connected), else the errno name of the failure.
    */
-  #connectFrom(
-    entry: NatEntry,
-    y: number,
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<number | string> {
+  #connectFrom(c: Relayed, y: number): string | undefined {
     let fd: number;
     try {
       fd = tcpSocket();
+    } catch (e) {
+      return e instanceof SocketError ? e.code : String(e);
+    }
+    try {
       setReuseAddress(fd);
-      const mark = this.options.markFor?.(entry);
+      setNoDelay(fd);
+      const mark = this.options.markFor?.(c.entry);
       if (mark !== undefined) setMark(fd, mark);
-      const bound = bindTo(fd, 0, y);
-      if (bound !== 0) {
+      if (bindTo(fd, 0, y) !== 0) {
         closeFd(fd);
-        return Promise.resolve("EADDRINUSE");
+        return "EADDRINUSE";
       }
     } catch (e) {
-      return Promise.resolve(e instanceof SocketError ? e.code : String(e));
-    }
-    const to = { address: entry.server, port: entry.serverPort };
-    const started = startConnect(fd, to);
-    if (started === 0) {
-      setNoDelay(fd);
-      return Promise.resolve(fd);
-    }
-    if (started !== Errno.EINPROGRESS) {
       closeFd(fd);
-      return Promise.resolve(errnoName(started));
+      return e instanceof SocketError ? e.code : String(e);
     }
-    const poller = this.#poller!;
-    return new Promise((resolve) => {
-      const finish = (outcome: number | string) => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        poller.unwatch(fd);
-        if (typeof outcome === "string") closeFd(fd);
-        else setNoDelay(fd);
-        resolve(outcome);
-      };
-      const timer = setTimeout(() => finish(`no answer in ${timeoutMs} ms`), timeoutMs);
-      const onAbort = () => finish("relay stopping");
-      signal.addEventListener("abort", onAbort, { once: true });
-      poller.watch(fd, Ready.Out | Ready.Edge, () => {
-        const e = pendingError(fd);
-        finish(e === 0 ? fd : errnoName(e));
-      });
+    const started = startConnect(fd, { address: c.entry.server, port: c.entry.serverPort });
+    if (started !== 0 && started !== Errno.EINPROGRESS) {
+      closeFd(fd);
+      return errnoName(started);
+    }
+    c.server = fd;
+    if (started === 0) {
+      this.#startPump(c, false);
+      return undefined;
+    }
+    c.deadline = performance.now() + this.options.settings().connectTimeoutMs;
+    // Watched once for the connection's whole life: the pump takes these events over.
+    this.#shared!.poller.watch(fd, PUMP_EVENTS, (events) => {
+      if (!(events & (Ready.Out | Ready.Err | Ready.Hup))) return;
+      const e = pendingError(fd);
+      if (e === 0) this.#startPump(c, true);
+      else this.#unreachable(c, errnoName(e));
     });
+    return undefined;
+  }
+
+  #startPump(c: Relayed, serverWatched: boolean): void {
+    this.options.nat.established(c.entry);
+    c.pump = new Pump(this.#shared!, c.client, c.server, (result) => this.#ended(c, result));
+    c.pump.start(serverWatched);
+  }
+
+  #ended(c: Relayed, result: PumpResult): void {
+    this.#finished.toServer += result.bytesToServer;
+    this.#finished.toClient += result.bytesToClient;
+    this.#remove(c);
+    if (log.isEnabledFor("debug")) {
+      log.debug("{who} -> {target} ended: {reason}, {up} bytes up, {down} down", {
+        who: c.who,
+        target: c.target,
+        reason: result.reason,
+        up: result.bytesToServer,
+        down: result.bytesToClient,
+      });
+    }
+  }
+
+  /** The server did not answer or refused: the client is reset. */
+  #unreachable(c: Relayed, why: string): void {
+    log.info("cannot reach {target} for {who}: {why}", { target: c.target, who: c.who, why });
+    this.#fail(c, resetFd);
+  }
+
+  /** Ends a connection that was never pumped: its server socket closed, its client `closer`ed. */
+  #fail(c: Relayed, closer: (fd: number) => void): void {
+    if (!this.#connections.has(c)) return;
+    this.#stats.failed++;
+    if (c.server >= 0) {
+      this.#shared?.poller.forget(c.server);
+      closeFd(c.server);
+      c.server = -1;
+    }
+    closer(c.client);
+    this.#remove(c);
+  }
+
+  #abort(c: Relayed): void {
+    c.aborted = true;
+    if (c.pump !== undefined) c.pump.abort();
+    else if (c.server >= 0) this.#fail(c, resetFd);
+    // Else its client is still being prepared: #connect ends it.
+  }
+
+  #remove(c: Relayed): void {
+    this.#connections.delete(c);
+    this.options.nat.closed(c.entry, this.options.now());
   }
 
   /**
@@ -385,14 +450,14 @@ export class TcpRelay {
    * closed too, or after a grace period.
    */
   #closeGracefully(fd: number): void {
-    const poller = this.#poller!;
+    const poller = this.#shared!.poller;
     const scratch = new Uint8Array(4096);
     let done = false;
     const finish = () => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      poller.unwatch(fd);
+      poller.forget(fd);
       closeFd(fd);
     };
     const timer = setTimeout(finish, CLOSE_GRACE_MS);

@@ -1,4 +1,4 @@
-// Real sockets on 127.0.0.1: test client -> relay listener -> splice pump -> backend server.
+// Real sockets on 127.0.0.1: test client -> relay listener -> pump -> backend server.
 // The relay side is plain fds (socket.ts) served by a Poller, as in the TCP relay.
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -17,13 +17,7 @@ import {
   startConnect,
   tcpSocket,
 } from "./socket.ts";
-import {
-  newPumpCounters,
-  type PumpCounters,
-  type PumpOptions,
-  type PumpResult,
-  splicePump,
-} from "./splice_pump.ts";
+import { Pump, PUMP_EVENTS, type PumpCounters, type PumpResult } from "./pump.ts";
 
 const HOST = "127.0.0.1";
 const MiB = 1024 * 1024;
@@ -82,8 +76,15 @@ class TestServer {
 
 /** One pumped connection as the relay sees it. */
 interface Pumped {
-  counters: PumpCounters;
+  pump: Pump;
+  readonly counters: PumpCounters;
   result: Promise<PumpResult>;
+}
+
+/** What the test relay does with each pump: end it after idleness, abort it on a signal. */
+interface PumpOptions {
+  idleTimeoutMs?: number;
+  signal?: AbortSignal;
 }
 
 const LOOPBACK = 0x7f000001;
@@ -94,9 +95,14 @@ class Relay {
   readonly pipes = new PipePool(64 * 1024);
   readonly pumped: Pumped[] = [];
   readonly #listener: number;
+  readonly #idleChecks: ReturnType<typeof setInterval>[] = [];
   readonly port: number;
 
-  constructor(backendPort: number, options: () => PumpOptions = () => ({})) {
+  constructor(
+    backendPort: number,
+    options: () => PumpOptions = () => ({}),
+    readonly scratchSize = 4096,
+  ) {
     this.#listener = tcpSocket();
     bindTo(this.#listener, LOOPBACK, 0);
     listenOn(this.#listener, 512);
@@ -110,21 +116,35 @@ class Relay {
         const go = () => {
           if (pendingError(server) !== 0) {
             resetFd(got.fd);
+            this.poller.forget(server);
             closeFd(server);
             return;
           }
-          const counters = newPumpCounters();
-          const result = splicePump(this.poller, this.pipes, got.fd, server, {
-            ...options(),
-            counters,
+          const { idleTimeoutMs, signal } = options();
+          let resolve!: (r: PumpResult) => void;
+          const result = new Promise<PumpResult>((r) => (resolve = r));
+          const scratch = new Uint8Array(this.scratchSize);
+          const shared = { poller: this.poller, pipes: this.pipes, scratch };
+          const pump = new Pump(shared, got.fd, server, resolve);
+          this.pumped.push({
+            pump,
+            get counters() {
+              return pump.counters;
+            },
+            result,
           });
-          this.pumped.push({ counters, result });
+          pump.start(started !== 0);
+          if (signal?.aborted) pump.abort();
+          signal?.addEventListener("abort", () => pump.abort(), { once: true });
+          if (idleTimeoutMs !== undefined) {
+            const check = () => pump.checkIdle(performance.now(), idleTimeoutMs);
+            this.#idleChecks.push(setInterval(check, idleTimeoutMs / 4));
+          }
         };
         if (started === 0) go();
         else {
-          this.poller.watch(server, Ready.Out | Ready.Edge, () => {
-            this.poller.unwatch(server);
-            go();
+          this.poller.watch(server, PUMP_EVENTS, (events) => {
+            if (events & (Ready.Out | Ready.Err | Ready.Hup)) go();
           });
         }
       }
@@ -142,6 +162,7 @@ class Relay {
     closeFd(this.#listener);
     // Pumps still running are ended by their clients' and backends' closing.
     await within(Promise.all(this.pumped.map((p) => p.result)), 5000, "pumps ended");
+    for (const check of this.#idleChecks) clearInterval(check);
     await this.poller.close();
     this.pipes.close();
     assertEquals(this.pipes.open, 0);
@@ -152,9 +173,10 @@ class Relay {
 async function setUp(
   onBackendSocket: (socket: net.Socket) => void,
   options?: () => PumpOptions,
+  scratchSize?: number,
 ): Promise<{ backend: TestServer; relay: Relay; stop: () => Promise<void> }> {
   const backend = await new TestServer({ allowHalfOpen: true }, onBackendSocket).listen();
-  const relay = new Relay(backend.port, options);
+  const relay = new Relay(backend.port, options, scratchSize);
   return {
     backend,
     relay,
@@ -239,7 +261,7 @@ function assertReleased(relay: Relay): void {
   assertEquals(relay.pipes.lent, 0);
 }
 
-Deno.test("splice pump relays both ways and closes gracefully when both sides end", async () => {
+Deno.test("pump relays both ways and closes gracefully when both sides end", async () => {
   let backendError: Promise<string> = Promise.resolve("no connection");
   const { relay, stop } = await setUp((socket) => {
     backendError = errorCode(socket);
@@ -263,7 +285,7 @@ Deno.test("splice pump relays both ways and closes gracefully when both sides en
   }
 });
 
-Deno.test("splice pump carries 8 MiB each way at once without loss or reordering", async () => {
+Deno.test("pump carries 8 MiB each way at once without loss or reordering", async () => {
   const size = 8 * MiB;
   const up = randomBytes(size);
   const down = randomBytes(size);
@@ -280,7 +302,60 @@ Deno.test("splice pump carries 8 MiB each way at once without loss or reordering
     assertEquals(sha256(await within(received, 10_000, "upload")), sha256(up));
     const [result] = await relay.results(1);
     assertEquals(result, { reason: "closed", bytesToServer: size, bytesToClient: size });
+    // Reads filled the (4 KiB) copy buffer: the bulk went through pipes.
+    ok(relay.pipes.open > 0, "no pipe was used");
     assertReleased(relay);
+  } finally {
+    await stop();
+  }
+});
+
+Deno.test("pump: the copy path keeps what the server's socket refuses and sends it in order", async () => {
+  // More than the socket buffers on the way hold, so that the relay's sends fall short.
+  const size = 32 * MiB;
+  const chunk = randomBytes(16 * 1024);
+  let backendSocket: net.Socket | undefined;
+  // A copy buffer no read can fill: every byte takes the copy path.
+  const { relay, stop } = await setUp(
+    (socket) => {
+      backendSocket = socket;
+      socket.pause();
+      socket.on("end", () => socket.end());
+    },
+    undefined,
+    64 * MiB,
+  );
+  try {
+    const client = await connect(relay.port);
+    const closed = readAll(client);
+    const progress = { sent: 0 };
+    const sent = writeAll(client, chunk, size, progress);
+    // The backend reads nothing for a while: the relay holds what it could not send and stops
+    // reading, so the client is held back too.
+    await sleep(300);
+    ok(progress.sent < size, "the client was not held back");
+    await until(() => backendSocket !== undefined, 2000, "backend connection");
+    const hash = createHash("sha256");
+    let length = 0;
+    const received = new Promise<void>((resolve, reject) => {
+      backendSocket!.on("data", (data: Buffer) => {
+        hash.update(data);
+        length += data.length;
+      });
+      backendSocket!.once("end", () => resolve());
+      backendSocket!.once("error", reject);
+      backendSocket!.resume();
+    });
+    await within(sent, 20_000, "upload");
+    await within(received, 20_000, "backend read");
+    const expected = createHash("sha256");
+    for (let i = 0; i < size / chunk.length; i++) expected.update(chunk);
+    assertEquals(length, size);
+    assertEquals(hash.digest("hex"), expected.digest("hex"));
+    await within(closed, 2000, "client closed");
+    const [result] = await relay.results(1);
+    assertEquals(result, { reason: "closed", bytesToServer: size, bytesToClient: 0 });
+    assertEquals(relay.pipes.open, 0);
   } finally {
     await stop();
   }
@@ -288,7 +363,7 @@ Deno.test("splice pump carries 8 MiB each way at once without loss or reordering
 
 {
   Deno.test(
-    `splice pump: a client that half-closes still gets the whole response`,
+    `pump: a client that half-closes still gets the whole response`,
     async () => {
       const response = randomBytes(MiB);
       const { relay, stop } = await setUp(
@@ -315,7 +390,7 @@ Deno.test("splice pump carries 8 MiB each way at once without loss or reordering
   );
 }
 
-Deno.test("splice pump: the server half-closes first while the client keeps sending", async () => {
+Deno.test("pump: the server half-closes first while the client keeps sending", async () => {
   let received: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
   const { relay, stop } = await setUp((socket) => {
     received = readAll(socket);
@@ -342,7 +417,7 @@ Deno.test("splice pump: the server half-closes first while the client keeps send
   }
 });
 
-Deno.test("splice pump: an RST from the client resets the server side", async () => {
+Deno.test("pump: an RST from the client resets the server side", async () => {
   let backendError: Promise<string> = Promise.resolve("no connection");
   let gotData = false;
   const { relay, stop } = await setUp((socket) => {
@@ -364,7 +439,7 @@ Deno.test("splice pump: an RST from the client resets the server side", async ()
   }
 });
 
-Deno.test("splice pump: an RST from the server resets the client side", async () => {
+Deno.test("pump: an RST from the server resets the client side", async () => {
   const { relay, stop } = await setUp((socket) => {
     socket.on("error", () => {});
     socket.once("data", () => socket.resetAndDestroy());
@@ -383,7 +458,7 @@ Deno.test("splice pump: an RST from the server resets the client side", async ()
   }
 });
 
-Deno.test("splice pump: the idle timeout resets both sides, and traffic keeps a connection alive", async () => {
+Deno.test("pump: the idle timeout resets both sides, and traffic keeps a connection alive", async () => {
   const idleTimeoutMs = 150;
   const backendErrors: Promise<string>[] = [];
   const { relay, stop } = await setUp((socket) => {
@@ -422,7 +497,7 @@ Deno.test("splice pump: the idle timeout resets both sides, and traffic keeps a 
   }
 });
 
-Deno.test("splice pump: abort resets both sides, also when already aborted", async () => {
+Deno.test("pump: abort resets both sides, also when already aborted", async () => {
   const controllers: AbortController[] = [];
   const backendErrors: Promise<string>[] = [];
   const { relay, stop } = await setUp((socket) => {
@@ -459,7 +534,7 @@ Deno.test("splice pump: abort resets both sides, also when already aborted", asy
   }
 });
 
-Deno.test("splice pump: a slow reader stalls the sender instead of growing the relay's buffers", async () => {
+Deno.test("pump: a slow reader stalls the sender instead of growing the relay's buffers", async () => {
   const total = 64 * MiB;
   const chunk = randomBytes(64 * 1024);
   const backend = { sent: 0 };
@@ -501,7 +576,7 @@ Deno.test("splice pump: a slow reader stalls the sender instead of growing the r
   }
 });
 
-Deno.test("splice pump: 200 concurrent connections all complete with the right bytes", async () => {
+Deno.test("pump: 200 concurrent connections all complete with the right bytes", async () => {
   const n = 200;
   const { relay, stop } = await setUp(echo);
   try {
