@@ -29,7 +29,6 @@ import {
   listenOn,
   localEndpoint,
   originalDestination,
-  pendingError,
   resetFd,
   setMark,
   setNoDelay,
@@ -39,7 +38,10 @@ import {
   startConnect,
   tcpSocket,
 } from "./socket.ts";
-import { Pump, PUMP_EVENTS, type PumpResult, type PumpShared } from "./pump.ts";
+import type { PumpShared } from "./pump.ts";
+import { type ConnectionEnd, type ConnectionHost, Connections } from "./connections.ts";
+import { WorkerConnections } from "./worker_connections.ts";
+import { currentLogOptions } from "../system/log.ts";
 
 const log = logger("relay");
 
@@ -69,6 +71,11 @@ export interface TcpRelayOptions {
    * from its original destination in conntrack (SO_ORIGINAL_DST) when no queued SYN made it.
    */
   fromConntrack?: boolean;
+  /**
+   * Worker threads that move the bytes and close the connections, while this thread accepts
+   * and connects; 0 (default): all on this thread.
+   */
+  workers?: number;
 }
 
 /** Connection counters. */
@@ -93,21 +100,13 @@ const ACCEPTS_PER_EVENT = 64;
 const PIPE_SIZE = 256 * 1024;
 // The copy buffer of the pumps: a read that fills it switches its direction to splice.
 const COPY_SIZE = 64 * 1024;
-// Bounds of the period of the connections' timer (a quarter of the shortest timeout).
-const MIN_SWEEP_MS = 20;
-const MAX_SWEEP_MS = 1_000;
+
 // How long a client being closed gets to close its side before its socket is closed anyway.
 const CLOSE_GRACE_MS = 2_000;
 
-/** One relayed connection: connecting to the server, then pumping. */
+/** One relayed connection, as long as it is open. */
 class Relayed {
-  server = -1;
-  pump: Pump | undefined = undefined;
-  /** When the connect to the server gives up (performance.now() ms). */
-  deadline = 0;
-  aborted = false;
-
-  constructor(readonly entry: NatEntry, readonly client: number) {}
+  constructor(readonly id: number, readonly entry: NatEntry) {}
 
   get who(): string {
     return formatEndpoint(this.entry.client, this.entry.clientPort);
@@ -121,15 +120,18 @@ class Relayed {
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
   #shared?: PumpShared;
+  #host?: ConnectionHost;
   #listener = -1;
   #port = 0;
   /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
   #spare = -1;
-  readonly #connections = new Set<Relayed>();
+  /** Open connections by id; those still waiting for beforeConnect have no fds handed over. */
+  readonly #connections = new Map<number, Relayed>();
+  #nextId = 1;
   #finished = { toServer: 0, toClient: 0 };
   #stats = { total: 0, failed: 0 };
-  /** The one timer of all connections: connect timeouts and idleness. */
-  #sweeper: ReturnType<typeof setTimeout> | undefined;
+  #timeouts = "";
+  #stopping = false;
 
   constructor(private readonly options: TcpRelayOptions) {}
 
@@ -146,15 +148,17 @@ export class TcpRelay {
   listen(port: number): Promise<void> {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
     const fd = bindListener(port);
-    this.#shared ??= {
+    const shared = this.#shared ??= {
       poller: new Poller(),
       pipes: new PipePool(PIPE_SIZE),
       scratch: new Uint8Array(COPY_SIZE),
     };
+    this.#host ??= this.#newHost(shared);
+    this.#stopping = false;
     if (this.#spare < 0) this.#spare = reserveFd();
     const old = this.#listener;
     try {
-      this.#shared.poller.watch(fd, Ready.In, () => this.#acceptSome(fd));
+      shared.poller.watch(fd, Ready.In, () => this.#acceptSome(fd));
     } catch (e) {
       closeFd(fd);
       throw e;
@@ -162,8 +166,23 @@ export class TcpRelay {
     this.#listener = fd;
     this.#port = port;
     if (old >= 0) this.#closeListener(old);
-    this.#sweep();
     return Promise.resolve();
+  }
+
+  #newHost(shared: PumpShared): ConnectionHost {
+    const events = {
+      connected: (id: number) => {
+        const c = this.#connections.get(id);
+        if (c !== undefined) this.options.nat.established(c.entry);
+      },
+      ended: (id: number, end: ConnectionEnd) => this.#ended(id, end),
+    };
+    const workers = this.options.workers ?? 0;
+    if (workers === 0) return new Connections(shared, events);
+    return new WorkerConnections(workers, events, currentLogOptions(), {
+      pipeSize: PIPE_SIZE,
+      copySize: COPY_SIZE,
+    });
   }
 
   /** Stops listening; relayed connections go on. */
@@ -178,38 +197,34 @@ export class TcpRelay {
     closeFd(fd);
   }
 
-  /** Counters now. */
+  /** Counters now (bytes of open connections hosted by workers may lag by up to a second). */
   stats(): TcpRelayStats {
-    let toServer = this.#finished.toServer;
-    let toClient = this.#finished.toClient;
-    for (const c of this.#connections) {
-      const live = c.pump?.counters;
-      toServer += live?.toServer ?? 0;
-      toClient += live?.toClient ?? 0;
-    }
+    const live = this.#host?.live() ?? { toServer: 0, toClient: 0 };
     return {
       active: this.#connections.size,
       total: this.#stats.total,
       failed: this.#stats.failed,
-      bytesToServer: toServer,
-      bytesToClient: toClient,
+      bytesToServer: this.#finished.toServer + live.toServer,
+      bytesToClient: this.#finished.toClient + live.toClient,
     };
   }
 
   /**
    * Stops listening and resets every relayed connection; resolves when all are gone and the
-   * relay's sockets, pipes and poller are released.
+   * relay's sockets, pipes, poller and workers are released.
    */
   async close(): Promise<void> {
     await this.unlisten();
-    for (const c of this.#connections) this.#abort(c);
-    // Bounded: a connection still waiting for its client to be prepared ends when it is.
+    this.#stopping = true;
+    this.#host?.abortAll();
+    // Bounded: connections end within a round or two; one still waiting for its client to be
+    // prepared ends when that is done.
     for (let i = 0; i < 100 && this.#connections.size > 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
     if (this.#connections.size === 0) {
-      clearTimeout(this.#sweeper);
-      this.#sweeper = undefined;
+      await this.#host?.close();
+      this.#host = undefined;
       await this.#shared?.poller.close();
       this.#shared?.pipes.close();
       this.#shared = undefined;
@@ -220,29 +235,11 @@ export class TcpRelay {
 
   /** The NAT flows of the connections being relayed now. */
   flows(): NatEntry[] {
-    return [...this.#connections].map((c) => c.entry);
-  }
-
-  /** Checks connect deadlines and idleness a few times per timeout, re-arming itself. */
-  #sweep(): void {
-    if (this.#sweeper !== undefined) return;
-    const { connectTimeoutMs, idleTimeoutMs } = this.options.settings();
-    const shortest = Math.min(connectTimeoutMs, idleTimeoutMs > 0 ? idleTimeoutMs : Infinity);
-    const period = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(shortest / 4)));
-    this.#sweeper = setTimeout(() => {
-      this.#sweeper = undefined;
-      const now = performance.now();
-      for (const c of this.#connections) {
-        if (c.pump !== undefined) c.pump.checkIdle(now, idleTimeoutMs);
-        else if (c.server >= 0 && now >= c.deadline) {
-          this.#unreachable(c, `no answer in ${connectTimeoutMs} ms`);
-        }
-      }
-      if (this.#listener >= 0 || this.#connections.size > 0) this.#sweep();
-    }, period);
+    return [...this.#connections.values()].map((c) => c.entry);
   }
 
   #acceptSome(listener: number): void {
+    this.#syncTimeouts();
     for (let i = 0; i < ACCEPTS_PER_EVENT; i++) {
       const got = acceptFrom(listener);
       if (typeof got !== "number") {
@@ -253,8 +250,23 @@ export class TcpRelay {
       else if (got !== Errno.EAGAIN && got !== Errno.ECONNABORTED && got !== Errno.EINTR) {
         log.error("accept on the gateway port failed: {error}", { error: errnoText(got) });
       }
-      return;
+      break;
     }
+    // The hand-overs of this round leave together.
+    this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#host instanceof WorkerConnections) this.#host.flush();
+  }
+
+  /** Passes the timeouts on when the settings changed. */
+  #syncTimeouts(): void {
+    const { connectTimeoutMs, idleTimeoutMs } = this.options.settings();
+    const key = `${connectTimeoutMs}/${idleTimeoutMs}`;
+    if (key === this.#timeouts) return;
+    this.#timeouts = key;
+    this.#host?.setTimeouts(connectTimeoutMs, idleTimeoutMs);
   }
 
   /**
@@ -299,26 +311,29 @@ export class TcpRelay {
       resetFd(fd);
       return;
     }
-    const c = new Relayed(entry, fd);
-    this.#connections.add(c);
+    const c = new Relayed(this.#nextId++, entry);
+    this.#connections.set(c.id, c);
     const ready = this.options.beforeConnect?.(entry);
     if (ready === undefined) {
-      this.#connect(c);
+      this.#connect(c, fd);
       return;
     }
-    ready.then(() => this.#connect(c), (e) => {
+    ready.then(() => {
+      this.#connect(c, fd);
+      this.#flush();
+    }, (e) => {
       log.error("cannot prepare the connection for {who}: {error}", {
         who: c.who,
         error: String(e),
       });
-      this.#fail(c, resetFd);
+      this.#fail(c, fd, resetFd);
     });
   }
 
-  /** Opens the connection to the server from a port y of the pool. */
-  #connect(c: Relayed): void {
-    if (c.aborted) {
-      this.#fail(c, resetFd);
+  /** Connects to the server from a port y of the pool and hands both sockets to the host. */
+  #connect(c: Relayed, client: number): void {
+    if (this.#stopping || this.#host === undefined) {
+      this.#fail(c, client, resetFd);
       return;
     }
     const { connectTimeoutMs } = this.options.settings();
@@ -329,29 +344,32 @@ export class TcpRelay {
           size: this.options.nat.pool.size,
           who: c.who,
         });
-        this.#fail(c, (fd) => this.#closeGracefully(fd));
+        this.#fail(c, client, (fd) => this.#closeGracefully(fd));
         return;
       }
       const outcome = this.#connectFrom(c, y);
-      if (outcome === undefined) return;
+      if (typeof outcome !== "string") {
+        this.#host.add(c.id, client, outcome.fd, outcome.connecting);
+        return;
+      }
       if (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL") {
         log.info("cannot reach {target} for {who}: {why}", {
           target: c.target,
           who: c.who,
           why: outcome,
         });
-        this.#fail(c, resetFd);
+        this.#fail(c, client, resetFd);
         return;
       }
     }
-    this.#fail(c, resetFd);
+    this.#fail(c, client, resetFd);
   }
 
   /**
-   * Starts connecting to the flow's server from local port y: undefined once under way (or
-   * connected), else the errno name of the failure.
+   * Starts connecting to the flow's server from local port y: the socket and whether the
+   * connect is still in progress, else the errno name of the failure.
    */
-  #connectFrom(c: Relayed, y: number): string | undefined {
+  #connectFrom(c: Relayed, y: number): { fd: number; connecting: boolean } | string {
     let fd: number;
     try {
       fd = tcpSocket();
@@ -372,75 +390,47 @@ export class TcpRelay {
       return e instanceof SocketError ? e.code : String(e);
     }
     const started = startConnect(fd, { address: c.entry.server, port: c.entry.serverPort });
-    if (started !== 0 && started !== Errno.EINPROGRESS) {
-      closeFd(fd);
-      return errnoName(started);
+    if (started === 0 || started === Errno.EINPROGRESS) {
+      return { fd, connecting: started !== 0 };
     }
-    c.server = fd;
-    if (started === 0) {
-      this.#startPump(c, false);
-      return undefined;
-    }
-    c.deadline = performance.now() + this.options.settings().connectTimeoutMs;
-    // Watched once for the connection's whole life: the pump takes these events over.
-    this.#shared!.poller.watch(fd, PUMP_EVENTS, (events) => {
-      if (!(events & (Ready.Out | Ready.Err | Ready.Hup))) return;
-      const e = pendingError(fd);
-      if (e === 0) this.#startPump(c, true);
-      else this.#unreachable(c, errnoName(e));
-    });
-    return undefined;
+    closeFd(fd);
+    return errnoName(started);
   }
 
-  #startPump(c: Relayed, serverWatched: boolean): void {
-    this.options.nat.established(c.entry);
-    c.pump = new Pump(this.#shared!, c.client, c.server, (result) => this.#ended(c, result));
-    c.pump.start(serverWatched);
-  }
-
-  #ended(c: Relayed, result: PumpResult): void {
-    this.#finished.toServer += result.bytesToServer;
-    this.#finished.toClient += result.bytesToClient;
-    this.#remove(c);
-    if (log.isEnabledFor("debug")) {
+  /** A connection handed to the host ended. */
+  #ended(id: number, end: ConnectionEnd): void {
+    const c = this.#connections.get(id);
+    if (c === undefined) return;
+    this.#finished.toServer += end.bytesToServer;
+    this.#finished.toClient += end.bytesToClient;
+    if (end.reason === "unreachable") {
+      this.#stats.failed++;
+      log.info("cannot reach {target} for {who}: {why}", {
+        target: c.target,
+        who: c.who,
+        why: end.message,
+      });
+    } else if (log.isEnabledFor("debug")) {
       log.debug("{who} -> {target} ended: {reason}, {up} bytes up, {down} down", {
         who: c.who,
         target: c.target,
-        reason: result.reason,
-        up: result.bytesToServer,
-        down: result.bytesToClient,
+        reason: end.reason,
+        up: end.bytesToServer,
+        down: end.bytesToClient,
       });
     }
-  }
-
-  /** The server did not answer or refused: the client is reset. */
-  #unreachable(c: Relayed, why: string): void {
-    log.info("cannot reach {target} for {who}: {why}", { target: c.target, who: c.who, why });
-    this.#fail(c, resetFd);
-  }
-
-  /** Ends a connection that was never pumped: its server socket closed, its client `closer`ed. */
-  #fail(c: Relayed, closer: (fd: number) => void): void {
-    if (!this.#connections.has(c)) return;
-    this.#stats.failed++;
-    if (c.server >= 0) {
-      this.#shared?.poller.forget(c.server);
-      closeFd(c.server);
-      c.server = -1;
-    }
-    closer(c.client);
     this.#remove(c);
   }
 
-  #abort(c: Relayed): void {
-    c.aborted = true;
-    if (c.pump !== undefined) c.pump.abort();
-    else if (c.server >= 0) this.#fail(c, resetFd);
-    // Else its client is still being prepared: #connect ends it.
+  /** Ends a connection never handed over: its client `closer`ed. */
+  #fail(c: Relayed, client: number, closer: (fd: number) => void): void {
+    this.#stats.failed++;
+    closer(client);
+    this.#remove(c);
   }
 
   #remove(c: Relayed): void {
-    this.#connections.delete(c);
+    this.#connections.delete(c.id);
     this.options.nat.closed(c.entry, this.options.now());
   }
 
