@@ -55,10 +55,6 @@ export const configSchema = z.object({
   tcp_idle_timeout: seconds.default(300).describe(
     "seconds a relayed TCP connection may stay idle before both sides are reset",
   ),
-  tcp_workers: z.number().int("must be a whole number").min(0).max(64).default(1).describe(
-    "worker threads that move relayed TCP bytes while the main thread accepts and connects " +
-      "(0: all on the main thread)",
-  ),
   tcp_linger: seconds.default(2).describe(
     "seconds a closed connection's NAT entry stays for its last segments in flight",
   ),

@@ -24,7 +24,6 @@ export function sampleReport(): StatusReport {
       relay_ports: "20000-29999",
       tcp_connect_timeout: 5,
       tcp_idle_timeout: 300,
-      tcp_workers: 1,
       tcp_linger: 2,
       datapath: "auto",
       kernel_nat: false,

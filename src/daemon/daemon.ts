@@ -163,7 +163,6 @@ export class Daemon {
       markFor: config.kernel_nat ? (entry) => entry.client : undefined,
       // kernel_nat: no TCP packet is queued; the flow comes from conntrack at accept.
       fromConntrack: config.kernel_nat,
-      workers: config.tcp_workers,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),

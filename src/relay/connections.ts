@@ -1,9 +1,8 @@
 /**
- * The relayed connections of one thread, from the relay's connect to the server until both
- * sides are closed: waits for the connect to complete (or fail, or time out), then pumps
- * (pump.ts), and checks idleness and connect deadlines from one timer. The TCP relay hands each
- * connection over as two fds, here or to a worker running the same class
- * (connections_worker.ts); the host reports back when a connection is up and when it ended.
+ * The relayed connections, from the relay's connect to the server until both sides are closed:
+ * waits for the connect to complete (or fail, or time out), then pumps (pump.ts), and checks
+ * idleness and connect deadlines from one timer for all. The TCP relay hands each connection
+ * over as two fds; the host reports back when a connection is up and when it ended.
  *
  * @example
  * ```ts ignore
@@ -43,29 +42,12 @@ export interface ConnectionEvents {
   ended(id: number, end: ConnectionEnd): void;
 }
 
-/** Where the relay hands its connections: this thread or a worker. */
-export interface ConnectionHost {
-  /**
-   * Takes over `client` and `server` (connected, or connecting when `connecting`); `id` names
-   * the connection in the events.
-   */
-  add(id: number, client: number, server: number, connecting: boolean): void;
-  /** The timeouts for connects started from now on and for idleness. */
-  setTimeouts(connectTimeoutMs: number, idleTimeoutMs: number): void;
-  /** Resets every connection (each still ends with an event). */
-  abortAll(): void;
-  /** Bytes moved by the connections still open (may lag by a timer period). */
-  live(): PumpCounters;
-  /** Releases the host once its connections have ended. */
-  close(): Promise<void>;
-}
-
 // Bounds of the timer's period (a quarter of the shortest timeout).
 const MIN_SWEEP_MS = 20;
 const MAX_SWEEP_MS = 1_000;
 
 /** How often to check timeouts: a quarter of the shortest, within bounds. */
-export function sweepPeriod(connectTimeoutMs: number, idleTimeoutMs: number): number {
+function sweepPeriod(connectTimeoutMs: number, idleTimeoutMs: number): number {
   const shortest = Math.min(connectTimeoutMs, idleTimeoutMs > 0 ? idleTimeoutMs : Infinity);
   return Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(shortest / 4)));
 }
@@ -82,8 +64,8 @@ class Connection {
   ) {}
 }
 
-/** The connections of one thread, on its poller. */
-export class Connections implements ConnectionHost {
+/** The relayed connections on one poller. */
+export class Connections {
   readonly #byId = new Map<number, Connection>();
   #connectTimeoutMs = 5_000;
   #idleTimeoutMs = 0;
@@ -97,6 +79,10 @@ export class Connections implements ConnectionHost {
     return this.#byId.size;
   }
 
+  /**
+   * Takes over `client` and `server` (connected, or connecting when `connecting`); `id` names
+   * the connection in the events.
+   */
   add(id: number, client: number, server: number, connecting: boolean): void {
     const c = new Connection(id, client, server, performance.now() + this.#connectTimeoutMs);
     this.#byId.set(id, c);
@@ -118,11 +104,13 @@ export class Connections implements ConnectionHost {
     }
   }
 
+  /** The timeouts for connects started from now on and for idleness. */
   setTimeouts(connectTimeoutMs: number, idleTimeoutMs: number): void {
     this.#connectTimeoutMs = connectTimeoutMs;
     this.#idleTimeoutMs = idleTimeoutMs;
   }
 
+  /** Resets every connection (each still ends with an event). */
   abortAll(): void {
     for (const c of this.#byId.values()) {
       if (c.pump !== undefined) c.pump.abort();
@@ -130,6 +118,7 @@ export class Connections implements ConnectionHost {
     }
   }
 
+  /** Bytes moved by the connections still open. */
   live(): PumpCounters {
     let toServer = 0;
     let toClient = 0;
@@ -142,11 +131,11 @@ export class Connections implements ConnectionHost {
     return { toServer, toClient };
   }
 
-  close(): Promise<void> {
+  /** Stops the timer (call once the connections have ended). */
+  close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    return Promise.resolve();
   }
 
   /** Checks connect deadlines and idleness now. */

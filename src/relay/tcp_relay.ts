@@ -39,9 +39,7 @@ import {
   tcpSocket,
 } from "./socket.ts";
 import type { PumpShared } from "./pump.ts";
-import { type ConnectionEnd, type ConnectionHost, Connections } from "./connections.ts";
-import { WorkerConnections } from "./worker_connections.ts";
-import { currentLogOptions } from "../system/log.ts";
+import { type ConnectionEnd, Connections } from "./connections.ts";
 
 const log = logger("relay");
 
@@ -71,11 +69,6 @@ export interface TcpRelayOptions {
    * from its original destination in conntrack (SO_ORIGINAL_DST) when no queued SYN made it.
    */
   fromConntrack?: boolean;
-  /**
-   * Worker threads that move the bytes and close the connections, while this thread accepts
-   * and connects; 0 (default): all on this thread.
-   */
-  workers?: number;
 }
 
 /** Connection counters. */
@@ -120,7 +113,7 @@ class Relayed {
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
   #shared?: PumpShared;
-  #host?: ConnectionHost;
+  #host?: Connections;
   #listener = -1;
   #port = 0;
   /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
@@ -169,19 +162,13 @@ export class TcpRelay {
     return Promise.resolve();
   }
 
-  #newHost(shared: PumpShared): ConnectionHost {
-    const events = {
+  #newHost(shared: PumpShared): Connections {
+    return new Connections(shared, {
       connected: (id: number) => {
         const c = this.#connections.get(id);
         if (c !== undefined) this.options.nat.established(c.entry);
       },
       ended: (id: number, end: ConnectionEnd) => this.#ended(id, end),
-    };
-    const workers = this.options.workers ?? 0;
-    if (workers === 0) return new Connections(shared, events);
-    return new WorkerConnections(workers, events, currentLogOptions(), {
-      pipeSize: PIPE_SIZE,
-      copySize: COPY_SIZE,
     });
   }
 
@@ -197,7 +184,7 @@ export class TcpRelay {
     closeFd(fd);
   }
 
-  /** Counters now (bytes of open connections hosted by workers may lag by up to a second). */
+  /** Counters now. */
   stats(): TcpRelayStats {
     const live = this.#host?.live() ?? { toServer: 0, toClient: 0 };
     return {
@@ -211,7 +198,7 @@ export class TcpRelay {
 
   /**
    * Stops listening and resets every relayed connection; resolves when all are gone and the
-   * relay's sockets, pipes, poller and workers are released.
+   * relay's sockets, pipes and poller are released.
    */
   async close(): Promise<void> {
     await this.unlisten();
@@ -223,7 +210,7 @@ export class TcpRelay {
       await new Promise((r) => setTimeout(r, 20));
     }
     if (this.#connections.size === 0) {
-      await this.#host?.close();
+      this.#host?.close();
       this.#host = undefined;
       await this.#shared?.poller.close();
       this.#shared?.pipes.close();
@@ -250,14 +237,8 @@ export class TcpRelay {
       else if (got !== Errno.EAGAIN && got !== Errno.ECONNABORTED && got !== Errno.EINTR) {
         log.error("accept on the gateway port failed: {error}", { error: errnoText(got) });
       }
-      break;
+      return;
     }
-    // The hand-overs of this round leave together.
-    this.#flush();
-  }
-
-  #flush(): void {
-    if (this.#host instanceof WorkerConnections) this.#host.flush();
   }
 
   /** Passes the timeouts on when the settings changed. */
@@ -318,10 +299,7 @@ export class TcpRelay {
       this.#connect(c, fd);
       return;
     }
-    ready.then(() => {
-      this.#connect(c, fd);
-      this.#flush();
-    }, (e) => {
+    ready.then(() => this.#connect(c, fd), (e) => {
       log.error("cannot prepare the connection for {who}: {error}", {
         who: c.who,
         error: String(e),
@@ -475,6 +453,8 @@ function bindListener(port: number): number {
   const fd = tcpSocket();
   try {
     setReuseAddress(fd);
+    // Accepted sockets inherit it: one call less per connection.
+    setNoDelay(fd);
     if (bindTo(fd, 0, port) !== 0) throw new Error(`gateway port ${port} is already in use`);
     listenOn(fd, 4096);
     return fd;

@@ -27,16 +27,8 @@ export interface LogOptions {
   json: boolean;
 }
 
-let current: LogOptions = { level: "info", json: false };
-
-/** The options logging was last set up with (for worker threads to set up theirs alike). */
-export function currentLogOptions(): LogOptions {
-  return current;
-}
-
-/** (Re)configures logging for the whole process (a worker: for its thread). */
+/** (Re)configures logging for the whole process. */
 export async function setupLogging(options: LogOptions): Promise<void> {
-  current = options;
   const format = options.json ? jsonLinesFormatter : getTextFormatter({
     timestamp: "date-time",
     // Strings as they are; objects as Deno prints them.

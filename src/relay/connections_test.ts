@@ -1,0 +1,126 @@
+// Connections on loopback: a relay-side connect handed over in progress, then pumped or failed.
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import net from "node:net";
+import { type ConnectionEnd, Connections } from "./connections.ts";
+import { PipePool } from "./pipe_pool.ts";
+import { Poller } from "./poller.ts";
+import {
+  acceptFrom,
+  bindTo,
+  closeFd,
+  listenOn,
+  localEndpoint,
+  startConnect,
+  tcpSocket,
+} from "./socket.ts";
+
+const LOOPBACK = 0x7f000001;
+
+/** A client connection accepted by a relay-side listener: the node client and the fd. */
+async function acceptedPair(): Promise<{ client: net.Socket; fd: number }> {
+  const listener = tcpSocket();
+  bindTo(listener, LOOPBACK, 0);
+  listenOn(listener, 8);
+  const client = net.connect({ host: "127.0.0.1", port: localEndpoint(listener).port });
+  client.on("error", () => {});
+  await new Promise((r) => client.once("connect", r));
+  for (let i = 0; i < 200; i++) {
+    const got = acceptFrom(listener);
+    if (typeof got !== "number") {
+      closeFd(listener);
+      return { client, fd: got.fd };
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error("accept timed out");
+}
+
+function setUp() {
+  const poller = new Poller();
+  const pipes = new PipePool(64 * 1024);
+  const events: string[] = [];
+  const ends = new Map<number, ConnectionEnd>();
+  const host = new Connections({ poller, pipes, scratch: new Uint8Array(64 * 1024) }, {
+    connected: (id) => events.push(`connected ${id}`),
+    ended: (id, end) => {
+      events.push(`ended ${id}`);
+      ends.set(id, end);
+    },
+  });
+  host.setTimeouts(2_000, 10_000);
+  const ended = async (id: number) => {
+    for (let i = 0; i < 400 && !ends.has(id); i++) await new Promise((r) => setTimeout(r, 5));
+    return ends.get(id);
+  };
+  const stop = async () => {
+    host.close();
+    await poller.close();
+    pipes.close();
+  };
+  return { host, events, ended, stop };
+}
+
+Deno.test("connections: a refused connect ends unreachable and resets the client", async () => {
+  const { host, events, ended, stop } = setUp();
+  // A port nobody listens on: bound, never listened.
+  const closedPort = tcpSocket();
+  bindTo(closedPort, LOOPBACK, 0);
+  const { client, fd } = await acceptedPair();
+  try {
+    const reset = new Promise<string>((resolve) => {
+      client.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      client.once("close", () => resolve("closed without error"));
+    });
+    const server = tcpSocket();
+    const started = startConnect(server, {
+      address: LOOPBACK,
+      port: localEndpoint(closedPort).port,
+    });
+    host.add(7, fd, server, started !== 0);
+    const end = await ended(7);
+    assertEquals(end, {
+      reason: "unreachable",
+      message: "ECONNREFUSED",
+      bytesToServer: 0,
+      bytesToClient: 0,
+    });
+    assertEquals(await reset, "ECONNRESET");
+    assertEquals(events, ["ended 7"]);
+    assertEquals(host.size, 0);
+  } finally {
+    client.destroy();
+    closeFd(closedPort);
+    await stop();
+  }
+});
+
+Deno.test("connections: a connect in progress is pumped once up, and reported both times", async () => {
+  const { host, events, ended, stop } = setUp();
+  const backend = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on("data", (d) => s.write(d));
+    s.on("end", () => s.end());
+  });
+  await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r));
+  const { client, fd } = await acceptedPair();
+  try {
+    const server = tcpSocket();
+    const port = (backend.address() as net.AddressInfo).port;
+    const started = startConnect(server, { address: LOOPBACK, port });
+    host.add(3, fd, server, started !== 0);
+    const reply = new Promise<string>((resolve) => {
+      let got = "";
+      client.on("data", (d) => (got += d));
+      client.once("end", () => resolve(got));
+    });
+    client.end("hello");
+    assertEquals(await reply, "hello");
+    const end = await ended(3);
+    assertEquals(end, { reason: "closed", bytesToServer: 5, bytesToClient: 5 });
+    assertEquals(events, ["connected 3", "ended 3"]);
+    ok(host.live().toServer === 0, "an ended connection is not live");
+  } finally {
+    client.destroy();
+    await new Promise((r) => backend.close(r));
+    await stop();
+  }
+});
