@@ -300,14 +300,7 @@ export class Pump {
       }
       return d.readable ? MORE : WAIT;
     }
-    if (n === 0) {
-      d.eof = true;
-      return MORE;
-    }
-    const e = errno();
-    if (e !== Errno.EAGAIN) return this.#fail(d.fromSide, e);
-    d.readable = false;
-    return WAIT;
+    return this.#readNothing(d, n);
   }
 
   /** Splices from the socket into the direction's pipe. */
@@ -325,13 +318,18 @@ export class Pump {
       d.pending = n;
       return MORE;
     }
+    return this.#readNothing(d, n);
+  }
+
+  /** A read that gave no bytes (`n` 0 or -1): EOF, drained, or the side's error. */
+  #readNothing(d: Direction, n: number): number {
     if (n === 0) {
       d.eof = true;
       return MORE;
     }
     const e = errno();
     if (e !== Errno.EAGAIN) return this.#fail(d.fromSide, e);
-    // Nothing to read: the (empty) pipe goes back, an idle connection holds none.
+    // Drained: an (empty) pipe goes back, an idle connection holds none.
     d.readable = false;
     this.#release(d);
     return WAIT;
