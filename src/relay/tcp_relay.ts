@@ -123,7 +123,8 @@ export class TcpRelay {
   #nextId = 1;
   #finished = { toServer: 0, toClient: 0 };
   #stats = { total: 0, failed: 0 };
-  #timeouts = "";
+  /** The connect and idle timeouts last passed to the host. */
+  #timeouts = [-1, -1];
   #stopping = false;
 
   constructor(private readonly options: TcpRelayOptions) {}
@@ -163,6 +164,8 @@ export class TcpRelay {
   }
 
   #newHost(shared: PumpShared): Connections {
+    // A new host starts with its own defaults: the next accept passes the settings on.
+    this.#timeouts = [-1, -1];
     return new Connections(shared, {
       connected: (id: number) => {
         const c = this.#connections.get(id);
@@ -244,9 +247,8 @@ export class TcpRelay {
   /** Passes the timeouts on when the settings changed. */
   #syncTimeouts(): void {
     const { connectTimeoutMs, idleTimeoutMs } = this.options.settings();
-    const key = `${connectTimeoutMs}/${idleTimeoutMs}`;
-    if (key === this.#timeouts) return;
-    this.#timeouts = key;
+    if (connectTimeoutMs === this.#timeouts[0] && idleTimeoutMs === this.#timeouts[1]) return;
+    this.#timeouts = [connectTimeoutMs, idleTimeoutMs];
     this.#host?.setTimeouts(connectTimeoutMs, idleTimeoutMs);
   }
 
