@@ -96,7 +96,7 @@ export class Connections {
       this.shared.poller.watch(server, PUMP_EVENTS, (events) => {
         if (!(events & (Ready.Out | Ready.Err | Ready.Hup))) return;
         const e = pendingError(server);
-        if (e === 0) this.#startPump(c, true);
+        if (e === 0) this.#startPump(c, true, events);
         else this.#unreachable(c, errnoName(e));
       });
     } catch (e) {
@@ -156,10 +156,10 @@ export class Connections {
     }, sweepPeriod(this.#connectTimeoutMs, this.#idleTimeoutMs));
   }
 
-  #startPump(c: Connection, serverWatched: boolean): void {
+  #startPump(c: Connection, serverWatched: boolean, serverEvents = 0): void {
     c.pump = new Pump(this.shared, c.client, c.server, (result) => this.#end(c, result));
     this.events.connected(c.id);
-    c.pump.start(serverWatched);
+    c.pump.start(serverWatched, serverEvents);
   }
 
   /** The server refused or did not answer: the client is reset. */

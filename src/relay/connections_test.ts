@@ -4,6 +4,7 @@ import net from "node:net";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import { PipePool } from "./pipe_pool.ts";
 import { Poller } from "./poller.ts";
+import { pythonBackend } from "./_python_backend.ts";
 import {
   acceptFrom,
   bindTo,
@@ -121,6 +122,38 @@ Deno.test("connections: a connect in progress is pumped once up, and reported bo
   } finally {
     client.destroy();
     await new Promise((r) => backend.close(r));
+    await stop();
+  }
+});
+
+Deno.test("connections: a server's first bytes that came with the connect reach the client", async () => {
+  const { host, events, ended, stop } = setUp();
+  // Speaks first (a banner), then waits for the client.
+  const backend = await pythonBackend("c.sendall(b'banner')");
+  const { client, fd } = await acceptedPair();
+  try {
+    const server = tcpSocket();
+    const started = startConnect(server, { address: LOOPBACK, port: backend.port });
+    host.add(5, fd, server, started !== 0);
+    // Busy: the connect completes and the banner arrives before the poller looks, so one edge
+    // carries both; the pump must not wait for another one.
+    const until = performance.now() + 300;
+    while (performance.now() < until) { /* hold the thread */ }
+    const banner = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no banner within 2 s")), 2_000);
+      client.once("data", (d) => {
+        clearTimeout(timer);
+        resolve(String(d));
+      });
+    });
+    assertEquals(banner, "banner");
+    client.end();
+    const end = await ended(5);
+    assertEquals(end?.reason, "closed");
+    assertEquals(events, ["connected 5", "ended 5"]);
+  } finally {
+    client.destroy();
+    await backend.stop();
     await stop();
   }
 });

@@ -177,9 +177,10 @@ export class Pump {
 
   /**
    * Starts pumping: watches the client (and the server unless `serverWatched`; a watched
-   * server's events are taken over).
+   * server's events are taken over). `serverEvents` are those of the server's last edge, taken
+   * by its previous handler: bytes or a FIN that came with the connect would get no new edge.
    */
-  start(serverWatched = false): void {
+  start(serverWatched = false, serverEvents = 0): void {
     const poller = this.shared.poller;
     try {
       if (serverWatched) poller.handle(this.server, (ev) => this.#onEvent(this.server, ev));
@@ -188,6 +189,10 @@ export class Pump {
       poller.watch(this.client, PUMP_EVENTS, (ev) => this.#onEvent(this.client, ev));
     } catch (e) {
       this.#finish("error", `relay: ${(e as Error).message}`);
+      return;
+    }
+    if (serverEvents & (Ready.In | Ready.RdHup | Ready.Err | Ready.Hup)) {
+      this.#onEvent(this.server, serverEvents);
     }
   }
 

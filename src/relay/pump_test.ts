@@ -113,7 +113,7 @@ class Relay {
         if (typeof got === "number") return;
         const server = tcpSocket();
         const started = startConnect(server, { address: LOOPBACK, port: backendPort });
-        const go = () => {
+        const go = (serverEvents = 0) => {
           if (pendingError(server) !== 0) {
             resetFd(got.fd);
             this.poller.forget(server);
@@ -133,7 +133,7 @@ class Relay {
             },
             result,
           });
-          pump.start(started !== 0);
+          pump.start(started !== 0, serverEvents);
           if (signal?.aborted) pump.abort();
           signal?.addEventListener("abort", () => pump.abort(), { once: true });
           if (idleTimeoutMs !== undefined) {
@@ -144,7 +144,7 @@ class Relay {
         if (started === 0) go();
         else {
           this.poller.watch(server, PUMP_EVENTS, (events) => {
-            if (events & (Ready.Out | Ready.Err | Ready.Hup)) go();
+            if (events & (Ready.Out | Ready.Err | Ready.Hup)) go(events);
           });
         }
       }
