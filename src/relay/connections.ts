@@ -95,7 +95,8 @@ export class Connections {
       // Watched once for the connection's whole life: the pump takes these events over.
       this.shared.poller.watch(server, PUMP_EVENTS, (events) => {
         if (!(events & (Ready.Out | Ready.Err | Ready.Hup))) return;
-        const e = pendingError(server);
+        // Writable without an error flag: connected (Linux), no SO_ERROR call needed.
+        const e = events & (Ready.Err | Ready.Hup) ? pendingError(server) : 0;
         if (e === 0) this.#startPump(c, true, events);
         else this.#unreachable(c, errnoName(e));
       });

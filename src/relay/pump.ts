@@ -95,7 +95,11 @@ const SPLICE_F_NONBLOCK = 2;
 const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
+const MSG_MORE = 0x8000;
 const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL;
+// The last bytes before a FIN already read: held back so the FIN rides in the same segment
+// (shutdown or close pushes them), one packet and one ACK less per connection.
+const SEND_LAST_FLAGS = SEND_FLAGS | MSG_MORE;
 // Calls one direction makes per wake-up before it lets other connections go first.
 const SPINS = 16;
 /** The events a pumped socket is watched for (edge-triggered, registered once). */
@@ -290,20 +294,24 @@ export class Pump {
     const scratch = this.shared.scratch;
     const n = libc().read(d.from, scratch, scratch.length);
     if (n > 0) {
+      // Short with the peer's FIN in: the socket holds nothing more but the EOF.
+      const last = n < scratch.length && d.peerClosed;
       if (n === scratch.length) d.bulk = true;
       else if (!d.peerClosed) d.readable = false;
-      const sent = libc().send(d.to, scratch, n, SEND_FLAGS);
+      const sent = libc().send(d.to, scratch, n, last ? SEND_LAST_FLAGS : SEND_FLAGS);
       if (sent < 0) {
         const e = errno();
         if (e !== Errno.EAGAIN) return this.#fail(d.toSide, e);
       }
       const m = sent < 0 ? 0 : sent;
       d.moved += m;
+      // Nothing but the EOF is left to read: no call is spent on reading it.
+      if (last) d.eof = true;
       if (m < n) {
         d.stash = scratch.slice(m, n);
         return WAIT;
       }
-      return d.readable ? MORE : WAIT;
+      return d.readable || last ? MORE : WAIT;
     }
     return this.#readNothing(d, n);
   }

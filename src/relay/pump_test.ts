@@ -18,6 +18,8 @@ import {
   tcpSocket,
 } from "./socket.ts";
 import { Pump, PUMP_EVENTS, type PumpCounters, type PumpResult } from "./pump.ts";
+import { libc } from "../../ffi/libc.ts";
+import { pythonBackend } from "./_python_backend.ts";
 
 const HOST = "127.0.0.1";
 const MiB = 1024 * 1024;
@@ -282,6 +284,45 @@ Deno.test("pump relays both ways and closes gracefully when both sides end", asy
     assertEquals(relay.pumped[0].counters, { toServer: 4, toClient: 4 });
   } finally {
     await stop();
+  }
+});
+
+/** Segments the socket received so far (TCP_INFO tcpi_segs_in). */
+function segmentsIn(fd: number): number {
+  const info = new Uint8Array(232);
+  const len = new Uint32Array([info.length]);
+  ok(libc().getsockopt(fd, 6, /* IPPROTO_TCP */ 11, /* TCP_INFO */ info, len) === 0, "TCP_INFO");
+  return new DataView(info.buffer).getUint32(140, true);
+}
+
+Deno.test("pump: the last bytes and the FIN reach the client in one segment, as they came", async () => {
+  // The backend sends its answer and its FIN in one segment (MSG_MORE, then shutdown).
+  const backend = await pythonBackend(
+    "c.send(b'x' * 100, socket.MSG_MORE); c.shutdown(socket.SHUT_WR)",
+  );
+  const relay = new Relay(backend.port);
+  const client = tcpSocket();
+  try {
+    const started = startConnect(client, { address: LOOPBACK, port: relay.port });
+    ok(started === 0 || started === 115, /* EINPROGRESS */ `connect: ${started}`);
+    const buf = new Uint8Array(4096);
+    let got = 0;
+    await until(
+      () => {
+        const n = libc().read(client, buf, buf.length);
+        if (n > 0) got += n;
+        return n === 0;
+      },
+      3000,
+      "EOF from the relay",
+    );
+    assertEquals(got, 100);
+    // SYN-ACK, then bytes and FIN together: a FIN of its own would be a third.
+    assertEquals(segmentsIn(client), 2);
+  } finally {
+    closeFd(client);
+    await backend.stop();
+    await relay.close();
   }
 });
 

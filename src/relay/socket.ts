@@ -59,9 +59,9 @@ function sockaddr(address: number, port: number): Uint8Array {
   return addrBuf;
 }
 
-function endpointOf(buf: Uint8Array): Endpoint {
-  const v = new DataView(buf.buffer, buf.byteOffset, 16);
-  return { address: v.getUint32(4), port: v.getUint16(2) };
+/** The endpoint a call just wrote into the address buffer. */
+function endpointOf(): Endpoint {
+  return { address: addrView.getUint32(4), port: addrView.getUint16(2) };
 }
 
 function check(call: string, result: number): number {
@@ -116,7 +116,7 @@ export function acceptFrom(fd: number): { fd: number; peer: Endpoint } | number 
     SOCK_NONBLOCK | SOCK_CLOEXEC,
   );
   if (conn < 0) return errno();
-  return { fd: conn, peer: endpointOf(addrBuf) };
+  return { fd: conn, peer: endpointOf() };
 }
 
 /** Starts connecting; returns 0 (connected), EINPROGRESS, or another errno. */
@@ -140,7 +140,7 @@ export function pendingError(fd: number): number {
 export function localEndpoint(fd: number): Endpoint {
   lenBuf[0] = 16;
   check("getsockname", libc().getsockname(fd, addrBuf, lenBuf));
-  return endpointOf(addrBuf);
+  return endpointOf();
 }
 
 /**
@@ -150,7 +150,7 @@ export function localEndpoint(fd: number): Endpoint {
 export function originalDestination(fd: number): Endpoint | undefined {
   lenBuf[0] = 16;
   const r = libc().getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, addrBuf, lenBuf);
-  return r === 0 ? endpointOf(addrBuf) : undefined;
+  return r === 0 ? endpointOf() : undefined;
 }
 
 /** Sends FIN once queued data is out; the read side stays open. */
