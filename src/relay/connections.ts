@@ -111,11 +111,11 @@ export class Connections {
     this.#idleTimeoutMs = idleTimeoutMs;
   }
 
-  /** Resets every connection (each still ends with an event). */
+  /** Resets every connection, connecting or not: each ends "aborted", with an event. */
   abortAll(): void {
     for (const c of this.#byId.values()) {
       if (c.pump !== undefined) c.pump.abort();
-      else this.#unreachable(c, "relay stopping");
+      else this.#drop(c, { reason: "aborted", bytesToServer: 0, bytesToClient: 0 });
     }
   }
 
@@ -165,10 +165,15 @@ export class Connections {
 
   /** The server refused or did not answer: the client is reset. */
   #unreachable(c: Connection, why: string): void {
+    this.#drop(c, { reason: "unreachable", message: why, bytesToServer: 0, bytesToClient: 0 });
+  }
+
+  /** Ends a connection still connecting: its connect is abandoned, its client reset. */
+  #drop(c: Connection, end: ConnectionEnd): void {
     this.shared.poller.forget(c.server);
     closeFd(c.server);
     resetFd(c.client);
-    this.#end(c, { reason: "unreachable", message: why, bytesToServer: 0, bytesToClient: 0 });
+    this.#end(c, end);
   }
 
   #end(c: Connection, end: ConnectionEnd): void {

@@ -157,3 +157,36 @@ Deno.test("connections: a server's first bytes that came with the connect reach 
     await stop();
   }
 });
+
+Deno.test("connections: abortAll ends a connection still connecting as aborted and resets its client", async () => {
+  const { host, events, ended, stop } = setUp();
+  // A listener whose accept queue is full drops further SYNs: the connect stays in progress.
+  const full = tcpSocket();
+  bindTo(full, LOOPBACK, 0);
+  listenOn(full, 0);
+  const port = localEndpoint(full).port;
+  const filler = tcpSocket();
+  startConnect(filler, { address: LOOPBACK, port });
+  await new Promise((r) => setTimeout(r, 50));
+  const { client, fd } = await acceptedPair();
+  try {
+    const reset = new Promise<string>((resolve) => {
+      client.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      client.once("close", () => resolve("closed without error"));
+    });
+    const server = tcpSocket();
+    ok(startConnect(server, { address: LOOPBACK, port }) !== 0, "the connect is in progress");
+    host.add(9, fd, server, true);
+    await new Promise((r) => setTimeout(r, 50));
+    assertEquals(events, [], "still connecting");
+    host.abortAll();
+    assertEquals(await ended(9), { reason: "aborted", bytesToServer: 0, bytesToClient: 0 });
+    assertEquals(await reset, "ECONNRESET");
+    assertEquals(events, ["ended 9"]);
+  } finally {
+    client.destroy();
+    closeFd(filler);
+    closeFd(full);
+    await stop();
+  }
+});
