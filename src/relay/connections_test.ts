@@ -36,6 +36,14 @@ async function acceptedPair(): Promise<{ client: net.Socket; fd: number }> {
   throw new Error("accept timed out");
 }
 
+/** How the client's connection ends: the error code, or "closed without error". */
+function howItEnds(client: net.Socket): Promise<string> {
+  return new Promise((resolve) => {
+    client.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    client.once("close", () => resolve("closed without error"));
+  });
+}
+
 function setUp() {
   const poller = new Poller();
   const pipes = new PipePool(64 * 1024);
@@ -68,10 +76,7 @@ Deno.test("connections: a refused connect ends unreachable and resets the client
   bindTo(closedPort, LOOPBACK, 0);
   const { client, fd } = await acceptedPair();
   try {
-    const reset = new Promise<string>((resolve) => {
-      client.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-      client.once("close", () => resolve("closed without error"));
-    });
+    const reset = howItEnds(client);
     const server = tcpSocket();
     const started = startConnect(server, {
       address: LOOPBACK,
@@ -170,10 +175,7 @@ Deno.test("connections: abortAll ends a connection still connecting as aborted a
   await new Promise((r) => setTimeout(r, 50));
   const { client, fd } = await acceptedPair();
   try {
-    const reset = new Promise<string>((resolve) => {
-      client.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-      client.once("close", () => resolve("closed without error"));
-    });
+    const reset = howItEnds(client);
     const server = tcpSocket();
     ok(startConnect(server, { address: LOOPBACK, port }) !== 0, "the connect is in progress");
     host.add(9, fd, server, true);
