@@ -316,7 +316,10 @@ export class TcpRelay {
       this.#fail(c, client, resetFd);
       return;
     }
-    const { connectTimeoutMs } = this.options.settings();
+    // As read at the start of the accept round (#syncTimeouts); a new host has none yet.
+    const connectTimeoutMs = this.#timeouts[0] >= 0
+      ? this.#timeouts[0]
+      : this.options.settings().connectTimeoutMs;
     for (let attempt = 0; attempt <= BIND_RETRIES; attempt++) {
       const y = this.options.nat.bindUpstream(c.entry, connectTimeoutMs);
       if (y === undefined) {
