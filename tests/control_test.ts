@@ -10,7 +10,15 @@ import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
 import { waitFor } from "../src/lab/wait.ts";
-import { KRELAY, krelayRules, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import {
+  KRELAY,
+  krelayRules,
+  type KrelayRun,
+  LAB_FLAGS,
+  modeFlags,
+  modeTest,
+  startKrelay,
+} from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "dnsmasq", "nginx", "dig", "curl", "libnetfilter_queue"];
@@ -134,13 +142,13 @@ function slowDownload(lab: Lab, path: string) {
   };
 }
 
-labTest(
+modeTest(
   "a live real_ip change moves new UDP and TCP flows while an established TCP relay goes on",
   NEEDS,
-  async (lab) => {
+  async (lab, mode) => {
     const { srv1, srv2 } = await startServers(lab);
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
-    const k = await startKrelay(lab);
+    const k = await startKrelay(lab, modeFlags(mode));
     assertEquals((await dig(lab, "whoami.lab.example", "TXT")).stdout.trim(), '"srv1"');
     const slow = slowDownload(lab, file.urlPath);
     await waitFor(
@@ -164,13 +172,13 @@ labTest(
   { secondServer: true, timeoutMs: 120_000 },
 );
 
-labTest(
+modeTest(
   "a gport change rebinds the listener without dropping established relays",
   NEEDS,
-  async (lab) => {
+  async (lab, mode) => {
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
-    const k = await startKrelay(lab);
+    const k = await startKrelay(lab, modeFlags(mode));
     const slow = slowDownload(lab, file.urlPath);
     await waitFor(async () => (await json<Status>(k, "status")).tcp.active === 1, {
       timeoutMs: 10_000,

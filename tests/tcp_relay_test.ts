@@ -44,8 +44,8 @@ modeTest(
     assertEquals(await krelay.stop(), 0);
     const c = await krelay.finalCounters();
     if (mode.kernelNat) {
-      // No packet went through krelay: conntrack gave the relay the flow at accept and the
-      // kernel rewrote every packet, the relay's SYN SNATed by its socket's mark.
+      // No packet went through krelay: TPROXY diverted the client's connection unchanged and
+      // the relay connected from the client's address itself; nothing was rewritten.
       assertEquals([c.tcpToGateway, c.tcpToServer, c.toKernel, c.rewritten], [0, 0, 0, 0]);
     } else {
       assert(

@@ -158,11 +158,8 @@ export class Daemon {
         connectTimeoutMs: this.#config.tcp_connect_timeout * 1000,
         idleTimeoutMs: this.#config.tcp_idle_timeout * 1000,
       }),
-      beforeConnect: config.kernel_nat ? (entry) => this.#prepareClient(entry.client) : undefined,
-      // kernel_nat: the mark selects the client's address in the SNAT map (see nft_nat.ts).
-      markFor: config.kernel_nat ? (entry) => entry.client : undefined,
-      // kernel_nat: no TCP packet is queued; the flow comes from conntrack at accept.
-      fromConntrack: config.kernel_nat,
+      // kernel_nat: TPROXY diverts connections and no TCP packet is queued (see nft_nat.ts).
+      transparent: config.kernel_nat,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),
@@ -254,7 +251,6 @@ export class Daemon {
     await this.#steer(async () => {
       await this.deps.steering.remove();
       this.#installed = "";
-      this.#preparedClients.clear();
     }).catch((e) => log.error("removing steering failed: {error}", { error: String(e) }));
     this.table.flush();
     log.info("stopped relaying");
@@ -336,34 +332,6 @@ export class Daemon {
       nat: this.table.stats(),
       datapath: this.#datapath?.stats(),
     });
-  }
-
-  /**
-   * Clients whose SNAT mapping is in place (kernel_nat), or the promise of it while it is being
-   * added; the mapping goes with the steering.
-   */
-  readonly #preparedClients = new Map<number, Promise<void> | true>();
-
-  /** Undefined when the client's mapping is in place, else the promise of it. */
-  #prepareClient(client: number): Promise<void> | undefined {
-    const known = this.#preparedClients.get(client);
-    if (known === true) return undefined;
-    if (known !== undefined) return known;
-    const ready = this.deps.steering.prepareClient?.(client);
-    if (ready === undefined) {
-      this.#preparedClients.set(client, true);
-      return undefined;
-    }
-    this.#preparedClients.set(client, ready);
-    ready.then(
-      () => {
-        if (this.#preparedClients.get(client) === ready) this.#preparedClients.set(client, true);
-      },
-      () => {
-        if (this.#preparedClients.get(client) === ready) this.#preparedClients.delete(client);
-      },
-    );
-    return ready;
   }
 
   #tick(): void {

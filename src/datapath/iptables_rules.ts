@@ -31,10 +31,9 @@ export const KRELAY_CHAINS = [
 ] as const;
 
 /**
- * With the kernel's NAT (kernel_nat), the queue rules select a flow's first packet by its
- * conntrack state, so they sit after conntrack: mangle PREROUTING, before the nat table's
- * DNAT/REDIRECT. Nothing is queued on the way out: the relay marks its own sockets to servers
- * (SO_MARK) for the SNAT.
+ * With the kernel's NAT (kernel_nat), the queue rules select a UDP flow's first packet by its
+ * conntrack state, so they sit after conntrack: mangle PREROUTING, before the nat table's DNAT.
+ * Nothing is queued on the way out, and no TCP at all: TCP goes by TPROXY (see nft_nat.ts).
  */
 export const KERNEL_NAT_CHAINS = [
   { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING" },
@@ -58,7 +57,7 @@ export interface SteeringSpec {
   relayPorts: readonly [number, number];
   /** The kernel's NAT rewrites; only first packets are queued (see {@link KERNEL_NAT_CHAINS}). */
   kernelNat: boolean;
-  /** kernel_nat: the real server (DNAT target) and the gateway port (REDIRECT target). */
+  /** kernel_nat: the real server (DNAT target) and the gateway port (TPROXY target). */
   realIp: string;
   gport: number;
 }

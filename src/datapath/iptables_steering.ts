@@ -7,25 +7,33 @@
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { removalCommands, renderRestoreScript } from "./iptables_rules.ts";
-import { clientElementArgs, NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
+import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
 import type { Steering, SteeringSpec } from "./steering.ts";
+import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
 
 // A crashed run can leave at most a few duplicate jumps; this bounds the removal loop.
 const MAX_STALE_JUMPS = 16;
 
-/** {@link Steering} through the `iptables` and `iptables-restore` commands. */
+/**
+ * {@link Steering} through the `iptables` and `iptables-restore` commands; with kernel_nat, also
+ * an nftables table (`nft`) and a policy route (`ip`).
+ */
 export class IptablesSteering implements Steering {
   constructor(
     private readonly run: CommandRunner = runCommand,
     private readonly iptables = "iptables",
     private readonly nft = "nft",
+    private readonly ip = "ip",
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
     await this.remove();
     try {
       // The NAT first: a flow the queue rules record must find its rewriting in place.
-      if (spec.kernelNat) await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec));
+      if (spec.kernelNat) {
+        await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec));
+        for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+      }
       await mustRun(
         this.run,
         `${this.iptables}-restore`,
@@ -59,11 +67,11 @@ export class IptablesSteering implements Steering {
     }
     // Whichever mode installed it (or a crashed run left it); a missing nft is no error here.
     await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
-  }
-
-  /** kernel_nat: lets the SNAT rule map `client` (as a mark) to the client's address. */
-  async prepareClient(client: number): Promise<void> {
-    await mustRun(this.run, this.nft, clientElementArgs(client));
+    const route = routeRemovalCommands();
+    for (let i = 0; i < MAX_STALE_JUMPS; i++) {
+      if ((await this.run(this.ip, route.rule)).code !== 0) break;
+    }
+    await this.run(this.ip, route.routes);
   }
 
   /** True when any krelay chain exists (for checks and status). */

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import type { CommandResult, CommandRunner } from "../system/command.ts";
 import { IptablesSteering } from "./iptables_steering.ts";
 import { labSpec } from "./_steering_spec.ts";
@@ -30,7 +30,9 @@ Deno.test("IptablesSteering.install() removes stale jumps and chains before inst
 Deno.test("IptablesSteering.install() undoes a refused install and reports why", async () => {
   const { run, calls } = recorder({ restoreFails: true });
   await rejects(new IptablesSteering(run).install(spec), /iptables-restore .*failed \(2\): bad/);
-  assertEquals(calls.at(-1), "nft delete table ip krelay");
+  const undo = calls.slice(calls.indexOf("iptables-restore -w --noflush") + 1);
+  assert(undo.includes("nft delete table ip krelay"), undo.join("\n"));
+  assertEquals(undo.at(-1), "ip route flush table 19282");
 });
 
 Deno.test("IptablesSteering.update() replaces the rules in one restore, touching no jump", async () => {
@@ -39,11 +41,29 @@ Deno.test("IptablesSteering.update() replaces the rules in one restore, touching
   assertEquals(calls, ["iptables-restore -w --noflush"]);
 });
 
-Deno.test("IptablesSteering with kernel_nat sets up the nft NAT table before the queue rules", async () => {
+Deno.test("IptablesSteering with kernel_nat sets up the nft table and the TPROXY route before the queue rules", async () => {
   const { run, calls } = recorder();
-  const steering = new IptablesSteering(run);
-  await steering.install({ ...spec, kernelNat: true });
-  assertEquals(calls.slice(-2), ["nft -f -", "iptables-restore -w --noflush"]);
-  await steering.prepareClient(0xc633640a);
-  assertEquals(calls.at(-1), "nft add element ip krelay clients { 0xc633640a : 198.51.100.10 }");
+  await new IptablesSteering(run).install({ ...spec, kernelNat: true });
+  assertEquals(calls.slice(-4), [
+    "nft -f -",
+    "ip rule add fwmark 0x4b52 lookup 19282 priority 19282",
+    "ip route replace local 0.0.0.0/0 dev lo table 19282",
+    "iptables-restore -w --noflush",
+  ]);
+});
+
+Deno.test("IptablesSteering.remove() deletes every TPROXY rule a crashed run left, then the route", async () => {
+  const calls: string[] = [];
+  let staleRules = 2;
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    const fails = cmd === "ip" && args[1] === "del" && staleRules-- <= 0;
+    return Promise.resolve({ code: fails ? 2 : 0, stdout: "", stderr: "" });
+  };
+  await new IptablesSteering(run).remove();
+  const ip = calls.filter((c) => c.startsWith("ip "));
+  assertEquals(ip, [
+    ...Array(3).fill("ip rule del fwmark 0x4b52 lookup 19282 priority 19282"),
+    "ip route flush table 19282",
+  ]);
 });

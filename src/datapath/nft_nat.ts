@@ -1,22 +1,23 @@
 /**
- * The kernel's NAT for kernel_nat mode, as an nftables table of krelay's own (`ip krelay`):
+ * The kernel's part of kernel_nat mode, as an nftables table of krelay's own (`ip krelay`):
  *
- * - prerouting (dstnat): requests to relay:udp-port are DNATed to the real server (U1/U2);
- *   connections to relay:tcp-port are REDIRECTed to the gateway port (T1; conntrack undoes it
- *   on the way back, T2).
- * - postrouting (srcnat): the relay's connections from its own ports get the client's address
- *   as source (T3; conntrack undoes it for the answers, T4). The address comes from the
- *   packet's mark, which krelay sets on the connection's SYN to the client's address, through
- *   the map `clients` (mark -> address), which krelay fills as clients appear.
+ * - chain `pre` (nat, dstnat): requests to relay:udp-port are DNATed to the real server
+ *   (U1/U2; conntrack undoes it for the replies, U3/U4).
+ * - chain `divert` (filter, mangle priority, before routing): a client's SYN to relay:tcp-port
+ *   goes by TPROXY to the gateway port's transparent listener, unchanged: the accepted socket's
+ *   local address is where the client meant to go (T1/T2 without rewriting). The relay's own
+ *   socket to the server is transparent too and bound to the client's address (T3), so the
+ *   server's answers are addressed to the client: the `socket transparent 1` rule finds that
+ *   socket and marks them for the local route of tproxy_route.ts (T4).
  *
- * Conntrack keeps each flow's binding, so established flows keep their server and gateway port
- * when the configuration changes; new flows follow the new rules.
+ * Nothing is NATed for TCP: no SNAT map, no per-client state in the kernel's rules. Established
+ * flows keep their sockets when the configuration changes; new flows follow the new rules.
  *
  * @module
  */
 
-import { formatIpv4 } from "../packet/address.ts";
 import type { SteeringSpec } from "./iptables_rules.ts";
+import { TPROXY_MARK } from "./tproxy_route.ts";
 
 /** The table's name (family ip). */
 export const NFT_TABLE = "krelay";
@@ -26,54 +27,48 @@ function set(ports: readonly number[]): string {
 }
 
 /** The rules of the two chains, as `add rule` bodies. */
-export function renderNatRules(spec: SteeringSpec): { pre: string[]; post: string[] } {
+export function renderNatRules(spec: SteeringSpec): { pre: string[]; divert: string[] } {
   const pre: string[] = [];
   if (spec.udpPorts.length > 0) {
     pre.push(`ip daddr ${spec.relayIp} udp dport ${set(spec.udpPorts)} dnat to ${spec.realIp}`);
   }
+  const divert: string[] = [];
   if (spec.tcpPorts.length > 0) {
-    pre.push(`ip daddr ${spec.relayIp} tcp dport ${set(spec.tcpPorts)} redirect to :${spec.gport}`);
+    const mark = `meta mark set 0x${TPROXY_MARK.toString(16)} accept`;
+    const ports = set(spec.tcpPorts);
+    // The server answers from the service port; the lookup finds the relay's socket, if any.
+    divert.push(`tcp sport ${ports} socket transparent 1 ${mark}`);
+    divert.push(`ip daddr ${spec.relayIp} tcp dport ${ports} tproxy to :${spec.gport} ${mark}`);
   }
-  const pool = `${spec.relayPorts[0]}-${spec.relayPorts[1]}`;
-  const post = spec.tcpPorts.length > 0
-    ? [`tcp sport ${pool} meta mark != 0 snat to meta mark map @clients`]
-    : [];
-  return { pre, post };
+  return { pre, divert };
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */
 export function renderNatTable(spec: SteeringSpec): string {
-  const { pre, post } = renderNatRules(spec);
+  const { pre, divert } = renderNatRules(spec);
   return [
     `table ip ${NFT_TABLE} {`,
-    "  map clients { type mark : ipv4_addr; }",
     "  chain pre {",
     "    type nat hook prerouting priority dstnat; policy accept;",
     ...pre.map((r) => `    ${r}`),
     "  }",
-    "  chain post {",
-    "    type nat hook postrouting priority srcnat; policy accept;",
-    ...post.map((r) => `    ${r}`),
+    "  chain divert {",
+    "    type filter hook prerouting priority mangle; policy accept;",
+    ...divert.map((r) => `    ${r}`),
     "  }",
     "}",
     "",
   ].join("\n");
 }
 
-/** An `nft -f` script replacing the chains' rules in one transaction, keeping the map. */
+/** An `nft -f` script replacing the chains' rules in one transaction. */
 export function renderNatUpdate(spec: SteeringSpec): string {
-  const { pre, post } = renderNatRules(spec);
+  const { pre, divert } = renderNatRules(spec);
   return [
     `flush chain ip ${NFT_TABLE} pre`,
-    `flush chain ip ${NFT_TABLE} post`,
+    `flush chain ip ${NFT_TABLE} divert`,
     ...pre.map((r) => `add rule ip ${NFT_TABLE} pre ${r}`),
-    ...post.map((r) => `add rule ip ${NFT_TABLE} post ${r}`),
+    ...divert.map((r) => `add rule ip ${NFT_TABLE} divert ${r}`),
     "",
   ].join("\n");
-}
-
-/** The `nft` arguments that map mark `client` to the address `client`. */
-export function clientElementArgs(client: number): string[] {
-  const mark = `0x${(client >>> 0).toString(16).padStart(8, "0")}`;
-  return ["add", "element", "ip", NFT_TABLE, "clients", `{ ${mark} : ${formatIpv4(client)} }`];
 }

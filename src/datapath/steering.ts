@@ -15,11 +15,6 @@ export interface Steering {
   /** Changes the installed steering to `spec` at once (no moment without it). */
   update(spec: SteeringSpec): Promise<void>;
   /**
-   * kernel_nat: makes the kernel's SNAT able to give a connection the address `client`
-   * (mark -> address). Called before the relay's first connection for that client.
-   */
-  prepareClient?(client: number): Promise<void>;
-  /**
    * What others set in the steering's own configuration (krelay.ko's /proc files), for the
    * daemon to follow; absent when the steering has no such place.
    */

@@ -42,9 +42,9 @@ Deno.test("kernel_nat: a packet queued at POSTROUTING (rules of an older run) is
   assertEquals(engine.counters.passedNoFlow, 1);
 });
 
-Deno.test("kernel_nat: a redirected connection without a queued SYN gets its flow at accept", () => {
+Deno.test("kernel_nat: a diverted connection without a queued SYN gets its flow at accept", () => {
   const { engine, table } = engineFixture({ kernelNat: true });
-  const entry = engine.tcp.redirectedFlow(C, 40000, R, 80, 0);
+  const entry = engine.tcp.divertedFlow(C, 40000, R, 80, 0);
   assertEquals([entry?.client, entry?.clientPort, entry?.server, entry?.serverPort], [
     C,
     40000,
@@ -59,16 +59,16 @@ Deno.test("kernel_nat: a redirected connection without a queued SYN gets its flo
     false,
   );
   const queued = engine.tcp.acceptedFlow(C, 40001, R);
-  assertEquals(engine.tcp.redirectedFlow(C, 40001, R, 80, 0), queued);
+  assertEquals(engine.tcp.divertedFlow(C, 40001, R, 80, 0), queued);
   assertEquals(table.stats().entries, 2);
 });
 
-Deno.test("kernel_nat: a redirected connection on a client port busy with another service has no flow", () => {
+Deno.test("kernel_nat: a diverted connection on a client port busy with another service has no flow", () => {
   const { engine } = engineFixture({ kernelNat: true });
-  const first = engine.tcp.redirectedFlow(C, 40000, R, 80, 0)!;
+  const first = engine.tcp.divertedFlow(C, 40000, R, 80, 0)!;
   engine.tcp.bindUpstream(first, 5000);
-  assertEquals(engine.tcp.redirectedFlow(C, 40000, R, 443, 0), undefined);
+  assertEquals(engine.tcp.divertedFlow(C, 40000, R, 443, 0), undefined);
   // Once the first connection is closed, the port is the client's to reuse.
   engine.tcp.closed(first, 0);
-  assertEquals(engine.tcp.redirectedFlow(C, 40000, R, 443, 0)?.servicePort, 443);
+  assertEquals(engine.tcp.divertedFlow(C, 40000, R, 443, 0)?.servicePort, 443);
 });

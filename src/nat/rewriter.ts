@@ -125,8 +125,8 @@ export class Rewriter {
       return this.#pass("passedOtherPort");
     }
     if (hook === Hook.PostRouting) {
-      // kernel_nat queues nothing here (the relay marks its own sockets for the SNAT); a
-      // packet queued by rules of an older run is the kernel's to translate.
+      // kernel_nat queues no TCP (TPROXY and transparent sockets need no rewriting); a
+      // packet queued by rules of an older run is left to the kernel.
       if (this.settings().kernelNat) return this.#pass("passedNoFlow");
       if (this.tcp.pool.contains(packet.srcPort)) {
         return this.#tcpResult(packet, this.tcp.toServer(packet, now), "tcpToServer");

@@ -174,12 +174,12 @@ export class TcpNat {
   }
 
   /**
-   * kernel_nat: for a connection the relay accepted after the kernel REDIRECTed it from
-   * relay:servicePort (conntrack's original destination), its flow: the one its queued SYN
-   * created (scripted services), or a new one. Undefined when the client port is busy on
-   * another service or the table is full.
+   * kernel_nat: for a connection the relay accepted after the kernel's TPROXY diverted it from
+   * relay:servicePort (its local address), its flow: the one a queued SYN created (rules of an
+   * older run), or a new one. Undefined when the client port is busy on another service or the
+   * table is full.
    */
-  redirectedFlow(
+  divertedFlow(
     client: number,
     clientPort: number,
     relay: number,

@@ -1,6 +1,6 @@
 /**
  * IPv4 TCP sockets as plain file descriptors, through libc: what the relay needs and node:net
- * does not give at once — choose the local port, set the mark, read the original destination,
+ * does not give at once — choose the local address and port, be transparent (TPROXY),
  * half-close, and reset with an RST — at a few hundred nanoseconds per call.
  *
  * Every socket is non-blocking and close-on-exec. Calls that can fail throw a
@@ -21,9 +21,8 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_LINGER = 13;
-const SO_MARK = 36;
 const SOL_IP = 0;
-const SO_ORIGINAL_DST = 80;
+const IP_TRANSPARENT = 19;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const SHUT_WR = 1;
@@ -84,10 +83,12 @@ export function setNoDelay(fd: number): void {
   libc().setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, 4);
 }
 
-/** Marks the socket's packets (netfilter's meta mark); needs CAP_NET_ADMIN. */
-export function setMark(fd: number, mark: number): void {
-  intBuf[0] = mark | 0;
-  check("setsockopt SO_MARK", libc().setsockopt(fd, SOL_SOCKET, SO_MARK, intBuf, 4));
+/**
+ * Makes the socket transparent (IP_TRANSPARENT; needs CAP_NET_ADMIN): a listener accepts the
+ * connections TPROXY diverts to it, and a connecting socket may bind an address not the host's.
+ */
+export function setTransparent(fd: number): void {
+  check("setsockopt IP_TRANSPARENT", libc().setsockopt(fd, SOL_IP, IP_TRANSPARENT, one, 4));
 }
 
 /** Binds to address:port; returns 0, or EADDRINUSE for the caller to try another port. */
@@ -141,16 +142,6 @@ export function localEndpoint(fd: number): Endpoint {
   lenBuf[0] = 16;
   check("getsockname", libc().getsockname(fd, addrBuf, lenBuf));
   return endpointOf();
-}
-
-/**
- * Where the client meant to go before netfilter's REDIRECT/DNAT rewrote it
- * (SO_ORIGINAL_DST, from conntrack); undefined when the connection was not NATed.
- */
-export function originalDestination(fd: number): Endpoint | undefined {
-  lenBuf[0] = 16;
-  const r = libc().getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, addrBuf, lenBuf);
-  return r === 0 ? endpointOf() : undefined;
 }
 
 /** Sends FIN once queued data is out; the read side stays open. */

@@ -4,6 +4,9 @@
  * from a port y of its pool (recorded in the NAT table before the SYN leaves, so the server's
  * answers find their way back), then pumps bytes both ways until both sides are done.
  *
+ * Transparent (kernel_nat), the kernel's TPROXY delivers the client's connection unchanged and
+ * the relay connects from the client's own address: the kernel rewrites nothing.
+ *
  * @example
  * ```ts ignore
  * const relay = new TcpRelay({ nat: engine.tcp, settings: () => s, now: () => performance.now() });
@@ -28,11 +31,10 @@ import {
   closeFd,
   listenOn,
   localEndpoint,
-  originalDestination,
   resetFd,
-  setMark,
   setNoDelay,
   setReuseAddress,
+  setTransparent,
   shutdownWrite,
   SocketError,
   startConnect,
@@ -55,20 +57,12 @@ export interface TcpRelayOptions {
   settings: () => TcpRelaySettings;
   now: () => number;
   /**
-   * Runs before the relay connects to the server for `entry` (e.g. to prepare its SNAT): a
-   * promise to wait for, or undefined when there is nothing to wait for.
+   * The kernel's TPROXY diverts clients' connections to the gateway port unchanged
+   * (kernel_nat): the listener and the sockets to servers are transparent, a connection's flow
+   * comes from its local address (where the client meant to go), and the relay connects from
+   * the client's own address. Needs CAP_NET_ADMIN.
    */
-  beforeConnect?: (entry: NatEntry) => Promise<void> | undefined;
-  /**
-   * The mark for the relay's socket to the server of `entry` (SO_MARK), so that the kernel's
-   * NAT can map it without asking krelay; undefined for none.
-   */
-  markFor?: (entry: NatEntry) => number | undefined;
-  /**
-   * The kernel REDIRECTs connections to the gateway port (kernel_nat): a connection's flow comes
-   * from its original destination in conntrack (SO_ORIGINAL_DST) when no queued SYN made it.
-   */
-  fromConntrack?: boolean;
+  transparent?: boolean;
 }
 
 /** Connection counters. */
@@ -118,7 +112,7 @@ export class TcpRelay {
   #port = 0;
   /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
   #spare = -1;
-  /** Open connections by id; those still waiting for beforeConnect have no fds handed over. */
+  /** Open connections by id. */
   readonly #connections = new Map<number, Relayed>();
   #nextId = 1;
   #finished = { toServer: 0, toClient: 0 };
@@ -141,7 +135,7 @@ export class TcpRelay {
    */
   listen(port: number): Promise<void> {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
-    const fd = bindListener(port);
+    const fd = bindListener(port, this.options.transparent === true);
     const shared = this.#shared ??= {
       poller: new Poller(),
       pipes: new PipePool(PIPE_SIZE),
@@ -207,8 +201,7 @@ export class TcpRelay {
     await this.unlisten();
     this.#stopping = true;
     this.#host?.abortAll();
-    // Bounded: connections end within a round or two; one still waiting for its client to be
-    // prepared ends when that is done.
+    // Bounded: connections end within a round or two.
     for (let i = 0; i < 100 && this.#connections.size > 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -274,16 +267,16 @@ export class TcpRelay {
     this.#stats.total++;
     let entry: NatEntry | undefined;
     try {
-      const original = this.options.fromConntrack ? originalDestination(fd) : undefined;
-      entry = original === undefined
-        ? this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address)
-        : this.options.nat.redirectedFlow(
+      const local = localEndpoint(fd);
+      entry = this.options.transparent
+        ? this.options.nat.divertedFlow(
           client,
           clientPort,
-          original.address,
-          original.port,
+          local.address,
+          local.port,
           this.options.now(),
-        );
+        )
+        : this.options.nat.acceptedFlow(client, clientPort, local.address);
     } catch {
       entry = undefined;
     }
@@ -296,18 +289,7 @@ export class TcpRelay {
     }
     const c = new Relayed(this.#nextId++, entry);
     this.#connections.set(c.id, c);
-    const ready = this.options.beforeConnect?.(entry);
-    if (ready === undefined) {
-      this.#connect(c, fd);
-      return;
-    }
-    ready.then(() => this.#connect(c, fd), (e) => {
-      log.error("cannot prepare the connection for {who}: {error}", {
-        who: c.who,
-        error: String(e),
-      });
-      this.#fail(c, fd, resetFd);
-    });
+    this.#connect(c, fd);
   }
 
   /** Connects to the server from a port y of the pool and hands both sockets to the host. */
@@ -349,8 +331,9 @@ export class TcpRelay {
   }
 
   /**
-   * Starts connecting to the flow's server from local port y: the socket and whether the
-   * connect is still in progress, else the errno name of the failure.
+   * Starts connecting to the flow's server from local port y (of the client's address when
+   * transparent): the socket and whether the connect is still in progress, else the errno name
+   * of the failure.
    */
   #connectFrom(c: Relayed, y: number): { fd: number; connecting: boolean } | string {
     let fd: number;
@@ -362,9 +345,12 @@ export class TcpRelay {
     try {
       setReuseAddress(fd);
       setNoDelay(fd);
-      const mark = this.options.markFor?.(c.entry);
-      if (mark !== undefined) setMark(fd, mark);
-      if (bindTo(fd, 0, y) !== 0) {
+      let from = 0;
+      if (this.options.transparent) {
+        setTransparent(fd);
+        from = c.entry.client;
+      }
+      if (bindTo(fd, from, y) !== 0) {
         closeFd(fd);
         return "EADDRINUSE";
       }
@@ -454,10 +440,11 @@ function reserveFd(): number {
 }
 
 /** A listening socket on 0.0.0.0:port; a clear error when the port is taken. */
-function bindListener(port: number): number {
+function bindListener(port: number, transparent: boolean): number {
   const fd = tcpSocket();
   try {
     setReuseAddress(fd);
+    if (transparent) setTransparent(fd);
     // Accepted sockets inherit it: one call less per connection.
     setNoDelay(fd);
     if (bindTo(fd, 0, port) !== 0) throw new Error(`gateway port ${port} is already in use`);

@@ -8,6 +8,7 @@
 import type { Lab } from "../../src/lab/topology.ts";
 import type { LabProcess } from "../../src/lab/process.ts";
 import { KRELAY_LAUNCHER, LAB_RELAY_FLAGS, spawnKrelay } from "../../src/lab/krelay_process.ts";
+import { routeShowCommands } from "../../src/datapath/tproxy_route.ts";
 import { labTest, type LabTestOptions, type Requirement } from "./requirements.ts";
 
 /** The launcher at the repository root. */
@@ -101,7 +102,10 @@ export async function startKrelay(
   return new KrelayRun(proc, socket);
 }
 
-/** krelay's rules in the relay namespace: its iptables chains and its nftables table. */
+/**
+ * krelay's rules in the relay namespace: its iptables chains, its nftables table, and its
+ * policy rule and route (kernel_nat's TPROXY).
+ */
 export async function krelayRules(lab: Lab): Promise<string[]> {
   const out: string[] = [];
   for (const table of ["raw", "mangle", "nat", "filter"]) {
@@ -110,5 +114,10 @@ export async function krelayRules(lab: Lab): Promise<string[]> {
   }
   const nft = await lab.exec("relay", ["nft", "list", "tables"]);
   out.push(...nft.stdout.split("\n").filter((l) => /krelay/.test(l)));
+  for (const args of routeShowCommands()) {
+    // An absent table is an error to `ip route show`: nothing of krelay's there either.
+    const r = await lab.exec("relay", ["ip", ...args]);
+    out.push(...r.stdout.split("\n").filter((l) => l.trim() !== ""));
+  }
   return out;
 }

@@ -1,0 +1,40 @@
+/**
+ * kernel_nat's policy route for TPROXY: a packet the nft rules mark with {@link TPROXY_MARK}
+ * (see nft_nat.ts) is delivered to a local socket whatever its destination. That is how the
+ * server's answers to a client's address reach the relay's transparent socket bound to it.
+ *
+ * The mark, the routing table and the rule's priority are one fixed number, so that a run can
+ * remove what a crashed run left without knowing its configuration.
+ *
+ * @module
+ */
+
+/** The mark of diverted packets, the routing table and the rule's priority: 0x4b52, "KR". */
+export const TPROXY_MARK = 0x4b52;
+const TABLE = String(TPROXY_MARK);
+const MARK = `0x${TPROXY_MARK.toString(16)}`;
+
+/** `ip` argument lists that install the rule and the table's one route. */
+export function routeInstallCommands(): string[][] {
+  return [
+    ["rule", "add", "fwmark", MARK, "lookup", TABLE, "priority", TABLE],
+    ["route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TABLE],
+  ];
+}
+
+/**
+ * `ip` argument lists that remove them. Each may fail harmlessly when there is nothing to
+ * remove; the rule's deletion is repeated by the caller until it fails, since a crashed run
+ * may have left more than one.
+ */
+export function routeRemovalCommands(): { rule: string[]; routes: string[] } {
+  return {
+    rule: ["rule", "del", "fwmark", MARK, "lookup", TABLE, "priority", TABLE],
+    routes: ["route", "flush", "table", TABLE],
+  };
+}
+
+/** `ip` argument lists whose output shows the rule and the route, for checks. */
+export function routeShowCommands(): string[][] {
+  return [["rule", "show", "priority", TABLE], ["route", "show", "table", TABLE]];
+}
