@@ -8,8 +8,8 @@ import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { krelayRules, modeFlags, modeTest, startKrelay } from "./support/krelay.ts";
-import type { Requirement } from "./support/requirements.ts";
+import { krelayRules, modeFlags, modeTest, NAT_MODES, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "nginx", "curl", "libnetfilter_queue"];
 const R = LAB_ADDR.relay;
@@ -233,5 +233,39 @@ modeTest(
     await krelay.stop();
     const records = await krelay.records();
     assert(records.some((r) => r.message.includes("relay port pool exhausted (2 ports)")));
+  },
+);
+
+labTest(
+  "kernel_nat with tcp_conntrack false: relayed TCP is transparent and leaves no conntrack entry",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const kernelNat = NAT_MODES.find((m) => m.kernelNat)!;
+    const count = async () =>
+      Number(
+        (await lab.exec("relay", ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"], {
+          check: true,
+        })).stdout,
+      );
+    // Untracked first: entries of a tracked run could expire during the next and hide one.
+    for (const tracked of [false, true]) {
+      const krelay = await startKrelay(
+        lab,
+        modeFlags(kernelNat, "--tcp-conntrack", String(tracked)),
+        `krelay-${tracked}`,
+      );
+      const before = await count();
+      for (let i = 0; i < 3; i++) {
+        assertEquals((await curl(lab, [`http://${R}/`])).stdout, srv1.web.indexText);
+      }
+      const hit = await srv1.web.waitForRequest((e) => e.request.startsWith("GET / "));
+      assertEquals(hit.remoteAddr, LAB_ADDR.client);
+      // Tracked, each connection is two entries (client leg, server leg), kept in TIME_WAIT.
+      const added = (await count()) - before;
+      if (tracked) assert(added >= 6, `tracked: ${added} new conntrack entries`);
+      else assertEquals(added, 0);
+      assertEquals(await krelay.stop(), 0);
+    }
   },
 );

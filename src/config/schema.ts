@@ -79,6 +79,11 @@ export const configSchema = z.object({
     "krelay decides each flow's first packets and the kernel's NAT (conntrack, nftables) " +
       "rewrites the rest; false: krelay rewrites every packet through NFQUEUE",
   ),
+  tcp_conntrack: z.boolean().default(true).describe(
+    "kernel_nat: conntrack tracks relayed TCP connections like other traffic; false exempts " +
+      "them (notrack): no conntrack entries for them and a higher connection rate, but the " +
+      "host's own stateful firewall rules see their packets as untracked",
+  ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
   control_socket: z.string().regex(/^\//, "must be an absolute path").default(
     "/run/krelay/krelay.sock",
@@ -112,6 +117,13 @@ export const configSchema = z.object({
       code: "custom",
       path: ["tcp_ports"],
       message: `must not include gport ${c.gport}`,
+    });
+  }
+  if (!c.tcp_conntrack && !c.kernel_nat) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["tcp_conntrack"],
+      message: "false needs kernel_nat (without it krelay rewrites every packet before conntrack)",
     });
   }
   const inPool = c.tcp_ports.filter((p) => p >= min && p <= max);

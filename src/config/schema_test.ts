@@ -49,3 +49,14 @@ Deno.test("parseConfig() refuses a malformed or reversed port range", () => {
     assertEquals(r.ok, false, relay_ports);
   }
 });
+
+Deno.test("parseConfig() takes tcp_conntrack false only with kernel_nat", () => {
+  assertEquals(parseConfig({ tcp_conntrack: false }), {
+    ok: false,
+    errors: [
+      "tcp_conntrack: false needs kernel_nat (without it krelay rewrites every packet before conntrack)",
+    ],
+  });
+  const r = parseConfig({ tcp_conntrack: false, kernel_nat: true });
+  assertEquals(r.ok && r.config.tcp_conntrack, false);
+});

@@ -27,6 +27,7 @@ export function sampleReport(): StatusReport {
       tcp_linger: 2,
       datapath: "auto",
       kernel_nat: false,
+      tcp_conntrack: true,
       queue: 0,
       queue_maxlen: 4096,
       udp_timeout: 30,

@@ -109,6 +109,7 @@ export function steeringSpec(
       : union([], live.gports),
     relayPorts: parsePortRange(config.relay_ports),
     kernelNat: config.kernel_nat,
+    tcpConntrack: config.tcp_conntrack,
     realIp: config.real_ip,
     gport: config.gport,
   };

@@ -16,6 +16,7 @@ export function labSpec(overrides: Partial<SteeringSpec> = {}): SteeringSpec {
     gports: [16000],
     relayPorts: [20000, 29999],
     kernelNat: false,
+    tcpConntrack: true,
     realIp: "203.0.113.10",
     gport: 16000,
     ...overrides,

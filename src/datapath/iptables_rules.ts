@@ -57,6 +57,8 @@ export interface SteeringSpec {
   relayPorts: readonly [number, number];
   /** The kernel's NAT rewrites; only first packets are queued (see {@link KERNEL_NAT_CHAINS}). */
   kernelNat: boolean;
+  /** kernel_nat: conntrack tracks relayed TCP; false exempts it (see nft_nat.ts). */
+  tcpConntrack: boolean;
   /** kernel_nat: the real server (DNAT target) and the gateway port (TPROXY target). */
   realIp: string;
   gport: number;

@@ -10,6 +10,10 @@
  *   server's answers are addressed to the client: the `socket transparent 1` rule finds that
  *   socket and marks them for the local route of tproxy_route.ts (T4).
  *
+ * - chains `untrack_pre` and `untrack_out` (raw priority, before conntrack), with tcp_conntrack
+ *   false: the four legs of relayed TCP (T1-T4) are exempt from conntrack (notrack). The
+ *   relay's sockets are recognised by their transparency, so other traffic keeps its tracking.
+ *
  * Nothing is NATed for TCP: no SNAT map, no per-client state in the kernel's rules. Established
  * flows keep their sockets when the configuration changes; new flows follow the new rules.
  *
@@ -26,49 +30,71 @@ function set(ports: readonly number[]): string {
   return `{ ${ports.join(", ")} }`;
 }
 
-/** The rules of the two chains, as `add rule` bodies. */
-export function renderNatRules(spec: SteeringSpec): { pre: string[]; divert: string[] } {
-  const pre: string[] = [];
+/** The rules of each chain, as `add rule` bodies. */
+export interface NatRules {
+  pre: string[];
+  divert: string[];
+  untrack_pre: string[];
+  untrack_out: string[];
+}
+
+/** The chains, their hooks and priorities, in the order they are declared. */
+const CHAINS: readonly [keyof NatRules, string][] = [
+  ["pre", "type nat hook prerouting priority dstnat"],
+  ["divert", "type filter hook prerouting priority mangle"],
+  ["untrack_pre", "type filter hook prerouting priority raw"],
+  ["untrack_out", "type filter hook output priority raw"],
+];
+
+/** The chains a spec's table has: the untrack ones only without tcp_conntrack (not live). */
+function chainsOf(spec: SteeringSpec): readonly [keyof NatRules, string][] {
+  return spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
+}
+
+/** The rules of the table's chains. */
+export function renderNatRules(spec: SteeringSpec): NatRules {
+  const rules: NatRules = { pre: [], divert: [], untrack_pre: [], untrack_out: [] };
   if (spec.udpPorts.length > 0) {
-    pre.push(`ip daddr ${spec.relayIp} udp dport ${set(spec.udpPorts)} dnat to ${spec.realIp}`);
+    const ports = set(spec.udpPorts);
+    rules.pre.push(`ip daddr ${spec.relayIp} udp dport ${ports} dnat to ${spec.realIp}`);
   }
-  const divert: string[] = [];
-  if (spec.tcpPorts.length > 0) {
-    const mark = `meta mark set 0x${TPROXY_MARK.toString(16)} accept`;
-    const ports = set(spec.tcpPorts);
-    // The server answers from the service port; the lookup finds the relay's socket, if any.
-    divert.push(`tcp sport ${ports} socket transparent 1 ${mark}`);
-    divert.push(`ip daddr ${spec.relayIp} tcp dport ${ports} tproxy to :${spec.gport} ${mark}`);
+  if (spec.tcpPorts.length === 0) return rules;
+  const ports = set(spec.tcpPorts);
+  const mark = `meta mark set 0x${TPROXY_MARK.toString(16)} accept`;
+  // The server answers from the service port; the lookup finds the relay's socket, if any.
+  rules.divert.push(`tcp sport ${ports} socket transparent 1 ${mark}`);
+  rules.divert.push(`ip daddr ${spec.relayIp} tcp dport ${ports} tproxy to :${spec.gport} ${mark}`);
+  if (!spec.tcpConntrack) {
+    // T1 client -> relay:port; T4 server -> client:y, to the relay's socket.
+    rules.untrack_pre.push(`ip daddr ${spec.relayIp} tcp dport ${ports} notrack`);
+    rules.untrack_pre.push(`tcp sport ${ports} socket transparent 1 notrack`);
+    // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
+    rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
+    rules.untrack_out.push(`tcp dport ${ports} socket transparent 1 notrack`);
   }
-  return { pre, divert };
+  return rules;
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */
 export function renderNatTable(spec: SteeringSpec): string {
-  const { pre, divert } = renderNatRules(spec);
-  return [
-    `table ip ${NFT_TABLE} {`,
-    "  chain pre {",
-    "    type nat hook prerouting priority dstnat; policy accept;",
-    ...pre.map((r) => `    ${r}`),
-    "  }",
-    "  chain divert {",
-    "    type filter hook prerouting priority mangle; policy accept;",
-    ...divert.map((r) => `    ${r}`),
-    "  }",
-    "}",
-    "",
-  ].join("\n");
+  const rules = renderNatRules(spec);
+  const lines = [`table ip ${NFT_TABLE} {`];
+  for (const [chain, hook] of chainsOf(spec)) {
+    lines.push(`  chain ${chain} {`, `    ${hook}; policy accept;`);
+    lines.push(...rules[chain].map((r) => `    ${r}`), "  }");
+  }
+  lines.push("}", "");
+  return lines.join("\n");
 }
 
 /** An `nft -f` script replacing the chains' rules in one transaction. */
 export function renderNatUpdate(spec: SteeringSpec): string {
-  const { pre, divert } = renderNatRules(spec);
-  return [
-    `flush chain ip ${NFT_TABLE} pre`,
-    `flush chain ip ${NFT_TABLE} divert`,
-    ...pre.map((r) => `add rule ip ${NFT_TABLE} pre ${r}`),
-    ...divert.map((r) => `add rule ip ${NFT_TABLE} divert ${r}`),
-    "",
-  ].join("\n");
+  const rules = renderNatRules(spec);
+  const chains = chainsOf(spec);
+  const lines = chains.map(([chain]) => `flush chain ip ${NFT_TABLE} ${chain}`);
+  for (const [chain] of chains) {
+    lines.push(...rules[chain].map((r) => `add rule ip ${NFT_TABLE} ${chain} ${r}`));
+  }
+  lines.push("");
+  return lines.join("\n");
 }

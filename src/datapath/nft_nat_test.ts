@@ -11,7 +11,31 @@ Deno.test("renderNatRules() DNATs UDP services and diverts TCP ones by TPROXY, m
       "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
     ],
+    untrack_pre: [],
+    untrack_out: [],
   });
+});
+
+Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from conntrack, in raw chains", () => {
+  const untracked = { ...spec, tcpConntrack: false };
+  const rules = renderNatRules(untracked);
+  assertEquals([rules.untrack_pre, rules.untrack_out], [
+    [
+      "ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack",
+      "tcp sport { 80, 8080 } socket transparent 1 notrack",
+    ],
+    [
+      "ip saddr 198.51.100.1 tcp sport { 80, 8080 } notrack",
+      "tcp dport { 80, 8080 } socket transparent 1 notrack",
+    ],
+  ]);
+  const table = renderNatTable(untracked);
+  assert(table.includes("chain untrack_pre {\n    type filter hook prerouting priority raw;"));
+  assert(table.includes("chain untrack_out {\n    type filter hook output priority raw;"));
+  assert(renderNatUpdate(untracked).includes("flush chain ip krelay untrack_out\n"));
+  // With tracking, the table has no such chains: no hook for every packet to pass through.
+  assert(!renderNatTable(spec).includes("untrack"));
+  assert(!renderNatUpdate(spec).includes("untrack"));
 });
 
 Deno.test("renderNatRules() leaves out what no service needs", () => {
