@@ -124,6 +124,28 @@ modeTest(
 );
 
 modeTest(
+  "a client connecting to the gateway port itself is reset, and nothing reaches the server",
+  NEEDS,
+  async (lab, mode) => {
+    const { srv1 } = await startServers(lab);
+    // Something on the server at the gateway port's number, which a relayed flow would reach.
+    const decoy = lab.spawn("server", "decoy", ["python3", "-m", "http.server", "16000"]);
+    await lab.waitForListen("server", "tcp", 16000, { timeoutMs: 20_000 });
+    const krelay = await startKrelay(lab, modeFlags(mode));
+    const direct = await curl(lab, [`http://${R}:16000/`], 5_000);
+    assert(!direct.success, `curl to the gateway port should fail: ${direct.stdout}`);
+    assert(/reset|Empty reply/i.test(direct.stderr), direct.stderr);
+    // The relay still relays, and its counters name the refused connection.
+    assertEquals((await curl(lab, [`http://${R}/`])).stdout, srv1.web.indexText);
+    assertEquals(await krelay.stop(), 0);
+    const tcp = (await krelay.finalRecord()).properties!.tcp as { total: number; failed: number };
+    assertEquals([tcp.total, tcp.failed], [2, 1]);
+    await decoy.stop();
+    assert(!(await decoy.readLog()).includes("GET /"), await decoy.readLog());
+  },
+);
+
+modeTest(
   "with the server down, refusing or silent, the client gets an error promptly",
   NEEDS,
   async (lab, mode) => {

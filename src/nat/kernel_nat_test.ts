@@ -64,11 +64,23 @@ Deno.test("kernel_nat: a diverted connection without a queued SYN gets its flow 
 });
 
 Deno.test("kernel_nat: a diverted connection on a client port busy with another service has no flow", () => {
-  const { engine } = engineFixture({ kernelNat: true });
+  const { engine } = engineFixture({ kernelNat: true, tcpPorts: [80, 443] });
   const first = engine.tcp.divertedFlow(C, 40000, R, 80, 0)!;
   engine.tcp.bindUpstream(first, 5000);
   assertEquals(engine.tcp.divertedFlow(C, 40000, R, 443, 0), undefined);
   // Once the first connection is closed, the port is the client's to reuse.
   engine.tcp.closed(first, 0);
   assertEquals(engine.tcp.divertedFlow(C, 40000, R, 443, 0)?.servicePort, 443);
+});
+
+Deno.test("kernel_nat: a connection to the gateway port itself, or to a removed service, has no flow", () => {
+  const { engine, settings, table } = engineFixture({ kernelNat: true, tcpPorts: [80, 8080] });
+  // Not diverted: the listener's own port is where the client went.
+  assertEquals(engine.tcp.divertedFlow(C, 40000, R, settings.gport, 0), undefined);
+  const live = engine.tcp.divertedFlow(C, 40001, R, 8080, 0);
+  assertEquals(live?.servicePort, 8080);
+  settings.tcpPorts = new Set([80]);
+  // The steering still diverts 8080 while a flow of it lives; new connections are refused.
+  assertEquals(engine.tcp.divertedFlow(C, 40002, R, 8080, 0), undefined);
+  assertEquals(table.stats().entries, 1);
 });

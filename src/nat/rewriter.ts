@@ -41,12 +41,10 @@ export interface RewriterSettings extends UdpNatSettings, TcpNatSettings {
   relayIp: number;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;
-  /** TCP service ports relayed through the gateway port. */
-  tcpPorts: ReadonlySet<number>;
   /**
-   * The kernel's NAT (conntrack) rewrites: krelay sees only each flow's first packets, records
-   * the flow and leaves the packet unchanged (or marks the relay's SYN with the client's
-   * address), and conntrack rewrites every packet of it. False: krelay rewrites every packet.
+   * The kernel does the rewriting: krelay sees only each UDP flow's first packet, records the
+   * flow and leaves the packet unchanged, and conntrack rewrites every packet of it; TCP goes by
+   * TPROXY, unrewritten. False: krelay rewrites every packet.
    */
   kernelNat: boolean;
 }

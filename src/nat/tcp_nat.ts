@@ -25,6 +25,8 @@ import type { PortPool } from "./port_pool.ts";
 export interface TcpNatSettings {
   realIp: number;
   gport: number;
+  /** TCP service ports relayed through the gateway port: new flows are for these only. */
+  tcpPorts: ReadonlySet<number>;
   /** How long a flow waits for the relay to accept it. */
   tcpSynTimeoutMs: number;
   /** Idle time after which an established flow's entry expires (the relay closes it first). */
@@ -176,8 +178,9 @@ export class TcpNat {
   /**
    * kernel_nat: for a connection the relay accepted after the kernel's TPROXY diverted it from
    * relay:servicePort (its local address), its flow: the one a queued SYN created (rules of an
-   * older run), or a new one. Undefined when the client port is busy on another service or the
-   * table is full.
+   * older run), or a new one. Undefined when servicePort is not a configured service (someone
+   * connected to the gateway port itself, or a service since removed), when the client port is
+   * busy on another service, or when the table is full.
    */
   divertedFlow(
     client: number,
@@ -188,6 +191,7 @@ export class TcpNat {
   ): NatEntry | undefined {
     const entry = this.table.get(clientKey(client, clientPort, relay));
     if (entry?.state === TcpState.Syn && entry.servicePort === servicePort) return entry;
+    if (!this.settings().tcpPorts.has(servicePort)) return undefined;
     const opened = this.#open(entry, client, clientPort, relay, servicePort);
     if (typeof opened === "string" || opened.state !== TcpState.Syn) return undefined;
     opened.lastSeen = now;
