@@ -51,8 +51,9 @@ function vmRun(): Promise<Run> {
 }
 
 function describe(r: VmResult): string {
-  const tail = r.output.split("\n").slice(-30).join("\n");
-  return `${r.failure ?? `exit ${r.code}`}\n--- guest output (tail):\n${tail}`;
+  const tail = (text: string) => text.split("\n").slice(-30).join("\n");
+  return `${r.failure ?? `exit ${r.code}`} after ${Math.round(r.durationMs / 1000)} s\n` +
+    `--- guest output (tail):\n${tail(r.output)}\n--- serial console (tail):\n${tail(r.serial)}`;
 }
 
 /** A test that passes when every named guest check printed "ok". */
