@@ -236,13 +236,16 @@ modeTest(
   },
 );
 
-modeTest(
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+labTest(
   "with the relay's port pool exhausted, the client is closed at once and the log says why",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("small.bin", 4096);
-    const krelay = await startKrelay(lab, modeFlags(mode, "--relay-ports", "20000-20001"));
+    const queue = NAT_MODES.find((m) => !m.kernelNat)!;
+    const krelay = await startKrelay(lab, modeFlags(queue, "--relay-ports", "20000-20001"));
     const out = await fixture(lab, "client", "tcp_clients.ts", [
       "concurrent",
       R,
@@ -251,11 +254,50 @@ modeTest(
       file.urlPath,
     ]);
     // Two connections hold the pool's two ports; the third is closed without a byte.
-    const empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    assertEquals(out.digests, { [file.sha256]: 2, [empty]: 1 });
+    assertEquals(out.digests, { [file.sha256]: 2, [EMPTY_SHA256]: 1 });
     await krelay.stop();
     const records = await krelay.records();
     assert(records.some((r) => r.message.includes("relay port pool exhausted (2 ports)")));
+  },
+);
+
+labTest(
+  "kernel_nat: the kernel picks the relay's ports; with none left the client is closed and the log says why",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("small.bin", 4096);
+    const kernelNat = NAT_MODES.find((m) => m.kernelNat)!;
+    // Two ports in the relay's namespace (the lab's own), and relay_ports that do not matter.
+    await lab.exec("relay", ["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40001"], {
+      check: true,
+    });
+    const krelay = await startKrelay(lab, modeFlags(kernelNat, "--relay-ports", "20000-20001"));
+    const out = await fixture(lab, "client", "tcp_clients.ts", [
+      "concurrent",
+      R,
+      "80",
+      "4",
+      file.urlPath,
+    ]);
+    // Two connections hold the kernel's two ports toward the server; the others are closed.
+    assertEquals(out.digests, { [file.sha256]: 2, [EMPTY_SHA256]: 2 });
+    // Each came from the client's address, on one of those ports.
+    const hits = (await srv1.web.accessLog()).filter((e) => e.request.includes(file.urlPath));
+    assertEquals(hits.length, 2);
+    for (const hit of hits) {
+      assertEquals(hit.remoteAddr, LAB_ADDR.client);
+      assert([40000, 40001].includes(hit.remotePort), `server saw port ${hit.remotePort}`);
+    }
+    await krelay.stop();
+    const records = await krelay.records();
+    assert(
+      records.some((r) =>
+        r.message.includes("no local port left toward") &&
+        r.message.includes(`${LAB_ADDR.server}:80`)
+      ),
+      records.map((r) => r.message).join("\n"),
+    );
   },
 );
 

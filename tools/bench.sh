@@ -13,7 +13,7 @@ deno="$here/node_modules/deno/deno"
 [ -x "$deno" ] || bash "$here/tools/install-deps.sh"
 
 echo "== packet path (no kernel)"
-"$deno" bench --allow-all --no-prompt "$here/src/"
+"$deno" bench --allow-all --no-prompt "$here/src/" "$here/ffi/"
 
 harness="${BENCH_HARNESS:-$here/../shared/bench}"
 if [ "$(id -u)" != 0 ]; then

@@ -47,7 +47,8 @@ export const configSchema = z.object({
   udp_ports: portList.default([53]).describe("UDP service ports relayed by NAT"),
   tcp_ports: portList.default([80]).describe("TCP service ports relayed through gport"),
   relay_ports: portRange.default("20000-29999").describe(
-    "the relay's own ports toward the real server (keep outside ip_local_port_range)",
+    "the relay's own ports toward the real server in NFQUEUE mode (keep outside " +
+      "ip_local_port_range; with kernel_nat the kernel picks them)",
   ),
   tcp_connect_timeout: seconds.default(5).describe(
     "seconds to wait for the real server to accept a connection",

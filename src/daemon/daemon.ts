@@ -35,6 +35,7 @@ import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 import {
   type ConfigChange,
+  divertedView,
   type NatEntryView,
   natEntryView,
   type RelayState,
@@ -309,10 +310,13 @@ export class Daemon {
     };
   }
 
-  /** The NAT table's entries. */
+  /** The NAT table's entries, and the diverted TCP connections (kernel_nat), which have none. */
   nat(): NatEntryView[] {
     const now = this.deps.now();
-    return [...this.table.entries()].map((e) => natEntryView(e, now));
+    return [
+      ...[...this.table.entries()].map((e) => natEntryView(e, now)),
+      ...this.relay.diverted().map((c) => divertedView(c, now)),
+    ];
   }
 
   /** Stops relaying, ends the loop (queued packets get their verdicts) and releases the queue. */
@@ -394,6 +398,7 @@ export class Daemon {
         if (e.gatewayPort !== 0) gports.add(e.gatewayPort);
       }
     }
+    for (const port of this.relay.divertedPorts()) tcp.add(port);
     return steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
   }
 
@@ -419,7 +424,8 @@ export class Daemon {
 function warnEphemeralOverlap(config: Config): void {
   const ephemeral = kernelEphemeralRange();
   const shared = ephemeral && overlap(parsePortRange(config.relay_ports), ephemeral);
-  if (!shared || config.tcp_ports.length === 0) return;
+  // With kernel_nat the kernel picks the relay's TCP ports itself; the pool is not used.
+  if (!shared || config.tcp_ports.length === 0 || config.kernel_nat) return;
   log.warning(
     "relay_ports {pool} overlaps the kernel's ephemeral ports {kernel} at {low}-{high}: " +
       "other sockets may take the relay's ports; choose a range outside ip_local_port_range",

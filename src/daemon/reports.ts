@@ -10,7 +10,7 @@ import type { DatapathStats } from "../datapath/datapath.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
-import type { TcpRelayStats } from "../relay/tcp_relay.ts";
+import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
 
 /** Whether krelay is relaying. */
 export type RelayState = "started" | "stopped";
@@ -58,6 +58,25 @@ export interface ConfigChange {
   key: string;
   from: unknown;
   to: unknown;
+}
+
+/** A diverted TCP connection (kernel_nat; no NAT entry) as a view, like {@link natEntryView}. */
+export function divertedView(c: DivertedConnection, now: number): NatEntryView {
+  return {
+    protocol: "tcp",
+    client: formatEndpoint(c.client, c.clientPort),
+    relay: formatEndpoint(c.relay, c.servicePort),
+    relayPort: c.relayPort,
+    server: formatEndpoint(c.server, c.serverPort),
+    ageSeconds: Math.max(0, (now - c.created) / 1000),
+    idleSeconds: Math.max(0, (now - c.lastSeen) / 1000),
+    state: c.state,
+    // Segments are the kernel's business here; bytes are the relay's.
+    packetsToServer: 0,
+    bytesToServer: c.bytesToServer,
+    packetsToClient: 0,
+    bytesToClient: c.bytesToClient,
+  };
 }
 
 /** A NAT entry as a view, with ages from the clock value `now` (ms). */

@@ -127,7 +127,7 @@ export class NfqueueDatapath implements Datapath {
   readonly #fd: number;
   readonly #buf: Uint8Array;
   readonly #view: DataView;
-  readonly #addr: number;
+  readonly #addr: bigint;
   readonly #minRoom: number;
   readonly #maxBatch: number;
   readonly #pollfd = new Uint8Array(8);
@@ -153,7 +153,7 @@ export class NfqueueDatapath implements Datapath {
     this.#buf = new Uint8Array(Math.max(opts.bufferSize, 2 * this.#minRoom));
     this.#view = new DataView(this.#buf.buffer);
     // recv() takes a raw address: the buffer is never resized, so its address is stable.
-    this.#addr = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#buf)));
+    this.#addr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#buf)));
     const pv = new DataView(this.#pollfd.buffer);
     pv.setInt32(0, fd, true);
     pv.setInt16(4, POLLIN, true);
@@ -256,7 +256,7 @@ export class NfqueueDatapath implements Datapath {
     for (let round = 0; round < 1000 && results.size < 2; round++) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      if (await libc().poll(this.#pollfd, 1, left) <= 0) continue;
+      if (await libc().poll(this.#pollfd, 1n, left) <= 0) continue;
       this.#drainDuringOpen(seq, results);
     }
     const bindErr = results.get(seq);
@@ -286,7 +286,7 @@ export class NfqueueDatapath implements Datapath {
     const c = libc();
     const msg = this.#msg;
     for (let i = 0; i < 64; i++) {
-      const n = c.recv(this.#fd, this.#addr, this.#buf.length, MSG_DONTWAIT);
+      const n = c.recv(this.#fd, this.#addr, BigInt(this.#buf.length), MSG_DONTWAIT);
       if (n < 0) {
         const e = errno();
         if (e === Errno.ENOBUFS) {
@@ -334,7 +334,7 @@ export class NfqueueDatapath implements Datapath {
     this.#polling = true;
     let ready: number;
     try {
-      ready = await libc().poll(this.#pollfd, 1, timeout);
+      ready = await libc().poll(this.#pollfd, 1n, timeout);
     } finally {
       this.#polling = false;
     }
@@ -357,7 +357,7 @@ export class NfqueueDatapath implements Datapath {
     for (let i = 0; i < this.#maxBatch + 64; i++) {
       const room = buf.length - off;
       if (packets.length >= this.#maxBatch || room < this.#minRoom) break;
-      const n = c.recv(this.#fd, this.#addr + off, room, MSG_DONTWAIT | MSG_TRUNC);
+      const n = c.recv(this.#fd, this.#addr + BigInt(off), BigInt(room), MSG_DONTWAIT | MSG_TRUNC);
       if (n < 0) {
         const e = errno();
         if (e === Errno.EAGAIN) break;
@@ -421,7 +421,7 @@ export class NfqueueDatapath implements Datapath {
   #flush(): void {
     const batch = this.#batch;
     if (batch.count === 0) return;
-    if (libc().send(this.#fd, batch.buffer, batch.length, 0) < 0) {
+    if (libc().send(this.#fd, batch.buffer, BigInt(batch.length), 0) < 0) {
       this.#stats.errors++;
     } else {
       this.#stats.verdicts += batch.count;

@@ -42,45 +42,23 @@ Deno.test("kernel_nat: a packet queued at POSTROUTING (rules of an older run) is
   assertEquals(engine.counters.passedNoFlow, 1);
 });
 
-Deno.test("kernel_nat: a diverted connection without a queued SYN gets its flow at accept", () => {
-  const { engine, table } = engineFixture({ kernelNat: true });
-  const entry = engine.tcp.divertedFlow(C, 40000, R, 80, 0);
-  assertEquals([entry?.client, entry?.clientPort, entry?.server, entry?.serverPort], [
-    C,
-    40000,
-    S,
-    80,
-  ]);
-  assertEquals(entry?.state, "syn");
-  // A queued SYN's flow is the one found, not a second one.
-  engine.process(
-    Hook.PreRouting,
-    buildTcpPacket({ src: C, dst: R, srcPort: 40001, dstPort: 80, flags: TcpFlag.SYN }),
-    false,
-  );
-  const queued = engine.tcp.acceptedFlow(C, 40001, R);
-  assertEquals(engine.tcp.divertedFlow(C, 40001, R, 80, 0), queued);
-  assertEquals(table.stats().entries, 2);
+Deno.test("kernel_nat: a diverted connection goes to the real server on its service port, with no entry", () => {
+  const { engine, table } = engineFixture({ kernelNat: true, tcpPorts: [80, 443] });
+  assertEquals(engine.tcp.divertedTarget(80), { server: S, serverPort: 80 });
+  assertEquals(engine.tcp.divertedTarget(443), { server: S, serverPort: 443 });
+  // The kernel rewrites nothing for it: the table has nothing to translate.
+  assertEquals(table.stats().entries, 0);
 });
 
-Deno.test("kernel_nat: a diverted connection on a client port busy with another service has no flow", () => {
-  const { engine } = engineFixture({ kernelNat: true, tcpPorts: [80, 443] });
-  const first = engine.tcp.divertedFlow(C, 40000, R, 80, 0)!;
-  engine.tcp.bindUpstream(first, 5000);
-  assertEquals(engine.tcp.divertedFlow(C, 40000, R, 443, 0), undefined);
-  // Once the first connection is closed, the port is the client's to reuse.
-  engine.tcp.closed(first, 0);
-  assertEquals(engine.tcp.divertedFlow(C, 40000, R, 443, 0)?.servicePort, 443);
-});
-
-Deno.test("kernel_nat: a connection to the gateway port itself, or to a removed service, has no flow", () => {
-  const { engine, settings, table } = engineFixture({ kernelNat: true, tcpPorts: [80, 8080] });
+Deno.test("kernel_nat: a connection to the gateway port itself, or to a removed service, has no target", () => {
+  const { engine, settings } = engineFixture({ kernelNat: true, tcpPorts: [80, 8080] });
   // Not diverted: the listener's own port is where the client went.
-  assertEquals(engine.tcp.divertedFlow(C, 40000, R, settings.gport, 0), undefined);
-  const live = engine.tcp.divertedFlow(C, 40001, R, 8080, 0);
-  assertEquals(live?.servicePort, 8080);
+  assertEquals(engine.tcp.divertedTarget(settings.gport), undefined);
+  assertEquals(engine.tcp.divertedTarget(8080)?.serverPort, 8080);
+  // The steering still diverts 8080 while connections of it live; new ones are refused.
   settings.tcpPorts = new Set([80]);
-  // The steering still diverts 8080 while a flow of it lives; new connections are refused.
-  assertEquals(engine.tcp.divertedFlow(C, 40002, R, 8080, 0), undefined);
-  assertEquals(table.stats().entries, 1);
+  assertEquals(engine.tcp.divertedTarget(8080), undefined);
+  // A live real_ip change moves new connections.
+  settings.realIp = C;
+  assertEquals(engine.tcp.divertedTarget(80)?.server, C);
 });

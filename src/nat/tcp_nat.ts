@@ -14,6 +14,9 @@
  * connections are never confused. When the relay has closed both sides, the flow lingers for
  * a moment so that the last FIN and ACK segments, still in flight, are translated too.
  *
+ * With kernel_nat none of this is used for TCP: the kernel's TPROXY hands the connection over
+ * unchanged and the relay connects from the client's address ({@link TcpNat.divertedTarget}).
+ *
  * @module
  */
 
@@ -176,26 +179,15 @@ export class TcpNat {
   }
 
   /**
-   * kernel_nat: for a connection the relay accepted after the kernel's TPROXY diverted it from
-   * relay:servicePort (its local address), its flow: the one a queued SYN created (rules of an
-   * older run), or a new one. Undefined when servicePort is not a configured service (someone
-   * connected to the gateway port itself, or a service since removed), when the client port is
-   * busy on another service, or when the table is full.
+   * kernel_nat: where a connection goes that the kernel's TPROXY diverted to the relay from
+   * relay:servicePort (its local address): the real server, on the same port. Undefined when
+   * servicePort is not a configured service (someone connected to the gateway port itself, or
+   * to a service since removed). No entry is made: the kernel rewrites nothing for these
+   * connections, so the table has nothing to translate, and the relay lists them itself.
    */
-  divertedFlow(
-    client: number,
-    clientPort: number,
-    relay: number,
-    servicePort: number,
-    now: number,
-  ): NatEntry | undefined {
-    const entry = this.table.get(clientKey(client, clientPort, relay));
-    if (entry?.state === TcpState.Syn && entry.servicePort === servicePort) return entry;
-    if (!this.settings().tcpPorts.has(servicePort)) return undefined;
-    const opened = this.#open(entry, client, clientPort, relay, servicePort);
-    if (typeof opened === "string" || opened.state !== TcpState.Syn) return undefined;
-    opened.lastSeen = now;
-    return opened;
+  divertedTarget(servicePort: number): { server: number; serverPort: number } | undefined {
+    const s = this.settings();
+    return s.tcpPorts.has(servicePort) ? { server: s.realIp, serverPort: servicePort } : undefined;
   }
 
   /**

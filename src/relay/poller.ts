@@ -75,7 +75,7 @@ export class Poller {
       libc().close(this.#ep);
       throw new Error(`eventfd: ${errnoText(e)}`);
     }
-    this.watch(this.#wake, Ready.In, () => libc().read(this.#wake, this.#counter, 8));
+    this.watch(this.#wake, Ready.In, () => libc().read(this.#wake, this.#counter, 8n));
     this.#done = this.#run();
   }
 
@@ -134,7 +134,7 @@ export class Poller {
   }
 
   #wakeUp(): void {
-    libc().write(this.#wake, ONE, 8);
+    libc().write(this.#wake, ONE, 8n);
   }
 
   async #run(): Promise<void> {

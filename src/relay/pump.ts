@@ -174,6 +174,11 @@ export class Pump {
     return { toServer: this.#up.moved, toClient: this.#down.moved };
   }
 
+  /** When a byte was last seen moving (`performance.now()`, as of the last idle check). */
+  get lastMove(): number {
+    return this.#lastMoveSeen;
+  }
+
   /** Whether the pump has ended (and its sockets are closed). */
   get ended(): boolean {
     return this.#ended;
@@ -258,7 +263,7 @@ export class Pump {
     for (let i = 0; i < SPINS; i++) {
       // What was read goes out first.
       if (d.stash !== undefined) {
-        const n = libc().send(d.to, d.stash, d.stash.length, SEND_FLAGS);
+        const n = libc().send(d.to, d.stash, BigInt(d.stash.length), SEND_FLAGS);
         if (n < 0) {
           const e = errno();
           return e === Errno.EAGAIN ? WAIT : this.#fail(d.toSide, e);
@@ -272,7 +277,7 @@ export class Pump {
         continue;
       }
       if (d.pending > 0) {
-        const n = libc().splice(d.pipe!.r, null, d.to, null, d.pending, SPLICE_FLAGS);
+        const n = libc().splice(d.pipe!.r, null, d.to, null, BigInt(d.pending), SPLICE_FLAGS);
         if (n < 0) {
           const e = errno();
           return e === Errno.EAGAIN ? WAIT : this.#fail(d.toSide, e);
@@ -292,13 +297,13 @@ export class Pump {
   /** Reads into the shared buffer and sends at once; what the other socket refuses is kept. */
   #copy(d: Direction): number {
     const scratch = this.shared.scratch;
-    const n = libc().read(d.from, scratch, scratch.length);
+    const n = libc().read(d.from, scratch, BigInt(scratch.length));
     if (n > 0) {
       // Short with the peer's FIN in: the socket holds nothing more but the EOF.
       const last = n < scratch.length && d.peerClosed;
       if (n === scratch.length) d.bulk = true;
       else if (!d.peerClosed) d.readable = false;
-      const sent = libc().send(d.to, scratch, n, last ? SEND_LAST_FLAGS : SEND_FLAGS);
+      const sent = libc().send(d.to, scratch, BigInt(n), last ? SEND_LAST_FLAGS : SEND_FLAGS);
       if (sent < 0) {
         const e = errno();
         if (e !== Errno.EAGAIN) return this.#fail(d.toSide, e);
@@ -326,7 +331,14 @@ export class Pump {
         return FAILED;
       }
     }
-    const n = libc().splice(d.from, null, d.pipe.w, null, this.shared.pipes.size, SPLICE_FLAGS);
+    const n = libc().splice(
+      d.from,
+      null,
+      d.pipe.w,
+      null,
+      BigInt(this.shared.pipes.size),
+      SPLICE_FLAGS,
+    );
     if (n > 0) {
       d.pending = n;
       return MORE;

@@ -309,7 +309,7 @@ Deno.test("pump: the last bytes and the FIN reach the client in one segment, as 
     let got = 0;
     await until(
       () => {
-        const n = libc().read(client, buf, buf.length);
+        const n = libc().read(client, buf, BigInt(buf.length));
         if (n > 0) got += n;
         return n === 0;
       },

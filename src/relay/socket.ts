@@ -23,6 +23,7 @@ const SO_ERROR = 4;
 const SO_LINGER = 13;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
+const IP_BIND_ADDRESS_NO_PORT = 24;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const SHUT_WR = 1;
@@ -89,6 +90,17 @@ export function setNoDelay(fd: number): void {
  */
 export function setTransparent(fd: number): void {
   check("setsockopt IP_TRANSPARENT", libc().setsockopt(fd, SOL_IP, IP_TRANSPARENT, one, 4));
+}
+
+/**
+ * A bind to port 0 leaves the port to connect(), which picks one that makes the connection's
+ * four-tuple unique: a port can serve many servers, and one in TIME_WAIT is never chosen.
+ */
+export function setBindAddressNoPort(fd: number): void {
+  check(
+    "setsockopt IP_BIND_ADDRESS_NO_PORT",
+    libc().setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, one, 4),
+  );
 }
 
 /** Binds to address:port; returns 0, or EADDRINUSE for the caller to try another port. */

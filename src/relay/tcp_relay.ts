@@ -5,7 +5,9 @@
  * answers find their way back), then pumps bytes both ways until both sides are done.
  *
  * Transparent (kernel_nat), the kernel's TPROXY delivers the client's connection unchanged and
- * the relay connects from the client's own address: the kernel rewrites nothing.
+ * the relay connects from the client's own address, on a port the kernel picks: the kernel
+ * rewrites nothing, and no NAT entry is made; the relay lists these connections itself
+ * ({@link TcpRelay.diverted}).
  *
  * @example
  * ```ts ignore
@@ -18,7 +20,7 @@
  */
 
 import type { NatEntry } from "../nat/nat_table.ts";
-import type { TcpNat } from "../nat/tcp_nat.ts";
+import { type TcpNat, TcpState } from "../nat/tcp_nat.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import { libc } from "../../ffi/libc.ts";
 import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
@@ -32,6 +34,7 @@ import {
   listenOn,
   localEndpoint,
   resetFd,
+  setBindAddressNoPort,
   setNoDelay,
   setReuseAddress,
   setTransparent,
@@ -91,16 +94,49 @@ const COPY_SIZE = 64 * 1024;
 // How long a client being closed gets to close its side before its socket is closed anyway.
 const CLOSE_GRACE_MS = 2_000;
 
+/** Who a relayed connection is from, where the client meant to go, and where it is relayed. */
+export interface RelayedFlow {
+  client: number;
+  clientPort: number;
+  /** The relay's address the client connected to, and the service port it asked. */
+  relay: number;
+  servicePort: number;
+  server: number;
+  serverPort: number;
+}
+
+/** A diverted (kernel_nat) connection as listed: it has no NAT entry. */
+export interface DivertedConnection extends RelayedFlow {
+  /** The relay's port toward the server (the kernel's pick), 0 before the connect started. */
+  relayPort: number;
+  state: "connecting" | "established";
+  /** Clock values (`now`) of the accept and of the last byte relayed. */
+  created: number;
+  lastSeen: number;
+  bytesToServer: number;
+  bytesToClient: number;
+}
+
 /** One relayed connection, as long as it is open. */
 class Relayed {
-  constructor(readonly id: number, readonly entry: NatEntry) {}
+  /** The socket toward the server, once made. */
+  upstream = -1;
+  established = false;
+
+  constructor(
+    readonly id: number,
+    readonly flow: RelayedFlow,
+    /** Its NAT entry (queue mode); none when diverted. */
+    readonly entry: NatEntry | undefined,
+    readonly created: number,
+  ) {}
 
   get who(): string {
-    return formatEndpoint(this.entry.client, this.entry.clientPort);
+    return formatEndpoint(this.flow.client, this.flow.clientPort);
   }
 
   get target(): string {
-    return formatEndpoint(this.entry.server, this.entry.serverPort);
+    return formatEndpoint(this.flow.server, this.flow.serverPort);
   }
 }
 
@@ -163,7 +199,9 @@ export class TcpRelay {
     return new Connections(shared, {
       connected: (id: number) => {
         const c = this.#connections.get(id);
-        if (c !== undefined) this.options.nat.established(c.entry);
+        if (c === undefined) return;
+        c.established = true;
+        if (c.entry !== undefined) this.options.nat.established(c.entry);
       },
       ended: (id: number, end: ConnectionEnd) => this.#ended(id, end),
     });
@@ -216,9 +254,32 @@ export class TcpRelay {
     }
   }
 
-  /** The NAT flows of the connections being relayed now. */
-  flows(): NatEntry[] {
-    return [...this.#connections.values()].map((c) => c.entry);
+  /** The service ports of the diverted connections being relayed now. */
+  divertedPorts(): Set<number> {
+    const ports = new Set<number>();
+    for (const c of this.#connections.values()) {
+      if (c.entry === undefined) ports.add(c.flow.servicePort);
+    }
+    return ports;
+  }
+
+  /** The diverted (kernel_nat) connections being relayed now, which have no NAT entry. */
+  diverted(): DivertedConnection[] {
+    const list: DivertedConnection[] = [];
+    for (const c of this.#connections.values()) {
+      if (c.entry !== undefined) continue;
+      const activity = this.#host?.activity(c.id);
+      list.push({
+        ...c.flow,
+        relayPort: c.upstream >= 0 ? localEndpoint(c.upstream).port : 0,
+        state: c.established ? TcpState.Established : TcpState.Connecting,
+        created: c.created,
+        lastSeen: activity?.lastMove ?? c.created,
+        bytesToServer: activity?.toServer ?? 0,
+        bytesToClient: activity?.toClient ?? 0,
+      });
+    }
+    return list;
   }
 
   #acceptSome(listener: number): void {
@@ -265,31 +326,45 @@ export class TcpRelay {
 
   #accept(fd: number, client: number, clientPort: number): void {
     this.#stats.total++;
-    let entry: NatEntry | undefined;
+    let c: Relayed | undefined;
     try {
-      const local = localEndpoint(fd);
-      entry = this.options.transparent
-        ? this.options.nat.divertedFlow(
-          client,
-          clientPort,
-          local.address,
-          local.port,
-          this.options.now(),
-        )
-        : this.options.nat.acceptedFlow(client, clientPort, local.address);
+      c = this.options.transparent
+        ? this.#diverted(fd, client, clientPort)
+        : this.#natted(fd, client, clientPort);
     } catch {
-      entry = undefined;
+      c = undefined;
     }
-    if (entry === undefined) {
+    if (c === undefined) {
       // Someone connected to the gateway port directly, or the flow expired before accept.
       log.debug("no NAT flow for {who}: reset", { who: formatEndpoint(client, clientPort) });
       this.#stats.failed++;
       resetFd(fd);
       return;
     }
-    const c = new Relayed(this.#nextId++, entry);
     this.#connections.set(c.id, c);
     this.#connect(c, fd);
+  }
+
+  /** A connection TPROXY diverted: its local address is where the client meant to go. */
+  #diverted(fd: number, client: number, clientPort: number): Relayed | undefined {
+    const local = localEndpoint(fd);
+    const target = this.options.nat.divertedTarget(local.port);
+    if (target === undefined) return undefined;
+    const flow = {
+      client,
+      clientPort,
+      relay: local.address,
+      servicePort: local.port,
+      server: target.server,
+      serverPort: target.serverPort,
+    };
+    return new Relayed(this.#nextId++, flow, undefined, this.options.now());
+  }
+
+  /** A connection steered by the NAT: its flow was made by the client's SYN. */
+  #natted(fd: number, client: number, clientPort: number): Relayed | undefined {
+    const entry = this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address);
+    return entry && new Relayed(this.#nextId++, entry, entry, entry.created);
   }
 
   /** Connects to the server from a port y of the pool and hands both sockets to the host. */
@@ -298,12 +373,18 @@ export class TcpRelay {
       this.#fail(c, client, resetFd);
       return;
     }
+    const entry = c.entry;
+    if (entry === undefined) {
+      // Diverted: from the client's address, on a port the kernel picks at connect.
+      this.#connectAndHandOver(c, client, 0);
+      return;
+    }
     // As read at the start of the accept round (#syncTimeouts); a new host has none yet.
     const connectTimeoutMs = this.#timeouts[0] >= 0
       ? this.#timeouts[0]
       : this.options.settings().connectTimeoutMs;
     for (let attempt = 0; attempt <= BIND_RETRIES; attempt++) {
-      const y = this.options.nat.bindUpstream(c.entry, connectTimeoutMs);
+      const y = this.options.nat.bindUpstream(entry, connectTimeoutMs);
       if (y === undefined) {
         log.warning("relay port pool exhausted ({size} ports): closing {who}", {
           size: this.options.nat.pool.size,
@@ -312,28 +393,46 @@ export class TcpRelay {
         this.#fail(c, client, (fd) => this.#closeGracefully(fd));
         return;
       }
-      const outcome = this.#connectFrom(c, y);
-      if (typeof outcome !== "string") {
-        this.#host.add(c.id, client, outcome.fd, outcome.connecting);
-        return;
-      }
-      if (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL") {
-        log.info("cannot reach {target} for {who}: {why}", {
-          target: c.target,
-          who: c.who,
-          why: outcome,
-        });
-        this.#fail(c, client, resetFd);
-        return;
-      }
+      const outcome = this.#connectAndHandOver(c, client, y);
+      if (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL") return;
     }
     this.#fail(c, client, resetFd);
   }
 
   /**
+   * Connects from port y (0: the kernel's pick) and hands both sockets to the host; a failure
+   * other than a port in use fails the connection. Returns the errno name of the failure, ""
+   * when handed over.
+   */
+  #connectAndHandOver(c: Relayed, client: number, y: number): string {
+    const outcome = this.#connectFrom(c, y);
+    if (typeof outcome !== "string") {
+      c.upstream = outcome.fd;
+      this.#host!.add(c.id, client, outcome.fd, outcome.connecting);
+      return "";
+    }
+    if (y === 0 && outcome === "EADDRNOTAVAIL") {
+      // Every port of ip_local_port_range is in a connection from this client to this server.
+      log.warning("no local port left toward {target} for {who} (ip_local_port_range): closing", {
+        target: c.target,
+        who: c.who,
+      });
+      this.#fail(c, client, (fd) => this.#closeGracefully(fd));
+    } else if (y === 0 || (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL")) {
+      log.info("cannot reach {target} for {who}: {why}", {
+        target: c.target,
+        who: c.who,
+        why: outcome,
+      });
+      this.#fail(c, client, resetFd);
+    }
+    return outcome;
+  }
+
+  /**
    * Starts connecting to the flow's server from local port y (of the client's address when
-   * transparent): the socket and whether the connect is still in progress, else the errno name
-   * of the failure.
+   * transparent; 0: the kernel picks one at connect): the socket and whether the connect is
+   * still in progress, else the errno name of the failure.
    */
   #connectFrom(c: Relayed, y: number): { fd: number; connecting: boolean } | string {
     let fd: number;
@@ -343,12 +442,13 @@ export class TcpRelay {
       return e instanceof SocketError ? e.code : String(e);
     }
     try {
-      setReuseAddress(fd);
+      if (y !== 0) setReuseAddress(fd);
+      else setBindAddressNoPort(fd);
       setNoDelay(fd);
       let from = 0;
       if (this.options.transparent) {
         setTransparent(fd);
-        from = c.entry.client;
+        from = c.flow.client;
       }
       if (bindTo(fd, from, y) !== 0) {
         closeFd(fd);
@@ -358,7 +458,7 @@ export class TcpRelay {
       closeFd(fd);
       return e instanceof SocketError ? e.code : String(e);
     }
-    const started = startConnect(fd, { address: c.entry.server, port: c.entry.serverPort });
+    const started = startConnect(fd, { address: c.flow.server, port: c.flow.serverPort });
     if (started === 0 || started === Errno.EINPROGRESS) {
       return { fd, connecting: started !== 0 };
     }
@@ -400,7 +500,7 @@ export class TcpRelay {
 
   #remove(c: Relayed): void {
     this.#connections.delete(c.id);
-    this.options.nat.closed(c.entry, this.options.now());
+    if (c.entry !== undefined) this.options.nat.closed(c.entry, this.options.now());
   }
 
   /**
@@ -422,7 +522,7 @@ export class TcpRelay {
     const timer = setTimeout(finish, CLOSE_GRACE_MS);
     const drain = () => {
       for (;;) {
-        const n = libc().read(fd, scratch, scratch.length);
+        const n = libc().read(fd, scratch, BigInt(scratch.length));
         if (n > 0) continue;
         if (n === 0 || errno() !== Errno.EAGAIN) finish();
         return;
