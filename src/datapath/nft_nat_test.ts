@@ -11,7 +11,6 @@ Deno.test("renderNatRules() DNATs UDP services and diverts TCP ones by TPROXY, m
       "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
     ],
-    untrack_pre: [],
     untrack_out: [],
   });
 });
@@ -19,10 +18,10 @@ Deno.test("renderNatRules() DNATs UDP services and diverts TCP ones by TPROXY, m
 Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from conntrack, in raw chains", () => {
   const untracked = { ...spec, tcpConntrack: false };
   const rules = renderNatRules(untracked);
-  assertEquals([rules.untrack_pre, rules.untrack_out], [
+  assertEquals([rules.divert, rules.untrack_out], [
     [
-      "ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack",
-      "tcp sport { 80, 8080 } socket transparent 1 notrack",
+      "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 notrack accept",
+      "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 notrack accept",
     ],
     [
       "ip saddr 198.51.100.1 tcp sport { 80, 8080 } notrack",
@@ -30,11 +29,11 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from c
     ],
   ]);
   const table = renderNatTable(untracked);
-  assert(table.includes("chain untrack_pre {\n    type filter hook prerouting priority raw;"));
   assert(table.includes("chain untrack_out {\n    type filter hook output priority raw;"));
   assert(renderNatUpdate(untracked).includes("flush chain ip krelay untrack_out\n"));
   // With tracking, the table has no such chains: no hook for every packet to pass through.
   assert(!renderNatTable(spec).includes("untrack"));
+  assert(!renderNatTable(spec).includes("notrack"));
   assert(!renderNatUpdate(spec).includes("untrack"));
 });
 
@@ -43,10 +42,12 @@ Deno.test("renderNatRules() leaves out what no service needs", () => {
   assertEquals(renderNatRules({ ...spec, udpPorts: [], tcpPorts: [] }).pre, []);
 });
 
-Deno.test("renderNatTable() declares a nat chain and a mangle-priority chain; renderNatUpdate() replaces their rules", () => {
+Deno.test("renderNatTable() declares a nat chain and one raw-priority prerouting chain; renderNatUpdate() replaces their rules", () => {
   const table = renderNatTable(spec);
   assert(table.includes("type nat hook prerouting priority dstnat"));
-  assert(table.includes("type filter hook prerouting priority mangle"));
+  // One prerouting filter chain: one hook per packet, one socket lookup per server answer.
+  assertEquals(table.match(/type filter hook prerouting/g)?.length, 1);
+  assert(table.includes("chain divert {\n    type filter hook prerouting priority raw;"));
   assert(!table.includes("snat"));
   const update = renderNatUpdate({ ...spec, realIp: "203.0.113.20", gport: 16001 });
   assert(update.startsWith("flush chain ip krelay pre\nflush chain ip krelay divert\n"));
