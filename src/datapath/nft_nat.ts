@@ -64,12 +64,15 @@ export function renderNatRules(spec: SteeringSpec): NatRules {
   }
   if (spec.tcpPorts.length === 0) return rules;
   const ports = set(spec.tcpPorts);
-  // T1 client -> relay:port and T4 server -> client:y are untracked where they are diverted.
-  const notrack = spec.tcpConntrack ? "" : " notrack";
-  const mark = `meta mark set 0x${TPROXY_MARK.toString(16)}${notrack} accept`;
+  // T1 client -> relay:port and T4 server -> client:y are untracked where they are diverted;
+  // notrack comes first, so that it holds even when tproxy finds no socket and ends the rule.
+  const notrack = spec.tcpConntrack ? "" : "notrack ";
+  const mark = `meta mark set 0x${TPROXY_MARK.toString(16)} accept`;
   // The server answers from the service port; the lookup finds the relay's socket, if any.
-  rules.divert.push(`tcp sport ${ports} socket transparent 1 ${mark}`);
-  rules.divert.push(`ip daddr ${spec.relayIp} tcp dport ${ports} tproxy to :${spec.gport} ${mark}`);
+  rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
+  rules.divert.push(
+    `ip daddr ${spec.relayIp} tcp dport ${ports} ${notrack}tproxy to :${spec.gport} ${mark}`,
+  );
   if (!spec.tcpConntrack) {
     // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
     rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);

@@ -20,8 +20,8 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from c
   const rules = renderNatRules(untracked);
   assertEquals([rules.divert, rules.untrack_out], [
     [
-      "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 notrack accept",
-      "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 notrack accept",
+      "tcp sport { 80, 8080 } socket transparent 1 notrack meta mark set 0x4b52 accept",
+      "ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack tproxy to :16000 meta mark set 0x4b52 accept",
     ],
     [
       "ip saddr 198.51.100.1 tcp sport { 80, 8080 } notrack",
