@@ -31,6 +31,11 @@ async function fixture(lab: Lab, where: "client", script: string, args: string[]
   return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
 }
 
+/** `count` concurrent GETs of `path` from the client to relay:80; their outcome. */
+function concurrentGets(lab: Lab, count: number, path: string) {
+  return fixture(lab, "client", "tcp_clients.ts", ["concurrent", R, "80", String(count), path]);
+}
+
 modeTest(
   "curl http://relay/ returns the server's page; the server logs the client's address",
   NEEDS,
@@ -81,13 +86,7 @@ modeTest(
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("small.bin", 4096);
     const krelay = await startKrelay(lab, modeFlags(mode));
-    const out = await fixture(lab, "client", "tcp_clients.ts", [
-      "concurrent",
-      R,
-      "80",
-      "1000",
-      file.urlPath,
-    ]);
+    const out = await concurrentGets(lab, 1000, file.urlPath);
     assertEquals(out.connectErrors, []);
     assertEquals([out.opened, out.completed], [1000, 1000]);
     assertEquals(out.digests, { [file.sha256]: 1000 });
@@ -246,13 +245,7 @@ labTest(
     const file = await srv1.web.ensureFile("small.bin", 4096);
     const queue = NAT_MODES.find((m) => !m.kernelNat)!;
     const krelay = await startKrelay(lab, modeFlags(queue, "--relay-ports", "20000-20001"));
-    const out = await fixture(lab, "client", "tcp_clients.ts", [
-      "concurrent",
-      R,
-      "80",
-      "3",
-      file.urlPath,
-    ]);
+    const out = await concurrentGets(lab, 3, file.urlPath);
     // Two connections hold the pool's two ports; the third is closed without a byte.
     assertEquals(out.digests, { [file.sha256]: 2, [EMPTY_SHA256]: 1 });
     await krelay.stop();
@@ -273,13 +266,7 @@ labTest(
       check: true,
     });
     const krelay = await startKrelay(lab, modeFlags(kernelNat, "--relay-ports", "20000-20001"));
-    const out = await fixture(lab, "client", "tcp_clients.ts", [
-      "concurrent",
-      R,
-      "80",
-      "4",
-      file.urlPath,
-    ]);
+    const out = await concurrentGets(lab, 4, file.urlPath);
     // Two connections hold the kernel's two ports toward the server; the others are closed.
     assertEquals(out.digests, { [file.sha256]: 2, [EMPTY_SHA256]: 2 });
     // Each came from the client's address, on one of those ports.

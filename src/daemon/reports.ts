@@ -62,25 +62,18 @@ export interface ConfigChange {
 
 /** A diverted TCP connection (kernel_nat; no NAT entry) as a view, like {@link natEntryView}. */
 export function divertedView(c: DivertedConnection, now: number): NatEntryView {
-  return {
-    protocol: "tcp",
-    client: formatEndpoint(c.client, c.clientPort),
-    relay: formatEndpoint(c.relay, c.servicePort),
-    relayPort: c.relayPort,
-    server: formatEndpoint(c.server, c.serverPort),
-    ageSeconds: Math.max(0, (now - c.created) / 1000),
-    idleSeconds: Math.max(0, (now - c.lastSeen) / 1000),
-    state: c.state,
-    // Segments are the kernel's business here; bytes are the relay's.
-    packetsToServer: 0,
-    bytesToServer: c.bytesToServer,
-    packetsToClient: 0,
-    bytesToClient: c.bytesToClient,
-  };
+  // Segments are the kernel's business here; bytes are the relay's.
+  return natEntryView({ ...c, protocol: "tcp", packetsToServer: 0, packetsToClient: 0 }, now);
 }
 
+/** What a view is made of: a NAT entry, or a diverted connection given the same fields. */
+type ViewedFlow = Omit<
+  NatEntry,
+  "id" | "timeoutMs" | "assured" | "gatewayPort" | "relayLocal" | "keys"
+>;
+
 /** A NAT entry as a view, with ages from the clock value `now` (ms). */
-export function natEntryView(e: NatEntry, now: number): NatEntryView {
+export function natEntryView(e: ViewedFlow, now: number): NatEntryView {
   return {
     protocol: e.protocol,
     client: formatEndpoint(e.client, e.clientPort),

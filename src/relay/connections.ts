@@ -132,13 +132,13 @@ export class Connections {
     return { toServer, toClient };
   }
 
-  /** Stops the timer (call once the connections have ended). */
   /** A connection's bytes so far and when it last moved one; undefined until it is pumping. */
   activity(id: number): (PumpCounters & { lastMove: number }) | undefined {
     const pump = this.#byId.get(id)?.pump;
     return pump && { ...pump.counters, lastMove: pump.lastMove };
   }
 
+  /** Stops the timer (call once the connections have ended). */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);

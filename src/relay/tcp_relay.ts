@@ -367,7 +367,10 @@ export class TcpRelay {
     return entry && new Relayed(this.#nextId++, entry, entry, entry.created);
   }
 
-  /** Connects to the server from a port y of the pool and hands both sockets to the host. */
+  /**
+   * Connects to the server and hands both sockets to the host: from a port y of the pool (NAT),
+   * or from the client's address on a port the kernel picks (diverted).
+   */
   #connect(c: Relayed, client: number): void {
     if (this.#stopping || this.#host === undefined) {
       this.#fail(c, client, resetFd);
@@ -400,9 +403,9 @@ export class TcpRelay {
   }
 
   /**
-   * Connects from port y (0: the kernel's pick) and hands both sockets to the host; a failure
-   * other than a port in use fails the connection. Returns the errno name of the failure, ""
-   * when handed over.
+   * Connects from port y (0: the kernel's pick) and hands both sockets to the host. Returns ""
+   * when handed over, else the errno name of the failure; the connection is failed too, unless
+   * the pool's port y was in use (the caller tries another).
    */
   #connectAndHandOver(c: Relayed, client: number, y: number): string {
     const outcome = this.#connectFrom(c, y);
@@ -411,14 +414,16 @@ export class TcpRelay {
       this.#host!.add(c.id, client, outcome.fd, outcome.connecting);
       return "";
     }
-    if (y === 0 && outcome === "EADDRNOTAVAIL") {
+    const portInUse = outcome === "EADDRINUSE" || outcome === "EADDRNOTAVAIL";
+    if (portInUse && y !== 0) return outcome;
+    if (portInUse) {
       // Every port of ip_local_port_range is in a connection from this client to this server.
       log.warning("no local port left toward {target} for {who} (ip_local_port_range): closing", {
         target: c.target,
         who: c.who,
       });
       this.#fail(c, client, (fd) => this.#closeGracefully(fd));
-    } else if (y === 0 || (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL")) {
+    } else {
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,
         who: c.who,
