@@ -289,7 +289,7 @@ labTest(
 );
 
 labTest(
-  "kernel_nat with tcp_conntrack false: relayed TCP is transparent and leaves no conntrack entry",
+  "kernel_nat with tcp_conntrack false: relayed TCP is transparent and leaves no entry in the host's conntrack",
   NEEDS,
   async (lab) => {
     const { srv1 } = await startServers(lab);
@@ -300,6 +300,15 @@ labTest(
           check: true,
         })).stdout,
       );
+    // krelay loads no conntrack itself: a stateful firewall of the host's does.
+    await lab.exec("relay", ["nft", "add", "table", "ip", "hostfw"], { check: true });
+    await lab.exec("relay", [
+      "nft",
+      "add chain ip hostfw input { type filter hook input priority 0; }",
+    ], { check: true });
+    await lab.exec("relay", ["nft", "add rule ip hostfw input ct state invalid drop"], {
+      check: true,
+    });
     // Untracked first: entries of a tracked run could expire during the next and hide one.
     for (const tracked of [false, true]) {
       const krelay = await startKrelay(

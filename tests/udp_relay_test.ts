@@ -15,12 +15,14 @@ import {
   LAB_FLAGS,
   modeFlags,
   modeTest,
+  NAT_MODES,
   startKrelay,
 } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "dnsmasq", "dig", "libnetfilter_queue"];
 const R = LAB_ADDR.relay;
+const KERNEL_NAT = NAT_MODES.find((m) => m.kernelNat)!;
 
 function dig(lab: Lab, args: string[]) {
   return lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", `@${R}`, ...args], {
@@ -40,7 +42,7 @@ modeTest(
     assertEquals(q.client, LAB_ADDR.client);
     assertEquals(await krelay.stop(), 0);
     const c = await krelay.finalCounters();
-    // With kernel_nat, conntrack rewrites the reply: krelay only saw the request.
+    // With kernel_nat, the kernel's rules rewrite the reply: krelay only saw the request.
     assertEquals([c.udpRequests, c.udpReplies, c.toKernel], mode.kernelNat ? [1, 0, 1] : [1, 1, 0]);
   },
 );
@@ -182,5 +184,75 @@ modeTest(
     assertEquals(await krelayRules(lab), rules);
     assertEquals((await dig(lab, ["lab.example"])).stdout.trim(), LAB_ADDR.dnsAnswer);
     await first.stop();
+  },
+);
+
+labTest(
+  "kernel_nat: krelay's flow set remembers who asked until udp_timeout, with no conntrack at all",
+  [...NEEDS, "cmd:nft"],
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, modeFlags(KERNEL_NAT, "--udp-timeout", "2"));
+    const from = ["-b", `${LAB_ADDR.client}#5301`, "lab.example", "A"];
+    const flows = async () =>
+      (await lab.exec("relay", ["nft", "list", "set", "ip", "krelay", "udp_flows"], {
+        check: true,
+      })).stdout;
+    for (let i = 0; i < 3; i++) {
+      assertEquals((await dig(lab, from)).stdout.trim(), LAB_ADDR.dnsAnswer);
+    }
+    assert((await flows()).includes(`${LAB_ADDR.client} . 5301 . 53 `), await flows());
+    // Quiet for longer than udp_timeout: the flow is forgotten, and its next packet is a first.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert(!(await flows()).includes(" . 5301 . "), await flows());
+    assertEquals((await dig(lab, from)).stdout.trim(), LAB_ADDR.dnsAnswer);
+    // Nothing in the relay's namespace loaded connection tracking: no hook, no entry.
+    const tracked = await lab.exec("relay", ["cat", "/proc/net/nf_conntrack"], { check: true });
+    assertEquals(tracked.stdout, "");
+    assertEquals(await krelay.stop(), 0);
+    const c = await krelay.finalCounters();
+    assertEquals([c.udpRequests, c.toKernel, c.dropped], [2, 2, 0]);
+  },
+);
+
+labTest(
+  "kernel_nat: a datagram larger than the MTU crosses both ways, reassembled and rewritten, with UDP services only",
+  [...NEEDS, "cmd:python3"],
+  async (lab) => {
+    const port = 5300;
+    // No TCP service: no TPROXY rule that would have the kernel reassemble anyway.
+    const krelay = await startKrelay(
+      lab,
+      modeFlags(KERNEL_NAT, "--udp-ports", `53,${port}`, "--tcp-ports", ""),
+    );
+    // Answers 4000 bytes that start with who asked and how much it sent.
+    lab.spawn("server", "big-udp", [
+      "python3",
+      "-c",
+      [
+        "import socket",
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+        `s.bind(('${LAB_ADDR.server}', ${port}))`,
+        "while True:",
+        "    d, a = s.recvfrom(65535)",
+        "    s.sendto(f'{a[0]} {len(d)}'.encode().ljust(4000, b'.'), a)",
+      ].join("\n"),
+    ]);
+    await lab.waitForListen("server", "udp", port);
+    const r = await lab.exec("client", [
+      "python3",
+      "-c",
+      [
+        "import socket",
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
+        "s.settimeout(5)",
+        `s.sendto(b'x' * 3000, ('${R}', ${port}))`,
+        "d, a = s.recvfrom(65535)",
+        "print(len(d), f'{a[0]}:{a[1]}', d[:32].rstrip(b'.').decode())",
+      ].join("\n"),
+    ], { timeoutMs: 15_000 });
+    assert(r.success, r.stderr);
+    assertEquals(r.stdout.trim(), `4000 ${R}:${port} ${LAB_ADDR.client} 3000`);
+    assertEquals(await krelay.stop(), 0);
   },
 );

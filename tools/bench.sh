@@ -32,8 +32,9 @@ base+=" --tcp-ports 80,5201 --udp-ports 53,5201 --relay-ports 20000-59999"
 base+=" --control-socket \$BENCH_RUNDIR/krelay.sock"
 # The harness runs any name with a <NAME>_CMD; two names, one per rewriting mode.
 export KRELAY_QUEUE_CMD="$base --kernel-nat false"
-# kernel_nat without conntrack for relayed TCP, as the proxies it is compared with run.
-export KRELAY_KERNEL_CMD="$base --kernel-nat true --tcp-conntrack false"
+# kernel_nat loads no conntrack, as the proxies it is compared with run without one; with no
+# conntrack to exempt from, tcp_conntrack false would only add a hook.
+export KRELAY_KERNEL_CMD="$base --kernel-nat true"
 relays=(krelay-queue krelay-kernel)
 [ "${PEERS:-}" = all ] && relays=(all "${relays[@]}")
 echo "== end to end (every figure is a ratio to direct routing in the same run)"

@@ -77,13 +77,14 @@ export const configSchema = z.object({
       "(kmod when /proc/krelay exists)",
   ),
   kernel_nat: z.boolean().default(false).describe(
-    "krelay decides each flow's first packets and the kernel's NAT (conntrack, nftables) " +
-      "rewrites the rest; false: krelay rewrites every packet through NFQUEUE",
+    "krelay decides each flow's first packets and the kernel's nftables rules (a UDP flow " +
+      "set, TPROXY) handle the rest; false: krelay rewrites every packet through NFQUEUE",
   ),
   tcp_conntrack: z.boolean().default(true).describe(
-    "kernel_nat: conntrack tracks relayed TCP connections like other traffic; false exempts " +
-      "them (notrack): no conntrack entries for them and a higher connection rate, but the " +
-      "host's own stateful firewall rules see their packets as untracked",
+    "kernel_nat: a conntrack the host's own rules load tracks relayed TCP connections like " +
+      "other traffic; false exempts them (notrack): no conntrack entries for them, but the " +
+      "host's stateful firewall rules see their packets as untracked (krelay loads no " +
+      "conntrack; without one, false only costs)",
   ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
   control_socket: z.string().regex(/^\//, "must be an absolute path").default(

@@ -113,6 +113,8 @@ export function steeringSpec(
     tcpConntrack: config.tcp_conntrack,
     realIp: config.real_ip,
     gport: config.gport,
+    udpTimeout: config.udp_timeout,
+    natMaxEntries: config.nat_max_entries,
   };
 }
 

@@ -19,6 +19,8 @@ export function labSpec(overrides: Partial<SteeringSpec> = {}): SteeringSpec {
     tcpConntrack: true,
     realIp: "203.0.113.10",
     gport: 16000,
+    udpTimeout: 30,
+    natMaxEntries: 65536,
     ...overrides,
   };
 }

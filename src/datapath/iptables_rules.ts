@@ -24,6 +24,8 @@
  * @module
  */
 
+import { UDP_FIRST_MARK } from "./nft_nat.ts";
+
 /** Chain names krelay owns, per table, and the built-in chain that jumps to each. */
 export const KRELAY_CHAINS = [
   { table: "raw", chain: "KRELAY_PRE", from: "PREROUTING" },
@@ -31,8 +33,8 @@ export const KRELAY_CHAINS = [
 ] as const;
 
 /**
- * With the kernel's NAT (kernel_nat), the queue rules select a UDP flow's first packet by its
- * conntrack state, so they sit after conntrack: mangle PREROUTING, before the nat table's DNAT.
+ * With the kernel's NAT (kernel_nat), the queue rule selects a UDP flow's first packet by the
+ * mark nft_nat.ts's raw-priority chain gave it, so it sits after that chain: mangle PREROUTING.
  * Nothing is queued on the way out, and no TCP at all: TCP goes by TPROXY (see nft_nat.ts).
  */
 export const KERNEL_NAT_CHAINS = [
@@ -62,6 +64,9 @@ export interface SteeringSpec {
   /** kernel_nat: the real server (DNAT target) and the gateway port (TPROXY target). */
   realIp: string;
   gport: number;
+  /** kernel_nat: seconds a UDP flow lives after its last packet, and the most flows held. */
+  udpTimeout: number;
+  natMaxEntries: number;
 }
 
 // iptables' multiport match takes at most 15 ports.
@@ -84,14 +89,8 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
   const q = queueTarget(spec.queue);
   const pool = `${spec.relayPorts[0]}:${spec.relayPorts[1]}`;
   if (spec.kernelNat) {
-    const fresh = "-m conntrack --ctstate NEW";
-    return {
-      KRELAY_PRE: [
-        ...chunks(spec.udpPorts).map((ports) =>
-          `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${fresh} ${q}`
-        ),
-      ],
-    };
+    const first = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
+    return { KRELAY_PRE: spec.udpPorts.length > 0 ? [`${first} ${q}`] : [] };
   }
   return {
     KRELAY_PRE: [

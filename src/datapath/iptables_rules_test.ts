@@ -53,13 +53,13 @@ Deno.test("renderRestoreScript() without jumps only replaces the chains' rules",
   assertEquals(script.split("\n").filter((l) => l.startsWith(":KRELAY_")).length, 2);
 });
 
-Deno.test("renderChainRules() with kernel_nat queues only first packets in, after conntrack", () => {
+Deno.test("renderChainRules() with kernel_nat queues only the first packets nft_nat.ts marked", () => {
   const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
-  const fresh = "-m conntrack --ctstate NEW";
-  // No TCP at all: the relay learns each connection's flow from conntrack when it accepts it.
+  // No TCP at all: it goes by TPROXY.
   assertEquals(renderChainRules({ ...spec, kernelNat: true }), {
-    KRELAY_PRE: [`-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${fresh} ${q}`],
+    KRELAY_PRE: [`-p udp -m mark --mark 0x4b53 ${q}`],
   });
+  assertEquals(renderChainRules({ ...spec, kernelNat: true, udpPorts: [] }), { KRELAY_PRE: [] });
   // Nothing on the way out: the relay marks its sockets to servers itself.
   const script = renderRestoreScript({ ...spec, kernelNat: true });
   assertEquals(script.split("\n").filter((l) => l.startsWith("*")), ["*mangle"]);

@@ -1,27 +1,40 @@
 /**
  * The kernel's part of kernel_nat mode, as an nftables table of krelay's own (`ip krelay`):
  *
- * - chain `pre` (nat, dstnat): requests to relay:udp-port are DNATed to the real server
- *   (U1/U2; conntrack undoes it for the replies, U3/U4).
- * - chain `divert` (filter, raw priority, before conntrack and routing): a client's SYN to
- *   relay:tcp-port
- *   goes by TPROXY to the gateway port's transparent listener, unchanged: the accepted socket's
- *   local address is where the client meant to go (T1/T2 without rewriting). The relay's own
- *   socket to the server is transparent too and bound to the client's address (T3), so the
- *   server's answers are addressed to the client: the `socket transparent 1` rule finds that
- *   socket and marks them for the local route of tproxy_route.ts (T4).
+ * - chain `divert` (filter, prerouting, raw priority, before routing):
+ *   - TCP: a client's SYN to relay:tcp-port goes by TPROXY to the gateway port's transparent
+ *     listener, unchanged: the accepted socket's local address is where the client meant to go
+ *     (T1/T2 without rewriting). The relay's own socket to the server is transparent too and
+ *     bound to the client's address (T3), so the server's answers are addressed to the client:
+ *     the `socket transparent 1` rule finds that socket and marks them for the local route of
+ *     tproxy_route.ts (T4).
+ *   - UDP (U1/U2): a request of a known flow (set `udp_flows`: client, client port, service
+ *     port) is sent to the real server by rewriting its destination, and refreshes the flow.
+ *     A new flow's first packet gets {@link UDP_FIRST_MARK}, which krelay's queue rule selects
+ *     (iptables_rules.ts): krelay records the flow and rewrites that packet itself.
+ * - chain `udp_forward` (filter, forward): the rewritten first packet adds its flow to
+ *   `udp_flows`; the server's replies to a known flow get the relay's address back as their
+ *   source (U3/U4). Only forwarded packets pass this hook, never the relay's own TCP.
+ * - with tcp_conntrack false, the four legs of relayed TCP (T1-T4) are exempt from a conntrack
+ *   that other rules of the host may load (notrack): the two incoming ones by `divert`'s own
+ *   rules, the two outgoing ones by chain `untrack_out` (output, raw priority). The relay's
+ *   sockets are recognised by their transparency, so other traffic keeps its tracking.
  *
- * - with tcp_conntrack false, the four legs of relayed TCP (T1-T4) are exempt from conntrack
- *   (notrack): the two incoming ones by `divert`'s own rules, the two outgoing ones by chain
- *   `untrack_out` (output, raw priority). The relay's sockets are recognised by their
- *   transparency, so other traffic keeps its tracking.
+ * No conntrack: UDP is NATed statelessly against krelay's own flow set, so the table loads no
+ * connection tracking. With conntrack, its hooks (defrag, in, confirm, and NAT's at four
+ * places) are passed by every packet, TCP included: measured 1.13x HAProxy-style connections
+ * per second without them. Each base chain is one hook more for every packet too, so there
+ * is one prerouting chain, and the UDP reply chain sits where only forwarded packets go.
  *
- * One prerouting chain does it all: each base chain is one more hook every packet passes, and
- * the answers from servers need one socket lookup, not two (measured: 1.1x the connection rate
- * of HAProxy behind the same rules with separate mangle and raw chains).
+ * Fragments: the kernel reassembles datagrams before these rules (and fragments them again on
+ * the way out) only when something asks for it; the never-called chain `defrag` holds a TPROXY
+ * expression, which does, whatever the TCP services are.
  *
- * Nothing is NATed for TCP: no SNAT map, no per-client state in the kernel's rules. Established
- * flows keep their sockets when the configuration changes; new flows follow the new rules.
+ * A flow in `udp_flows` lives `udp_timeout` after its last packet either way; the set holds
+ * at most `nat_max_entries` flows, and a first packet that finds it full is dropped, since its
+ * answer could not be rewritten. Established TCP flows keep their sockets when the
+ * configuration changes; new flows follow the new rules, and known UDP flows go to the current
+ * real server.
  *
  * @module
  */
@@ -32,21 +45,26 @@ import { TPROXY_MARK } from "./tproxy_route.ts";
 /** The table's name (family ip). */
 export const NFT_TABLE = "krelay";
 
+/** The mark of a new UDP flow's first packet, for krelay's queue rule; not TPROXY_MARK's route. */
+export const UDP_FIRST_MARK = TPROXY_MARK + 1;
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
 function set(ports: readonly number[]): string {
   return `{ ${ports.join(", ")} }`;
 }
 
 /** The rules of each chain, as `add rule` bodies. */
 export interface NatRules {
-  pre: string[];
   divert: string[];
+  udp_forward: string[];
   untrack_out: string[];
 }
 
 /** The chains, their hooks and priorities, in the order they are declared. */
 const CHAINS: readonly [keyof NatRules, string][] = [
-  ["pre", "type nat hook prerouting priority dstnat"],
   ["divert", "type filter hook prerouting priority raw"],
+  ["udp_forward", "type filter hook forward priority filter"],
   ["untrack_out", "type filter hook output priority raw"],
 ];
 
@@ -55,28 +73,46 @@ function chainsOf(spec: SteeringSpec): readonly [keyof NatRules, string][] {
   return spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
 }
 
+/** A UDP flow's key as a request carries it, and as its server's reply does. */
+const REQUEST_KEY = "ip saddr . udp sport . udp dport";
+const REPLY_KEY = "ip daddr . udp dport . udp sport";
+
 /** The rules of the table's chains. */
 export function renderNatRules(spec: SteeringSpec): NatRules {
-  const rules: NatRules = { pre: [], divert: [], untrack_out: [] };
-  if (spec.udpPorts.length > 0) {
-    const ports = set(spec.udpPorts);
-    rules.pre.push(`ip daddr ${spec.relayIp} udp dport ${ports} dnat to ${spec.realIp}`);
+  const rules: NatRules = { divert: [], udp_forward: [], untrack_out: [] };
+  if (spec.tcpPorts.length > 0) {
+    const ports = set(spec.tcpPorts);
+    // T1 client -> relay:port and T4 server -> client:y are untracked where they are diverted;
+    // notrack comes first, so that it holds even when tproxy finds no socket and ends the rule.
+    const notrack = spec.tcpConntrack ? "" : "notrack ";
+    const mark = `meta mark set ${hex(TPROXY_MARK)} accept`;
+    // The server answers from the service port; the lookup finds the relay's socket, if any.
+    rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
+    rules.divert.push(
+      `ip daddr ${spec.relayIp} tcp dport ${ports} ${notrack}tproxy to :${spec.gport} ${mark}`,
+    );
+    if (!spec.tcpConntrack) {
+      // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
+      rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
+      rules.untrack_out.push(`tcp dport ${ports} socket transparent 1 notrack`);
+    }
   }
-  if (spec.tcpPorts.length === 0) return rules;
-  const ports = set(spec.tcpPorts);
-  // T1 client -> relay:port and T4 server -> client:y are untracked where they are diverted;
-  // notrack comes first, so that it holds even when tproxy finds no socket and ends the rule.
-  const notrack = spec.tcpConntrack ? "" : "notrack ";
-  const mark = `meta mark set 0x${TPROXY_MARK.toString(16)} accept`;
-  // The server answers from the service port; the lookup finds the relay's socket, if any.
-  rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
-  rules.divert.push(
-    `ip daddr ${spec.relayIp} tcp dport ${ports} ${notrack}tproxy to :${spec.gport} ${mark}`,
-  );
-  if (!spec.tcpConntrack) {
-    // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
-    rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
-    rules.untrack_out.push(`tcp dport ${ports} socket transparent 1 notrack`);
+  if (spec.udpPorts.length > 0) {
+    const request = `ip daddr ${spec.relayIp} udp dport ${set(spec.udpPorts)}`;
+    const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
+    const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
+    rules.divert.push(
+      `${request} ${REQUEST_KEY} @udp_flows update @udp_flows { ${REQUEST_KEY} ${timeout} } ` +
+        `ip daddr set ${spec.realIp} accept`,
+      `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`,
+    );
+    rules.udp_forward.push(
+      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} } meta mark set 0x0 accept`,
+      // The set is full: the answer could not find its way back.
+      `${first} drop`,
+      `udp sport ${set(spec.udpPorts)} ${REPLY_KEY} @udp_flows ` +
+        `update @udp_flows { ${REPLY_KEY} ${timeout} } ip saddr set ${spec.relayIp}`,
+    );
   }
   return rules;
 }
@@ -84,7 +120,17 @@ export function renderNatRules(spec: SteeringSpec): NatRules {
 /** An `nft -f` script creating the table (apply after deleting any older one). */
 export function renderNatTable(spec: SteeringSpec): string {
   const rules = renderNatRules(spec);
-  const lines = [`table ip ${NFT_TABLE} {`];
+  const lines = [
+    `table ip ${NFT_TABLE} {`,
+    `  set udp_flows {`,
+    `    type ipv4_addr . inet_service . inet_service; flags dynamic,timeout;`,
+    `    size ${spec.natMaxEntries};`,
+    `  }`,
+    // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
+    `  chain defrag {`,
+    `    meta l4proto tcp tproxy to :${spec.gport}`,
+    `  }`,
+  ];
   for (const [chain, hook] of chainsOf(spec)) {
     lines.push(`  chain ${chain} {`, `    ${hook}; policy accept;`);
     lines.push(...rules[chain].map((r) => `    ${r}`), "  }");

@@ -4,21 +4,34 @@ import { labSpec } from "./_steering_spec.ts";
 
 const spec = labSpec({ tcpPorts: [80, 8080], kernelNat: true });
 
-Deno.test("renderNatRules() DNATs UDP services and diverts TCP ones by TPROXY, marking the answers", () => {
+Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers, and NATs UDP ones by krelay's flow set", () => {
+  const key = "ip saddr . udp sport . udp dport";
+  const reply = "ip daddr . udp dport . udp sport";
   assertEquals(renderNatRules(spec), {
-    pre: ["ip daddr 198.51.100.1 udp dport { 53 } dnat to 203.0.113.10"],
     divert: [
       "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
+      // A known flow's request goes to the real server and keeps its flow alive.
+      `ip daddr 198.51.100.1 udp dport { 53 } ${key} @udp_flows ` +
+      `update @udp_flows { ${key} timeout 30000ms } ip daddr set 203.0.113.10 accept`,
+      // A new flow's first packet is marked for krelay's queue rule.
+      "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 accept",
+    ],
+    udp_forward: [
+      // krelay rewrote it: the flow is known from now on; a full set drops it.
+      `meta mark 0x4b53 add @udp_flows { ${key} timeout 30000ms } meta mark set 0x0 accept`,
+      "meta mark 0x4b53 drop",
+      `udp sport { 53 } ${reply} @udp_flows update @udp_flows { ${reply} timeout 30000ms } ` +
+      "ip saddr set 198.51.100.1",
     ],
     untrack_out: [],
   });
 });
 
-Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from conntrack, in raw chains", () => {
+Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from the host's conntrack, in raw chains", () => {
   const untracked = { ...spec, tcpConntrack: false };
   const rules = renderNatRules(untracked);
-  assertEquals([rules.divert, rules.untrack_out], [
+  assertEquals([rules.divert.slice(0, 2), rules.untrack_out], [
     [
       "tcp sport { 80, 8080 } socket transparent 1 notrack meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack tproxy to :16000 meta mark set 0x4b52 accept",
@@ -38,23 +51,40 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from c
 });
 
 Deno.test("renderNatRules() leaves out what no service needs", () => {
-  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert, []);
-  assertEquals(renderNatRules({ ...spec, udpPorts: [], tcpPorts: [] }).pre, []);
+  assertEquals(renderNatRules({ ...spec, udpPorts: [] }).udp_forward, []);
+  assertEquals(renderNatRules({ ...spec, udpPorts: [] }).divert.length, 2);
+  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 2);
+  assertEquals(renderNatRules({ ...spec, udpPorts: [], tcpPorts: [] }).divert, []);
 });
 
-Deno.test("renderNatTable() declares a nat chain and one raw-priority prerouting chain; renderNatUpdate() replaces their rules", () => {
-  const table = renderNatTable(spec);
-  assert(table.includes("type nat hook prerouting priority dstnat"));
-  // One prerouting filter chain: one hook per packet, one socket lookup per server answer.
+Deno.test("renderNatRules() gives UDP flows the configured timeout, in milliseconds", () => {
+  const rules = renderNatRules({ ...spec, udpTimeout: 2.5 });
+  assert(rules.divert[2].includes("timeout 2500ms"));
+  assert(rules.udp_forward.every((r) => !r.includes("timeout") || r.includes("timeout 2500ms")));
+});
+
+Deno.test("renderNatTable() loads no conntrack: no nat chain, no ct expression", () => {
+  for (const s of [spec, { ...spec, tcpConntrack: false }]) {
+    const table = renderNatTable(s);
+    assert(!/\b(nat|dnat|snat|masquerade|ct)\b/.test(table), table);
+  }
+});
+
+Deno.test("renderNatTable() declares the flow set, the defrag chain and one hook per path; renderNatUpdate() replaces the rules", () => {
+  const table = renderNatTable({ ...spec, natMaxEntries: 1000 });
+  assert(table.includes("  set udp_flows {\n"));
+  assert(table.includes("type ipv4_addr . inet_service . inet_service; flags dynamic,timeout;"));
+  assert(table.includes("size 1000;"));
+  // A base chain of its own costs every packet a hook: one prerouting chain, one forward chain.
   assertEquals(table.match(/type filter hook prerouting/g)?.length, 1);
+  assertEquals(table.match(/type filter hook forward/g)?.length, 1);
   assert(table.includes("chain divert {\n    type filter hook prerouting priority raw;"));
-  assert(!table.includes("snat"));
+  // The TPROXY expression of a chain that is never called, for the kernel's reassembly.
+  assert(table.includes("  chain defrag {\n    meta l4proto tcp tproxy to :16000\n  }"));
   const update = renderNatUpdate({ ...spec, realIp: "203.0.113.20", gport: 16001 });
-  assert(update.startsWith("flush chain ip krelay pre\nflush chain ip krelay divert\n"));
-  assert(
-    update.includes(
-      "add rule ip krelay pre ip daddr 198.51.100.1 udp dport { 53 } dnat to 203.0.113.20",
-    ),
-  );
+  // The flow set and the defrag chain are kept: live flows stay known.
+  assert(update.startsWith("flush chain ip krelay divert\nflush chain ip krelay udp_forward\n"));
+  assert(!update.includes("udp_flows {\n") && !update.includes("defrag"));
+  assert(update.includes("ip daddr set 203.0.113.20 accept"));
   assert(update.includes("tproxy to :16001"));
 });

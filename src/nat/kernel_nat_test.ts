@@ -1,21 +1,31 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { buildTcpPacket, buildUdpPacket } from "../packet/build.ts";
+import { buildTcpPacket, buildUdpPacket, checksumsValid } from "../packet/build.ts";
 import { TcpFlag } from "../packet/ipv4_packet.ts";
-import { ADDR, engineFixture } from "./_engine_fixture.ts";
+import { ADDR, engineFixture, view } from "./_engine_fixture.ts";
 import { Hook } from "./hook.ts";
 import { Action } from "./rewriter.ts";
 
 const { C, R, RS, S } = ADDR;
 
-Deno.test("kernel_nat: a new UDP flow is recorded and its packet left unchanged for conntrack", () => {
+Deno.test("kernel_nat: a new UDP flow is recorded and its first packet sent to the real server", () => {
   const { engine, table } = engineFixture({ kernelNat: true });
   const bytes = buildUdpPacket({ src: C, dst: R, srcPort: 4000, dstPort: 53 });
+  assertEquals(engine.process(Hook.PreRouting, bytes, false), Action.AcceptRewritten);
+  const packet = view(bytes);
+  assertEquals([packet.src, packet.dst, packet.dstPort], [C, S, 53]);
+  assertEquals(checksumsValid(bytes), { ip: true, l4: true });
+  const [entry] = [...table.entries()];
+  assertEquals([entry.client, entry.clientPort, entry.server, entry.serverPort], [C, 4000, S, 53]);
+  assertEquals([engine.counters.toKernel, engine.counters.rewritten], [1, 1]);
+});
+
+Deno.test("kernel_nat: a first packet to a port that is no UDP service is left alone", () => {
+  const { engine, table } = engineFixture({ kernelNat: true });
+  const bytes = buildUdpPacket({ src: C, dst: R, srcPort: 4000, dstPort: 54 });
   const before = bytes.slice();
   assertEquals(engine.process(Hook.PreRouting, bytes, false), Action.Accept);
   assertEquals(bytes, before);
-  const [entry] = [...table.entries()];
-  assertEquals([entry.client, entry.clientPort, entry.server, entry.serverPort], [C, 4000, S, 53]);
-  assertEquals([engine.counters.toKernel, engine.counters.rewritten], [1, 0]);
+  assertEquals([table.stats().entries, engine.counters.toKernel], [0, 0]);
 });
 
 Deno.test("kernel_nat: a client's SYN records the original destination without a rewrite", () => {

@@ -43,8 +43,8 @@ export interface RewriterSettings extends UdpNatSettings, TcpNatSettings {
   udpPorts: ReadonlySet<number>;
   /**
    * The kernel does the rewriting: krelay sees only each UDP flow's first packet, records the
-   * flow and leaves the packet unchanged, and conntrack rewrites every packet of it; TCP goes by
-   * TPROXY, unrewritten. False: krelay rewrites every packet.
+   * flow and rewrites that packet, and the kernel's rules (nft_nat.ts) learn the flow from it
+   * and rewrite the rest; TCP goes by TPROXY, unrewritten. False: krelay rewrites every packet.
    */
   kernelNat: boolean;
 }
@@ -136,8 +136,8 @@ export class Rewriter {
     return Action.Accept;
   }
 
-  /** A flow's first packet, recorded and left for the kernel's NAT to rewrite. */
-  #toKernel(result: TcpResult | "no-flow", flow: TcpFlowCounter | "udpRequests"): Action {
+  /** A TCP flow's first packet (from an older run's rules), recorded and left to the kernel. */
+  #toKernel(result: TcpResult | "no-flow", flow: TcpFlowCounter): Action {
     if (result === "rewritten") {
       this.counters[flow]++;
       this.counters.toKernel++;
@@ -167,15 +167,7 @@ export class Rewriter {
   #udpRequest(packet: Ipv4Packet): Action {
     const s = this.settings();
     if (packet.dst !== s.relayIp) return this.#pass("passedOtherPort");
-    const result = this.#udp.request(
-      packet,
-      this.now(),
-      s.udpPorts.has(packet.dstPort),
-      !s.kernelNat,
-    );
-    if (s.kernelNat) {
-      return this.#toKernel(typeof result === "string" ? result : "rewritten", "udpRequests");
-    }
+    const result = this.#udp.request(packet, this.now(), s.udpPorts.has(packet.dstPort));
     if (result === "no-flow") return this.#pass("passedOtherPort");
     if (result === "full") {
       this.counters.dropped++;
@@ -184,6 +176,8 @@ export class Rewriter {
     }
     if (result === "conflict") return this.#pass("passedNoFlow");
     this.counters.udpRequests++;
+    // kernel_nat: the flow's first packet; the kernel's rules learn the flow from it.
+    if (s.kernelNat) this.counters.toKernel++;
     return this.#rewritten(packet);
   }
 

@@ -51,7 +51,7 @@ export class UdpNat {
    * destination to the flow's server. Returns the flow, or why there is none. With `allowNew`
    * false (a service no longer configured), only existing flows are translated.
    */
-  request(packet: Ipv4Packet, now: number, allowNew = true, rewrite = true): RequestResult {
+  request(packet: Ipv4Packet, now: number, allowNew = true): RequestResult {
     const { src, srcPort, dst, dstPort } = packet;
     const key = requestKey(src, srcPort, dst, dstPort);
     let entry = this.table.get(key);
@@ -81,7 +81,7 @@ export class UdpNat {
     entry.packetsToServer++;
     entry.bytesToServer += packet.bytes.length;
     this.#maybeAssure(entry, now);
-    if (rewrite) packet.setDst(entry.server);
+    packet.setDst(entry.server);
     return entry;
   }
 
