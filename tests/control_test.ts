@@ -196,6 +196,56 @@ modeTest(
   { timeoutMs: 120_000 },
 );
 
+labTest(
+  "kernel_nat with relay_threads 2: two listeners share the gateway port, relay, list, follow live changes and count",
+  NEEDS,
+  async (lab) => {
+    const { srv1, srv2 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--kernel-nat",
+      "true",
+      "--relay-threads",
+      "2",
+    ]);
+    const listeners = async (port: number) =>
+      (await run(["ip", "netns", "exec", lab.ns.relay, "ss", "-Htln", `sport = :${port}`]))
+        .stdout.split("\n").filter((l) => l.trim() !== "");
+    // One listener per relay thread, in the port's SO_REUSEPORT group.
+    assertEquals((await listeners(16000)).length, 2);
+    for (let i = 0; i < 10; i++) assertEquals((await curl(lab)).stdout, srv1.web.indexText);
+    const hit = await srv1.web.waitForRequest((e) => e.request.startsWith("GET / "));
+    assertEquals(hit.remoteAddr, LAB_ADDR.client);
+    const slow = slowDownload(lab, file.urlPath);
+    // The threads' connections are listed, and their counters reach status.
+    await waitFor(
+      async () =>
+        (await json<NatRow[]>(k, "nat")).some((e) =>
+          e.protocol === "tcp" && e.state === "established" &&
+          e.client.startsWith(`${LAB_ADDR.client}:`) && e.server === `${LAB_ADDR.server}:80`
+        ),
+      { timeoutMs: 10_000, what: "the slow download to be listed" },
+    );
+    await waitFor(async () => {
+      const tcp = (await json<Status>(k, "status")).tcp;
+      return tcp.total === 11 && tcp.active === 1;
+    }, { timeoutMs: 5_000, what: "status to count 11 connections, 1 active" });
+    // Live changes reach every thread.
+    assert((await krelay(k, "config", "set", "real_ip", LAB_ADDR.server2)).success);
+    assertEquals((await curl(lab)).stdout, srv2!.web.indexText);
+    assert((await krelay(k, "config", "set", "gport", "16001")).success);
+    assertEquals([(await listeners(16001)).length, (await listeners(16000)).length], [2, 0]);
+    assertEquals((await curl(lab)).stdout, srv2!.web.indexText);
+    assertEquals(await slow.sha256(), file.sha256);
+    assertEquals(await k.stop(), 0);
+    const tcp = (await k.finalRecord()).properties?.tcp as Record<string, number>;
+    assertEquals([tcp.total, tcp.failed, tcp.active], [13, 0, 0]);
+    assertEquals(await listeners(16001), []);
+  },
+  { secondServer: true, timeoutMs: 120_000 },
+);
+
 labTest("bad config set values are refused and change nothing", NEEDS, async (lab) => {
   await startServers(lab);
   // Something else holds port 16005 in the relay's namespace.

@@ -34,7 +34,8 @@ base+=" --control-socket \$BENCH_RUNDIR/krelay.sock"
 export KRELAY_QUEUE_CMD="$base --kernel-nat false"
 # kernel_nat loads no conntrack, as the proxies it is compared with run without one; with no
 # conntrack to exempt from, tcp_conntrack false would only add a hook.
-export KRELAY_KERNEL_CMD="$base --kernel-nat true"
+# One relay thread per core, as the harness runs HAProxy with nbthread $(nproc).
+export KRELAY_KERNEL_CMD="$base --kernel-nat true --relay-threads $(nproc)"
 relays=(krelay-queue krelay-kernel)
 [ "${PEERS:-}" = all ] && relays=(all "${relays[@]}")
 echo "== end to end (every figure is a ratio to direct routing in the same run)"

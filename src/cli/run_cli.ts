@@ -76,7 +76,8 @@ export function runCli(): Command {
       console.error(`krelay run: ${refusal}, nothing changed`);
       Deno.exit(EXIT_BAD_CONFIG);
     }
-    await setupLogging({ level: config.log_level, json: options.logJson === true });
+    const log = { level: config.log_level, json: options.logJson === true };
+    await setupLogging(log);
     const kmod = useKmod(config.datapath);
     const code = await runKrelay(config, {
       openDatapath: (c) => NfqueueDatapath.open({ queue: c.queue, maxLen: c.queue_maxlen }),
@@ -84,6 +85,7 @@ export function runCli(): Command {
       natMirror: kmod ? new KmodNatTable() : undefined,
       run: runCommand,
       now: () => performance.now(),
+      log,
     }, { stopped: options.stopped === true, scripts });
     Deno.exit(code);
   });

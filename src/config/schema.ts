@@ -86,6 +86,10 @@ export const configSchema = z.object({
       "host's stateful firewall rules see their packets as untracked (krelay loads no " +
       "conntrack; without one, false only costs)",
   ),
+  relay_threads: z.number().int("must be a whole number").min(1).max(64).default(1).describe(
+    "kernel_nat: threads relaying TCP, each with its own gateway-port listener (SO_REUSEPORT) " +
+      "and the connections the kernel gives it; set it to the number of cores under load",
+  ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
   control_socket: z.string().regex(/^\//, "must be an absolute path").default(
     "/run/krelay/krelay.sock",
@@ -126,6 +130,14 @@ export const configSchema = z.object({
       code: "custom",
       path: ["tcp_conntrack"],
       message: "false needs kernel_nat (without it krelay rewrites every packet before conntrack)",
+    });
+  }
+  if (c.relay_threads > 1 && !c.kernel_nat) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["relay_threads"],
+      message: "more than 1 needs kernel_nat (in NFQUEUE mode the relay shares the NAT table " +
+        "with the packet loop)",
     });
   }
   const inPool = c.tcp_ports.filter((p) => p >= min && p <= max);

@@ -60,3 +60,22 @@ Deno.test("parseConfig() takes tcp_conntrack false only with kernel_nat", () => 
   const r = parseConfig({ tcp_conntrack: false, kernel_nat: true });
   assertEquals(r.ok && r.config.tcp_conntrack, false);
 });
+
+Deno.test("parseConfig() takes relay_threads above 1 only with kernel_nat, and 1-64 threads", () => {
+  assertEquals(parseConfig({ relay_threads: 2 }), {
+    ok: false,
+    errors: [
+      "relay_threads: more than 1 needs kernel_nat (in NFQUEUE mode the relay shares the NAT " +
+      "table with the packet loop)",
+    ],
+  });
+  const r = parseConfig({ relay_threads: 2, kernel_nat: true });
+  assertEquals(r.ok && r.config.relay_threads, 2);
+  assertEquals(
+    parseConfig({}).ok &&
+      (parseConfig({}) as { config: { relay_threads: number } }).config.relay_threads,
+    1,
+  );
+  assertEquals(parseConfig({ relay_threads: 0, kernel_nat: true }).ok, false);
+  assertEquals(parseConfig({ relay_threads: 65, kernel_nat: true }).ok, false);
+});

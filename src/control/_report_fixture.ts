@@ -28,6 +28,7 @@ export function sampleReport(): StatusReport {
       datapath: "auto",
       kernel_nat: false,
       tcp_conntrack: true,
+      relay_threads: 1,
       queue: 0,
       queue_maxlen: 4096,
       udp_timeout: 30,

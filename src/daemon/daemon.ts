@@ -26,10 +26,11 @@ import { clientKey as tcpClientKey } from "../nat/tcp_nat.ts";
 import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
-import { TcpRelay } from "../relay/tcp_relay.ts";
+import { RelayThreads, type ThreadSettings } from "../relay/relay_threads.ts";
+import { TcpRelay, type TcpRelaySettings, type TcpRelayStats } from "../relay/tcp_relay.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
-import { logger } from "../system/log.ts";
+import { logger, type LogOptions } from "../system/log.ts";
 import { kernelEphemeralRange, overlap } from "./ephemeral.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
@@ -53,6 +54,8 @@ export interface DaemonDeps {
   now: () => number;
   /** A copy of the NAT table kept elsewhere (krelay.ko's, for getsockopt readers). */
   natMirror?: NatMirror;
+  /** How relay threads log (relay_threads > 1); the config's level as text by default. */
+  log?: LogOptions;
 }
 
 /** Where the NAT table is mirrored: entries put when added or changed, removed when gone. */
@@ -79,6 +82,24 @@ export function rewriterSettings(config: Config, relayIp: string): RewriterSetti
     tcpEstablishedTimeoutMs: config.tcp_idle_timeout * 1000 + 60_000,
     tcpLingerMs: config.tcp_linger * 1000,
     kernelNat: config.kernel_nat,
+  };
+}
+
+/** The TCP relay's settings from a config. */
+export function relaySettings(config: Config): TcpRelaySettings {
+  return {
+    connectTimeoutMs: config.tcp_connect_timeout * 1000,
+    idleTimeoutMs: config.tcp_idle_timeout * 1000,
+  };
+}
+
+function addStats(a: TcpRelayStats, b: TcpRelayStats): TcpRelayStats {
+  return {
+    active: a.active + b.active,
+    total: a.total + b.total,
+    failed: a.failed + b.failed,
+    bytesToServer: a.bytesToServer + b.bytesToServer,
+    bytesToClient: a.bytesToClient + b.bytesToClient,
   };
 }
 
@@ -128,6 +149,15 @@ export class Daemon {
   #loopDone: Promise<void> = new Promise(() => {});
   #sweeper?: ReturnType<typeof setInterval>;
   #installed = "";
+  /** The relay threads (relay_threads > 1), and the counters of those closed. */
+  #threads?: RelayThreads;
+  #threadsDone: TcpRelayStats = {
+    active: 0,
+    total: 0,
+    failed: 0,
+    bytesToServer: 0,
+    bytesToClient: 0,
+  };
   /** Steering changes run one at a time, in order (a sync tick must not follow a removal). */
   #steeringQueue: Promise<void> = Promise.resolve();
   readonly #startedAt = new Date();
@@ -158,10 +188,7 @@ export class Daemon {
     this.relay = new TcpRelay({
       nat: this.engine.tcp,
       now: deps.now,
-      settings: () => ({
-        connectTimeoutMs: this.#config.tcp_connect_timeout * 1000,
-        idleTimeoutMs: this.#config.tcp_idle_timeout * 1000,
-      }),
+      settings: () => relaySettings(this.#config),
       // kernel_nat: TPROXY diverts connections and no TCP packet is queued (see nft_nat.ts).
       transparent: config.kernel_nat,
     });
@@ -217,7 +244,7 @@ export class Daemon {
     if (this.#state === "started") return;
     try {
       // The listener before the rules: a taken gateway port fails before anything is steered.
-      if (this.#config.tcp_ports.length > 0) await this.relay.listen(this.#config.gport);
+      if (this.#config.tcp_ports.length > 0) await this.#listen(this.#config.gport);
       await this.#steer(async () => {
         const spec = this.#spec();
         await this.deps.steering.install(spec);
@@ -225,6 +252,7 @@ export class Daemon {
       });
     } catch (e) {
       this.relay.unlisten();
+      await this.#closeThreads();
       await this.#steer(() => this.deps.steering.remove()).catch(() => {});
       throw e;
     }
@@ -252,6 +280,7 @@ export class Daemon {
     if (this.#state === "stopped") return;
     this.#state = "stopped";
     await this.relay.close();
+    await this.#closeThreads();
     await this.#steer(async () => {
       await this.deps.steering.remove();
       this.#installed = "";
@@ -280,14 +309,17 @@ export class Daemon {
     const next = result.config;
     const from = this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
-      await this.relay.listen(next.gport);
+      await this.#listen(next.gport);
     }
     this.#config = next;
     this.#settings = rewriterSettings(next, this.relayIp);
+    await this.#threads?.configure(this.#threadSettings());
     if (key === "tcp_ports" && this.#state === "started") {
-      if (next.tcp_ports.length > 0) await this.relay.listen(next.gport);
-      // Not awaited: it settles when the connections already relayed end.
-      else this.relay.unlisten();
+      if (next.tcp_ports.length > 0) await this.#listen(next.gport);
+      else {
+        this.relay.unlisten();
+        await this.#threads?.unlisten();
+      }
     }
     if (this.#state === "started") await this.#syncSteering();
     const to = next[key as ConfigKey];
@@ -307,18 +339,55 @@ export class Daemon {
       packets: { ...this.engine.counters },
       engineErrors: this.#loop?.engineErrors ?? 0,
       datapath: this.#datapath?.stats() ?? { received: 0, verdicts: 0, enobufs: 0, errors: 0 },
-      tcp: this.relay.stats(),
+      tcp: this.#tcpStats(),
       nat: this.table.stats(),
     };
   }
 
   /** The NAT table's entries, and the diverted TCP connections (kernel_nat), which have none. */
-  nat(): NatEntryView[] {
+  async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
+    const threads = await this.#threads?.diverted(now) ?? [];
     return [
       ...[...this.table.entries()].map((e) => natEntryView(e, now)),
-      ...this.relay.diverted().map((c) => divertedView(c, now)),
+      ...[...this.relay.diverted(), ...threads].map((c) => divertedView(c, now)),
     ];
+  }
+
+  /**
+   * The gateway listener on `port`: the main thread's, or with relay_threads > 1 (kernel_nat)
+   * the relay threads', started the first time. The main thread then relays nothing: its loop
+   * also serves the queue and the control socket, so it would wait for sockets through a helper
+   * thread (see Poller), where a relay thread waits in epoll_wait itself.
+   */
+  async #listen(port: number): Promise<void> {
+    const threads = this.#config.relay_threads;
+    if (threads < 2 || !this.#config.kernel_nat) return await this.relay.listen(port);
+    this.#threads ??= await RelayThreads.start(
+      threads,
+      this.deps.log ?? { level: this.#config.log_level, json: false },
+      this.#threadSettings(),
+    );
+    await this.#threads.listen(port);
+  }
+
+  async #closeThreads(): Promise<void> {
+    const threads = this.#threads;
+    if (threads === undefined) return;
+    this.#threads = undefined;
+    await threads.close();
+    this.#threadsDone = addStats(this.#threadsDone, threads.stats());
+  }
+
+  #threadSettings(): ThreadSettings {
+    return { nat: this.#settings, relay: relaySettings(this.#config) };
+  }
+
+  /** All threads' counters: the main one's, the relay threads' as last reported, closed ones'. */
+  #tcpStats(): TcpRelayStats {
+    const threads = this.#threads?.stats();
+    const done = addStats(this.relay.stats(), this.#threadsDone);
+    return threads ? addStats(done, threads) : done;
   }
 
   /** Stops relaying, ends the loop (queued packets get their verdicts) and releases the queue. */
@@ -335,7 +404,7 @@ export class Daemon {
     this.deps.natMirror?.close();
     log.info("closed; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: this.engine.counters,
-      tcp: this.relay.stats(),
+      tcp: this.#tcpStats(),
       nat: this.table.stats(),
       datapath: this.#datapath?.stats(),
     });
@@ -401,6 +470,7 @@ export class Daemon {
       }
     }
     for (const port of this.relay.divertedPorts()) tcp.add(port);
+    for (const port of this.#threads?.divertedPorts() ?? []) tcp.add(port);
     return steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
   }
 

@@ -65,8 +65,8 @@ const query = (srcPort: number, dstPort = 53) =>
     dstPort,
   });
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 100 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 Deno.test("Daemon binds the queue, steers, relays, and undoes both on close", async () => {
@@ -98,9 +98,9 @@ Deno.test("Daemon.stop() removes the steering and empties the NAT table; start()
   await daemon.open();
   await daemon.start();
   datapath.inject({ bytes: query(4000), hook: Hook.PreRouting });
-  await until(() => daemon.nat().length > 0);
+  await until(async () => (await daemon.nat()).length > 0);
   await daemon.stop();
-  assertEquals([daemon.state, daemon.nat().length], ["stopped", 0]);
+  assertEquals([daemon.state, (await daemon.nat()).length], ["stopped", 0]);
   await daemon.start();
   assertEquals(daemon.state, "started");
   await daemon.close();
@@ -127,7 +127,7 @@ Deno.test("Daemon.setConfig() applies at once and keeps steering the ports of li
   await daemon.open();
   await daemon.start();
   datapath.inject({ bytes: query(4000), hook: Hook.PreRouting });
-  await until(() => daemon.nat().length > 0);
+  await until(async () => (await daemon.nat()).length > 0);
   assertEquals(await daemon.setConfig("udp_ports", "5353"), {
     key: "udp_ports",
     from: [53],

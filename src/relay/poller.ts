@@ -40,6 +40,8 @@ const EVENT_SIZE = 12;
 const MAX_EVENTS = 256;
 // Synchronous rounds in a row before the loop awaits (and so yields to the event loop).
 const SYNC_ROUNDS = 8;
+// A dedicated thread's longest wait in epoll_wait before timers and messages get a turn.
+const BLOCK_MS = 10;
 
 // What a write to the eventfd adds: one wake-up.
 const ONE = new BigUint64Array([1n]);
@@ -66,7 +68,13 @@ export class Poller {
   #closed = false;
   readonly #done: Promise<void>;
 
-  constructor() {
+  /**
+   * `dedicated`: the thread has nothing else to serve but timers and messages (a relay
+   * thread), so the loop waits in epoll_wait on the thread itself, at most {@link BLOCK_MS}
+   * at a time, as a C server would; woken by the kernel directly, not through a helper thread
+   * and the event loop.
+   */
+  constructor(private readonly dedicated = false) {
     this.#ep = libc().epoll_create1(EPOLL_CLOEXEC);
     if (this.#ep < 0) throw new Error(`epoll_create1: ${errnoText(errno())}`);
     this.#wake = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -140,6 +148,7 @@ export class Poller {
   async #run(): Promise<void> {
     let rounds = 0;
     try {
+      if (this.dedicated) await this.#runDedicated();
       while (!this.#closed) {
         let n = 0;
         if (rounds < SYNC_ROUNDS) {
@@ -167,6 +176,40 @@ export class Poller {
     }
   }
 
+  /**
+   * The dedicated loop: epoll_wait on the thread itself, the kernel waking it directly, for up
+   * to BLOCK_MS. Busy, it lets the event loop take a turn (messages; timers at the runtime's
+   * own pace) every SYNC_ROUNDS rounds through a message to itself, which, unlike a timer, is
+   * not clamped to 4 ms. Idle for BLOCK_MS, it waits as the shared loop does, off the thread,
+   * so that the runtime parks and timers run on time.
+   */
+  async #runDedicated(): Promise<void> {
+    const turn = eventLoopTurn();
+    let rounds = 0;
+    try {
+      while (!this.#closed) {
+        const timeout = this.#deferred.length > 0 ? 0 : BLOCK_MS;
+        let n = libc().epoll_wait(this.#ep, this.#events, MAX_EVENTS, timeout);
+        if (n === 0 && this.#deferred.length === 0) {
+          rounds = 0;
+          this.#waiting = true;
+          try {
+            n = await libc().epoll_wait_async(this.#ep, this.#events, MAX_EVENTS, -1);
+          } finally {
+            this.#waiting = false;
+          }
+          if (this.#closed) break;
+        } else if (++rounds >= SYNC_ROUNDS) {
+          rounds = 0;
+          await turn.next();
+        }
+        this.#dispatch(n);
+      }
+    } finally {
+      turn.close();
+    }
+  }
+
   #dispatch(n: number): void {
     for (let i = 0; i < n; i++) {
       const at = i * EVENT_SIZE;
@@ -191,4 +234,22 @@ export class Poller {
       }
     }
   }
+}
+
+/** Turns of the event loop through messages to itself (see {@link Poller}'s dedicated loop). */
+function eventLoopTurn(): { next(): Promise<void>; close(): void } {
+  const channel = new MessageChannel();
+  let resume = () => {};
+  channel.port1.onmessage = () => resume();
+  return {
+    next: () =>
+      new Promise<void>((resolve) => {
+        resume = resolve;
+        channel.port2.postMessage(0);
+      }),
+    close: () => {
+      channel.port1.close();
+      channel.port2.close();
+    },
+  };
 }

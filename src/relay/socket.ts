@@ -21,6 +21,7 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_LINGER = 13;
+const SO_REUSEPORT = 15;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 const IP_BIND_ADDRESS_NO_PORT = 24;
@@ -77,6 +78,14 @@ export function tcpSocket(): number {
 /** Allows binding a port whose earlier connections are still in TIME_WAIT. */
 export function setReuseAddress(fd: number): void {
   check("setsockopt SO_REUSEADDR", libc().setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, one, 4));
+}
+
+/**
+ * Lets sockets of the same user listen on one port together, the kernel spreading new
+ * connections among them (the relay threads' gateway listeners).
+ */
+export function setReusePort(fd: number): void {
+  check("setsockopt SO_REUSEPORT", libc().setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, one, 4));
 }
 
 /** Sends small writes at once: the relay forwards what it got, it does not batch. */

@@ -37,6 +37,7 @@ import {
   setBindAddressNoPort,
   setNoDelay,
   setReuseAddress,
+  setReusePort,
   setTransparent,
   shutdownWrite,
   SocketError,
@@ -66,6 +67,13 @@ export interface TcpRelayOptions {
    * the client's own address. Needs CAP_NET_ADMIN.
    */
   transparent?: boolean;
+  /**
+   * The gateway listener shares its port with other relay threads' (SO_REUSEPORT); each
+   * thread's listener must say so.
+   */
+  reusePort?: boolean;
+  /** The relay has its thread to itself (a relay thread): see {@link Poller}'s `dedicated`. */
+  dedicated?: boolean;
 }
 
 /** Connection counters. */
@@ -171,9 +179,13 @@ export class TcpRelay {
    */
   listen(port: number): Promise<void> {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
-    const fd = bindListener(port, this.options.transparent === true);
+    const fd = bindListener(
+      port,
+      this.options.transparent === true,
+      this.options.reusePort === true,
+    );
     const shared = this.#shared ??= {
-      poller: new Poller(),
+      poller: new Poller(this.options.dedicated === true),
       pipes: new PipePool(PIPE_SIZE),
       scratch: new Uint8Array(COPY_SIZE),
     };
@@ -545,10 +557,11 @@ function reserveFd(): number {
 }
 
 /** A listening socket on 0.0.0.0:port; a clear error when the port is taken. */
-function bindListener(port: number, transparent: boolean): number {
+function bindListener(port: number, transparent: boolean, reusePort: boolean): number {
   const fd = tcpSocket();
   try {
     setReuseAddress(fd);
+    if (reusePort) setReusePort(fd);
     if (transparent) setTransparent(fd);
     // Accepted sockets inherit it: one call less per connection.
     setNoDelay(fd);

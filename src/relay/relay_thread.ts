@@ -1,0 +1,97 @@
+/**
+ * A relay thread (a Worker's entry module): a transparent {@link TcpRelay} of its own, with its
+ * own poller and its own gateway-port listener in the port's SO_REUSEPORT group, so that the
+ * kernel spreads new connections over the threads. Driven by {@link RelayThreads} in the main
+ * thread through the messages of relay_threads.ts; it reports its counters and live service
+ * ports on its own, at most every {@link REPORT_MS}.
+ *
+ * Only for kernel_nat: a diverted connection needs nothing but the settings (where it goes),
+ * while in NFQUEUE mode the relay shares the NAT table with the packet loop.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { NatTable } from "../nat/nat_table.ts";
+import { PortPool } from "../nat/port_pool.ts";
+import { TcpNat } from "../nat/tcp_nat.ts";
+import { setupLogging } from "../system/log.ts";
+import { TcpRelay } from "./tcp_relay.ts";
+import type { ThreadReport, ThreadRequest, ThreadSettings } from "./relay_threads.ts";
+
+/** How often a thread reports its counters and live ports, when they changed. */
+export const REPORT_MS = 200;
+
+let settings: ThreadSettings | undefined;
+let relay: TcpRelay | undefined;
+let reporter: ReturnType<typeof setInterval> | undefined;
+let lastReport = "";
+
+function report(force = false): void {
+  if (relay === undefined) return;
+  const r: ThreadReport = {
+    report: true,
+    stats: relay.stats(),
+    ports: [...relay.divertedPorts()].sort((a, b) => a - b),
+  };
+  const text = JSON.stringify(r);
+  if (!force && text === lastReport) return;
+  lastReport = text;
+  self.postMessage(r);
+}
+
+async function serve(request: ThreadRequest): Promise<unknown> {
+  switch (request.op) {
+    case "init": {
+      await setupLogging(request.log);
+      settings = request.settings;
+      // Transparent connections take no NAT entry: the table and pool stay empty.
+      const nat = new TcpNat(
+        new NatTable({ capacity: 16, now: () => performance.now() }),
+        () => settings!.nat,
+        new PortPool(1, 1),
+      );
+      relay = new TcpRelay({
+        nat,
+        settings: () => settings!.relay,
+        now: () => performance.now(),
+        transparent: true,
+        reusePort: true,
+        dedicated: true,
+      });
+      reporter = setInterval(() => report(), REPORT_MS);
+      return undefined;
+    }
+    case "settings":
+      settings = request.settings;
+      return undefined;
+    case "listen":
+      return await relay!.listen(request.port);
+    case "unlisten":
+      return await relay!.unlisten();
+    case "diverted": {
+      // Ages, not clock values: a worker's clock starts when the worker does.
+      const now = performance.now();
+      return relay!.diverted().map((c) => ({
+        ...c,
+        created: c.created - now,
+        lastSeen: c.lastSeen - now,
+      }));
+    }
+    case "close":
+      await relay?.close();
+      clearInterval(reporter);
+      report(true);
+      return undefined;
+  }
+}
+
+self.onmessage = (e: MessageEvent<ThreadRequest>) => {
+  const request = e.data;
+  serve(request).then(
+    (value) => self.postMessage({ id: request.id, ok: true, value }),
+    (error) =>
+      self.postMessage({ id: request.id, ok: false, error: String(error?.message ?? error) }),
+  );
+};

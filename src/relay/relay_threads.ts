@@ -1,0 +1,180 @@
+/**
+ * Relay threads (kernel_nat, `relay_threads` > 1), which then do the main thread's TCP
+ * relaying: each is a Worker running relay_thread.ts, a transparent TCP relay with its own
+ * poller and its own gateway-port listener, all of them in the port's SO_REUSEPORT group, so
+ * that the kernel spreads new connections over the threads and every core works.
+ *
+ * The daemon's view stays synchronous where it was: each thread reports its counters and the
+ * service ports of its live connections when they change (at most every 200 ms), and
+ * {@link RelayThreads.stats} and {@link RelayThreads.divertedPorts} read the last reports. The
+ * connection listing asks the threads ({@link RelayThreads.diverted}); listen, settings and
+ * close are requests answered by each thread.
+ *
+ * @example
+ * ```ts ignore
+ * const threads = await RelayThreads.start(2, { level: "info", json: false }, settings);
+ * await threads.listen(16000);
+ * // ...
+ * await threads.close();
+ * ```
+ * @module
+ */
+
+import type { TcpNatSettings } from "../nat/tcp_nat.ts";
+import type { LogOptions } from "../system/log.ts";
+import type { DivertedConnection, TcpRelaySettings, TcpRelayStats } from "./tcp_relay.ts";
+
+/** What a thread's relay reads: where diverted connections go, and the timeouts. */
+export interface ThreadSettings {
+  nat: TcpNatSettings;
+  relay: TcpRelaySettings;
+}
+
+/** A request to a thread; each is answered with a {@link ThreadReply} of the same id. */
+export type ThreadRequest =
+  & { id: number }
+  & (
+    | { op: "init"; log: LogOptions; settings: ThreadSettings }
+    | { op: "settings"; settings: ThreadSettings }
+    | { op: "listen"; port: number }
+    | { op: "unlisten" }
+    | { op: "diverted" }
+    | { op: "close" }
+  );
+
+/** A thread's answer to a request. */
+export type ThreadReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: string };
+
+/** What a thread reports on its own. */
+export interface ThreadReport {
+  report: true;
+  stats: TcpRelayStats;
+  ports: number[];
+}
+
+const NO_STATS: TcpRelayStats = {
+  active: 0,
+  total: 0,
+  failed: 0,
+  bytesToServer: 0,
+  bytesToClient: 0,
+};
+
+/** One Worker and its pending requests. */
+class Thread {
+  readonly #worker: Worker;
+  readonly #pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+  #nextId = 1;
+  last: ThreadReport = { report: true, stats: NO_STATS, ports: [] };
+
+  constructor() {
+    this.#worker = new Worker(new URL("./relay_thread.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (e: MessageEvent<ThreadReply | ThreadReport>) => {
+      const m = e.data;
+      if ("report" in m) {
+        this.last = m;
+        return;
+      }
+      const p = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      if (m.ok) p?.resolve(m.value);
+      else p?.reject(new Error(m.error));
+    };
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      const error = new Error(`relay thread failed: ${e.message}`);
+      for (const p of this.#pending.values()) p.reject(error);
+      this.#pending.clear();
+    };
+  }
+
+  // deno-lint-ignore no-explicit-any
+  request<T>(request: any): Promise<T> {
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#worker.postMessage({ ...request, id });
+    });
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}
+
+/** The extra relay threads of a daemon. */
+export class RelayThreads {
+  readonly #threads: Thread[];
+
+  private constructor(threads: Thread[]) {
+    this.#threads = threads;
+  }
+
+  /** Starts `count` threads; rejects (and stops those started) if any cannot start. */
+  static async start(
+    count: number,
+    log: LogOptions,
+    settings: ThreadSettings,
+  ): Promise<RelayThreads> {
+    const threads = Array.from({ length: count }, () => new Thread());
+    try {
+      await Promise.all(threads.map((t) => t.request({ op: "init", log, settings })));
+    } catch (e) {
+      for (const t of threads) t.terminate();
+      throw e;
+    }
+    return new RelayThreads(threads);
+  }
+
+  /** Passes new settings on; each thread's next connection reads them. */
+  async configure(settings: ThreadSettings): Promise<void> {
+    await Promise.all(this.#threads.map((t) => t.request({ op: "settings", settings })));
+  }
+
+  /** Every thread listens on `port` (see {@link TcpRelay.listen}). */
+  async listen(port: number): Promise<void> {
+    await Promise.all(this.#threads.map((t) => t.request({ op: "listen", port })));
+  }
+
+  /** Every thread stops listening; relayed connections go on. */
+  async unlisten(): Promise<void> {
+    await Promise.all(this.#threads.map((t) => t.request({ op: "unlisten" })));
+  }
+
+  /** The threads' counters, as last reported. */
+  stats(): TcpRelayStats {
+    const sum = { ...NO_STATS };
+    for (const t of this.#threads) {
+      for (const k of Object.keys(sum) as (keyof TcpRelayStats)[]) sum[k] += t.last.stats[k];
+    }
+    return sum;
+  }
+
+  /** The service ports of the threads' live connections, as last reported. */
+  divertedPorts(): Set<number> {
+    return new Set(this.#threads.flatMap((t) => t.last.ports));
+  }
+
+  /** The threads' connections now, with clock values on `now`'s clock. */
+  async diverted(now: number): Promise<DivertedConnection[]> {
+    const lists = await Promise.all(
+      this.#threads.map((t) => t.request<DivertedConnection[]>({ op: "diverted" })),
+    );
+    return lists.flat().map((c) => ({
+      ...c,
+      created: now + c.created,
+      lastSeen: now + c.lastSeen,
+    }));
+  }
+
+  /** Closes every thread's relay (resetting its connections) and ends the threads. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#threads.map((t) => t.request({ op: "close" })));
+    for (const t of this.#threads) t.terminate();
+  }
+}
