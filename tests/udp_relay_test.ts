@@ -109,13 +109,18 @@ modeTest(
 );
 
 modeTest(
-  "after krelay stops, no krelay rule and no krelay process remain",
-  NEEDS,
+  "after krelay stops, no krelay rule, no table or hook iptables made for it, and no krelay process remain",
+  [...NEEDS, "cmd:nft"],
   async (lab, mode) => {
+    const ruleset = async () =>
+      (await lab.exec("relay", ["nft", "list", "ruleset"], { check: true })).stdout.trim();
+    const before = await ruleset();
     const krelay = await startKrelay(lab, modeFlags(mode));
     assertEquals((await krelayRules(lab)).length > 0, true);
     assertEquals(await krelay.stop(), 0);
     assertEquals(await krelayRules(lab), []);
+    // Not even the empty built-in chains iptables-nft creates for a jump: each is a hook.
+    assertEquals(await ruleset(), before);
     // Asked from outside the namespace, so the asking `ip` is not in the answer.
     const pids = await run(["ip", "netns", "pids", lab.ns.relay]);
     assertEquals(pids.stdout.trim(), "");

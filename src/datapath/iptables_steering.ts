@@ -14,6 +14,36 @@ import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
 // A crashed run can leave at most a few duplicate jumps; this bounds the removal loop.
 const MAX_STALE_JUMPS = 16;
 
+/** The iptables tables krelay's chains go in (see iptables_rules.ts). */
+const TABLES = ["raw", "mangle"] as const;
+
+/**
+ * The built-in chains of an iptables-nft table, given as `nft -j list table`, that hold no rule
+ * and accept: iptables-nft made them for krelay's jumps and leaves them, each a hook every
+ * packet passes. `all` tells whether the table holds nothing else.
+ */
+export function idleBuiltinChains(json: string): { chains: string[]; all: boolean } {
+  let items: Record<string, Record<string, unknown>>[];
+  try {
+    items = JSON.parse(json).nftables ?? [];
+  } catch {
+    return { chains: [], all: false };
+  }
+  const busy = new Set<string>();
+  const idle: string[] = [];
+  let other = false;
+  for (const item of items) {
+    if (item.rule) busy.add(String(item.rule.chain));
+    else if (item.chain) {
+      const c = item.chain;
+      if (c.hook !== undefined && c.policy === "accept") idle.push(String(c.name));
+      else other = true;
+    } else if (!item.metainfo && !item.table) other = true;
+  }
+  const chains = idle.filter((c) => !busy.has(c));
+  return { chains, all: !other && chains.length === idle.length };
+}
+
 /**
  * {@link Steering} through the `iptables` and `iptables-restore` commands; with kernel_nat, also
  * an nftables table (`nft`) and a policy route (`ip`).
@@ -65,6 +95,7 @@ export class IptablesSteering implements Steering {
       await this.run(this.iptables, cmds.flush);
       await this.run(this.iptables, cmds.remove);
     }
+    for (const table of TABLES) await this.#removeIdleTable(table);
     // Whichever mode installed it (or a crashed run left it); a missing nft is no error here.
     await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
     const route = routeRemovalCommands();
@@ -72,6 +103,21 @@ export class IptablesSteering implements Steering {
       if ((await this.run(this.ip, route.rule)).code !== 0) break;
     }
     await this.run(this.ip, route.routes);
+  }
+
+  /**
+   * Removes what iptables-nft left of `table` for krelay's jumps: its empty, accepting built-in
+   * chains (`nft delete chain` refuses a chain that got a rule meanwhile), then the table if
+   * nothing else is in it. With iptables-legacy there is no such nft table: nothing to do.
+   */
+  async #removeIdleTable(table: string): Promise<void> {
+    const list = await this.run(this.nft, ["-j", "list", "table", "ip", table]);
+    if (list.code !== 0) return;
+    const idle = idleBuiltinChains(list.stdout);
+    for (const chain of idle.chains) {
+      await this.run(this.nft, ["delete", "chain", "ip", table, chain]);
+    }
+    if (idle.all) await this.run(this.nft, ["delete", "table", "ip", table]);
   }
 
   /** True when any krelay chain exists (for checks and status). */

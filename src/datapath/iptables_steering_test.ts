@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import type { CommandResult, CommandRunner } from "../system/command.ts";
-import { IptablesSteering } from "./iptables_steering.ts";
+import { idleBuiltinChains, IptablesSteering } from "./iptables_steering.ts";
 import { labSpec } from "./_steering_spec.ts";
 
 const spec = labSpec();
@@ -65,5 +65,56 @@ Deno.test("IptablesSteering.remove() deletes every TPROXY rule a crashed run lef
   assertEquals(ip, [
     ...Array(3).fill("ip rule del fwmark 0x4b52 lookup 19282 priority 19282"),
     "ip route flush table 19282",
+  ]);
+});
+
+const meta = { metainfo: { version: "1.0.6" } };
+const table = { table: { family: "ip", name: "mangle" } };
+const chain = (name: string, policy = "accept", hook: string | null = "prerouting") => ({
+  chain: { family: "ip", table: "mangle", name, ...(hook ? { hook, policy } : {}) },
+});
+
+Deno.test("idleBuiltinChains() names the empty accepting built-in chains iptables-nft left", () => {
+  const list = (...items: unknown[]) => JSON.stringify({ nftables: [meta, table, ...items] });
+  assertEquals(idleBuiltinChains(list(chain("PREROUTING"), chain("POSTROUTING"))), {
+    chains: ["PREROUTING", "POSTROUTING"],
+    all: true,
+  });
+  // Someone's rule, policy or chain stays, and so does the table.
+  const rule = { rule: { family: "ip", table: "mangle", chain: "PREROUTING", expr: [] } };
+  assertEquals(idleBuiltinChains(list(chain("PREROUTING"), chain("FORWARD"), rule)), {
+    chains: ["FORWARD"],
+    all: false,
+  });
+  assertEquals(idleBuiltinChains(list(chain("PREROUTING", "drop"))), { chains: [], all: false });
+  assertEquals(idleBuiltinChains(list(chain("PREROUTING"), chain("MINE", "accept", null))), {
+    chains: ["PREROUTING"],
+    all: false,
+  });
+  assertEquals(idleBuiltinChains("not json"), { chains: [], all: false });
+});
+
+Deno.test("IptablesSteering.remove() deletes the idle built-in chains and table iptables-nft left", async () => {
+  const calls: string[] = [];
+  const left = JSON.stringify({ nftables: [meta, table, chain("PREROUTING")] });
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    const listing = cmd === "nft" && args[0] === "-j";
+    if (listing && args.at(-1) === "raw") {
+      return Promise.resolve({ code: 1, stdout: "", stderr: "" });
+    }
+    return Promise.resolve({
+      code: args.includes("-D") ? 1 : 0,
+      stdout: listing ? left : "",
+      stderr: "",
+    });
+  };
+  await new IptablesSteering(run).remove();
+  const nft = calls.filter((c) => c.startsWith("nft ") && !c.includes("krelay"));
+  assertEquals(nft, [
+    "nft -j list table ip raw",
+    "nft -j list table ip mangle",
+    "nft delete chain ip mangle PREROUTING",
+    "nft delete table ip mangle",
   ]);
 });
