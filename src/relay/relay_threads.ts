@@ -21,7 +21,7 @@
  */
 
 import type { TcpNatSettings } from "../nat/tcp_nat.ts";
-import type { LogOptions } from "../system/log.ts";
+import { logger, type LogOptions } from "../system/log.ts";
 import type { DivertedConnection, TcpRelaySettings, TcpRelayStats } from "./tcp_relay.ts";
 
 /** What a thread's relay reads: where diverted connections go, and the timeouts. */
@@ -42,6 +42,9 @@ export type ThreadRequest =
     | { op: "close" }
   );
 
+/** A request as the caller gives it; the id is added on the way. */
+type RequestBody<R = ThreadRequest> = R extends unknown ? Omit<R, "id"> : never;
+
 /** A thread's answer to a request. */
 export type ThreadReply =
   | { id: number; ok: true; value: unknown }
@@ -53,6 +56,8 @@ export interface ThreadReport {
   stats: TcpRelayStats;
   ports: number[];
 }
+
+const log = logger("relay");
 
 const NO_STATS: TcpRelayStats = {
   active: 0,
@@ -88,13 +93,13 @@ class Thread {
     this.#worker.onerror = (e) => {
       e.preventDefault();
       const error = new Error(`relay thread failed: ${e.message}`);
+      log.error("{error}", { error: error.message });
       for (const p of this.#pending.values()) p.reject(error);
       this.#pending.clear();
     };
   }
 
-  // deno-lint-ignore no-explicit-any
-  request<T>(request: any): Promise<T> {
+  request<T>(request: RequestBody): Promise<T> {
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
