@@ -16,9 +16,11 @@ fi
 mkdir -p "$here/dist"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# The same permissions as the ./krelay launcher (see there why --allow-all).
+# The same permissions as the ./krelay launcher (see there why --allow-all). A worker's module is
+# not found by the compiler's analysis: the relay threads' is included by name.
 if "$deno" compile --no-prompt --quiet --unstable-worker-options --allow-all \
   --include "$here/krelay" --include "$here/tools/install-deps.sh" \
+  --include "$here/src/relay/relay_thread.ts" \
   --output "$here/dist/krelay" "$here/main.ts" >"$log" 2>&1; then
   echo "compile: built dist/krelay (Deno $version)"
   exit 0
