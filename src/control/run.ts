@@ -63,7 +63,9 @@ export async function runKrelay(
     else await daemon.start();
     const stopped = (opts.stopSignal ?? sig!.promise).then((why) => `signal ${why}`);
     const failed = daemon.loopDone.then(() => "the packet loop ended");
-    log.info("stopping: {why}", { why: await Promise.race([stopped, failed]) });
+    log.info("stopping: {why}", {
+      why: await Promise.race([stopped, failed, daemon.failure]),
+    });
   } catch (e) {
     log.error("{error}", { error: (e as Error).message });
     code = 1;

@@ -158,6 +158,8 @@ export class Daemon {
     bytesToServer: 0,
     bytesToClient: 0,
   };
+  /** Rejects when a relay thread fails: krelay cannot repair it and exits (see run.ts). */
+  readonly #fatal = Promise.withResolvers<never>();
   /** Steering changes run one at a time, in order (a sync tick must not follow a removal). */
   #steeringQueue: Promise<void> = Promise.resolve();
   readonly #startedAt = new Date();
@@ -172,6 +174,8 @@ export class Daemon {
     this.#config = config;
     this.#settings = rewriterSettings(config, relayIp);
     this.#startedClock = deps.now();
+    // Awaited by whoever runs the daemon (run.ts); unawaited, a failure is not an unhandled one.
+    this.#fatal.promise.catch(() => {});
     this.table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
     const mirror = deps.natMirror;
     if (mirror) {
@@ -222,6 +226,11 @@ export class Daemon {
   /** started or stopped. */
   get state(): RelayState {
     return this.#state;
+  }
+
+  /** Rejects when a part the daemon cannot repair fails (a relay thread); never resolves. */
+  get failure(): Promise<never> {
+    return this.#fatal.promise;
   }
 
   /** Settles when the packet loop ends; rejects when the datapath fails. */
@@ -367,6 +376,7 @@ export class Daemon {
       threads,
       this.deps.log ?? { level: this.#config.log_level, json: false },
       this.#threadSettings(),
+      { onFailure: (error) => this.#fatal.reject(error) },
     );
     await this.#threads.listen(port);
   }

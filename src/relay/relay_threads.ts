@@ -75,10 +75,12 @@ class Thread {
     { resolve: (v: unknown) => void; reject: (e: Error) => void }
   >();
   #nextId = 1;
+  /** Why the thread ended, once it has failed: later requests are refused with it. */
+  #failure?: Error;
   last: ThreadReport = { report: true, stats: NO_STATS, ports: [] };
 
-  constructor() {
-    this.#worker = new Worker(new URL("./relay_thread.ts", import.meta.url), { type: "module" });
+  constructor(module: URL, onFailure: (error: Error) => void) {
+    this.#worker = new Worker(module, { type: "module" });
     this.#worker.onmessage = (e: MessageEvent<ThreadReply | ThreadReport>) => {
       const m = e.data;
       if ("report" in m) {
@@ -92,14 +94,17 @@ class Thread {
     };
     this.#worker.onerror = (e) => {
       e.preventDefault();
-      const error = new Error(`relay thread failed: ${e.message}`);
+      const error = this.#failure = new Error(`relay thread failed: ${e.message}`);
       log.error("{error}", { error: error.message });
       for (const p of this.#pending.values()) p.reject(error);
       this.#pending.clear();
+      this.#worker.terminate();
+      onFailure(error);
     };
   }
 
   request<T>(request: RequestBody): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -120,13 +125,20 @@ export class RelayThreads {
     this.#threads = threads;
   }
 
-  /** Starts `count` threads; rejects (and stops those started) if any cannot start. */
+  /**
+   * Starts `count` threads; rejects (and stops those started) if any cannot start. A thread
+   * that fails later (an uncaught error) is ended and reported to `onFailure`: its listener and
+   * connections are beyond repair from outside, so the daemon gives up and exits.
+   */
   static async start(
     count: number,
     log: LogOptions,
     settings: ThreadSettings,
+    options: { onFailure?: (error: Error) => void; module?: URL } = {},
   ): Promise<RelayThreads> {
-    const threads = Array.from({ length: count }, () => new Thread());
+    const module = options.module ?? new URL("./relay_thread.ts", import.meta.url);
+    const onFailure = options.onFailure ?? (() => {});
+    const threads = Array.from({ length: count }, () => new Thread(module, onFailure));
     try {
       await Promise.all(threads.map((t) => t.request({ op: "init", log, settings })));
     } catch (e) {

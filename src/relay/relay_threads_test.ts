@@ -1,0 +1,36 @@
+import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { RelayThreads, type ThreadSettings } from "./relay_threads.ts";
+
+const settings: ThreadSettings = {
+  nat: {
+    realIp: 0xcb00710a,
+    gport: 16000,
+    tcpPorts: new Set([80]),
+    tcpSynTimeoutMs: 10_000,
+    tcpEstablishedTimeoutMs: 360_000,
+    tcpLingerMs: 2_000,
+  },
+  relay: { connectTimeoutMs: 5_000, idleTimeoutMs: 300_000 },
+};
+const log = { level: "error" as const, json: false };
+const failing = new URL("./_failing_thread.ts", import.meta.url);
+
+Deno.test("RelayThreads reports a thread that fails, refuses it requests, and still closes", async () => {
+  const failed = Promise.withResolvers<Error>();
+  const threads = await RelayThreads.start(2, log, settings, {
+    module: failing,
+    onFailure: (e) => failed.resolve(e),
+  });
+  await threads.listen(16000);
+  const error = await failed.promise;
+  assert(error.message.includes("boom"), error.message);
+  // The failed thread answers nothing any more: asking it fails at once instead of hanging.
+  await rejects(threads.diverted(0), /relay thread failed/);
+  await threads.close();
+  assertEquals(threads.stats().total, 0);
+});
+
+Deno.test("RelayThreads.start() rejects and ends its threads when one cannot start", async () => {
+  const missing = new URL("./_no_such_thread.ts", import.meta.url);
+  await rejects(RelayThreads.start(1, log, settings, { module: missing }));
+});
