@@ -27,7 +27,13 @@ import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { RelayThreads, type ThreadSettings } from "../relay/relay_threads.ts";
-import { TcpRelay, type TcpRelaySettings, type TcpRelayStats } from "../relay/tcp_relay.ts";
+import {
+  addStats,
+  NO_STATS,
+  TcpRelay,
+  type TcpRelaySettings,
+  type TcpRelayStats,
+} from "../relay/tcp_relay.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { logger, type LogOptions } from "../system/log.ts";
@@ -93,16 +99,6 @@ export function relaySettings(config: Config): TcpRelaySettings {
   };
 }
 
-function addStats(a: TcpRelayStats, b: TcpRelayStats): TcpRelayStats {
-  return {
-    active: a.active + b.active,
-    total: a.total + b.total,
-    failed: a.failed + b.failed,
-    bytesToServer: a.bytesToServer + b.bytesToServer,
-    bytesToClient: a.bytesToClient + b.bytesToClient,
-  };
-}
-
 /** How packet scripts fail, from a config. */
 export function scriptPolicy(config: Config): ScriptPolicy {
   return {
@@ -151,13 +147,7 @@ export class Daemon {
   #installed = "";
   /** The relay threads (relay_threads > 1), and the counters of those closed. */
   #threads?: RelayThreads;
-  #threadsDone: TcpRelayStats = {
-    active: 0,
-    total: 0,
-    failed: 0,
-    bytesToServer: 0,
-    bytesToClient: 0,
-  };
+  #threadsDone: TcpRelayStats = NO_STATS;
   /** Rejects when a relay thread fails: krelay cannot repair it and exits (see run.ts). */
   readonly #fatal = Promise.withResolvers<never>();
   /** Steering changes run one at a time, in order (a sync tick must not follow a removal). */
@@ -395,9 +385,8 @@ export class Daemon {
 
   /** All threads' counters: the main one's, the relay threads' as last reported, closed ones'. */
   #tcpStats(): TcpRelayStats {
-    const threads = this.#threads?.stats();
-    const done = addStats(this.relay.stats(), this.#threadsDone);
-    return threads ? addStats(done, threads) : done;
+    const threads = this.#threads?.stats() ?? NO_STATS;
+    return addStats(this.relay.stats(), this.#threadsDone, threads);
   }
 
   /** Stops relaying, ends the loop (queued packets get their verdicts) and releases the queue. */

@@ -22,7 +22,13 @@
 
 import type { TcpNatSettings } from "../nat/tcp_nat.ts";
 import { logger, type LogOptions } from "../system/log.ts";
-import type { DivertedConnection, TcpRelaySettings, TcpRelayStats } from "./tcp_relay.ts";
+import {
+  addStats,
+  type DivertedConnection,
+  NO_STATS,
+  type TcpRelaySettings,
+  type TcpRelayStats,
+} from "./tcp_relay.ts";
 
 /** What a thread's relay reads: where diverted connections go, and the timeouts. */
 export interface ThreadSettings {
@@ -58,14 +64,6 @@ export interface ThreadReport {
 }
 
 const log = logger("relay");
-
-const NO_STATS: TcpRelayStats = {
-  active: 0,
-  total: 0,
-  failed: 0,
-  bytesToServer: 0,
-  bytesToClient: 0,
-};
 
 /** One Worker and its pending requests. */
 class Thread {
@@ -165,11 +163,7 @@ export class RelayThreads {
 
   /** The threads' counters, as last reported. */
   stats(): TcpRelayStats {
-    const sum = { ...NO_STATS };
-    for (const t of this.#threads) {
-      for (const k of Object.keys(sum) as (keyof TcpRelayStats)[]) sum[k] += t.last.stats[k];
-    }
-    return sum;
+    return addStats(...this.#threads.map((t) => t.last.stats));
   }
 
   /** The service ports of the threads' live connections, as last reported. */

@@ -89,6 +89,24 @@ export interface TcpRelayStats {
   bytesToClient: number;
 }
 
+/** Counters of no connection at all. */
+export const NO_STATS: Readonly<TcpRelayStats> = {
+  active: 0,
+  total: 0,
+  failed: 0,
+  bytesToServer: 0,
+  bytesToClient: 0,
+};
+
+/** The counters of several relays (threads, or closed and live ones) together. */
+export function addStats(...all: TcpRelayStats[]): TcpRelayStats {
+  const sum = { ...NO_STATS };
+  for (const s of all) {
+    for (const k of Object.keys(sum) as (keyof TcpRelayStats)[]) sum[k] += s[k];
+  }
+  return sum;
+}
+
 // How many other ports to try when the port y taken from the pool cannot be bound.
 const BIND_RETRIES = 3;
 // Connections accepted per listener event; the rest wait for the next round (level-triggered).
