@@ -27,6 +27,10 @@ const IP_TRANSPARENT = 19;
 const IP_BIND_ADDRESS_NO_PORT = 24;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
+const TCP_INFO = 11;
+// tcpi_state, the first byte of struct tcp_info.
+const TCP_ESTABLISHED = 1;
+const TCP_SYN_SENT = 2;
 const SHUT_WR = 1;
 
 /** A failed socket call: `code` is the errno name ("EADDRINUSE"). */
@@ -49,6 +53,7 @@ const addrBuf = new Uint8Array(16);
 const addrView = new DataView(addrBuf.buffer);
 const lenBuf = new Uint32Array(1);
 const intBuf = new Int32Array(1);
+const infoBuf = new Uint8Array(8);
 const lingerZero = new Int32Array([1, 0]);
 const one = new Int32Array([1]);
 
@@ -144,7 +149,31 @@ export function acceptFrom(fd: number): { fd: number; peer: Endpoint } | number 
 /** Starts connecting; returns 0 (connected), EINPROGRESS, or another errno. */
 export function startConnect(fd: number, to: Endpoint): number {
   if (libc().connect(fd, sockaddr(to.address, to.port), 16) === 0) return 0;
-  return errno();
+  return settleConnect(fd, errno());
+}
+
+/**
+ * The outcome of a connect that returned -1 with `e` read from errno. errno is read after the
+ * call has returned to JavaScript, and the runtime may run work of its own in between (code
+ * compiled on another thread being installed, a GC step) whose failed futex wait leaves EAGAIN
+ * there: seen under load in the first seconds after start, resetting a client whose connect
+ * was in fact under way. So any errno but EINPROGRESS is checked against the socket's TCP
+ * state, which comes back in a buffer, not through errno.
+ */
+export function settleConnect(fd: number, e: number): number {
+  if (e === Errno.EINPROGRESS) return e;
+  const state = tcpState(fd);
+  if (state === TCP_SYN_SENT) return Errno.EINPROGRESS;
+  if (state === TCP_ESTABLISHED) return 0;
+  return e;
+}
+
+/** The socket's TCP state (tcpi_state), -1 when it cannot be read. */
+function tcpState(fd: number): number {
+  infoBuf.fill(0);
+  lenBuf[0] = infoBuf.length;
+  if (libc().getsockopt(fd, IPPROTO_TCP, TCP_INFO, infoBuf, lenBuf) !== 0) return -1;
+  return infoBuf[0];
 }
 
 /** The socket's pending error (SO_ERROR), 0 when none: how a non-blocking connect ended. */

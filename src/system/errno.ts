@@ -1,6 +1,12 @@
 /**
  * errno after a failed libc call through FFI, and its name and text for messages.
  *
+ * The read is not atomic with the call: the runtime may run work of its own in between (a
+ * GC step, installing code compiled on another thread) and leave its own errno, in practice
+ * EAGAIN from a futex. Where EAGAIN already means "wait" (read, send, accept) that is what
+ * the caller does; where a wrong errno would fail a connection, the caller checks the state
+ * the call left instead (socket.ts's settleConnect).
+ *
  * @module
  */
 
