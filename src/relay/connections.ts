@@ -20,7 +20,7 @@
 import { errnoName } from "../system/errno.ts";
 import { Ready } from "./poller.ts";
 import { Pump, PUMP_EVENTS, type PumpCounters, type PumpResult, type PumpShared } from "./pump.ts";
-import { closeFd, pendingError, resetFd } from "./socket.ts";
+import { closeFd, flushAck, pendingError, resetFd } from "./socket.ts";
 
 /** The server did not accept the connection: refused, unreachable or silent. */
 export interface Unreachable {
@@ -55,6 +55,8 @@ function sweepPeriod(connectTimeoutMs: number, idleTimeoutMs: number): number {
 /** One connection: connecting (no pump yet) or pumping. */
 class Connection {
   pump: Pump | undefined = undefined;
+  /** The client's events while connecting (watched, not yet pumped). */
+  clientEvents = 0;
 
   constructor(
     readonly id: number,
@@ -92,13 +94,23 @@ export class Connections {
       return;
     }
     try {
-      // Watched once for the connection's whole life: the pump takes these events over.
+      // Both watched once for the connection's whole life: the pump takes these events over.
+      // The client's are kept until then: whether its bytes are in decides the ACK below.
+      this.shared.poller.watch(client, PUMP_EVENTS, (events) => {
+        c.clientEvents |= events;
+      });
       this.shared.poller.watch(server, PUMP_EVENTS, (events) => {
         if (!(events & (Ready.Out | Ready.Err | Ready.Hup))) return;
         // Writable without an error flag: connected (Linux), no SO_ERROR call needed.
         const e = events & (Ready.Err | Ready.Hup) ? pendingError(server) : 0;
-        if (e === 0) this.#startPump(c, true, events);
-        else this.#unreachable(c, errnoName(e));
+        if (e !== 0) {
+          this.#unreachable(c, errnoName(e));
+          return;
+        }
+        // The server waits for the handshake's last ACK, held back to ride in the client's
+        // first bytes (setDelayedAck): with none to send (the server speaks first), now.
+        if (!(c.clientEvents & Ready.In)) flushAck(server);
+        this.#startPump(c, true, events);
       });
     } catch (e) {
       this.#unreachable(c, (e as Error).message);
@@ -163,10 +175,10 @@ export class Connections {
     }, sweepPeriod(this.#connectTimeoutMs, this.#idleTimeoutMs));
   }
 
-  #startPump(c: Connection, serverWatched: boolean, serverEvents = 0): void {
+  #startPump(c: Connection, watched: boolean, serverEvents = 0): void {
     c.pump = new Pump(this.shared, c.client, c.server, (result) => this.#end(c, result));
     this.events.connected(c.id);
-    c.pump.start(serverWatched, serverEvents);
+    c.pump.start(watched, serverEvents, watched, c.clientEvents);
   }
 
   /** The server refused or did not answer: the client is reset. */
@@ -176,6 +188,7 @@ export class Connections {
 
   /** Ends a connection still connecting: its connect is abandoned, its client reset. */
   #drop(c: Connection, end: ConnectionEnd): void {
+    this.shared.poller.forget(c.client);
     this.shared.poller.forget(c.server);
     closeFd(c.server);
     resetFd(c.client);

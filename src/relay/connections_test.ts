@@ -13,7 +13,9 @@ import {
   localEndpoint,
   startConnect,
   tcpSocket,
+  upstreamSocket,
 } from "./socket.ts";
+import { segmentsOut } from "./_tcp_info.ts";
 
 const LOOPBACK = 0x7f000001;
 
@@ -44,13 +46,16 @@ function howItEnds(client: net.Socket): Promise<string> {
   });
 }
 
-function setUp() {
+function setUp(onConnected: (id: number) => void = () => {}) {
   const poller = new Poller();
   const pipes = new PipePool(64 * 1024);
   const events: string[] = [];
   const ends = new Map<number, ConnectionEnd>();
   const host = new Connections({ poller, pipes, scratch: new Uint8Array(64 * 1024) }, {
-    connected: (id) => events.push(`connected ${id}`),
+    connected: (id) => {
+      events.push(`connected ${id}`);
+      onConnected(id);
+    },
     ended: (id, end) => {
       events.push(`ended ${id}`);
       ends.set(id, end);
@@ -189,6 +194,85 @@ Deno.test("connections: abortAll ends a connection still connecting as aborted a
     client.destroy();
     closeFd(filler);
     closeFd(full);
+    await stop();
+  }
+});
+
+/** A connect to `port` from a socket made as the relay's are. */
+function relayConnect(port: number): { server: number; connecting: boolean } {
+  const server = upstreamSocket(0, 0);
+  const started = startConnect(server, { address: LOOPBACK, port });
+  return { server, connecting: started !== 0 };
+}
+
+Deno.test("connections: the handshake's last ACK rides in the client's first bytes", async () => {
+  const sentAtConnect: number[] = [];
+  let server = -1;
+  const { host, ended, stop } = setUp(() => sentAtConnect.push(segmentsOut(server)));
+  // Reads the request, answers with the segments its socket got: SYN, then the request.
+  const backend = await pythonBackend(
+    "c.recv(100); import struct; " +
+      "c.sendall(b'%d' % struct.unpack_from('I', c.getsockopt(6, 11, 232), 140)[0])",
+  );
+  const { client, fd } = await acceptedPair();
+  try {
+    // The client's request is in before the relay's connect completes.
+    await new Promise((r) => client.write("GET /", r));
+    const made = relayConnect(backend.port);
+    server = made.server;
+    host.add(4, fd, server, made.connecting);
+    const reply = new Promise<string>((resolve) => {
+      let got = "";
+      client.on("data", (d) => (got += d));
+      client.once("end", () => resolve(got));
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no answer within 2 s")), 2_000);
+      client.once("data", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    client.end();
+    await backend.stop();
+    assertEquals(sentAtConnect, [1], "only the SYN went out when the connect completed");
+    assertEquals(await reply, "2", "the server got the SYN and the request, no ACK of its own");
+    assertEquals((await ended(4))?.bytesToServer, 5);
+  } finally {
+    client.destroy();
+    await backend.stop();
+    await stop();
+  }
+});
+
+Deno.test("connections: a server that speaks first gets the handshake's last ACK at once", async () => {
+  const sentAtConnect: number[] = [];
+  let server = -1;
+  const { host, ended, stop } = setUp(() => sentAtConnect.push(segmentsOut(server)));
+  const backend = await pythonBackend("c.sendall(b'banner')");
+  const { client, fd } = await acceptedPair();
+  try {
+    const made = relayConnect(backend.port);
+    server = made.server;
+    const banner = new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no banner within 2 s")), 2_000);
+      client.once("data", (d) => {
+        clearTimeout(timer);
+        resolve(String(d));
+      });
+    });
+    // The client sends nothing: the server accepts only once the ACK comes, which the kernel
+    // would otherwise hold for 200 ms.
+    host.add(6, fd, server, made.connecting);
+    assertEquals(await banner, "banner");
+    // The SYN and the ACK (and an ACK of the banner, if it came already): without the ACK
+    // the server could not have answered.
+    ok(sentAtConnect[0] >= 2, `segments sent when connected: ${sentAtConnect}`);
+    client.end();
+    assertEquals((await ended(6))?.reason, "closed");
+  } finally {
+    client.destroy();
+    await backend.stop();
     await stop();
   }
 });

@@ -185,24 +185,30 @@ export class Pump {
   }
 
   /**
-   * Starts pumping: watches the client (and the server unless `serverWatched`; a watched
-   * server's events are taken over). `serverEvents` are those of the server's last edge, taken
-   * by its previous handler: bytes or a FIN that came with the connect would get no new edge.
+   * Starts pumping: watches both sockets, or takes over the events of those already watched
+   * (with {@link PUMP_EVENTS}). `serverEvents` and `clientEvents` are the edges their previous
+   * handlers took (bytes, a FIN, an error that came while connecting), which get no new edge.
    */
-  start(serverWatched = false, serverEvents = 0): void {
-    const poller = this.shared.poller;
+  start(serverWatched = false, serverEvents = 0, clientWatched = false, clientEvents = 0): void {
     try {
-      if (serverWatched) poller.handle(this.server, (ev) => this.#onEvent(this.server, ev));
-      else poller.watch(this.server, PUMP_EVENTS, (ev) => this.#onEvent(this.server, ev));
+      this.#take(this.server, serverWatched);
       // Watching reports what is already there (bytes, a FIN) as a first edge.
-      poller.watch(this.client, PUMP_EVENTS, (ev) => this.#onEvent(this.client, ev));
+      this.#take(this.client, clientWatched);
     } catch (e) {
       this.#finish("error", `relay: ${(e as Error).message}`);
       return;
     }
+    // The client's first: its bytes go out in the segment that acknowledges the server.
+    if (clientEvents !== 0) this.#onEvent(this.client, clientEvents);
     if (serverEvents & (Ready.In | Ready.RdHup | Ready.Err | Ready.Hup)) {
       this.#onEvent(this.server, serverEvents);
     }
+  }
+
+  #take(fd: number, watched: boolean): void {
+    const handler = (ev: number) => this.#onEvent(fd, ev);
+    if (watched) this.shared.poller.handle(fd, handler);
+    else this.shared.poller.watch(fd, PUMP_EVENTS, handler);
   }
 
   /** Resets both sides; the pump ends "aborted" (no-op once ended). */

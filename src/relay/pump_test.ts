@@ -20,6 +20,7 @@ import {
 import { Pump, PUMP_EVENTS, type PumpCounters, type PumpResult } from "./pump.ts";
 import { libc } from "../../ffi/libc.ts";
 import { pythonBackend } from "./_python_backend.ts";
+import { segmentsIn } from "./_tcp_info.ts";
 
 const HOST = "127.0.0.1";
 const MiB = 1024 * 1024;
@@ -286,14 +287,6 @@ Deno.test("pump relays both ways and closes gracefully when both sides end", asy
     await stop();
   }
 });
-
-/** Segments the socket received so far (TCP_INFO tcpi_segs_in). */
-function segmentsIn(fd: number): number {
-  const info = new Uint8Array(232);
-  const len = new Uint32Array([info.length]);
-  ok(libc().getsockopt(fd, 6, /* IPPROTO_TCP */ 11, /* TCP_INFO */ info, len) === 0, "TCP_INFO");
-  return new DataView(info.buffer).getUint32(140, true);
-}
 
 Deno.test("pump: the last bytes and the FIN reach the client in one segment, as they came", async () => {
   // The backend sends its answer and its FIN in one segment (MSG_MORE, then shutdown).

@@ -28,6 +28,7 @@ const IP_BIND_ADDRESS_NO_PORT = 24;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const TCP_INFO = 11;
+const TCP_QUICKACK = 12;
 // tcpi_state, the first byte of struct tcp_info.
 const TCP_ESTABLISHED = 1;
 const TCP_SYN_SENT = 2;
@@ -56,6 +57,7 @@ const intBuf = new Int32Array(1);
 const infoBuf = new Uint8Array(8);
 const lingerZero = new Int32Array([1, 0]);
 const one = new Int32Array([1]);
+const zero = new Int32Array([0]);
 
 function sockaddr(address: number, port: number): Uint8Array {
   addrBuf.fill(0);
@@ -96,6 +98,22 @@ export function setReusePort(fd: number): void {
 /** Sends small writes at once: the relay forwards what it got, it does not batch. */
 export function setNoDelay(fd: number): void {
   libc().setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, 4);
+}
+
+/**
+ * Holds back ACKs the kernel would send at once (TCP_QUICKACK 0) so they ride in the next data
+ * segment: on a listener (accepted sockets inherit it) the ACK of a client's request rides in
+ * the answer; on a socket about to connect, the handshake's last ACK rides in the first bytes
+ * sent (the kernel sends it anyway within 200 ms: {@link flushAck} when nothing is to be sent).
+ * One packet less each way, as HAProxy's tcp-smart-accept and tcp-smart-connect do.
+ */
+export function setDelayedAck(fd: number): void {
+  libc().setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, zero, 4);
+}
+
+/** Sends an ACK the kernel holds back ({@link setDelayedAck}) now, and ACKs at once after. */
+export function flushAck(fd: number): void {
+  libc().setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, one, 4);
 }
 
 /**
@@ -208,4 +226,55 @@ export function closeFd(fd: number): void {
 export function resetFd(fd: number): void {
   libc().setsockopt(fd, SOL_SOCKET, SO_LINGER, lingerZero, 8);
   libc().close(fd);
+}
+
+/**
+ * The gateway listener: a listening socket on 0.0.0.0:port (0: any free port), transparent for
+ * TPROXY and sharing its port with the other relay threads' when asked; a clear error when the
+ * port is taken.
+ */
+export function gatewayListener(port: number, transparent: boolean, reusePort: boolean): number {
+  const fd = tcpSocket();
+  try {
+    setReuseAddress(fd);
+    if (reusePort) setReusePort(fd);
+    if (transparent) setTransparent(fd);
+    // Accepted sockets inherit it: one call less per connection.
+    setNoDelay(fd);
+    if (bindTo(fd, 0, port) !== 0) throw new Error(`gateway port ${port} is already in use`);
+    listenOn(fd, 4096);
+    // Inherited too, but only set after listen(), which resets it: the ACK of a client's
+    // request rides in the answer.
+    setDelayedAck(fd);
+    return fd;
+  } catch (e) {
+    closeFd(fd);
+    if (e instanceof SocketError) {
+      throw new Error(`cannot listen on gateway port ${port}: ${e.message}`);
+    }
+    throw e;
+  }
+}
+
+/**
+ * A socket for the relay's own connection to a server, bound to `address`:`port` and ready to
+ * connect: transparent when `address` is not 0 (the client's address, TPROXY), port 0 left to
+ * connect() to pick; small writes sent at once; the handshake's last ACK held back to ride in
+ * the first bytes sent ({@link setDelayedAck}; {@link flushAck} when there are none). Throws a
+ * {@link SocketError}, "EADDRINUSE" when port y is taken.
+ */
+export function upstreamSocket(address: number, port: number): number {
+  const fd = tcpSocket();
+  try {
+    if (port !== 0) setReuseAddress(fd);
+    else setBindAddressNoPort(fd);
+    setNoDelay(fd);
+    setDelayedAck(fd);
+    if (address !== 0) setTransparent(fd);
+    if (bindTo(fd, address, port) !== 0) throw new SocketError("bind", Errno.EADDRINUSE);
+    return fd;
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
 }

@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { Errno } from "../system/errno.ts";
-import { closeFd, settleConnect, startConnect, tcpSocket } from "./socket.ts";
+import { libc } from "../../ffi/libc.ts";
+import {
+  acceptFrom,
+  closeFd,
+  gatewayListener,
+  localEndpoint,
+  settleConnect,
+  startConnect,
+  tcpSocket,
+} from "./socket.ts";
+import { segmentsIn, segmentsOut } from "./_tcp_info.ts";
 
 const LOOPBACK = 0x7f000001;
 
@@ -40,5 +50,52 @@ Deno.test("startConnect: starts a connect to a listening port", async () => {
   } finally {
     closeFd(fd);
     listener.close();
+  }
+});
+
+/** Polls `cond` every 2 ms, at most 2 s. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 2_000;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+Deno.test("gatewayListener: the ACK of a client's request rides in the answer", async () => {
+  const listener = gatewayListener(0, false, false);
+  const client = tcpSocket();
+  let accepted = -1;
+  try {
+    startConnect(client, { address: LOOPBACK, port: localEndpoint(listener).port });
+    await until(() => {
+      const got = acceptFrom(listener);
+      if (typeof got !== "number") accepted = got.fd;
+      return accepted >= 0;
+    }, "accept");
+    const buf = new Uint8Array(64);
+    assert.equal(libc().send(client, buf, 10n, 0), 10);
+    await until(() => libc().read(accepted, buf, BigInt(buf.length)) === 10, "the request");
+    // (Its SYN-ACK was counted before it was a socket of its own.)
+    assert.equal(segmentsOut(accepted), 0, "nothing sent: the request's ACK is held back");
+    assert.equal(libc().send(accepted, buf, 20n, 0), 20);
+    await until(() => libc().read(client, buf, BigInt(buf.length)) === 20, "the answer");
+    assert.equal(segmentsIn(client), 2, "the SYN-ACK, then the answer carrying the ACK");
+  } finally {
+    if (accepted >= 0) closeFd(accepted);
+    closeFd(client);
+    closeFd(listener);
+  }
+});
+
+Deno.test("gatewayListener: a port in use is a clear error", () => {
+  const first = gatewayListener(0, false, false);
+  try {
+    const port = localEndpoint(first).port;
+    assert.throws(() => gatewayListener(port, false, false), {
+      message: `gateway port ${port} is already in use`,
+    });
+  } finally {
+    closeFd(first);
   }
 });

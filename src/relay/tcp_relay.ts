@@ -29,20 +29,14 @@ import { PipePool } from "./pipe_pool.ts";
 import { Poller, Ready } from "./poller.ts";
 import {
   acceptFrom,
-  bindTo,
   closeFd,
-  listenOn,
+  gatewayListener,
   localEndpoint,
   resetFd,
-  setBindAddressNoPort,
-  setNoDelay,
-  setReuseAddress,
-  setReusePort,
-  setTransparent,
   shutdownWrite,
   SocketError,
   startConnect,
-  tcpSocket,
+  upstreamSocket,
 } from "./socket.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
@@ -197,7 +191,7 @@ export class TcpRelay {
    */
   listen(port: number): Promise<void> {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
-    const fd = bindListener(
+    const fd = gatewayListener(
       port,
       this.options.transparent === true,
       this.options.reusePort === true,
@@ -472,25 +466,8 @@ export class TcpRelay {
   #connectFrom(c: Relayed, y: number): { fd: number; connecting: boolean } | string {
     let fd: number;
     try {
-      fd = tcpSocket();
+      fd = upstreamSocket(this.options.transparent ? c.flow.client : 0, y);
     } catch (e) {
-      return e instanceof SocketError ? e.code : String(e);
-    }
-    try {
-      if (y !== 0) setReuseAddress(fd);
-      else setBindAddressNoPort(fd);
-      setNoDelay(fd);
-      let from = 0;
-      if (this.options.transparent) {
-        setTransparent(fd);
-        from = c.flow.client;
-      }
-      if (bindTo(fd, from, y) !== 0) {
-        closeFd(fd);
-        return "EADDRINUSE";
-      }
-    } catch (e) {
-      closeFd(fd);
       return e instanceof SocketError ? e.code : String(e);
     }
     const started = startConnect(fd, { address: c.flow.server, port: c.flow.serverPort });
@@ -572,25 +549,4 @@ export class TcpRelay {
 /** A cheap fd (an eventfd, close-on-exec) held only to be given up; -1 when none is left. */
 function reserveFd(): number {
   return libc().eventfd(0, 0o2000000);
-}
-
-/** A listening socket on 0.0.0.0:port; a clear error when the port is taken. */
-function bindListener(port: number, transparent: boolean, reusePort: boolean): number {
-  const fd = tcpSocket();
-  try {
-    setReuseAddress(fd);
-    if (reusePort) setReusePort(fd);
-    if (transparent) setTransparent(fd);
-    // Accepted sockets inherit it: one call less per connection.
-    setNoDelay(fd);
-    if (bindTo(fd, 0, port) !== 0) throw new Error(`gateway port ${port} is already in use`);
-    listenOn(fd, 4096);
-    return fd;
-  } catch (e) {
-    closeFd(fd);
-    if (e instanceof SocketError) {
-      throw new Error(`cannot listen on gateway port ${port}: ${e.message}`);
-    }
-    throw e;
-  }
 }
