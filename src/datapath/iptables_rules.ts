@@ -134,9 +134,7 @@ export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
       for (const rule of rules[chain]) lines.push(`-A ${chain} ${rule}`);
     }
     if (jumps) {
-      for (const { chain, from } of here) {
-        lines.push(`-I ${from} 1 -m comment --comment ${RULE_COMMENT} -j ${chain}`);
-      }
+      for (const { chain, from } of here) lines.push(`-I ${from} 1 ${jumpSpec(spec)} ${chain}`);
     }
     lines.push("COMMIT");
   }
@@ -144,13 +142,31 @@ export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
 }
 
 /**
- * iptables argument lists that remove krelay's jumps and chains. Each may fail harmlessly when
- * there is nothing to remove; the jump deletion is repeated by the caller until it fails, since
- * a crashed run may have left more than one.
+ * The matches and target of a jump to a krelay chain, before the chain's name. Every packet
+ * crossing the built-in chain meets the jump, so it carries no comment (a match of its own per
+ * packet with iptables-nft; the chain's name says whose it is), and with kernel_nat only the
+ * marked UDP first packets take it, the rest cost one comparison.
  */
-export function removalCommands(): { jump: string[]; flush: string[]; remove: string[] }[] {
+function jumpSpec(spec: { kernelNat: boolean }): string {
+  return spec.kernelNat ? `${UDP_FIRST_JUMP} -j` : "-j";
+}
+
+const UDP_FIRST_JUMP = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
+
+/**
+ * iptables argument lists that remove krelay's jumps and chains. Each may fail harmlessly when
+ * there is nothing to remove; each jump deletion (one per form a jump has had: either mode's,
+ * and the commented one of earlier versions) is repeated by the caller until it fails, since a
+ * crashed run may have left more than one.
+ */
+export function removalCommands(): { jumps: string[][]; flush: string[]; remove: string[] }[] {
+  const forms = [
+    jumpSpec({ kernelNat: false }),
+    jumpSpec({ kernelNat: true }),
+    `-m comment --comment ${RULE_COMMENT} -j`,
+  ];
   return ALL_CHAINS.map(({ table, chain, from }) => ({
-    jump: ["-w", "-t", table, "-D", from, "-m", "comment", "--comment", RULE_COMMENT, "-j", chain],
+    jumps: forms.map((form) => ["-w", "-t", table, "-D", from, ...form.split(" "), chain]),
     flush: ["-w", "-t", table, "-F", chain],
     remove: ["-w", "-t", table, "-X", chain],
   }));

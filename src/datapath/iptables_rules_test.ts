@@ -33,7 +33,7 @@ Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and 
     "*raw",
     ":KRELAY_PRE - [0:0]",
     "-A KRELAY_PRE -d 198.51.100.1/32 -p udp -m multiport --dports 53 -m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass",
-    "-I PREROUTING 1 -m comment --comment krelay -j KRELAY_PRE",
+    "-I PREROUTING 1 -j KRELAY_PRE",
     "COMMIT",
   ]);
   assertEquals(script[5], "*mangle");
@@ -42,8 +42,34 @@ Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and 
 
 Deno.test("removalCommands() deletes the jump before the chain it points to", () => {
   const [raw] = removalCommands();
-  assertEquals(raw.jump.slice(0, 5), ["-w", "-t", "raw", "-D", "PREROUTING"]);
+  assertEquals(raw.jumps[0], ["-w", "-t", "raw", "-D", "PREROUTING", "-j", "KRELAY_PRE"]);
   assertEquals(raw.remove, ["-w", "-t", "raw", "-X", "KRELAY_PRE"]);
+});
+
+Deno.test("removalCommands() deletes every form of jump either mode or an earlier version made", () => {
+  const mangle = removalCommands().find((c) =>
+    c.remove.join(" ").endsWith("mangle -X KRELAY_PRE")
+  )!;
+  const deletes = mangle.jumps.map((j) => j.slice(3).join(" "));
+  for (const kernelNat of [false, true]) {
+    const made = renderRestoreScript({ ...spec, kernelNat }).split("\n")
+      .filter((l) => l.startsWith("-I "));
+    for (const line of made) {
+      const rule = line.replace(/^-I (\w+) 1 /, "-D $1 ");
+      if (rule.includes("KRELAY_PRE") && line.includes("PREROUTING")) {
+        assert(deletes.includes(rule), `no removal for ${line}`);
+      }
+    }
+  }
+  // Earlier versions put a comment on their jumps: one a crashed run of them left is removed.
+  assert(deletes.includes("-D PREROUTING -m comment --comment krelay -j KRELAY_PRE"));
+});
+
+Deno.test("renderRestoreScript() with kernel_nat: only marked UDP first packets take the jump", () => {
+  const script = renderRestoreScript({ ...spec, kernelNat: true }).split("\n");
+  assertEquals(script.filter((l) => l.startsWith("-I ")), [
+    "-I PREROUTING 1 -p udp -m mark --mark 0x4b53 -j KRELAY_PRE",
+  ]);
 });
 
 Deno.test("renderRestoreScript() without jumps only replaces the chains' rules", () => {

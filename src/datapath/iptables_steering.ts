@@ -89,8 +89,10 @@ export class IptablesSteering implements Steering {
 
   async remove(): Promise<void> {
     for (const cmds of removalCommands()) {
-      for (let i = 0; i < MAX_STALE_JUMPS; i++) {
-        if ((await this.run(this.iptables, cmds.jump)).code !== 0) break;
+      for (const jump of cmds.jumps) {
+        for (let i = 0; i < MAX_STALE_JUMPS; i++) {
+          if ((await this.run(this.iptables, jump)).code !== 0) break;
+        }
       }
       await this.run(this.iptables, cmds.flush);
       await this.run(this.iptables, cmds.remove);
