@@ -90,6 +90,9 @@ export class Connections {
     this.#byId.set(id, c);
     this.#arm();
     if (!connecting) {
+      // Connected at once (the handshake ran within connect(), as it can on loopback): whether
+      // the client has sent anything is not known yet, so the held ACK goes now.
+      flushAck(server);
       this.#startPump(c, false);
       return;
     }

@@ -3,7 +3,7 @@ import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import net from "node:net";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import { PipePool } from "./pipe_pool.ts";
-import { Poller } from "./poller.ts";
+import { Poller, Ready } from "./poller.ts";
 import { pythonBackend } from "./_python_backend.ts";
 import {
   acceptFrom,
@@ -270,6 +270,29 @@ Deno.test("connections: a server that speaks first gets the handshake's last ACK
     ok(sentAtConnect[0] >= 2, `segments sent when connected: ${sentAtConnect}`);
     client.end();
     assertEquals((await ended(6))?.reason, "closed");
+  } finally {
+    client.destroy();
+    await backend.stop();
+    await stop();
+  }
+});
+
+Deno.test("connections: a server socket handed over connected has its held ACK sent", async () => {
+  const { host, ended, stop } = setUp();
+  const backend = await pythonBackend("pass");
+  const { client, fd } = await acceptedPair();
+  try {
+    const made = relayConnect(backend.port);
+    // Connected, its handshake's last ACK held back (the kernel's timer: 200 ms).
+    const writable = new Poller();
+    await new Promise<void>((resolve) => writable.watch(made.server, Ready.Out, () => resolve()));
+    await writable.close();
+    assertEquals(segmentsOut(made.server), 1, "only the SYN so far");
+    host.add(8, fd, made.server, false);
+    assertEquals(segmentsOut(made.server), 2, "the ACK went out on the hand-over");
+    client.end();
+    await backend.stop();
+    ok((await ended(8)) !== undefined, "the connection ended");
   } finally {
     client.destroy();
     await backend.stop();
