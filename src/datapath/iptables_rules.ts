@@ -44,6 +44,9 @@ export const KERNEL_NAT_CHAINS = [
 /** Every place a krelay chain may be, in either mode: what removal cleans. */
 const ALL_CHAINS = [...KRELAY_CHAINS, KERNEL_NAT_CHAINS[0]];
 
+/** What selects a UDP flow's first packet, marked by nft_nat.ts's raw-priority chain. */
+const UDP_FIRST = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
+
 /** Comment put on every rule, so a person reading `iptables -S` knows whose rules they are. */
 export const RULE_COMMENT = "krelay";
 
@@ -89,8 +92,7 @@ export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
   const q = queueTarget(spec.queue);
   const pool = `${spec.relayPorts[0]}:${spec.relayPorts[1]}`;
   if (spec.kernelNat) {
-    const first = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
-    return { KRELAY_PRE: spec.udpPorts.length > 0 ? [`${first} ${q}`] : [] };
+    return { KRELAY_PRE: spec.udpPorts.length > 0 ? [`${UDP_FIRST} ${q}`] : [] };
   }
   return {
     KRELAY_PRE: [
@@ -148,10 +150,8 @@ export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
  * marked UDP first packets take it, the rest cost one comparison.
  */
 function jumpSpec(spec: { kernelNat: boolean }): string {
-  return spec.kernelNat ? `${UDP_FIRST_JUMP} -j` : "-j";
+  return spec.kernelNat ? `${UDP_FIRST} -j` : "-j";
 }
-
-const UDP_FIRST_JUMP = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
 
 /**
  * iptables argument lists that remove krelay's jumps and chains. Each may fail harmlessly when
