@@ -124,7 +124,7 @@ export class IptablesSteering implements Steering {
 
   /** True when any krelay chain exists (for checks and status). */
   async installed(): Promise<boolean> {
-    for (const table of ["raw", "mangle"]) {
+    for (const table of TABLES) {
       const r = await this.run(this.iptables, ["-w", "-t", table, "-S"]);
       if (r.code === 0 && /KRELAY_/.test(r.stdout)) return true;
     }
