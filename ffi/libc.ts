@@ -74,6 +74,13 @@ const symbols = {
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /** `ssize_t read(int fd, void *buf, size_t len)` (eventfd wake-ups). */
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /**
+   * `long syscall(long number, ...)` with three arguments, for bpf(2), which libc does not
+   * wrap: `syscall(SYS_bpf, cmd, attr, size)`. Rare calls (setup only), so BigInts are fine.
+   */
+  syscall: { parameters: ["i64", "i64", "buffer", "u64"], result: "i64" },
+  /** `int open(const char *path, int flags)` (a network namespace's file). */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
   /** `int *__errno_location(void)`: the calling thread's errno. */
   __errno_location: { parameters: [], result: "pointer" },
   /** `char *strerror(int errnum)`. */

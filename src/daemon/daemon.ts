@@ -470,7 +470,10 @@ export class Daemon {
     }
     for (const port of this.relay.divertedPorts()) tcp.add(port);
     for (const port of this.#threads?.divertedPorts() ?? []) tcp.add(port);
-    return steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
+    const spec = steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
+    if (!this.#config.kernel_nat) return spec;
+    const main = this.relay.listenerFd;
+    return { ...spec, listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []) };
   }
 
   #syncSteering(): Promise<void> {

@@ -70,6 +70,12 @@ export interface SteeringSpec {
   /** kernel_nat: seconds a UDP flow lives after its last packet, and the most flows held. */
   udpTimeout: number;
   natMaxEntries: number;
+  /**
+   * kernel_nat: the gateway listeners' descriptors in this process, for the sk_lookup program
+   * (sk_lookup.ts) that hands them new connections; without them, or where BPF is refused,
+   * TPROXY does.
+   */
+  listeners?: readonly number[];
 }
 
 // iptables' multiport match takes at most 15 ports.

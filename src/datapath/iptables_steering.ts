@@ -6,10 +6,26 @@
  */
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
+import { logger } from "../system/log.ts";
 import { removalCommands, renderRestoreScript } from "./iptables_rules.ts";
 import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
+import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import type { Steering, SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
+
+const log = logger("steering");
+
+/** What hands the client's connections to the gateway listeners (sk_lookup.ts), if allowed. */
+export interface ListenerSteering {
+  update(target: SkLookupTarget, listeners: readonly number[]): void;
+  close(): void;
+}
+
+/** Attaches the steering to the listeners; throws when the kernel refuses. */
+export type AttachListeners = (
+  target: SkLookupTarget,
+  listeners: readonly number[],
+) => ListenerSteering;
 
 // A crashed run can leave at most a few duplicate jumps; this bounds the removal loop.
 const MAX_STALE_JUMPS = 16;
@@ -49,11 +65,16 @@ export function idleBuiltinChains(json: string): { chains: string[]; all: boolea
  * an nftables table (`nft`) and a policy route (`ip`).
  */
 export class IptablesSteering implements Steering {
+  #listeners?: ListenerSteering;
+  /** Said once: why TPROXY diverts instead of sk_lookup. */
+  #fallbackLogged = false;
+
   constructor(
     private readonly run: CommandRunner = runCommand,
     private readonly iptables = "iptables",
     private readonly nft = "nft",
     private readonly ip = "ip",
+    private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
@@ -61,7 +82,9 @@ export class IptablesSteering implements Steering {
     try {
       // The NAT first: a flow the queue rules record must find its rewriting in place.
       if (spec.kernelNat) {
-        await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec));
+        this.#listeners = this.#attach(spec);
+        const skLookup = this.#listeners !== undefined;
+        await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec, skLookup));
         for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
       }
       await mustRun(
@@ -77,8 +100,28 @@ export class IptablesSteering implements Steering {
     }
   }
 
+  /** sk_lookup for `spec`'s listeners, or undefined (TPROXY then) when none or refused. */
+  #attach(spec: SteeringSpec): ListenerSteering | undefined {
+    if (!spec.listeners?.length) return undefined;
+    try {
+      return this.attachListeners(spec, spec.listeners);
+    } catch (e) {
+      if (!this.#fallbackLogged) {
+        log.warn("TCP diverted by TPROXY: sk_lookup refused ({error})", { error: String(e) });
+        this.#fallbackLogged = true;
+      }
+      return undefined;
+    }
+  }
+
   async update(spec: SteeringSpec): Promise<void> {
-    if (spec.kernelNat) await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec));
+    if (spec.kernelNat) {
+      // The program first: the rules then stop diverting only once it hands connections over.
+      if (this.#listeners === undefined) this.#listeners = this.#attach(spec);
+      else this.#listeners.update(spec, spec.listeners ?? []);
+      const skLookup = this.#listeners !== undefined;
+      await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec, skLookup));
+    }
     await mustRun(
       this.run,
       `${this.iptables}-restore`,
@@ -88,6 +131,8 @@ export class IptablesSteering implements Steering {
   }
 
   async remove(): Promise<void> {
+    this.#listeners?.close();
+    this.#listeners = undefined;
     for (const cmds of removalCommands()) {
       for (const jump of cmds.jumps) {
         for (let i = 0; i < MAX_STALE_JUMPS; i++) {

@@ -119,3 +119,56 @@ Deno.test("IptablesSteering.remove() deletes the idle built-in chains and table 
     "nft delete table ip mangle",
   ]);
 });
+
+/** A runner that records each command with what it was given on stdin. */
+function scripted() {
+  const calls: { cmd: string; stdin?: string }[] = [];
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
+    const deleting = args.includes("-D") || args.includes("del");
+    return Promise.resolve({ code: deleting ? 1 : 0, stdout: "", stderr: "" });
+  };
+  const nftScripts = () => calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
+  return { run, calls, nftScripts };
+}
+
+Deno.test("IptablesSteering with kernel_nat and listeners hands connections over by sk_lookup, not TPROXY", async () => {
+  const { run, nftScripts } = scripted();
+  const seen: string[] = [];
+  const attach = (t: { relayIp: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
+    seen.push(`attach ${t.relayIp} ${t.tcpPorts} -> ${l}`);
+    return {
+      update: (u: typeof t, m: readonly number[]) => seen.push(`update ${u.tcpPorts} -> ${m}`),
+      close: () => seen.push("close"),
+    };
+  };
+  const steering = new IptablesSteering(run, "iptables", "nft", "ip", attach);
+  const kspec = { ...spec, kernelNat: true, listeners: [11, 12] };
+  await steering.install(kspec);
+  assert(!nftScripts()[0].includes("dport { 80 } tproxy"), nftScripts()[0]);
+  await steering.update({ ...kspec, tcpPorts: [80, 81], listeners: [13] });
+  assert(!nftScripts()[1].includes("tproxy"), nftScripts()[1]);
+  await steering.remove();
+  await steering.remove();
+  assertEquals(seen, ["attach 198.51.100.1 80 -> 11,12", "update 80,81 -> 13", "close"]);
+});
+
+Deno.test("IptablesSteering falls back to TPROXY when sk_lookup is refused, or without listeners", async () => {
+  const refused = scripted();
+  const attach = () => {
+    throw new Error("bpf program load: EPERM (Operation not permitted)");
+  };
+  await new IptablesSteering(refused.run, "iptables", "nft", "ip", attach)
+    .install({ ...spec, kernelNat: true, listeners: [11] });
+  assert(refused.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
+  const none = scripted();
+  let attached = 0;
+  const counting = () => {
+    attached++;
+    return { update: () => {}, close: () => {} };
+  };
+  await new IptablesSteering(none.run, "iptables", "nft", "ip", counting)
+    .install({ ...spec, kernelNat: true });
+  assertEquals(attached, 0);
+  assert(none.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
+});

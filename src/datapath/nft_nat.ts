@@ -2,9 +2,11 @@
  * The kernel's part of kernel_nat mode, as an nftables table of krelay's own (`ip krelay`):
  *
  * - chain `divert` (filter, prerouting, raw priority, before routing):
- *   - TCP: a client's SYN to relay:tcp-port goes by TPROXY to the gateway port's transparent
- *     listener, unchanged: the accepted socket's local address is where the client meant to go
- *     (T1/T2 without rewriting). The relay's own socket to the server is transparent too and
+ *   - TCP: a client's SYN to relay:tcp-port reaches the gateway port's listener unchanged: the
+ *     accepted socket's local address is where the client meant to go (T1/T2 without
+ *     rewriting). The sk_lookup program of sk_lookup.ts hands it over where BPF is allowed, so
+ *     the client's segments pass no rule; elsewhere a TPROXY rule here does, for every
+ *     segment. The relay's own socket to the server is transparent and
  *     bound to the client's address (T3), so the server's answers are addressed to the client:
  *     the `socket transparent 1` rule finds that socket and marks them for the local route of
  *     tproxy_route.ts (T4).
@@ -77,8 +79,11 @@ function chainsOf(spec: SteeringSpec): readonly [keyof NatRules, string][] {
 const REQUEST_KEY = "ip saddr . udp sport . udp dport";
 const REPLY_KEY = "ip daddr . udp dport . udp sport";
 
-/** The rules of the table's chains. */
-export function renderNatRules(spec: SteeringSpec): NatRules {
+/**
+ * The rules of the table's chains; `skLookup`: the client's connections reach the gateway
+ * listener by sk_lookup.ts, so no TPROXY rule.
+ */
+export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
   const rules: NatRules = { divert: [], udp_forward: [], untrack_out: [] };
   if (spec.tcpPorts.length > 0) {
     const ports = set(spec.tcpPorts);
@@ -88,9 +93,9 @@ export function renderNatRules(spec: SteeringSpec): NatRules {
     const mark = `meta mark set ${hex(TPROXY_MARK)} accept`;
     // The server answers from the service port; the lookup finds the relay's socket, if any.
     rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
-    rules.divert.push(
-      `ip daddr ${spec.relayIp} tcp dport ${ports} ${notrack}tproxy to :${spec.gport} ${mark}`,
-    );
+    const clients = `ip daddr ${spec.relayIp} tcp dport ${ports}`;
+    if (!skLookup) rules.divert.push(`${clients} ${notrack}tproxy to :${spec.gport} ${mark}`);
+    else if (notrack) rules.divert.push(`${clients} notrack accept`);
     if (!spec.tcpConntrack) {
       // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
       rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
@@ -118,8 +123,8 @@ export function renderNatRules(spec: SteeringSpec): NatRules {
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */
-export function renderNatTable(spec: SteeringSpec): string {
-  const rules = renderNatRules(spec);
+export function renderNatTable(spec: SteeringSpec, skLookup = false): string {
+  const rules = renderNatRules(spec, skLookup);
   const lines = [
     `table ip ${NFT_TABLE} {`,
     `  set udp_flows {`,
@@ -140,8 +145,8 @@ export function renderNatTable(spec: SteeringSpec): string {
 }
 
 /** An `nft -f` script replacing the chains' rules in one transaction. */
-export function renderNatUpdate(spec: SteeringSpec): string {
-  const rules = renderNatRules(spec);
+export function renderNatUpdate(spec: SteeringSpec, skLookup = false): string {
+  const rules = renderNatRules(spec, skLookup);
   const chains = chainsOf(spec);
   const lines = chains.map(([chain]) => `flush chain ip ${NFT_TABLE} ${chain}`);
   for (const [chain] of chains) {

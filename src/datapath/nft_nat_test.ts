@@ -28,6 +28,21 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
   });
 });
 
+Deno.test("renderNatRules() with sk_lookup: no rule for the clients' segments but notrack's", () => {
+  const tproxy = (r: string) => r.includes("tproxy");
+  const plain = renderNatRules(spec, true).divert;
+  assert(!plain.some(tproxy), plain.join("\n"));
+  assert(!plain.some((r) => r.includes("tcp dport")), plain.join("\n"));
+  // The server's answers still need the relay's transparent socket found and routed to it.
+  assertEquals(plain[0], "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept");
+  const untracked = renderNatRules({ ...spec, tcpConntrack: false }, true).divert;
+  assert(!untracked.some(tproxy), untracked.join("\n"));
+  assert(untracked.includes("ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack accept"));
+  assert(!renderNatUpdate(spec, true).includes("tproxy"));
+  // The defrag chain keeps its (never called) TPROXY expression: fragments are still reassembled.
+  assert(renderNatTable(spec, true).includes("chain defrag {\n    meta l4proto tcp tproxy"));
+});
+
 Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from the host's conntrack, in raw chains", () => {
   const untracked = { ...spec, tcpConntrack: false };
   const rules = renderNatRules(untracked);

@@ -67,7 +67,8 @@ async function serve(request: ThreadRequest): Promise<unknown> {
       settings = request.settings;
       return undefined;
     case "listen":
-      return await relay!.listen(request.port);
+      await relay!.listen(request.port);
+      return relay!.listenerFd;
     case "unlisten":
       return await relay!.unlisten();
     case "diverted": {

@@ -118,6 +118,7 @@ class Thread {
 /** The extra relay threads of a daemon. */
 export class RelayThreads {
   readonly #threads: Thread[];
+  #listeners: readonly number[] = [];
 
   private constructor(threads: Thread[]) {
     this.#threads = threads;
@@ -153,12 +154,20 @@ export class RelayThreads {
 
   /** Every thread listens on `port` (see {@link TcpRelay.listen}). */
   async listen(port: number): Promise<void> {
-    await Promise.all(this.#threads.map((t) => t.request({ op: "listen", port })));
+    this.#listeners = await Promise.all(
+      this.#threads.map((t) => t.request<number>({ op: "listen", port })),
+    );
   }
 
   /** Every thread stops listening; relayed connections go on. */
   async unlisten(): Promise<void> {
+    this.#listeners = [];
     await Promise.all(this.#threads.map((t) => t.request({ op: "unlisten" })));
+  }
+
+  /** The threads' listeners' descriptors (threads share the process's descriptors). */
+  get listeners(): readonly number[] {
+    return this.#listeners;
   }
 
   /** The threads' counters, as last reported. */

@@ -184,6 +184,11 @@ export class TcpRelay {
     return this.#listener >= 0 ? this.#port : 0;
   }
 
+  /** The listener's descriptor (for the steering's sk_lookup), -1 when not listening. */
+  get listenerFd(): number {
+    return this.#listener;
+  }
+
   /**
    * Listens on `port` (all addresses); rejects with a clear error if it is taken. Already
    * listening elsewhere, the new listener replaces the old one once it is up: connections
