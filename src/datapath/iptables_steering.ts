@@ -104,7 +104,9 @@ export class IptablesSteering implements Steering {
   #attach(spec: SteeringSpec): ListenerSteering | undefined {
     if (!spec.listeners?.length) return undefined;
     try {
-      return this.attachListeners(spec, spec.listeners);
+      const attached = this.attachListeners(spec, spec.listeners);
+      log.info("TCP connections reach the gateway listener by sk_lookup");
+      return attached;
     } catch (e) {
       if (!this.#fallbackLogged) {
         log.warn("TCP diverted by TPROXY: sk_lookup refused ({error})", { error: String(e) });

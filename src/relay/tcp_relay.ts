@@ -4,7 +4,7 @@
  * from a port y of its pool (recorded in the NAT table before the SYN leaves, so the server's
  * answers find their way back), then pumps bytes both ways until both sides are done.
  *
- * Transparent (kernel_nat), the kernel's TPROXY delivers the client's connection unchanged and
+ * Transparent (kernel_nat), the kernel (sk_lookup or TPROXY) delivers the client's connection unchanged and
  * the relay connects from the client's own address, on a port the kernel picks: the kernel
  * rewrites nothing, and no NAT entry is made; the relay lists these connections itself
  * ({@link TcpRelay.diverted}).
@@ -55,7 +55,7 @@ export interface TcpRelayOptions {
   settings: () => TcpRelaySettings;
   now: () => number;
   /**
-   * The kernel's TPROXY diverts clients' connections to the gateway port unchanged
+   * The kernel (sk_lookup or TPROXY) diverts clients' connections to the gateway port unchanged
    * (kernel_nat): the listener and the sockets to servers are transparent, a connection's flow
    * comes from its local address (where the client meant to go), and the relay connects from
    * the client's own address. Needs CAP_NET_ADMIN.
