@@ -86,6 +86,13 @@ export function skLookupProgram(target: SkLookupTarget, map: number): Uint8Array
   return a.label("pass").movImm(0, SK_PASS).exit().build();
 }
 
+/** Puts `listeners` at keys 0.. of the socket map `map`, and empties the keys after them. */
+function fillMap(map: number, listeners: readonly number[]): void {
+  const fds = listeners.slice(0, MAX_LISTENERS);
+  fds.forEach((fd, key) => updateElem(map, key, fd));
+  for (let key = fds.length; key < MAX_LISTENERS; key++) deleteElem(map, key);
+}
+
 /** The attached program, its socket map and its link; {@link SkLookup.close} detaches. */
 export class SkLookup {
   private constructor(private map: number, private link: number) {}
@@ -104,12 +111,10 @@ export class SkLookup {
     try {
       map = createMap(MapType.SockMap, 4, 4, MAX_LISTENERS);
       prog = loadProgram(ProgType.SkLookup, AttachType.SkLookup, skLookupProgram(target, map));
-      const lookup = new SkLookup(map, -1);
-      lookup.setListeners(listeners);
+      fillMap(map, listeners);
       ns = openNetns(netns);
       link = createLink(prog, ns, AttachType.SkLookup);
-      lookup.link = link;
-      return lookup;
+      return new SkLookup(map, link);
     } catch (e) {
       closeQuietly(link);
       closeQuietly(map);
@@ -123,9 +128,7 @@ export class SkLookup {
 
   /** Puts `listeners` in the map (after a new listen), and drops keys beyond them. */
   setListeners(listeners: readonly number[]): void {
-    const fds = listeners.slice(0, MAX_LISTENERS);
-    fds.forEach((fd, key) => updateElem(this.map, key, fd));
-    for (let key = fds.length; key < MAX_LISTENERS; key++) deleteElem(this.map, key);
+    fillMap(this.map, listeners);
   }
 
   /** Follows a new address or new ports at once: the link swaps to a new program. */
