@@ -6,7 +6,8 @@
 #     streams), HTTP connections per second, DNS queries per second and UDP packets per second
 #     through krelay in each rewriting mode, against direct routing in the same run. Printed as a
 #     table of ratios. PEERS=all adds the well-known peers (HAProxy, nginx, socat, kernel NAT, a
-#     C NFQUEUE program) to the same run. RUNS and DUR are passed to the harness.
+#     C NFQUEUE program) to the same run. RUNS and DUR are passed to the harness; PASSES (2)
+#     runs it that many times, alternating the order, and combines the passes.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deno="$here/node_modules/deno/deno"
@@ -37,9 +38,27 @@ export KRELAY_QUEUE_CMD="$base --kernel-nat false"
 # One relay thread per core, as the harness runs HAProxy with nbthread $(nproc).
 export KRELAY_KERNEL_CMD="$base --kernel-nat true --relay-threads $(nproc)"
 relays=(krelay-queue krelay-kernel)
-[ "${PEERS:-}" = all ] && relays=(all "${relays[@]}")
-echo "== end to end (every figure is a ratio to direct routing in the same run)"
-BENCH_OUT="$out" RUNS="${RUNS:-3}" DUR="${DUR:-3}" bash "$harness/peers.sh" "${relays[@]}"
+[ "${PEERS:-}" = all ] && relays=(direct kernel-nat nfq-c socat haproxy nginx "${relays[@]}")
+# The harness measures one relay after another, and this machine drifts within minutes (the
+# same pair, once in each order: krelay 0.84x and 1.17x HAProxy's HTTP rate). So the passes
+# alternate the order (direct always first), and the figures are compared within each pass and
+# combined by geometric mean (tools/bench_compare.ts).
+passes=${PASSES:-2}
+tsvs=()
+for ((i = 1; i <= passes; i++)); do
+  order=("${relays[@]}")
+  if ((i % 2 == 0)); then
+    order=()
+    for ((j = ${#relays[@]} - 1; j >= 0; j--)); do order+=("${relays[j]}"); done
+  fi
+  echo "== end to end, pass $i of $passes (every figure is a ratio to direct routing in the same run)"
+  mkdir -p "$out/pass$i"
+  BENCH_OUT="$out/pass$i" RESULTS="$out/pass$i/results.md" RUNS="${RUNS:-3}" DUR="${DUR:-3}" \
+    bash "$harness/peers.sh" "${order[@]}"
+  tsvs+=("$out/pass$i/results.tsv")
+done
+echo "== end to end, the passes combined"
+"$deno" run --allow-read "$here/tools/bench_compare.ts" "${tsvs[@]}" | tee "$out/combined.txt"
 
 echo "== memory per idle relayed TCP connection (target: at most 32 KiB)"
 # Two descriptors per connection: as many as the descriptor limit allows, up to 10,000.

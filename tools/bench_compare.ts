@@ -1,0 +1,157 @@
+/**
+ * Combines passes of the shared harness (`../shared/bench/peers.sh`) run in opposite orders.
+ *
+ * The harness measures one relay after another, and this machine drifts within minutes: the
+ * same pair of relays measured twice, once in each order, gave krelay 0.84x and 1.17x HAProxy's
+ * HTTP rate. Each pass's figures are compared within that pass (a ratio to direct routing, or
+ * to the peer a target names), and the passes are combined by geometric mean, so that a drift
+ * that favours whoever runs first counts once each way.
+ *
+ * `deno run -A tools/bench_compare.ts pass1.tsv pass2.tsv ...` prints the combined table and
+ * krelay's targets (issue 7): against HAProxy for TCP and HTTP, against the C NFQUEUE program
+ * for DNS and UDP.
+ *
+ * @module
+ */
+
+import Table from "cli-table3";
+
+/** The harness's columns, in its .tsv order. */
+export const METRICS = ["tcp1", "tcp8", "http", "dns", "udp64"] as const;
+export type Metric = typeof METRICS[number];
+
+const LABELS: Record<Metric, string> = {
+  tcp1: "TCP 1 stream",
+  tcp8: "TCP 8 streams",
+  http: "HTTP req/s",
+  dns: "DNS q/s",
+  udp64: "UDP 64 B pps",
+};
+
+/** One pass: each relay's figure per metric; undefined where the harness wrote n/a. */
+export type Pass = Map<string, Partial<Record<Metric, number>>>;
+
+/** Parses a harness .tsv (relay, tcp1_gbps, tcp8_gbps, http_rps, dns_qps, udp64_rx_pps, loss). */
+export function parsePass(tsv: string): Pass {
+  const lines = tsv.trim().split("\n");
+  if (!lines[0]?.startsWith("relay\ttcp1_gbps")) {
+    throw new Error("not a peers.sh results .tsv (its header should start relay, tcp1_gbps)");
+  }
+  const pass: Pass = new Map();
+  for (const line of lines.slice(1)) {
+    const cells = line.split("\t");
+    const row: Partial<Record<Metric, number>> = {};
+    METRICS.forEach((m, i) => {
+      const v = Number(cells[i + 1]);
+      if (cells[i + 1] !== undefined && cells[i + 1] !== "n/a" && Number.isFinite(v) && v > 0) {
+        row[m] = v;
+      }
+    });
+    pass.set(cells[0], row);
+  }
+  return pass;
+}
+
+/** The geometric mean; undefined if any value is missing. */
+export function geomean(values: readonly (number | undefined)[]): number | undefined {
+  if (values.length === 0 || values.some((v) => v === undefined)) return undefined;
+  return Math.exp(values.reduce<number>((s, v) => s + Math.log(v!), 0) / values.length);
+}
+
+/** `relay`'s figure over `baseline`'s in each pass; undefined where either is missing. */
+export function pairedRatios(
+  passes: readonly Pass[],
+  relay: string,
+  baseline: string,
+  metric: Metric,
+): (number | undefined)[] {
+  return passes.map((p) => {
+    const a = p.get(relay)?.[metric];
+    const b = p.get(baseline)?.[metric];
+    return a === undefined || b === undefined ? undefined : a / b;
+  });
+}
+
+/** A target of issue 7: krelay's figure at least the peer's. */
+export interface Target {
+  metric: Metric;
+  peer: string;
+}
+
+export const TARGETS: readonly Target[] = [
+  { metric: "tcp1", peer: "haproxy" },
+  { metric: "tcp8", peer: "haproxy" },
+  { metric: "http", peer: "haproxy" },
+  { metric: "dns", peer: "nfq-c" },
+  { metric: "udp64", peer: "nfq-c" },
+];
+
+/** A target's ratios in each pass, their geometric mean, and whether it is met. */
+export interface TargetResult extends Target {
+  perPass: (number | undefined)[];
+  combined: number | undefined;
+  met: boolean;
+}
+
+export function checkTargets(passes: readonly Pass[], relay: string): TargetResult[] {
+  return TARGETS.map((t) => {
+    const perPass = pairedRatios(passes, relay, t.peer, t.metric);
+    const combined = geomean(perPass);
+    return { ...t, perPass, combined, met: combined !== undefined && combined >= 1 };
+  });
+}
+
+/** The relays of the passes, in the first pass's order, then any others. */
+export function relaysOf(passes: readonly Pass[]): string[] {
+  const seen: string[] = [];
+  for (const p of passes) for (const r of p.keys()) if (!seen.includes(r)) seen.push(r);
+  return seen;
+}
+
+const fmt = (v: number | undefined) => v === undefined ? "-" : v.toFixed(2);
+
+function render(passes: readonly Pass[], relay: string): string {
+  const ratios = new Table({
+    head: ["relay", ...METRICS.map((m) => LABELS[m])],
+    style: { head: [], border: [], compact: true },
+  });
+  for (const r of relaysOf(passes)) {
+    ratios.push([
+      r,
+      ...METRICS.map((m) => {
+        const each = pairedRatios(passes, r, "direct", m);
+        return `${fmt(geomean(each))} (${each.map(fmt).join(", ")})`;
+      }),
+    ]);
+  }
+  const targets = new Table({
+    head: ["target", "peer", `${relay} / peer`, "per pass", "met"],
+    style: { head: [], border: [], compact: true },
+  });
+  for (const t of checkTargets(passes, relay)) {
+    targets.push([
+      LABELS[t.metric],
+      t.peer,
+      fmt(t.combined),
+      t.perPass.map(fmt).join(", "),
+      t.combined === undefined ? "not measured" : t.met ? "yes" : "no",
+    ]);
+  }
+  return [
+    `Ratio to direct routing, geometric mean of ${passes.length} passes (each pass in brackets):`,
+    ratios.toString(),
+    `${relay} against the peers its targets name, paired within each pass:`,
+    targets.toString(),
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const files = Deno.args.filter((a) => !a.startsWith("--"));
+  const relay = Deno.args.find((a) => a.startsWith("--relay="))?.slice(8) ?? "krelay-kernel";
+  if (files.length === 0) {
+    console.error("usage: bench_compare.ts [--relay=NAME] pass1.tsv [pass2.tsv ...]");
+    Deno.exit(2);
+  }
+  const passes = files.map((f) => parsePass(Deno.readTextFileSync(f)));
+  console.log(render(passes, relay));
+}

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { checkTargets, geomean, pairedRatios, parsePass, relaysOf } from "./bench_compare.ts";
+
+const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
+
+const HEADER = "relay\ttcp1_gbps\ttcp8_gbps\thttp_rps\tdns_qps\tudp64_rx_pps\tudp64_loss_pct";
+
+// Two passes in opposite orders, as in the runs that motivated the tool: krelay ahead in one
+// and behind in the other.
+const first = parsePass(
+  [
+    HEADER,
+    "direct\t30\t28\t20000\t96000\t250000\t0.3",
+    "nfq-c\t12\t10\t11000\t50000\t150000\t12",
+    "haproxy\t11\t11\t11000\tn/a\tn/a\tn/a",
+    "krelay-kernel\t19\t21\t9200\t99000\t200000\t0.6",
+  ].join("\n"),
+);
+const second = parsePass(
+  [
+    HEADER,
+    "direct\t29\t27\t19000\t90000\t240000\t0.3",
+    "krelay-kernel\t20\t21\t11000\t100000\t210000\t0.6",
+    "haproxy\t9\t10\t9000\tn/a\tn/a\tn/a",
+    "nfq-c\t10\t9\t10000\t60000\t130000\t10",
+  ].join("\n"),
+);
+
+Deno.test("parsePass() reads each relay's figures and leaves n/a out", () => {
+  assert.deepEqual(first.get("krelay-kernel"), {
+    tcp1: 19,
+    tcp8: 21,
+    http: 9200,
+    dns: 99000,
+    udp64: 200000,
+  });
+  assert.deepEqual(first.get("haproxy"), { tcp1: 11, tcp8: 11, http: 11000 });
+});
+
+Deno.test("parsePass() refuses what is not a harness .tsv", () => {
+  assert.throws(() => parsePass("relay,tcp1\nx,1"), /not a peers.sh results .tsv/);
+});
+
+Deno.test("geomean() of ratios, undefined when one is missing", () => {
+  close(geomean([0.84, 1.17])!, Math.sqrt(0.84 * 1.17));
+  assert.deepEqual(geomean([1.2, undefined]), undefined);
+  assert.deepEqual(geomean([]), undefined);
+});
+
+Deno.test("pairedRatios() compares within each pass, whatever the order of the relays", () => {
+  const http = pairedRatios([first, second], "krelay-kernel", "haproxy", "http");
+  close(http[0]!, 9200 / 11000);
+  close(http[1]!, 11000 / 9000);
+  assert.deepEqual(pairedRatios([first], "krelay-kernel", "haproxy", "dns"), [undefined]);
+});
+
+Deno.test("checkTargets() meets a target on the passes' geometric mean, not on one pass", () => {
+  const results = checkTargets([first, second], "krelay-kernel");
+  const http = results.find((t) => t.metric === "http")!;
+  assert.deepEqual(http.peer, "haproxy");
+  close(http.combined!, Math.sqrt((9200 / 11000) * (11000 / 9000)));
+  assert.deepEqual(http.met, true);
+  const behind = checkTargets([first], "krelay-kernel").find((t) => t.metric === "http")!;
+  assert.deepEqual(behind.met, false);
+  const dns = results.find((t) => t.metric === "dns")!;
+  assert.deepEqual(dns.peer, "nfq-c");
+  assert.deepEqual(dns.met, true);
+});
+
+Deno.test("checkTargets() does not call an unmeasured target met", () => {
+  const noPeer = parsePass([HEADER, "direct\t1\t1\t1\t1\t1\t0", "krelay-kernel\t2\t2\t2\t2\t2\t0"]
+    .join("\n"));
+  for (const t of checkTargets([noPeer], "krelay-kernel")) {
+    assert.deepEqual(t.combined, undefined);
+    assert.deepEqual(t.met, false);
+  }
+});
+
+Deno.test("relaysOf() keeps the first pass's order", () => {
+  assert.deepEqual(relaysOf([first, second]), ["direct", "nfq-c", "haproxy", "krelay-kernel"]);
+});
