@@ -18,7 +18,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The same permissions as the ./krelay launcher (see there why --allow-all). A worker's module is
 # not found by the compiler's analysis: the relay threads' is included by name.
+. "$here/tools/v8_flags.sh"
 if "$deno" compile --no-prompt --quiet --unstable-worker-options --allow-all \
+  --v8-flags="$KRELAY_V8_FLAGS" \
   --include "$here/krelay" --include "$here/tools/install-deps.sh" \
   --include "$here/src/relay/relay_thread.ts" \
   --output "$here/dist/krelay" "$here/main.ts" >"$log" 2>&1; then
