@@ -2,9 +2,9 @@
 #
 # V8 optimises a function only after thousands of calls (TurboFan after 3,000 invocations, and
 # again 500 after each inline-cache change), and the relay's per-connection code is many small
-# functions, each called once or twice per connection. Started cold, a relay thread spent about
-# 35 us of user time per HTTP connection in its first 3 s under load and 12-16 us from the
-# tenth second on; lower thresholds bring the first seconds to 22-31 us and the next ones from
-# 17-35 to 12-23 us, with the same steady state (alternating cold starts, README Performance).
+# functions, each called once or twice per connection. Started cold, a relay thread spent 37 us
+# of user time per HTTP connection in its first 3 s under load (mean of six starts), 25 us in the
+# next 3 s and 12-16 us from the tenth second on; with these thresholds, 30.5 and 17 us, and the
+# same steady state (alternating cold starts; README, Performance).
 KRELAY_V8_FLAGS="--invocation-count-for-turbofan=300,--invocation-count-for-maglev=50"
 KRELAY_V8_FLAGS+=",--minimum-invocations-after-ic-update=50,--invocation-count-for-feedback-allocation=1"
