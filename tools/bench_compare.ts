@@ -86,18 +86,31 @@ export const TARGETS: readonly Target[] = [
   { metric: "udp64", peer: "nfq-c" },
 ];
 
-/** A target's ratios in each pass, their geometric mean, and whether it is met. */
+/**
+ * A target's verdict: met only when krelay is at least the peer in every pass. A geometric mean
+ * at or above 1 from passes that disagree is no evidence on a machine whose slow minutes can
+ * halve one relay's figures (seen: HAProxy at 0.23 of direct in one pass, 0.51 in the next).
+ */
+export type Verdict = "met" | "not met" | "passes disagree" | "not measured";
+
+/** A target's ratios in each pass, their geometric mean, and its verdict. */
 export interface TargetResult extends Target {
   perPass: (number | undefined)[];
   combined: number | undefined;
-  met: boolean;
+  verdict: Verdict;
+}
+
+function verdictOf(perPass: readonly (number | undefined)[], combined?: number): Verdict {
+  if (combined === undefined) return "not measured";
+  if (perPass.every((r) => r! >= 1)) return "met";
+  return combined >= 1 ? "passes disagree" : "not met";
 }
 
 export function checkTargets(passes: readonly Pass[], relay: string): TargetResult[] {
   return TARGETS.map((t) => {
     const perPass = pairedRatios(passes, relay, t.peer, t.metric);
     const combined = geomean(perPass);
-    return { ...t, perPass, combined, met: combined !== undefined && combined >= 1 };
+    return { ...t, perPass, combined, verdict: verdictOf(perPass, combined) };
   });
 }
 
@@ -125,7 +138,7 @@ function render(passes: readonly Pass[], relay: string): string {
     ]);
   }
   const targets = new Table({
-    head: ["target", "peer", `${relay} / peer`, "per pass", "met"],
+    head: ["target", "peer", `${relay} / peer`, "per pass", "verdict"],
     style: { head: [], border: [], compact: true },
   });
   for (const t of checkTargets(passes, relay)) {
@@ -134,7 +147,7 @@ function render(passes: readonly Pass[], relay: string): string {
       t.peer,
       fmt(t.combined),
       t.perPass.map(fmt).join(", "),
-      t.combined === undefined ? "not measured" : t.met ? "yes" : "no",
+      t.verdict,
     ]);
   }
   return [
