@@ -78,6 +78,7 @@ export interface Target {
   peer: string;
 }
 
+/** Issue 7's targets: HAProxy for TCP and HTTP, the C NFQUEUE program for DNS and UDP. */
 export const TARGETS: readonly Target[] = [
   { metric: "tcp1", peer: "haproxy" },
   { metric: "tcp8", peer: "haproxy" },
@@ -106,6 +107,7 @@ function verdictOf(perPass: readonly (number | undefined)[], combined?: number):
   return combined >= 1 ? "passes disagree" : "not met";
 }
 
+/** Each target's ratios, combined ratio and verdict for `relay`. */
 export function checkTargets(passes: readonly Pass[], relay: string): TargetResult[] {
   return TARGETS.map((t) => {
     const perPass = pairedRatios(passes, relay, t.peer, t.metric);
