@@ -35,7 +35,8 @@ export const KRELAY_CHAINS = [
 /**
  * With the kernel's NAT (kernel_nat), the queue rule selects a UDP flow's first packet by the
  * mark nft_nat.ts's raw-priority chain gave it, so it sits after that chain: mangle PREROUTING.
- * Nothing is queued on the way out, and no TCP at all: TCP goes to the gateway listener by sk_lookup or TPROXY (see nft_nat.ts).
+ * Nothing is queued on the way out, and no TCP at all: TCP goes to the gateway listener by
+ * sk_lookup or TPROXY (see nft_nat.ts).
  */
 export const KERNEL_NAT_CHAINS = [
   { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING" },

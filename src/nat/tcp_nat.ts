@@ -14,8 +14,9 @@
  * connections are never confused. When the relay has closed both sides, the flow lingers for
  * a moment so that the last FIN and ACK segments, still in flight, are translated too.
  *
- * With kernel_nat none of this is used for TCP: the kernel (sk_lookup or TPROXY) hands the connection over
- * unchanged and the relay connects from the client's address ({@link TcpNat.divertedTarget}).
+ * With kernel_nat none of this is used for TCP: the kernel (sk_lookup or TPROXY) hands the
+ * connection over unchanged and the relay connects from the client's address
+ * ({@link TcpNat.divertedTarget}).
  *
  * @module
  */

@@ -4,10 +4,10 @@
  * from a port y of its pool (recorded in the NAT table before the SYN leaves, so the server's
  * answers find their way back), then pumps bytes both ways until both sides are done.
  *
- * Transparent (kernel_nat), the kernel (sk_lookup or TPROXY) delivers the client's connection unchanged and
- * the relay connects from the client's own address, on a port the kernel picks: the kernel
- * rewrites nothing, and no NAT entry is made; the relay lists these connections itself
- * ({@link TcpRelay.diverted}).
+ * Transparent (kernel_nat), the kernel (sk_lookup or TPROXY) delivers the client's connection
+ * unchanged and the relay connects from the client's own address, on a port the kernel picks:
+ * the kernel rewrites nothing, and no NAT entry is made; the relay lists these connections
+ * itself ({@link TcpRelay.diverted}).
  *
  * @example
  * ```ts ignore
