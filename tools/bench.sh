@@ -6,8 +6,9 @@
 #     streams), HTTP connections per second, DNS queries per second and UDP packets per second
 #     through krelay in each rewriting mode, against direct routing in the same run. Printed as a
 #     table of ratios. PEERS=all adds the well-known peers (HAProxy, nginx, socat, kernel NAT, a
-#     C NFQUEUE program) to the same run. RUNS and DUR are passed to the harness; PASSES (2)
-#     runs it that many times, alternating the order, and combines the passes.
+#     C NFQUEUE program) and HAProxy with full transparency to the same run. RUNS and DUR are
+#     passed to the harness; PASSES (2) runs it that many times, alternating the order, and
+#     combines the passes.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deno="$here/node_modules/deno/deno"
@@ -37,8 +38,12 @@ export KRELAY_QUEUE_CMD="$base --kernel-nat false"
 # conntrack to exempt from, tcp_conntrack false would only add a hook.
 # One relay thread per core, as the harness runs HAProxy with nbthread $(nproc).
 export KRELAY_KERNEL_CMD="$base --kernel-nat true --relay-threads $(nproc)"
+# HAProxy with the full transparency krelay's targets ask of krelay (the harness's own HAProxy
+# connects from the relay's address): what transparency costs a C proxy, for context.
+export HAPROXY_TRANSPARENT_CMD="exec $here/tools/haproxy_transparent.sh" HAPROXY_TRANSPARENT_PROTOS=tcp
 relays=(krelay-queue krelay-kernel)
-[ "${PEERS:-}" = all ] && relays=(direct kernel-nat nfq-c socat haproxy nginx "${relays[@]}")
+[ "${PEERS:-}" = all ] &&
+  relays=(direct kernel-nat nfq-c socat haproxy haproxy-transparent nginx "${relays[@]}")
 # The harness measures one relay after another, and this machine drifts within minutes (the
 # same pair, once in each order: krelay 0.84x and 1.17x HAProxy's HTTP rate). So the passes
 # alternate the order (direct always first), and the figures are compared within each pass and

@@ -9,7 +9,8 @@
  *
  * `deno run -A tools/bench_compare.ts pass1.tsv pass2.tsv ...` prints the combined table and
  * krelay's targets (issue 7): against HAProxy for TCP and HTTP, against the C NFQUEUE program
- * for DNS and UDP.
+ * for DNS and UDP; and, when measured, krelay against HAProxy with the same full transparency
+ * (`haproxy-transparent`, tools/haproxy_transparent.sh).
  *
  * @module
  */
@@ -116,6 +117,31 @@ export function checkTargets(passes: readonly Pass[], relay: string): TargetResu
   });
 }
 
+/**
+ * Peers that pay what krelay's targets ask of krelay, full transparency, which the targets'
+ * own peers do not (the harness's HAProxy connects from the relay's address): shown beside the
+ * targets, when a pass measured them, to tell the price of transparency from krelay's own.
+ */
+export const SAME_TRANSPARENCY: readonly Target[] = [
+  { metric: "tcp1", peer: "haproxy-transparent" },
+  { metric: "tcp8", peer: "haproxy-transparent" },
+  { metric: "http", peer: "haproxy-transparent" },
+];
+
+/** `relay` against the peers of `targets` that some pass measured (no verdict: context). */
+export function compareWith(
+  passes: readonly Pass[],
+  relay: string,
+  targets: readonly Target[],
+): Omit<TargetResult, "verdict">[] {
+  return targets
+    .filter((t) => passes.some((p) => p.has(t.peer)))
+    .map((t) => {
+      const perPass = pairedRatios(passes, relay, t.peer, t.metric);
+      return { ...t, perPass, combined: geomean(perPass) };
+    });
+}
+
 /** The relays of the passes, in the first pass's order, then any others. */
 export function relaysOf(passes: readonly Pass[]): string[] {
   const seen: string[] = [];
@@ -152,12 +178,25 @@ function render(passes: readonly Pass[], relay: string): string {
       t.verdict,
     ]);
   }
-  return [
+  const lines = [
     `Ratio to direct routing, geometric mean of ${passes.length} passes (each pass in brackets):`,
     ratios.toString(),
     `${relay} against the peers its targets name, paired within each pass:`,
     targets.toString(),
-  ].join("\n");
+  ];
+  const same = compareWith(passes, relay, SAME_TRANSPARENCY);
+  if (same.length > 0) {
+    const context = new Table({
+      head: ["metric", "peer", `${relay} / peer`, "per pass"],
+      style: { head: [], border: [], compact: true },
+    });
+    for (const c of same) {
+      context.push([LABELS[c.metric], c.peer, fmt(c.combined), c.perPass.map(fmt).join(", ")]);
+    }
+    lines.push(`${relay} against peers with the same transparency (context, no target):`);
+    lines.push(context.toString());
+  }
+  return lines.join("\n");
 }
 
 if (import.meta.main) {

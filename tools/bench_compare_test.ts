@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { checkTargets, geomean, pairedRatios, parsePass, relaysOf } from "./bench_compare.ts";
+import {
+  checkTargets,
+  compareWith,
+  geomean,
+  pairedRatios,
+  parsePass,
+  relaysOf,
+  SAME_TRANSPARENCY,
+} from "./bench_compare.ts";
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
 
@@ -80,4 +88,28 @@ Deno.test("checkTargets() does not call an unmeasured target met", () => {
 
 Deno.test("relaysOf() keeps the first pass's order", () => {
   assert.deepEqual(relaysOf([first, second]), ["direct", "nfq-c", "haproxy", "krelay-kernel"]);
+});
+
+Deno.test("compareWith() pairs krelay with the transparent peer where a pass measured it", () => {
+  const withPeer = parsePass(
+    [
+      HEADER,
+      "direct\t30\t28\t20000\t96000\t250000\t0.3",
+      "haproxy-transparent\t10\t10\t10000\tn/a\tn/a\tn/a",
+      "krelay-kernel\t20\t25\t9000\t99000\t200000\t0.6",
+    ].join("\n"),
+  );
+  const rows = compareWith([withPeer, second], "krelay-kernel", SAME_TRANSPARENCY);
+  assert.deepEqual(rows.map((r) => r.metric), ["tcp1", "tcp8", "http"]);
+  const http = rows.find((r) => r.metric === "http")!;
+  // The second pass has no such peer: no ratio, and no combined figure from one pass alone.
+  assert.deepEqual(http.perPass.length, 2);
+  close(http.perPass[0]!, 0.9);
+  assert.deepEqual(http.perPass[1], undefined);
+  assert.deepEqual(http.combined, undefined);
+  close(compareWith([withPeer], "krelay-kernel", SAME_TRANSPARENCY)[1].combined!, 2.5);
+});
+
+Deno.test("compareWith() shows nothing when no pass measured the peer", () => {
+  assert.deepEqual(compareWith([first, second], "krelay-kernel", SAME_TRANSPARENCY), []);
 });
