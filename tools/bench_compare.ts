@@ -108,12 +108,21 @@ function verdictOf(perPass: readonly (number | undefined)[], combined?: number):
   return combined >= 1 ? "passes disagree" : "not met";
 }
 
+/** `relay` against a target's peer: its ratio in each pass and their geometric mean. */
+function compared(
+  passes: readonly Pass[],
+  relay: string,
+  t: Target,
+): Omit<TargetResult, "verdict"> {
+  const perPass = pairedRatios(passes, relay, t.peer, t.metric);
+  return { ...t, perPass, combined: geomean(perPass) };
+}
+
 /** Each target's ratios, combined ratio and verdict for `relay`. */
 export function checkTargets(passes: readonly Pass[], relay: string): TargetResult[] {
   return TARGETS.map((t) => {
-    const perPass = pairedRatios(passes, relay, t.peer, t.metric);
-    const combined = geomean(perPass);
-    return { ...t, perPass, combined, verdict: verdictOf(perPass, combined) };
+    const c = compared(passes, relay, t);
+    return { ...c, verdict: verdictOf(c.perPass, c.combined) };
   });
 }
 
@@ -136,10 +145,7 @@ export function compareWith(
 ): Omit<TargetResult, "verdict">[] {
   return targets
     .filter((t) => passes.some((p) => p.has(t.peer)))
-    .map((t) => {
-      const perPass = pairedRatios(passes, relay, t.peer, t.metric);
-      return { ...t, perPass, combined: geomean(perPass) };
-    });
+    .map((t) => compared(passes, relay, t));
 }
 
 /** The relays of the passes, in the first pass's order, then any others. */
