@@ -8,6 +8,16 @@
 # address, so its namespace needs none of this; comparing both says what transparency costs.
 # The namespace (and with it the rule, the route and the table) is deleted after the run.
 set -euo pipefail
+# It changes the rules and routes of the namespace it runs in: only ever the harness's relay
+# namespace (PREFIX-rly, PREFIX kb or kb-*), as named by `ip netns identify`, which names none in
+# the machine's own namespace.
+case "$(ip netns identify 2>/dev/null || true)" in
+  kb-rly | kb-*-rly) ;;
+  *)
+    echo "haproxy_transparent.sh: runs only inside the harness's relay namespace (kb-rly)" >&2
+    exit 1
+    ;;
+esac
 cfg=$BENCH_RUNDIR/haproxy-transparent.cfg
 {
   printf 'global\n    maxconn 8000\n    nbthread %s\n' "$(nproc)"
