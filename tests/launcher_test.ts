@@ -28,7 +28,9 @@ async function launch(
     await Deno.mkdir(`${dir}/node_modules/.bin`, { recursive: true });
     await Deno.mkdir(`${dir}/bin`);
     await Deno.copyFile(`${root}krelay`, `${dir}/krelay`);
-    await Deno.copyFile(`${root}tools/v8_flags.sh`, `${dir}/tools/v8_flags.sh`);
+    for (const f of ["v8_flags.sh", "npm_deps.sh"]) {
+      await Deno.copyFile(`${root}tools/${f}`, `${dir}/tools/${f}`);
+    }
     const stub = async (path: string, name: string, code: number) => {
       await Deno.writeTextFile(path, `#!/bin/sh\necho "${name} $*" >> '${log}'\nexit ${code}\n`);
       await Deno.chmod(path, 0o755);

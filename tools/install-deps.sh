@@ -43,11 +43,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# `npm install`, not `npm ci`: the registry reachable here serves only the linux-x64 build of
-# Deno's per-platform packages, and `npm ci` refuses a lock file without the others. With the
-# exact versions in package.json and the lock file, `npm install` installs the same tree.
-stamp="$here/node_modules/.package-lock.json"
-if [ ! -x "$here/node_modules/deno/deno" ] || [ ! -f "$stamp" ] || [ "$here/package-lock.json" -nt "$stamp" ]; then
-  echo "install-deps: npm install (Deno and npm dependencies, as locked)" >&2
-  (cd "$here" && npm install --no-audit --no-fund --loglevel=error >&2)
-fi
+# Deno and the npm dependencies, as locked (tools/npm_deps.sh, shared with the launcher).
+bash "$here/tools/npm_deps.sh"
