@@ -5,6 +5,7 @@ import { MemoryDatapath } from "../datapath/memory.ts";
 import type { Steering, SteeringSpec } from "../datapath/steering.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
+import { waitFor } from "../lab/wait.ts";
 import { Daemon, steeringSpec } from "./daemon.ts";
 
 function config(extra: Record<string, unknown> = {}): Config {
@@ -65,11 +66,12 @@ const query = (srcPort: number, dstPort = 53) =>
     dstPort,
   });
 
-/** Waits for `cond` for up to 5 s: room for a loaded machine, and no wait once it holds. */
-async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (const end = performance.now() + 5_000; !(await cond()) && performance.now() < end;) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/**
+ * Waits for `cond` for up to 5 s (room for a loaded machine, no wait once it holds); the
+ * caller's assertion then says what did not happen.
+ */
+function until(cond: () => boolean | Promise<boolean>): Promise<void> {
+  return waitFor(cond, { timeoutMs: 5_000, intervalMs: 10 }).catch(() => {});
 }
 
 Deno.test("Daemon binds the queue, steers, relays, and undoes both on close", async () => {
