@@ -79,6 +79,10 @@ const symbols = {
    * wrap: `syscall(SYS_bpf, cmd, attr, size)`. Rare calls (setup only), so BigInts are fine.
    */
   syscall: { parameters: ["i64", "i64", "buffer", "u64"], result: "i64" },
+  /** `int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask)`; pid 0: this thread. */
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  /** `int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask)`. */
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** `int open(const char *path, int flags)` (a network namespace's file). */
   open: { parameters: ["buffer", "i32"], result: "i32" },
   /** `int *__errno_location(void)`: the calling thread's errno. */
