@@ -9,6 +9,7 @@ import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
+import { allowedCpus } from "../src/system/cpu_affinity.ts";
 import { waitFor } from "../src/lab/wait.ts";
 import {
   KRELAY,
@@ -244,6 +245,99 @@ labTest(
     assertEquals(await listeners(16001), []);
   },
   { secondServer: true, timeoutMs: 120_000 },
+);
+
+interface ThreadView {
+  cpu: number | null;
+  active: number;
+  total: number;
+}
+
+/** Each thread of process `pid`: its name, and the CPUs it may run on ("0-1", "1"). */
+async function threadCpus(pid: number): Promise<{ name: string; cpus: string }[]> {
+  const threads = [];
+  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+    const status = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/status`);
+    threads.push({
+      name: /^Name:\s*(.*)$/m.exec(status)![1],
+      cpus: /^Cpus_allowed_list:\s*(\S+)/m.exec(status)![1],
+    });
+  }
+  return threads;
+}
+
+labTest(
+  "relay_threads 2: each thread keeps to a CPU and relays the connections whose handshake that CPU handles",
+  [...NEEDS, "cmd:taskset", "two-cpus"],
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--kernel-nat",
+      "true",
+      "--relay-threads",
+      "2",
+    ]);
+    const status = await json<{ pid: number; relayThreads: ThreadView[] }>(k, "status");
+    const cpus = allowedCpus().slice(0, 2);
+    assertEquals(status.relayThreads.map((t) => t.cpu), cpus);
+    // The kernel keeps the two workers to one each (and the runtime's helper threads that a
+    // worker starts to itself); the main thread runs on any.
+    const threads = await threadCpus(status.pid);
+    const workers = threads.filter((t) => t.name.startsWith("worker-")).map((t) => t.cpus);
+    assertEquals(workers.sort(), cpus.map(String));
+    const main = threads.filter((t) => t.name === "deno").map((t) => t.cpus);
+    assert(main.every((c) => c === threads[0].cpus) && !cpus.map(String).includes(main[0]));
+    // A client kept to a CPU sends its SYN from there, and the veth hands it on on the same
+    // CPU: the connection goes to that CPU's thread, every time.
+    const totals = async () =>
+      (await json<{ relayThreads: ThreadView[] }>(k, "status")).relayThreads.map((t) => t.total);
+    for (const [i, cpu] of cpus.entries()) {
+      for (let n = 0; n < 4; n++) {
+        const r = await lab.exec("client", [
+          "taskset",
+          "-c",
+          String(cpu),
+          "curl",
+          "-sS",
+          "--max-time",
+          "5",
+          `http://${R}/`,
+        ], { timeoutMs: 10_000 });
+        assertEquals(r.stdout, srv1.web.indexText);
+      }
+      const want = i === 0 ? [4, 0] : [4, 4];
+      await waitFor(async () => JSON.stringify(await totals()) === JSON.stringify(want), {
+        timeoutMs: 5_000,
+        what: `the threads to count ${want.join(" and ")} connections`,
+      }).catch(() => {});
+      assertEquals(await totals(), want);
+    }
+    assertEquals(await k.stop(), 0);
+  },
+);
+
+labTest(
+  "relay_cpu_affinity false: the relay threads run on any CPU",
+  [...NEEDS, "two-cpus"],
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--kernel-nat",
+      "true",
+      "--relay-threads",
+      "2",
+      "--relay-cpu-affinity",
+      "false",
+    ]);
+    const status = await json<{ pid: number; relayThreads: ThreadView[] }>(k, "status");
+    assertEquals(status.relayThreads.map((t) => t.cpu), [null, null]);
+    const all = new Set((await threadCpus(status.pid)).map((t) => t.cpus));
+    assertEquals(all.size, 1, `threads with different CPU sets: ${[...all].join(" ")}`);
+    for (let n = 0; n < 4; n++) assertEquals((await curl(lab)).stdout, srv1.web.indexText);
+    assertEquals(await k.stop(), 0);
+  },
 );
 
 labTest("bad config set values are refused and change nothing", NEEDS, async (lab) => {

@@ -90,6 +90,11 @@ export const configSchema = z.object({
     "kernel_nat: threads relaying TCP, each with its own gateway-port listener (SO_REUSEPORT) " +
       "and the connections the kernel gives it; set it to the number of cores under load",
   ),
+  relay_cpu_affinity: z.boolean().default(true).describe(
+    "relay_threads > 1: each relay thread keeps to one CPU of those krelay may use, in turn, " +
+      "and takes the new connections that CPU handles (SO_INCOMING_CPU); false: threads run " +
+      "on any CPU and the kernel spreads connections by hash",
+  ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
   control_socket: z.string().regex(/^\//, "must be an absolute path").default(
     "/run/krelay/krelay.sock",

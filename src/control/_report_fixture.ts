@@ -29,6 +29,7 @@ export function sampleReport(): StatusReport {
       kernel_nat: false,
       tcp_conntrack: true,
       relay_threads: 1,
+      relay_cpu_affinity: true,
       queue: 0,
       queue_maxlen: 4096,
       udp_timeout: 30,
@@ -69,6 +70,7 @@ export function sampleReport(): StatusReport {
       bytesToServer: 1_234_567,
       bytesToClient: 9_876_543_210,
     },
+    relayThreads: [],
     nat: { entries: 24, created: 25_025, expired: 26_026, evicted: 27, refused: 28 },
   };
 }

@@ -115,6 +115,10 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["failed", t.failed],
     ["bytes client -> server", formatBytes(t.bytesToServer)],
     ["bytes server -> client", formatBytes(t.bytesToClient)],
+    ...report.relayThreads.map((r, i): [string, string] => [
+      sub(`relay thread ${i + 1}, CPU ${r.cpu ?? "any"}`),
+      `${formatCount(r.active)} active, ${formatCount(r.total)} total`,
+    ]),
   ]];
 
   const n = report.nat;

@@ -138,6 +138,18 @@ Deno.test("renderStatus() shows TCP connections with bytes in human units", () =
   match(row(text, "bytes server -> client"), /9\.9 GB/);
 });
 
+Deno.test("renderStatus() shows each relay thread's CPU and connections, and none without", () => {
+  const report = sampleReport();
+  assertEquals(renderStatus(report).includes("relay thread"), false);
+  report.relayThreads = [
+    { cpu: 0, active: 3, total: 12_345 },
+    { cpu: null, active: 0, total: 7 },
+  ];
+  const text = renderStatus(report);
+  match(row(text, "relay thread 1, CPU 0"), /3 active, 12,345 total/);
+  match(row(text, "relay thread 2, CPU any"), /0 active, 7 total/);
+});
+
 Deno.test("renderStatus() shows the NAT table's entries against its size", () => {
   const text = renderStatus(sampleReport());
   match(row(text, "entries"), /24 of 65,536/);

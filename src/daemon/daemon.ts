@@ -36,6 +36,7 @@ import {
 } from "../relay/tcp_relay.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
+import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { kernelEphemeralRange, overlap } from "./ephemeral.ts";
 import { PacketLoop } from "./packet_loop.ts";
@@ -339,6 +340,7 @@ export class Daemon {
       engineErrors: this.#loop?.engineErrors ?? 0,
       datapath: this.#datapath?.stats() ?? { received: 0, verdicts: 0, enobufs: 0, errors: 0 },
       tcp: this.#tcpStats(),
+      relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
     };
   }
@@ -366,7 +368,10 @@ export class Daemon {
       threads,
       this.deps.log ?? { level: this.#config.log_level, json: false },
       this.#threadSettings(),
-      { onFailure: (error) => this.#fatal.reject(error) },
+      {
+        onFailure: (error) => this.#fatal.reject(error),
+        cpus: this.#config.relay_cpu_affinity ? relayCpus() : [],
+      },
     );
     await this.#threads.listen(port);
   }
@@ -505,4 +510,14 @@ function warnEphemeralOverlap(config: Config): void {
       "other sockets may take the relay's ports; choose a range outside ip_local_port_range",
     { pool: config.relay_ports, kernel: ephemeral.join("-"), low: shared[0], high: shared[1] },
   );
+}
+
+/** The CPUs the relay threads keep to: the process's own (a cpuset or taskset narrows them). */
+function relayCpus(): number[] {
+  try {
+    return allowedCpus();
+  } catch (e) {
+    log.warning("relay threads run on any CPU: {error}", { error: (e as Error).message });
+    return [];
+  }
 }

@@ -10,6 +10,7 @@ import type { DatapathStats } from "../datapath/datapath.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
+import type { RelayThreadView } from "../relay/relay_threads.ts";
 import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
 
 /** Whether krelay is relaying. */
@@ -30,6 +31,8 @@ export interface StatusReport {
   engineErrors: number;
   datapath: DatapathStats;
   tcp: TcpRelayStats;
+  /** The relay threads (relay_threads > 1), each one's CPU and connections; empty otherwise. */
+  relayThreads: RelayThreadView[];
   nat: NatTableStats;
 }
 

@@ -16,7 +16,8 @@
 import { NatTable } from "../nat/nat_table.ts";
 import { PortPool } from "../nat/port_pool.ts";
 import { TcpNat } from "../nat/tcp_nat.ts";
-import { setupLogging } from "../system/log.ts";
+import { pinThisThread } from "../system/cpu_affinity.ts";
+import { logger, setupLogging } from "../system/log.ts";
 import { TcpRelay } from "./tcp_relay.ts";
 import type { ThreadReport, ThreadRequest, ThreadSettings } from "./relay_threads.ts";
 
@@ -41,11 +42,30 @@ function report(force = false): void {
   self.postMessage(r);
 }
 
+/**
+ * Keeps this thread to `cpu` when asked; where the kernel refuses (a CPU outside the process's
+ * set, a cpuset changed since), the thread runs on any CPU and its listener takes connections
+ * by hash, as without affinity: the relay goes on either way.
+ */
+function keepTo(cpu: number | undefined): number | undefined {
+  if (cpu === undefined) return undefined;
+  try {
+    pinThisThread(cpu);
+    return cpu;
+  } catch (e) {
+    logger("relay").warning("relay thread runs on any CPU: {error}", {
+      error: (e as Error).message,
+    });
+    return undefined;
+  }
+}
+
 async function serve(request: ThreadRequest): Promise<unknown> {
   switch (request.op) {
     case "init": {
       await setupLogging(request.log);
       settings = request.settings;
+      const cpu = keepTo(request.cpu);
       // Transparent connections take no NAT entry: the table and pool stay empty.
       const nat = new TcpNat(
         new NatTable({ capacity: 16, now: () => performance.now() }),
@@ -59,9 +79,10 @@ async function serve(request: ThreadRequest): Promise<unknown> {
         transparent: true,
         reusePort: true,
         dedicated: true,
+        cpu,
       });
       reporter = setInterval(() => report(), REPORT_MS);
-      return undefined;
+      return cpu ?? null;
     }
     case "settings":
       settings = request.settings;

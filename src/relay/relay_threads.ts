@@ -2,7 +2,10 @@
  * Relay threads (kernel_nat, `relay_threads` > 1), which then do the main thread's TCP
  * relaying: each is a Worker running relay_thread.ts, a transparent TCP relay with its own
  * poller and its own gateway-port listener, all of them in the port's SO_REUSEPORT group, so
- * that the kernel spreads new connections over the threads and every core works.
+ * that the kernel spreads new connections over the threads and every core works. Given CPUs,
+ * each thread keeps to one of them and its listener takes the connections whose handshake that
+ * CPU handles (SO_INCOMING_CPU): a connection's packets, its relay thread and, most of the
+ * time, its client then share a CPU, and waking the thread takes no interrupt to another CPU.
  *
  * The daemon's view stays synchronous where it was: each thread reports its counters and the
  * service ports of its live connections when they change (at most every 200 ms), and
@@ -21,6 +24,7 @@
  */
 
 import type { TcpNatSettings } from "../nat/tcp_nat.ts";
+import { cpuForThread } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import {
   addStats,
@@ -40,7 +44,7 @@ export interface ThreadSettings {
 export type ThreadRequest =
   & { id: number }
   & (
-    | { op: "init"; log: LogOptions; settings: ThreadSettings }
+    | { op: "init"; log: LogOptions; settings: ThreadSettings; cpu?: number }
     | { op: "settings"; settings: ThreadSettings }
     | { op: "listen"; port: number }
     | { op: "unlisten" }
@@ -55,6 +59,15 @@ type RequestBody<R = ThreadRequest> = R extends unknown ? Omit<R, "id"> : never;
 export type ThreadReply =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; error: string };
+
+/** A relay thread as `krelay status` shows it. */
+export interface RelayThreadView {
+  /** The CPU it keeps to; null: any (relay_cpu_affinity off, or the kernel refused). */
+  cpu: number | null;
+  /** Its connections now, and since it started. */
+  active: number;
+  total: number;
+}
 
 /** What a thread reports on its own. */
 export interface ThreadReport {
@@ -76,6 +89,8 @@ class Thread {
   /** Why the thread ended, once it has failed: later requests are refused with it. */
   #failure?: Error;
   last: ThreadReport = { report: true, stats: NO_STATS, ports: [] };
+  /** The CPU the thread keeps to, null when it runs on any. */
+  cpu: number | null = null;
 
   constructor(module: URL, onFailure: (error: Error) => void) {
     this.#worker = new Worker(module, { type: "module" });
@@ -133,13 +148,22 @@ export class RelayThreads {
     count: number,
     log: LogOptions,
     settings: ThreadSettings,
-    options: { onFailure?: (error: Error) => void; module?: URL } = {},
+    options: {
+      onFailure?: (error: Error) => void;
+      module?: URL;
+      /** Each thread keeps to one of these CPUs, in turn (see {@link cpuForThread}). */
+      cpus?: readonly number[];
+    } = {},
   ): Promise<RelayThreads> {
     const module = options.module ?? new URL("./relay_thread.ts", import.meta.url);
     const onFailure = options.onFailure ?? (() => {});
+    const cpus = options.cpus ?? [];
     const threads = Array.from({ length: count }, () => new Thread(module, onFailure));
     try {
-      await Promise.all(threads.map((t) => t.request({ op: "init", log, settings })));
+      await Promise.all(threads.map(async (t, i) => {
+        const cpu = cpus.length > 0 ? cpuForThread(cpus, i) : undefined;
+        t.cpu = (await t.request<number | null>({ op: "init", log, settings, cpu })) ?? null;
+      }));
     } catch (e) {
       for (const t of threads) t.terminate();
       throw e;
@@ -173,6 +197,15 @@ export class RelayThreads {
   /** The threads' counters, as last reported. */
   stats(): TcpRelayStats {
     return addStats(...this.#threads.map((t) => t.last.stats));
+  }
+
+  /** Each thread's CPU and connection counters, as last reported. */
+  threads(): RelayThreadView[] {
+    return this.#threads.map((t) => ({
+      cpu: t.cpu,
+      active: t.last.stats.active,
+      total: t.last.stats.total,
+    }));
   }
 
   /** The service ports of the threads' live connections, as last reported. */

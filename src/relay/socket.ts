@@ -22,6 +22,7 @@ const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_LINGER = 13;
 const SO_REUSEPORT = 15;
+const SO_INCOMING_CPU = 49;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 const IP_BIND_ADDRESS_NO_PORT = 24;
@@ -93,6 +94,28 @@ export function setReuseAddress(fd: number): void {
  */
 export function setReusePort(fd: number): void {
   check("setsockopt SO_REUSEPORT", libc().setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, one, 4));
+}
+
+/**
+ * A listener in a SO_REUSEPORT group takes the new connections whose handshake `cpu` handles
+ * (Linux 6.1+; the group's others go by hash as before).
+ */
+export function setIncomingCpu(fd: number, cpu: number): void {
+  intBuf[0] = cpu;
+  check(
+    "setsockopt SO_INCOMING_CPU",
+    libc().setsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, intBuf, 4),
+  );
+}
+
+/** A socket's SO_INCOMING_CPU: what a listener was given, or where an accepted socket's came. */
+export function incomingCpu(fd: number): number {
+  lenBuf[0] = 4;
+  check(
+    "getsockopt SO_INCOMING_CPU",
+    libc().getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, intBuf, lenBuf),
+  );
+  return intBuf[0];
 }
 
 /** Sends small writes at once: the relay forwards what it got, it does not batch. */
@@ -230,10 +253,15 @@ export function resetFd(fd: number): void {
 
 /**
  * The gateway listener: a listening socket on 0.0.0.0:port (0: any free port), transparent for
- * TPROXY and sharing its port with the other relay threads' when asked; a clear error when the
- * port is taken.
+ * TPROXY and sharing its port with the other relay threads' when asked, taking the connections
+ * that `cpu` handles when given ({@link setIncomingCpu}); a clear error when the port is taken.
  */
-export function gatewayListener(port: number, transparent: boolean, reusePort: boolean): number {
+export function gatewayListener(
+  port: number,
+  transparent: boolean,
+  reusePort: boolean,
+  cpu?: number,
+): number {
   const fd = tcpSocket();
   try {
     setReuseAddress(fd);
@@ -246,6 +274,7 @@ export function gatewayListener(port: number, transparent: boolean, reusePort: b
     // Inherited too, but only set after listen(), which resets it: the ACK of a client's
     // request rides in the answer.
     setDelayedAck(fd);
+    if (cpu !== undefined) setIncomingCpu(fd, cpu);
     return fd;
   } catch (e) {
     closeFd(fd);

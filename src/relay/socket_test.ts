@@ -5,6 +5,7 @@ import {
   acceptFrom,
   closeFd,
   gatewayListener,
+  incomingCpu,
   localEndpoint,
   settleConnect,
   startConnect,
@@ -97,5 +98,18 @@ Deno.test("gatewayListener: a port in use is a clear error", () => {
     });
   } finally {
     closeFd(first);
+  }
+});
+
+Deno.test("gatewayListener: given a CPU, the listener takes that CPU's connections", () => {
+  const plain = gatewayListener(0, false, true);
+  const kept = gatewayListener(localEndpoint(plain).port, false, true, 1);
+  try {
+    // -1: the kernel's "none", by which the group's selection goes by hash.
+    assert.equal(incomingCpu(plain), -1);
+    assert.equal(incomingCpu(kept), 1);
+  } finally {
+    closeFd(plain);
+    closeFd(kept);
   }
 });

@@ -68,6 +68,11 @@ export interface TcpRelayOptions {
   reusePort?: boolean;
   /** The relay has its thread to itself (a relay thread): see {@link Poller}'s `dedicated`. */
   dedicated?: boolean;
+  /**
+   * The CPU the relay's thread keeps to: its listener takes the connections whose handshake
+   * that CPU handles (SO_INCOMING_CPU), so a connection's work stays on one CPU.
+   */
+  cpu?: number;
 }
 
 /** Connection counters. */
@@ -200,6 +205,7 @@ export class TcpRelay {
       port,
       this.options.transparent === true,
       this.options.reusePort === true,
+      this.options.cpu,
     );
     const shared = this.#shared ??= {
       poller: new Poller(this.options.dedicated === true),

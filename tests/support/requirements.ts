@@ -16,6 +16,7 @@
 import { cleanupStale } from "../../src/lab/cleanup.ts";
 import { randomTestPrefix } from "../../src/lab/names.ts";
 import { Lab } from "../../src/lab/topology.ts";
+import { allowedCpus } from "../../src/system/cpu_affinity.ts";
 
 /** Commands the helpers know by name, each checked on the PATH (and the sbin directories). */
 const COMMANDS = {
@@ -40,10 +41,12 @@ const LIBRARIES = {
 
 /**
  * Something a test needs: "root" (uid 0 with CAP_NET_ADMIN and CAP_SYS_ADMIN, what network
- * namespaces take), a known command or library, or any other command as `cmd:<name>`.
+ * namespaces take), "two-cpus" (that many this process may run on), a known command or
+ * library, or any other command as `cmd:<name>`.
  */
 export type Requirement =
   | "root"
+  | "two-cpus"
   | keyof typeof COMMANDS
   | keyof typeof LIBRARIES
   | `cmd:${string}`;
@@ -69,6 +72,10 @@ export function missing(needs: readonly Requirement[]): string | undefined {
 
 function check(need: Requirement): string | undefined {
   if (need === "root") return checkRoot();
+  if (need === "two-cpus") {
+    const n = allowedCpus().length;
+    return n >= 2 ? undefined : `needs two CPUs, this process may use ${n}`;
+  }
   if (need in LIBRARIES) return checkLibrary(LIBRARIES[need as keyof typeof LIBRARIES]);
   const cmd = need.startsWith("cmd:") ? need.slice(4) : COMMANDS[need as keyof typeof COMMANDS];
   if (!cmd) return `unknown requirement "${need}"`;
