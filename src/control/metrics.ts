@@ -81,6 +81,15 @@ export function renderMetrics(r: StatusReport): string {
       [{ direction: "to_server" }, r.tcp.bytesToServer],
       [{ direction: "to_client" }, r.tcp.bytesToClient],
     ]),
+    family(
+      "krelay_relay_thread_connections_total",
+      "counter",
+      "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
+      r.relayThreads.map((t, i) => [
+        { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) },
+        t.total,
+      ]),
+    ),
     family("krelay_nat_entries", "gauge", "NAT table entries.", [[{}, r.nat.entries]]),
     family("krelay_nat_entries_total", "counter", "NAT entries created, expired, evicted.", [
       [{ event: "created" }, r.nat.created],

@@ -18,6 +18,17 @@ Deno.test("renderMetrics() gives every counter of the status report its sample",
   sample(`krelay_up ${r.state === "started" ? 1 : 0}`);
 });
 
+Deno.test("renderMetrics() counts each relay thread's connections, labelled with its CPU", () => {
+  const r = sampleReport();
+  r.relayThreads = [{ cpu: 1, active: 2, total: 30 }, { cpu: null, active: 0, total: 4 }];
+  const lines = renderMetrics(r).split("\n")
+    .filter((l) => l.startsWith("krelay_relay_thread_connections_total"));
+  assertEquals(lines, [
+    'krelay_relay_thread_connections_total{thread="1",cpu="1"} 30',
+    'krelay_relay_thread_connections_total{thread="2",cpu="any"} 4',
+  ]);
+});
+
 Deno.test("renderMetrics() declares HELP and TYPE once per family", () => {
   const text = renderMetrics(sampleReport());
   const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));

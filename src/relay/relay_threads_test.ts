@@ -1,4 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { allowedCpus } from "../system/cpu_affinity.ts";
 import { RelayThreads, type ThreadSettings } from "./relay_threads.ts";
 
 const settings: ThreadSettings = {
@@ -33,4 +34,22 @@ Deno.test("RelayThreads reports a thread that fails, refuses it requests, and st
 Deno.test("RelayThreads.start() rejects and ends its threads when one cannot start", async () => {
   const missing = new URL("./_no_such_thread.ts", import.meta.url);
   await rejects(RelayThreads.start(1, log, settings, { module: missing }));
+});
+
+Deno.test("RelayThreads keeps each thread to its CPU, or to none where the kernel refuses", async () => {
+  const mine = allowedCpus();
+  // 1023: a CPU no machine this runs on has, so the kernel refuses it.
+  const threads = await RelayThreads.start(3, log, settings, { cpus: [mine[0], 1023] });
+  try {
+    assertEquals(threads.threads().map((t) => t.cpu), [mine[0], null, mine[0]]);
+    assertEquals(threads.threads().map((t) => t.total), [0, 0, 0]);
+  } finally {
+    await threads.close();
+  }
+  const free = await RelayThreads.start(1, log, settings);
+  try {
+    assertEquals(free.threads().map((t) => t.cpu), [null]);
+  } finally {
+    await free.close();
+  }
 });
