@@ -42,10 +42,20 @@ function dig(lab: Lab, name = "lab.example", type = "A") {
   });
 }
 
-function curl(lab: Lab, path = "/") {
-  return lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}${path}`], {
+/** curl from the client; kept to one CPU (`taskset`) when `cpu` is given. */
+function curl(lab: Lab, path = "/", cpu?: number) {
+  const pin = cpu === undefined ? [] : ["taskset", "-c", String(cpu)];
+  return lab.exec("client", [...pin, "curl", "-sS", "--max-time", "5", `http://${R}${path}`], {
     timeoutMs: 10_000,
   });
+}
+
+/** kernel_nat with two relay threads. */
+const THREADED = [...LAB_FLAGS, "--kernel-nat", "true", "--relay-threads", "2"];
+
+/** `krelay status`'s relay threads, and the process. */
+async function threadStatus(k: KrelayRun) {
+  return await json<{ pid: number; relayThreads: ThreadView[] }>(k, "status");
 }
 
 interface Status {
@@ -203,13 +213,7 @@ labTest(
   async (lab) => {
     const { srv1, srv2 } = await startServers(lab);
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
-    const k = await startKrelay(lab, [
-      ...LAB_FLAGS,
-      "--kernel-nat",
-      "true",
-      "--relay-threads",
-      "2",
-    ]);
+    const k = await startKrelay(lab, THREADED);
     const listeners = async (port: number) =>
       (await run(["ip", "netns", "exec", lab.ns.relay, "ss", "-Htln", `sport = :${port}`]))
         .stdout.split("\n").filter((l) => l.trim() !== "");
@@ -271,14 +275,8 @@ labTest(
   [...NEEDS, "cmd:taskset", "two-cpus"],
   async (lab) => {
     const { srv1 } = await startServers(lab);
-    const k = await startKrelay(lab, [
-      ...LAB_FLAGS,
-      "--kernel-nat",
-      "true",
-      "--relay-threads",
-      "2",
-    ]);
-    const status = await json<{ pid: number; relayThreads: ThreadView[] }>(k, "status");
+    const k = await startKrelay(lab, THREADED);
+    const status = await threadStatus(k);
     const cpus = allowedCpus().slice(0, 2);
     assertEquals(status.relayThreads.map((t) => t.cpu), cpus);
     // The kernel keeps the two workers to one each (and the runtime's helper threads that a
@@ -290,21 +288,10 @@ labTest(
     assert(main.every((c) => c === threads[0].cpus) && !cpus.map(String).includes(main[0]));
     // A client kept to a CPU sends its SYN from there, and the veth hands it on on the same
     // CPU: the connection goes to that CPU's thread, every time.
-    const totals = async () =>
-      (await json<{ relayThreads: ThreadView[] }>(k, "status")).relayThreads.map((t) => t.total);
+    const totals = async () => (await threadStatus(k)).relayThreads.map((t) => t.total);
     for (const [i, cpu] of cpus.entries()) {
       for (let n = 0; n < 4; n++) {
-        const r = await lab.exec("client", [
-          "taskset",
-          "-c",
-          String(cpu),
-          "curl",
-          "-sS",
-          "--max-time",
-          "5",
-          `http://${R}/`,
-        ], { timeoutMs: 10_000 });
-        assertEquals(r.stdout, srv1.web.indexText);
+        assertEquals((await curl(lab, "/", cpu)).stdout, srv1.web.indexText);
       }
       const want = i === 0 ? [4, 0] : [4, 4];
       await waitFor(async () => JSON.stringify(await totals()) === JSON.stringify(want), {
@@ -322,16 +309,8 @@ labTest(
   [...NEEDS, "two-cpus"],
   async (lab) => {
     const { srv1 } = await startServers(lab);
-    const k = await startKrelay(lab, [
-      ...LAB_FLAGS,
-      "--kernel-nat",
-      "true",
-      "--relay-threads",
-      "2",
-      "--relay-cpu-affinity",
-      "false",
-    ]);
-    const status = await json<{ pid: number; relayThreads: ThreadView[] }>(k, "status");
+    const k = await startKrelay(lab, [...THREADED, "--relay-cpu-affinity", "false"]);
+    const status = await threadStatus(k);
     assertEquals(status.relayThreads.map((t) => t.cpu), [null, null]);
     const all = new Set((await threadCpus(status.pid)).map((t) => t.cpus));
     assertEquals(all.size, 1, `threads with different CPU sets: ${[...all].join(" ")}`);
