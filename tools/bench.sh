@@ -41,13 +41,15 @@ export KRELAY_KERNEL_CMD="$base --kernel-nat true --relay-threads $(nproc)"
 # HAProxy with the full transparency krelay's targets ask of krelay (the harness's own HAProxy
 # connects from the relay's address): what transparency costs a C proxy, for context.
 export HAPROXY_TRANSPARENT_CMD="exec $here/tools/haproxy_transparent.sh" HAPROXY_TRANSPARENT_PROTOS=tcp
+# The harness measures one relay after another, about a minute each, and this machine drifts
+# within minutes (the same pair, once in each order: krelay 0.84x and 1.17x HAProxy's HTTP rate).
+# So each pair a target compares runs back to back: krelay-kernel between HAProxy (TCP, HTTP) and
+# the C NFQUEUE program (DNS, UDP). The passes alternate the order (direct always first), so
+# neither side of a pair always runs first, and the figures are compared within each pass and
+# combined by geometric mean (tools/bench_compare.ts).
 relays=(krelay-queue krelay-kernel)
 [ "${PEERS:-}" = all ] &&
-  relays=(direct kernel-nat nfq-c socat haproxy haproxy-transparent nginx "${relays[@]}")
-# The harness measures one relay after another, and this machine drifts within minutes (the
-# same pair, once in each order: krelay 0.84x and 1.17x HAProxy's HTTP rate). So the passes
-# alternate the order (direct always first), and the figures are compared within each pass and
-# combined by geometric mean (tools/bench_compare.ts).
+  relays=(kernel-nat socat nginx krelay-queue haproxy-transparent haproxy krelay-kernel nfq-c)
 passes=${PASSES:-2}
 tsvs=()
 for ((i = 1; i <= passes; i++)); do
