@@ -319,6 +319,55 @@ labTest(
   },
 );
 
+/** The warm-ups krelay logged: [answered, failed] for each relay that warmed up. */
+async function warmUps(k: KrelayRun): Promise<unknown[][]> {
+  return (await k.records()).filter((r) => r.message.startsWith("warmed up with ")).map((r) => [
+    r.properties?.answered,
+    r.properties?.failed,
+  ]);
+}
+
+/** krelay's TCP sockets in the relay namespace that are not listening ("ESTAB ...", ...). */
+async function openTcpSockets(lab: Lab, pid: number): Promise<string[]> {
+  const ss = await run(["ip", "netns", "exec", lab.ns.relay, "ss", "-Htanp"]);
+  return ss.stdout.split("\n").filter((l) => l.includes(`pid=${pid},`) && !l.startsWith("LISTEN"));
+}
+
+labTest(
+  "kernel_nat: each relay warms up through loopback before clients come, uncounted, leaving no socket",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const k = await startKrelay(lab, [...THREADED, "--relay-warm-up", "300"]);
+    assertEquals(await warmUps(k), [[300, 0], [300, 0]]);
+    const status = await threadStatus(k);
+    assertEquals(status.relayThreads.map((t) => t.total), [0, 0]);
+    assertEquals((await json<Status>(k, "status")).tcp.total, 0);
+    assertEquals(await openTcpSockets(lab, status.pid), []);
+    assertEquals((await curl(lab)).stdout, srv1.web.indexText);
+    await waitFor(async () => (await json<Status>(k, "status")).tcp.total === 1, {
+      timeoutMs: 5_000,
+      what: "status to count the one client",
+    });
+    assertEquals(await k.stop(), 0);
+    // The main thread's relay (one relay thread) warms up as well; 0 turns the warm-up off.
+    const one = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--kernel-nat",
+      "true",
+      "--relay-warm-up",
+      "300",
+    ]);
+    assertEquals(await warmUps(one), [[300, 0]]);
+    assertEquals((await json<Status>(one, "status")).tcp.total, 0);
+    assertEquals(await one.stop(), 0);
+    const off = await startKrelay(lab, [...THREADED, "--relay-warm-up", "0"]);
+    assertEquals(await warmUps(off), []);
+    assertEquals((await curl(lab)).stdout, srv1.web.indexText);
+    assertEquals(await off.stop(), 0);
+  },
+);
+
 labTest("bad config set values are refused and change nothing", NEEDS, async (lab) => {
   await startServers(lab);
   // Something else holds port 16005 in the relay's namespace.

@@ -95,6 +95,11 @@ export const configSchema = z.object({
       "and takes the new connections that CPU handles (SO_INCOMING_CPU); false: threads run " +
       "on any CPU and the kernel spreads connections by hash",
   ),
+  relay_warm_up: z.number().int("must be a whole number").min(0).max(100_000).default(2000)
+    .describe(
+      "kernel_nat: loopback connections each relay thread relays through its own code when it " +
+        "starts, before clients are steered to it, so that they meet optimised code (0: none)",
+    ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
   control_socket: z.string().regex(/^\//, "must be an absolute path").default(
     "/run/krelay/krelay.sock",

@@ -30,6 +30,7 @@ export function sampleReport(): StatusReport {
       tcp_conntrack: true,
       relay_threads: 1,
       relay_cpu_affinity: true,
+      relay_warm_up: 2000,
       queue: 0,
       queue_maxlen: 4096,
       udp_timeout: 30,

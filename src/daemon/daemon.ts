@@ -27,6 +27,7 @@ import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { RelayThreads, type ThreadSettings } from "../relay/relay_threads.ts";
+import { warmUp } from "../relay/warm_up.ts";
 import {
   addStats,
   NO_STATS,
@@ -363,7 +364,12 @@ export class Daemon {
    */
   async #listen(port: number): Promise<void> {
     const threads = this.#config.relay_threads;
-    if (threads < 2 || !this.#config.kernel_nat) return await this.relay.listen(port);
+    // Before the steering: no client meets the relay's code cold (see warm_up.ts).
+    const warm = this.#config.relay_warm_up;
+    if (threads < 2 || !this.#config.kernel_nat) {
+      await this.relay.listen(port);
+      return await warmUp(this.relay, warm);
+    }
     this.#threads ??= await RelayThreads.start(
       threads,
       this.deps.log ?? { level: this.#config.log_level, json: false },
@@ -373,7 +379,7 @@ export class Daemon {
         cpus: this.#config.relay_cpu_affinity ? relayCpus() : [],
       },
     );
-    await this.#threads.listen(port);
+    await this.#threads.listen(port, warm);
   }
 
   async #closeThreads(): Promise<void> {

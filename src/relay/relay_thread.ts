@@ -19,6 +19,7 @@ import { TcpNat } from "../nat/tcp_nat.ts";
 import { pinThisThread } from "../system/cpu_affinity.ts";
 import { logger, setupLogging } from "../system/log.ts";
 import { TcpRelay } from "./tcp_relay.ts";
+import { warmUp } from "./warm_up.ts";
 import type { ThreadReport, ThreadRequest, ThreadSettings } from "./relay_threads.ts";
 
 /** How often a thread reports its counters and live ports, when they changed. */
@@ -89,6 +90,7 @@ async function serve(request: ThreadRequest): Promise<unknown> {
       return undefined;
     case "listen":
       await relay!.listen(request.port);
+      await warmUp(relay!, request.warmUp);
       return relay!.listenerFd;
     case "unlisten":
       return await relay!.unlisten();

@@ -46,7 +46,7 @@ export type ThreadRequest =
   & (
     | { op: "init"; log: LogOptions; settings: ThreadSettings; cpu?: number }
     | { op: "settings"; settings: ThreadSettings }
-    | { op: "listen"; port: number }
+    | { op: "listen"; port: number; warmUp?: number }
     | { op: "unlisten" }
     | { op: "diverted" }
     | { op: "close" }
@@ -176,10 +176,13 @@ export class RelayThreads {
     await Promise.all(this.#threads.map((t) => t.request({ op: "settings", settings })));
   }
 
-  /** Every thread listens on `port` (see {@link TcpRelay.listen}). */
-  async listen(port: number): Promise<void> {
+  /**
+   * Every thread listens on `port` (see {@link TcpRelay.listen}); the first time, each then
+   * relays `warmUp` loopback connections before this resolves (see {@link TcpRelay.warmUp}).
+   */
+  async listen(port: number, warmUp = 0): Promise<void> {
     this.#listeners = await Promise.all(
-      this.#threads.map((t) => t.request<number>({ op: "listen", port })),
+      this.#threads.map((t) => t.request<number>({ op: "listen", port, warmUp })),
     );
   }
 

@@ -40,6 +40,13 @@ import {
 } from "./socket.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
+import {
+  LOOPBACK,
+  warmUpClient,
+  type WarmUpLimits,
+  WarmUpOrigin,
+  type WarmUpResult,
+} from "./warm_up.ts";
 
 const log = logger("relay");
 
@@ -181,6 +188,9 @@ export class TcpRelay {
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
   #stopping = false;
+  /** While warming up: where loopback connections to the gateway port go (see warmUp). */
+  #warm: { port: number; target: { server: number; serverPort: number } } | undefined;
+  #warmed = false;
 
   constructor(private readonly options: TcpRelayOptions) {}
 
@@ -383,7 +393,7 @@ export class TcpRelay {
   /** A connection TPROXY diverted: its local address is where the client meant to go. */
   #diverted(fd: number, client: number, clientPort: number): Relayed | undefined {
     const local = localEndpoint(fd);
-    const target = this.options.nat.divertedTarget(local.port);
+    const target = this.options.nat.divertedTarget(local.port) ?? this.#warmTarget(local);
     if (target === undefined) return undefined;
     const flow = {
       client,
@@ -394,6 +404,48 @@ export class TcpRelay {
       serverPort: target.serverPort,
     };
     return new Relayed(this.#nextId++, flow, undefined, this.options.now());
+  }
+
+  /** While warming up, the origin for the warm-up's own connections to the gateway port. */
+  #warmTarget(local: { address: number; port: number }) {
+    const warm = this.#warm;
+    return warm !== undefined && local.address === LOOPBACK && local.port === warm.port
+      ? warm.target
+      : undefined;
+  }
+
+  /**
+   * Relays loopback connections through this relay's own code before any client comes, so that
+   * V8 has optimised it by then (see warm_up.ts): a client on 127.0.0.1 connects to the gateway
+   * listener, the relay connects transparently from the client's address to a loopback origin,
+   * and the request, the answer and both FINs pass as a client's would. Only for a transparent
+   * relay that listens, and once; undefined otherwise. The counters are left as they were, so
+   * the warm-up's connections are not counted as clients'.
+   */
+  async warmUp(limits: WarmUpLimits): Promise<WarmUpResult | undefined> {
+    const shared = this.#shared;
+    if (!this.options.transparent || this.#listener < 0 || shared === undefined) return undefined;
+    if (this.#warmed || limits.connections <= 0) return undefined;
+    this.#warmed = true;
+    const origin = new WarmUpOrigin(shared.poller);
+    const stats = { ...this.#stats };
+    const finished = { ...this.#finished };
+    this.#warm = {
+      port: localEndpoint(this.#listener).port,
+      target: { server: LOOPBACK, serverPort: origin.port },
+    };
+    try {
+      return await warmUpClient(shared.poller, this.#warm.port, limits);
+    } finally {
+      // The relay's side of the last connections closes a round or two after the client's.
+      for (let i = 0; i < 50 && this.#connections.size > 0; i++) {
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      this.#warm = undefined;
+      origin.close();
+      this.#stats = stats;
+      this.#finished = finished;
+    }
   }
 
   /** A connection steered by the NAT: its flow was made by the client's SYN. */
