@@ -1,10 +1,11 @@
 /**
  * Loopback traffic for a relay's warm-up: a client that opens connections to the relay's
- * gateway listener on 127.0.0.1, sends a small request on each and reads the answer to its
- * end, and an origin the relay connects to, which answers each request and closes, as an HTTP
- * server does with `Connection: close`. Both run on the relay's own poller, so the relay serves
- * them with the same code and the same events as its clients: accept, transparent connect,
- * pump, FIN both ways, close.
+ * gateway listener on 127.0.0.1, sends a small request on each, half-closes, and reads the
+ * answer to its end, and an origin the relay connects to, which answers each request and
+ * closes. Both run on the relay's own poller, so the relay serves them with the same code and
+ * the same events as its clients: accept, transparent connect, pump, FIN both ways, close.
+ * The client and the relay close first, so the TIME_WAIT entries left are on ports the kernel
+ * picked at connect, which do not keep other connections from those ports.
  *
  * Why: V8 optimises a function only after hundreds of calls, and a relay started cold served
  * its first seconds of clients at 0.75-0.8x its later rate (README, Performance). This spends
@@ -34,6 +35,7 @@ import {
   listenOn,
   localEndpoint,
   resetFd,
+  shutdownWrite,
   startConnect,
   tcpSocket,
 } from "./socket.ts";
@@ -109,18 +111,16 @@ export class WarmUpOrigin {
   }
 
   #serve(fd: number): void {
-    let got = 0;
     for (;;) {
       const n = libc().read(fd, this.#buffer, BigInt(this.#buffer.length));
-      if (n > 0) {
-        got += n;
-        continue;
-      }
-      if (n < 0 && errno() === Errno.EAGAIN && got === 0) return;
+      if (n > 0) continue;
+      if (n < 0 && errno() === Errno.EAGAIN) return;
       break;
     }
-    // A request (or the relay's FIN): answer if it was a request, and close, as nginx does.
-    if (got > 0) libc().send(fd, ANSWER, BigInt(ANSWER.length), MSG_DONTWAIT | MSG_NOSIGNAL);
+    // The request and the client's FIN are in (or the connection failed): answer and close.
+    // The relay closed first, so no TIME_WAIT is left on this listener's port, which the kernel
+    // took from ip_local_port_range and would otherwise keep from the relay's connects.
+    libc().send(fd, ANSWER, BigInt(ANSWER.length), MSG_DONTWAIT | MSG_NOSIGNAL);
     this.#drop(fd);
   }
 
@@ -176,6 +176,8 @@ export function warmUpClient(
       c.sent = true;
       const n = libc().send(fd, REQUEST, BigInt(REQUEST.length), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n !== REQUEST.length) return end(fd, false);
+      // Half-closed at once: the FIN passes through the relay, and the origin answers on it.
+      shutdownWrite(fd);
     }
     if (!(events & (Ready.In | Ready.RdHup | Ready.Err | Ready.Hup))) return;
     for (;;) {
