@@ -77,7 +77,7 @@ export interface WarmUpResult {
   elapsedMs: number;
 }
 
-/** The origin: answers each request it reads, then closes the connection. */
+/** The origin: reads a request to the client's FIN, then answers and closes the connection. */
 export class WarmUpOrigin {
   readonly #listener: number;
   readonly #open = new Set<number>();
