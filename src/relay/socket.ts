@@ -44,7 +44,11 @@ export class SocketError extends Error {
   readonly code: string;
 }
 
-/** An IPv4 endpoint, the address as an unsigned 32-bit number. */
+/**
+ * An IPv4 endpoint. The address is its 32 bits as a number: read back signed (`| 0`), so that it
+ * is a small integer for V8 whatever the address (see {@link localEndpoint}); given, either form.
+ * `>>> 0` gives the unsigned form the NAT table and the packet layer use.
+ */
 export interface Endpoint {
   address: number;
   port: number;
@@ -68,9 +72,14 @@ function sockaddr(address: number, port: number): Uint8Array {
   return addrBuf;
 }
 
-/** The endpoint a call just wrote into the address buffer. */
+/**
+ * The endpoint a call just wrote into the address buffer, its address signed. An unsigned
+ * address of 128.0.0.0 or above is no small integer for V8: code optimised while the relay
+ * warmed up on 127.0.0.1 was thrown away at the first such client, along with the code that
+ * had seen its objects (their fields widened), and compiled again under load.
+ */
 function endpointOf(): Endpoint {
-  return { address: addrView.getUint32(4), port: addrView.getUint16(2) };
+  return { address: addrView.getInt32(4), port: addrView.getUint16(2) };
 }
 
 function check(call: string, result: number): number {

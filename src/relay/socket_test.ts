@@ -3,11 +3,13 @@ import { Errno } from "../system/errno.ts";
 import { libc } from "../../ffi/libc.ts";
 import {
   acceptFrom,
+  bindTo,
   closeFd,
   gatewayListener,
   incomingCpu,
   localEndpoint,
   settleConnect,
+  setTransparent,
   startConnect,
   tcpSocket,
 } from "./socket.ts";
@@ -112,4 +114,27 @@ Deno.test("gatewayListener: given a CPU, the listener takes that CPU's connectio
     closeFd(plain);
     closeFd(kept);
   }
+});
+
+Deno.test({
+  name: "localEndpoint: an address of 128.0.0.0 or above reads back signed, and binds either way " +
+    "(needs root: a transparent socket binds an address the host does not have)",
+  ignore: Deno.uid() !== 0,
+  fn() {
+    const server = 0xcb00710a; // 203.0.113.10: bound, never connected; no address is added
+    for (const given of [server, server | 0]) {
+      const fd = tcpSocket();
+      try {
+        setTransparent(fd);
+        assert.equal(bindTo(fd, given, 0), 0);
+        const got = localEndpoint(fd).address;
+        // A small integer for V8 (see socket.ts's endpointOf), and the same address.
+        assert.equal(got, server | 0);
+        assert.ok(got < 0);
+        assert.equal(got >>> 0, server);
+      } finally {
+        closeFd(fd);
+      }
+    }
+  },
 });

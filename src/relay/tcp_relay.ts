@@ -126,7 +126,11 @@ const COPY_SIZE = 64 * 1024;
 // How long a client being closed gets to close its side before its socket is closed anyway.
 const CLOSE_GRACE_MS = 2_000;
 
-/** Who a relayed connection is from, where the client meant to go, and where it is relayed. */
+/**
+ * Who a relayed connection is from, where the client meant to go, and where it is relayed. A
+ * diverted connection's addresses are signed while it is open, as socket.ts reads them; listed
+ * ({@link TcpRelay.diverted}), they are unsigned, as everywhere else.
+ */
 export interface RelayedFlow {
   client: number;
   clientPort: number;
@@ -189,7 +193,7 @@ export class TcpRelay {
   #timeouts = [-1, -1];
   #stopping = false;
   /** While warming up: where loopback connections to the gateway port go (see warmUp). */
-  #warm: { port: number; target: { server: number; serverPort: number } } | undefined;
+  #warm: { port: number; originPort: number } | undefined;
   #warmed = false;
 
   constructor(private readonly options: TcpRelayOptions) {}
@@ -314,8 +318,12 @@ export class TcpRelay {
     for (const c of this.#connections.values()) {
       if (c.entry !== undefined) continue;
       const activity = this.#host?.activity(c.id);
+      const { client, relay, server } = c.flow;
       list.push({
         ...c.flow,
+        client: client >>> 0,
+        relay: relay >>> 0,
+        server: server >>> 0,
         relayPort: c.upstream >= 0 ? localEndpoint(c.upstream).port : 0,
         state: c.established ? TcpState.Established : TcpState.Connecting,
         created: c.created,
@@ -390,28 +398,39 @@ export class TcpRelay {
     this.#connect(c, fd);
   }
 
-  /** A connection TPROXY diverted: its local address is where the client meant to go. */
+  /**
+   * A connection TPROXY diverted: its local address is where the client meant to go. Addresses
+   * are kept signed, as the socket layer reads them (see socket.ts's Endpoint).
+   */
   #diverted(fd: number, client: number, clientPort: number): Relayed | undefined {
     const local = localEndpoint(fd);
-    const target = this.options.nat.divertedTarget(local.port) ?? this.#warmTarget(local);
-    if (target === undefined) return undefined;
+    let server: number;
+    let serverPort: number;
+    const target = this.options.nat.divertedTarget(local.port);
+    if (target !== undefined) {
+      server = target.server | 0;
+      serverPort = target.serverPort;
+    } else if (this.#isWarmUp(local)) {
+      server = LOOPBACK;
+      serverPort = this.#warm!.originPort;
+    } else {
+      return undefined;
+    }
     const flow = {
       client,
       clientPort,
       relay: local.address,
       servicePort: local.port,
-      server: target.server,
-      serverPort: target.serverPort,
+      server,
+      serverPort,
     };
     return new Relayed(this.#nextId++, flow, undefined, this.options.now());
   }
 
-  /** While warming up, the origin for the warm-up's own connections to the gateway port. */
-  #warmTarget(local: { address: number; port: number }) {
+  /** True for the warm-up's own connections to the gateway port, while it runs. */
+  #isWarmUp(local: { address: number; port: number }): boolean {
     const warm = this.#warm;
-    return warm !== undefined && local.address === LOOPBACK && local.port === warm.port
-      ? warm.target
-      : undefined;
+    return warm !== undefined && local.address === LOOPBACK && local.port === warm.port;
   }
 
   /**
@@ -432,7 +451,7 @@ export class TcpRelay {
     const finished = { ...this.#finished };
     this.#warm = {
       port: localEndpoint(this.#listener).port,
-      target: { server: LOOPBACK, serverPort: origin.port },
+      originPort: origin.port,
     };
     try {
       return await warmUpClient(shared.poller, this.#warm.port, limits);
@@ -450,7 +469,8 @@ export class TcpRelay {
 
   /** A connection steered by the NAT: its flow was made by the client's SYN. */
   #natted(fd: number, client: number, clientPort: number): Relayed | undefined {
-    const entry = this.options.nat.acceptedFlow(client, clientPort, localEndpoint(fd).address);
+    const relay = localEndpoint(fd).address >>> 0;
+    const entry = this.options.nat.acceptedFlow(client >>> 0, clientPort, relay);
     return entry && new Relayed(this.#nextId++, entry, entry, entry.created);
   }
 
