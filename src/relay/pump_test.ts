@@ -518,9 +518,10 @@ Deno.test("pump: the idle timeout resets both sides, and traffic keeps a connect
 
     const { code, at } = await within(quietError, 2000, "quiet client reset");
     assertEquals(code, "ECONNRESET");
-    // Never early; late by at most a check period (a quarter of the timeout) plus scheduling.
+    // Never early; late by at most a check period (a quarter of the timeout) plus scheduling,
+    // which took 105 ms once in CI while the hypervisor took most of the machine.
     ok(at - quietSince >= idleTimeoutMs, `reset after ${at - quietSince} ms`);
-    ok(at - quietSince < idleTimeoutMs * 1.25 + 100, `reset after ${at - quietSince} ms`);
+    ok(at - quietSince < idleTimeoutMs * 1.25 + 250, `reset after ${at - quietSince} ms`);
     const [idle, kept] = await relay.results(2);
     assertEquals(idle.reason, "idle");
     assertEquals(await within(backendErrors[0], 2000, "backend reset"), "ECONNRESET");
