@@ -39,7 +39,7 @@ import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
-import { kernelEphemeralRange, overlap } from "./ephemeral.ts";
+import { kernelEphemeralRange, overlap } from "../system/ephemeral_ports.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 import {

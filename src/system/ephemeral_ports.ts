@@ -1,7 +1,9 @@
 /**
- * Checks the relay's own port range against the kernel's ephemeral range: ports the kernel
- * hands to other sockets could collide with the relay's (a bind then fails and the relay tries
- * another port, but the range is meant to be krelay's alone).
+ * The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), the ports it hands to
+ * sockets that bind port 0 or connect unbound. The daemon checks the relay's own port range
+ * against it (those ports could collide with the relay's: a bind then fails and the relay tries
+ * another port, but the range is meant to be krelay's alone), and the warm-up keeps its origin
+ * out of it.
  *
  * @module
  */

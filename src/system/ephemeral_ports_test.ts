@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { overlap } from "./ephemeral.ts";
+import { overlap } from "./ephemeral_ports.ts";
 
 Deno.test("overlap() finds the shared part of two port ranges, or none", () => {
   assertEquals(overlap([20000, 29999], [32768, 60999]), undefined);
