@@ -454,7 +454,7 @@ export class TcpRelay {
       originPort: origin.port,
     };
     try {
-      return await warmUpClient(shared.poller, this.#warm.port, limits);
+      return await warmUpClient(shared.poller, this.#warm.port, limits, origin.closesFirst);
     } finally {
       // The relay's side of the last connections closes a round or two after the client's.
       for (let i = 0; i < 50 && this.#connections.size > 0; i++) {

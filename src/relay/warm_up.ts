@@ -1,11 +1,23 @@
 /**
  * Loopback traffic for a relay's warm-up: a client that opens connections to the relay's
- * gateway listener on 127.0.0.1, sends a small request on each, half-closes, and reads the
- * answer to its end, and an origin the relay connects to, which answers each request and
- * closes. Both run on the relay's own poller, so the relay serves them with the same code and
- * the same events as its clients: accept, transparent connect, pump, FIN both ways, close.
- * The client and the relay close first, so the TIME_WAIT entries left are on ports the kernel
- * picked at connect, which do not keep other connections from those ports.
+ * gateway listener on 127.0.0.1 and reads each answer to its end, and an origin the relay
+ * connects to, which answers each request and closes. Both run on the relay's own poller, so
+ * the relay serves them with the same code and the same events as its clients: accept,
+ * transparent connect, pump, FIN both ways, close. Three kinds of connection, in turn, so that
+ * every path a client's connection takes is compiled before the first client:
+ *
+ * - the origin closes first, as an HTTP server does after `Connection: close` (the relay passes
+ *   the server's FIN on first, then the client's);
+ * - the client half-closes after its request and the origin answers on that FIN (the client's
+ *   FIN first);
+ * - one in sixteen is bulk: a 256 KiB answer, which fills the pump's copy buffer and takes its
+ *   splice path.
+ *
+ * The side that closes first keeps the connection's TIME_WAIT. The origin's is on its
+ * listener's port, which keeps that port from connects for a minute, so the origin listens on a
+ * port above the kernel's ephemeral range, out of the way of the relay's connects. Where there
+ * is none (the range reaches 65535), it takes one from the range and only the client closes
+ * first.
  *
  * Why: V8 optimises a function only after hundreds of calls, and a relay started cold served
  * its first seconds of clients at 0.75-0.8x its later rate (README, Performance). This spends
@@ -17,7 +29,7 @@
  * ```ts ignore
  * const origin = new WarmUpOrigin(poller);
  * // ... let the relay send connections to its gateway port to origin.port ...
- * const done = await warmUpClient(poller, gatewayPort, warmUpLimits(2000));
+ * const done = await warmUpClient(poller, gatewayPort, warmUpLimits(2000), origin.closesFirst);
  * origin.close();
  * ```
  *
@@ -25,6 +37,7 @@
  */
 
 import { libc } from "../../ffi/libc.ts";
+import { kernelEphemeralRange } from "../system/ephemeral_ports.ts";
 import { Errno, errno } from "../system/errno.ts";
 import { logger } from "../system/log.ts";
 import { type Poller, Ready } from "./poller.ts";
@@ -43,15 +56,33 @@ import {
 /** 127.0.0.1 as a number. */
 export const LOOPBACK = 0x7f000001;
 
-const REQUEST = new TextEncoder().encode(
-  "GET /warm-up HTTP/1.1\r\nHost: krelay\r\nConnection: close\r\n\r\n",
-);
+// The kinds of connection; the request's path says which to the origin.
+/** The origin answers and closes first; the client closes on its EOF. */
+const ORIGIN_CLOSES = 0x6f; // "o"
+/** The client half-closes after its request; the origin answers on that FIN and closes. */
+const CLIENT_CLOSES = 0x63; // "c"
+/** As CLIENT_CLOSES, with an answer of BULK_BYTES. */
+const BULK = 0x62; // "b"
+
+const request = (kind: number) =>
+  new TextEncoder().encode(
+    `GET /${String.fromCharCode(kind)} HTTP/1.1\r\nHost: krelay\r\nConnection: close\r\n\r\n`,
+  );
+const REQUESTS = new Map([ORIGIN_CLOSES, CLIENT_CLOSES, BULK].map((k) => [k, request(k)]));
+/** All requests are this long; the kind is the byte after "GET /". */
+const REQUEST_LENGTH = request(BULK).length;
+const KIND_AT = 5;
 const ANSWER = new TextEncoder().encode(
   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n" + "k".repeat(100),
 );
+/** Four times the pump's copy buffer: reads fill it and the direction switches to splice. */
+const BULK_BYTES = 256 * 1024;
+const BULK_EVERY = 16;
 const EVENTS = Ready.In | Ready.Out | Ready.RdHup | Ready.Edge;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
+const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL;
+const PORT_TRIES = 32;
 
 /** How much loopback traffic to make. */
 export interface WarmUpLimits {
@@ -72,23 +103,58 @@ export function warmUpLimits(connections: number): WarmUpLimits {
 export interface WarmUpResult {
   /** Connections that got the whole answer. */
   answered: number;
+  /** Of those, the ones the origin closed first. */
+  originClosed: number;
+  /** Of those, the bulk ones. */
+  bulk: number;
   /** Connections that failed (reset, refused, or closed at the deadline). */
   failed: number;
   elapsedMs: number;
 }
 
-/** The origin: reads a request to the client's FIN, then answers and closes the connection. */
+/**
+ * Binds `fd` to 127.0.0.1 on a port above the kernel's ephemeral range, from a random start;
+ * false if the range leaves none or none of the ports tried was free.
+ */
+function bindAboveEphemeral(fd: number): boolean {
+  const range = kernelEphemeralRange();
+  if (range === undefined || range[1] >= 65535) return false;
+  const first = range[1] + 1;
+  const span = 65536 - first;
+  const start = Math.floor(Math.random() * span);
+  for (let i = 0; i < Math.min(PORT_TRIES, span); i++) {
+    if (bindTo(fd, LOOPBACK, first + (start + i) % span) === 0) return true;
+  }
+  return false;
+}
+
+/** An origin's connection: the request read so far and the answer's progress. */
+interface Served {
+  kind: number;
+  got: number;
+  eof: boolean;
+  answer: Uint8Array<ArrayBuffer> | undefined;
+  sent: number;
+}
+
+/** The origin: reads a request, answers it by its kind (see the module documentation), closes. */
 export class WarmUpOrigin {
   readonly #listener: number;
-  readonly #open = new Set<number>();
+  readonly #open = new Map<number, Served>();
   readonly #buffer = new Uint8Array(4096);
+  readonly #bulk = new Uint8Array(BULK_BYTES).fill(0x6b);
   /** The port it listens on (127.0.0.1). */
   readonly port: number;
+  /** Whether it may close first: its port is out of the kernel's ephemeral range. */
+  readonly closesFirst: boolean;
 
   constructor(private readonly poller: Poller) {
     const fd = tcpSocket();
     try {
-      if (bindTo(fd, LOOPBACK, 0) !== 0) throw new Error("no loopback port for the warm-up");
+      this.closesFirst = bindAboveEphemeral(fd);
+      if (!this.closesFirst && bindTo(fd, LOOPBACK, 0) !== 0) {
+        throw new Error("no loopback port for the warm-up");
+      }
       listenOn(fd, 1024);
       this.port = localEndpoint(fd).port;
       poller.watch(fd, Ready.In, () => this.#accept());
@@ -104,23 +170,42 @@ export class WarmUpOrigin {
       const got = acceptFrom(this.#listener);
       if (typeof got === "number") return;
       const fd = got.fd;
-      this.#open.add(fd);
-      this.poller.watch(fd, Ready.In | Ready.RdHup | Ready.Edge, () => this.#serve(fd));
+      this.#open.set(fd, { kind: 0, got: 0, eof: false, answer: undefined, sent: 0 });
+      this.poller.watch(fd, EVENTS, () => this.#serve(fd));
       this.#serve(fd);
     }
   }
 
   #serve(fd: number): void {
-    for (;;) {
+    const c = this.#open.get(fd);
+    if (c === undefined) return;
+    while (!c.eof) {
       const n = libc().read(fd, this.#buffer, BigInt(this.#buffer.length));
-      if (n > 0) continue;
-      if (n < 0 && errno() === Errno.EAGAIN) return;
-      break;
+      if (n > 0) {
+        if (c.got <= KIND_AT && c.got + n > KIND_AT) c.kind = this.#buffer[KIND_AT - c.got];
+        c.got += n;
+      } else if (n === 0) {
+        c.eof = true;
+      } else if (errno() === Errno.EAGAIN) {
+        break;
+      } else {
+        return this.#drop(fd);
+      }
     }
-    // The request and the client's FIN are in (or the connection failed): answer and close.
-    // The relay closed first, so no TIME_WAIT is left on this listener's port, which the kernel
-    // took from ip_local_port_range and would otherwise keep from the relay's connects.
-    libc().send(fd, ANSWER, BigInt(ANSWER.length), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (c.answer === undefined) {
+      // The client that closes first is answered on its FIN; otherwise, on the whole request.
+      if (c.kind === ORIGIN_CLOSES ? c.got < REQUEST_LENGTH : !c.eof) return;
+      c.answer = c.kind === BULK ? this.#bulk : ANSWER;
+    }
+    while (c.sent < c.answer.length) {
+      const rest = c.answer.subarray(c.sent);
+      const n = libc().send(fd, rest, BigInt(rest.length), SEND_FLAGS);
+      if (n < 0) {
+        if (errno() === Errno.EAGAIN) return;
+        return this.#drop(fd);
+      }
+      c.sent += n;
+    }
     this.#drop(fd);
   }
 
@@ -134,32 +219,49 @@ export class WarmUpOrigin {
   close(): void {
     this.poller.forget(this.#listener);
     closeFd(this.#listener);
-    for (const fd of [...this.#open]) this.#drop(fd);
+    for (const fd of [...this.#open.keys()]) this.#drop(fd);
   }
+}
+
+/** The kind of the `i`th connection: bulk one in BULK_EVERY, the rest alternating. */
+function kindOf(i: number, originMayClose: boolean): number {
+  if (i % BULK_EVERY === BULK_EVERY - 1) return BULK;
+  return originMayClose && i % 2 === 0 ? ORIGIN_CLOSES : CLIENT_CLOSES;
+}
+
+/** A client's connection: its kind and the answer's bytes read so far. */
+interface Asking {
+  kind: number;
+  sent: boolean;
+  got: number;
 }
 
 /**
  * Opens connections to 127.0.0.1:`port` and reads each answer to its end, up to the limits;
- * resolves when every connection it opened is closed.
+ * resolves when every connection it opened is closed. With `originMayClose` (the origin's
+ * `closesFirst`), half of them leave the first FIN to the origin.
  */
 export function warmUpClient(
   poller: Poller,
   port: number,
   limits: WarmUpLimits,
+  originMayClose = false,
 ): Promise<WarmUpResult> {
   const started = performance.now();
-  const buffer = new Uint8Array(4096);
-  const open = new Map<number, { sent: boolean; got: number }>();
-  const result: WarmUpResult = { answered: 0, failed: 0, elapsedMs: 0 };
+  const buffer = new Uint8Array(64 * 1024);
+  const open = new Map<number, Asking>();
+  const result: WarmUpResult = { answered: 0, originClosed: 0, bulk: 0, failed: 0, elapsedMs: 0 };
   let opened = 0;
   let finish = () => {};
   const finished = new Promise<void>((resolve) => finish = resolve);
 
-  const end = (fd: number, answered: boolean) => {
+  const end = (fd: number, c: Asking, answered: boolean) => {
     if (!open.delete(fd)) return;
     poller.forget(fd);
     if (answered) {
       result.answered++;
+      if (c.kind === ORIGIN_CLOSES) result.originClosed++;
+      if (c.kind === BULK) result.bulk++;
       closeFd(fd);
     } else {
       result.failed++;
@@ -174,10 +276,11 @@ export function warmUpClient(
     if (c === undefined) return;
     if (!c.sent && events & Ready.Out) {
       c.sent = true;
-      const n = libc().send(fd, REQUEST, BigInt(REQUEST.length), MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n !== REQUEST.length) return end(fd, false);
-      // Half-closed at once: the FIN passes through the relay, and the origin answers on it.
-      shutdownWrite(fd);
+      const req = REQUESTS.get(c.kind)!;
+      const n = libc().send(fd, req, BigInt(req.length), SEND_FLAGS);
+      if (n !== req.length) return end(fd, c, false);
+      // The FIN passes through the relay, and the origin answers on it.
+      if (c.kind !== ORIGIN_CLOSES) shutdownWrite(fd);
     }
     if (!(events & (Ready.In | Ready.RdHup | Ready.Err | Ready.Hup))) return;
     for (;;) {
@@ -186,13 +289,15 @@ export function warmUpClient(
         c.got += n;
         continue;
       }
-      if (n === 0) return end(fd, c.got === ANSWER.length);
+      if (n === 0) {
+        return end(fd, c, c.got === (c.kind === BULK ? BULK_BYTES : ANSWER.length));
+      }
       if (errno() === Errno.EAGAIN) return;
-      return end(fd, false);
+      return end(fd, c, false);
     }
   };
 
-  const openOne = (): boolean => {
+  const openOne = (kind: number): boolean => {
     const fd = tcpSocket();
     const e = startConnect(fd, { address: LOOPBACK, port });
     if (e !== 0 && e !== Errno.EINPROGRESS) {
@@ -200,7 +305,7 @@ export function warmUpClient(
       result.failed++;
       return false;
     }
-    open.set(fd, { sent: false, got: 0 });
+    open.set(fd, { kind, sent: false, got: 0 });
     poller.watch(fd, EVENTS, (events) => onEvents(fd, events));
     return true;
   };
@@ -211,16 +316,15 @@ export function warmUpClient(
       open.size < limits.concurrency && opened < limits.connections &&
       now - started < limits.budgetMs
     ) {
-      opened++;
       // A refused connect (nothing listens, loopback down) will not go better: stop opening.
-      if (!openOne()) opened = limits.connections;
+      if (!openOne(kindOf(opened++, originMayClose))) opened = limits.connections;
     }
     if (open.size === 0) finish();
   }
 
   // Whatever is still open at twice the budget is reset: the warm-up never holds up a start.
   const deadline = setTimeout(() => {
-    for (const fd of [...open.keys()]) end(fd, false);
+    for (const [fd, c] of [...open]) end(fd, c, false);
     finish();
   }, 2 * limits.budgetMs);
   fill();
@@ -246,11 +350,17 @@ export async function warmUp(relay: WarmsUp, connections = 0): Promise<void> {
   try {
     const r = await relay.warmUp(warmUpLimits(connections));
     if (r === undefined) return;
-    log.info("warmed up with {answered} loopback connections in {ms} ms ({failed} failed)", {
-      answered: r.answered,
-      failed: r.failed,
-      ms: Math.round(r.elapsedMs),
-    });
+    log.info(
+      "warmed up with {answered} loopback connections ({originClosed} closed by the origin " +
+        "first, {bulk} bulk) in {ms} ms ({failed} failed)",
+      {
+        answered: r.answered,
+        originClosed: r.originClosed,
+        bulk: r.bulk,
+        failed: r.failed,
+        ms: Math.round(r.elapsedMs),
+      },
+    );
   } catch (e) {
     log.warning("no warm-up: {error}", { error: (e as Error).message });
   }

@@ -1,4 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { kernelEphemeralRange } from "../system/ephemeral_ports.ts";
 import { Poller } from "./poller.ts";
 import { bindTo, closeFd, localEndpoint, tcpSocket } from "./socket.ts";
 import { LOOPBACK, warmUp, warmUpClient, WarmUpOrigin } from "./warm_up.ts";
@@ -16,6 +17,18 @@ function closedPort(): number {
   return port;
 }
 
+/** Sockets in TIME_WAIT on 127.0.0.1:`port` (the side that closed first keeps them). */
+async function timeWaits(port: number): Promise<number> {
+  const ss = await new Deno.Command("ss", {
+    args: ["-Htan", "state", "time-wait", "src", `127.0.0.1:${port}`],
+  }).output();
+  assert(ss.success, new TextDecoder().decode(ss.stderr));
+  return new TextDecoder().decode(ss.stdout).split("\n").filter((l) => l.trim() !== "").length;
+}
+
+const ephemeral = kernelEphemeralRange();
+const roomAbove = ephemeral !== undefined && ephemeral[1] < 65535;
+
 Deno.test("warmUpClient() reads each answer of a WarmUpOrigin to its end and closes every socket", async () => {
   const before = openFds();
   const poller = new Poller();
@@ -24,11 +37,38 @@ Deno.test("warmUpClient() reads each answer of a WarmUpOrigin to its end and clo
     connections: 300,
     concurrency: 8,
     budgetMs: 5_000,
-  });
-  assertEquals([r.answered, r.failed], [300, 0]);
+  }, origin.closesFirst);
+  // Every 16th is bulk; of the rest, every other one is left to the origin to close.
+  assertEquals([r.answered, r.originClosed, r.bulk, r.failed], [
+    300,
+    origin.closesFirst ? 150 : 0,
+    18,
+    0,
+  ]);
   origin.close();
   await poller.close();
   assertEquals(openFds(), before);
+});
+
+Deno.test({
+  name: "WarmUpOrigin listens above the ephemeral range and closes first only when asked",
+  ignore: !roomAbove,
+  fn: async () => {
+    const poller = new Poller();
+    const origin = new WarmUpOrigin(poller);
+    assert(origin.closesFirst);
+    assert(origin.port > ephemeral![1], `port ${origin.port}, range ${ephemeral}`);
+    const limits = { connections: 40, concurrency: 4, budgetMs: 5_000 };
+    // The client closes first: the TIME_WAIT entries are its own, none on the origin's port.
+    const clientFirst = await warmUpClient(poller, origin.port, limits, false);
+    assertEquals([clientFirst.answered, clientFirst.originClosed], [40, 0]);
+    assertEquals(await timeWaits(origin.port), 0);
+    const originFirst = await warmUpClient(poller, origin.port, limits, true);
+    assertEquals([originFirst.answered, originFirst.originClosed], [40, 20]);
+    assertEquals(await timeWaits(origin.port), 20);
+    origin.close();
+    await poller.close();
+  },
 });
 
 Deno.test("warmUpClient() counts refused connections as failed and stops at its count", async () => {
@@ -39,7 +79,7 @@ Deno.test("warmUpClient() counts refused connections as failed and stops at its 
     concurrency: 4,
     budgetMs: 5_000,
   });
-  assertEquals([r.answered, r.failed], [0, 40]);
+  assertEquals([r.answered, r.originClosed, r.bulk, r.failed], [0, 0, 0, 40]);
   await poller.close();
   assertEquals(openFds(), before);
 });
