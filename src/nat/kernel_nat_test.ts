@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { buildTcpPacket, buildUdpPacket, checksumsValid } from "../packet/build.ts";
 import { TcpFlag } from "../packet/ipv4_packet.ts";
 import { ADDR, engineFixture, view } from "./_engine_fixture.ts";
@@ -54,8 +54,11 @@ Deno.test("kernel_nat: a packet queued at POSTROUTING (rules of an older run) is
 
 Deno.test("kernel_nat: a diverted connection goes to the real server on its service port, with no entry", () => {
   const { engine, table } = engineFixture({ kernelNat: true, tcpPorts: [80, 443] });
-  assertEquals(engine.tcp.divertedTarget(80), { server: S, serverPort: 80 });
-  assertEquals(engine.tcp.divertedTarget(443), { server: S, serverPort: 443 });
+  // Addresses signed, as the socket layer reads them.
+  assertEquals(engine.tcp.divertedTarget(80, R | 0), { server: S | 0, serverPort: 80, local: 0 });
+  assertEquals(engine.tcp.divertedTarget(443, R | 0), { server: S | 0, serverPort: 443, local: 0 });
+  // The same target each time: no object per connection.
+  assert(engine.tcp.divertedTarget(80, R | 0) === engine.tcp.divertedTarget(80, RS | 0));
   // The kernel rewrites nothing for it: the table has nothing to translate.
   assertEquals(table.stats().entries, 0);
 });
@@ -63,12 +66,32 @@ Deno.test("kernel_nat: a diverted connection goes to the real server on its serv
 Deno.test("kernel_nat: a connection to the gateway port itself, or to a removed service, has no target", () => {
   const { engine, settings } = engineFixture({ kernelNat: true, tcpPorts: [80, 8080] });
   // Not diverted: the listener's own port is where the client went.
-  assertEquals(engine.tcp.divertedTarget(settings.gport), undefined);
-  assertEquals(engine.tcp.divertedTarget(8080)?.serverPort, 8080);
+  assertEquals(engine.tcp.divertedTarget(settings.gport, R | 0), undefined);
+  assertEquals(engine.tcp.divertedTarget(8080, R | 0)?.serverPort, 8080);
   // The steering still diverts 8080 while connections of it live; new ones are refused.
   settings.tcpPorts = new Set([80]);
-  assertEquals(engine.tcp.divertedTarget(8080), undefined);
+  assertEquals(engine.tcp.divertedTarget(8080, R | 0), undefined);
   // A live real_ip change moves new connections.
   settings.realIp = C;
-  assertEquals(engine.tcp.divertedTarget(80)?.server, C);
+  assertEquals(engine.tcp.divertedTarget(80, R | 0)?.server, C | 0);
+});
+
+Deno.test("kernel_nat: a port of the relay's own is diverted to its target from its one local address", () => {
+  const { engine, settings } = engineFixture({ kernelNat: true, tcpPorts: [80] });
+  const loopback = 0x7f000001;
+  engine.tcp.divertOwn(settings.gport, loopback, loopback, 61000);
+  assertEquals(engine.tcp.divertedTarget(settings.gport, loopback), {
+    server: loopback,
+    serverPort: 61000,
+    local: loopback,
+  });
+  // Someone who reaches the gateway port from outside is not sent there.
+  assertEquals(engine.tcp.divertedTarget(settings.gport, R | 0), undefined);
+  // It survives a change of the services, and the services are diverted as before.
+  settings.tcpPorts = new Set([80, 443]);
+  assertEquals(engine.tcp.divertedTarget(settings.gport, loopback)?.serverPort, 61000);
+  assertEquals(engine.tcp.divertedTarget(443, R | 0)?.server, S | 0);
+  engine.tcp.undivertOwn(settings.gport);
+  assertEquals(engine.tcp.divertedTarget(settings.gport, loopback), undefined);
+  assertEquals(engine.tcp.divertedTarget(80, R | 0)?.serverPort, 80);
 });

@@ -39,6 +39,21 @@ export interface TcpNatSettings {
   tcpLingerMs: number;
 }
 
+/**
+ * Where a diverted (kernel_nat) connection goes. Addresses signed, as the socket layer reads
+ * them, so that they are the same kind of number to V8 whatever their value.
+ */
+export interface DivertedTarget {
+  readonly server: number;
+  readonly serverPort: number;
+  /** The one local address the target is for; 0: any of the relay's. */
+  readonly local: number;
+}
+
+function divertedTarget(server: number, serverPort: number, local: number): DivertedTarget {
+  return { server: server | 0, serverPort, local: local | 0 };
+}
+
 /** Flow states, as shown by status displays. */
 export const TcpState = {
   Syn: "syn",
@@ -62,6 +77,13 @@ export function upstreamKey(relayPort: number): string {
 
 /** T1-T4 over a {@link NatTable} and a {@link PortPool}. */
 export class TcpNat {
+  /** Diverted connections' targets by service port (see divertedTarget). */
+  #targets = new Map<number, DivertedTarget>();
+  #ownTargets = new Map<number, DivertedTarget>();
+  /** The settings #targets were made from. */
+  #targetPorts: ReadonlySet<number> | undefined;
+  #targetIp = 0;
+
   constructor(
     private readonly table: NatTable,
     private readonly settings: () => TcpNatSettings,
@@ -180,15 +202,45 @@ export class TcpNat {
   }
 
   /**
-   * kernel_nat: where a connection goes that the kernel's TPROXY diverted to the relay from
-   * relay:servicePort (its local address): the real server, on the same port. Undefined when
-   * servicePort is not a configured service (someone connected to the gateway port itself, or
-   * to a service since removed). No entry is made: the kernel rewrites nothing for these
-   * connections, so the table has nothing to translate, and the relay lists them itself.
+   * kernel_nat: where a connection goes that the kernel (sk_lookup or TPROXY) diverted to the
+   * relay from `local`:servicePort (its local address, signed as the socket layer reads it):
+   * the real server, on the same port. Undefined when servicePort is not a configured service
+   * (someone connected to the gateway port itself, or to a service since removed). No entry is
+   * made: the kernel rewrites nothing for these connections, so the table has nothing to
+   * translate, and the relay lists them itself.
+   *
+   * The targets are kept per port and made again only when the services or `real_ip` change:
+   * no object per connection, and the relay's own ports ({@link TcpNat.divertOwn}) are looked
+   * up by the same code as the services, so that a warm-up on them prepares it for clients.
    */
-  divertedTarget(servicePort: number): { server: number; serverPort: number } | undefined {
+  divertedTarget(servicePort: number, local: number): DivertedTarget | undefined {
     const s = this.settings();
-    return s.tcpPorts.has(servicePort) ? { server: s.realIp, serverPort: servicePort } : undefined;
+    if (s.tcpPorts !== this.#targetPorts || s.realIp !== this.#targetIp) this.#makeTargets(s);
+    const t = this.#targets.get(servicePort);
+    return t === undefined || (t.local !== 0 && t.local !== local) ? undefined : t;
+  }
+
+  /**
+   * Diverts connections to `local`:`port` (a port of the relay's own, such as its warm-up's)
+   * to `server`:`serverPort`, until {@link TcpNat.undivertOwn}. Addresses signed or not.
+   */
+  divertOwn(port: number, local: number, server: number, serverPort: number): void {
+    this.#ownTargets.set(port, divertedTarget(server, serverPort, local));
+    // Made now, not at the next connection: a warm-up then prepares the lookup's usual path.
+    this.#makeTargets(this.settings());
+  }
+
+  /** Ends {@link TcpNat.divertOwn} for `port`. */
+  undivertOwn(port: number): void {
+    this.#ownTargets.delete(port);
+    this.#makeTargets(this.settings());
+  }
+
+  #makeTargets(s: TcpNatSettings): void {
+    this.#targets = new Map(this.#ownTargets);
+    for (const port of s.tcpPorts) this.#targets.set(port, divertedTarget(s.realIp, port, 0));
+    this.#targetPorts = s.tcpPorts;
+    this.#targetIp = s.realIp;
   }
 
   /**

@@ -187,13 +187,12 @@ export class TcpRelay {
   /** Open connections by id. */
   readonly #connections = new Map<number, Relayed>();
   #nextId = 1;
-  #finished = { toServer: 0, toClient: 0 };
+  /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
+  #finished = { toServer: -0, toClient: -0 };
   #stats = { total: 0, failed: 0 };
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
   #stopping = false;
-  /** While warming up: where loopback connections to the gateway port go (see warmUp). */
-  #warm: { port: number; originPort: number } | undefined;
   #warmed = false;
 
   constructor(private readonly options: TcpRelayOptions) {}
@@ -404,33 +403,17 @@ export class TcpRelay {
    */
   #diverted(fd: number, client: number, clientPort: number): Relayed | undefined {
     const local = localEndpoint(fd);
-    let server: number;
-    let serverPort: number;
-    const target = this.options.nat.divertedTarget(local.port);
-    if (target !== undefined) {
-      server = target.server | 0;
-      serverPort = target.serverPort;
-    } else if (this.#isWarmUp(local)) {
-      server = LOOPBACK;
-      serverPort = this.#warm!.originPort;
-    } else {
-      return undefined;
-    }
+    const target = this.options.nat.divertedTarget(local.port, local.address);
+    if (target === undefined) return undefined;
     const flow = {
       client,
       clientPort,
       relay: local.address,
       servicePort: local.port,
-      server,
-      serverPort,
+      server: target.server,
+      serverPort: target.serverPort,
     };
     return new Relayed(this.#nextId++, flow, undefined, this.options.now());
-  }
-
-  /** True for the warm-up's own connections to the gateway port, while it runs. */
-  #isWarmUp(local: { address: number; port: number }): boolean {
-    const warm = this.#warm;
-    return warm !== undefined && local.address === LOOPBACK && local.port === warm.port;
   }
 
   /**
@@ -449,21 +432,21 @@ export class TcpRelay {
     const origin = new WarmUpOrigin(shared.poller);
     const stats = { ...this.#stats };
     const finished = { ...this.#finished };
-    this.#warm = {
-      port: localEndpoint(this.#listener).port,
-      originPort: origin.port,
-    };
+    // Looked up as a service's connections are (see TcpNat.divertedTarget), from 127.0.0.1 only.
+    const port = localEndpoint(this.#listener).port;
+    this.options.nat.divertOwn(port, LOOPBACK, LOOPBACK, origin.port);
     try {
-      return await warmUpClient(shared.poller, this.#warm.port, limits, origin.closesFirst);
+      return await warmUpClient(shared.poller, port, limits, origin.closesFirst);
     } finally {
       // The relay's side of the last connections closes a round or two after the client's.
       for (let i = 0; i < 50 && this.#connections.size > 0; i++) {
         await new Promise((r) => setTimeout(r, 2));
       }
-      this.#warm = undefined;
+      this.options.nat.undivertOwn(port);
       origin.close();
-      this.#stats = stats;
-      this.#finished = finished;
+      // In place: objects of another shape would undo what V8 optimised for these.
+      Object.assign(this.#stats, stats);
+      Object.assign(this.#finished, finished);
     }
   }
 
