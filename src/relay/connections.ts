@@ -170,7 +170,8 @@ export class Connections {
 
   /** Runs the sweep while there are connections. */
   #arm(): void {
-    if (this.#timer !== undefined || this.#closed) return;
+    // #closed first: both fields are read on every call, whichever way it goes.
+    if (this.#closed || this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.sweep(performance.now());

@@ -132,8 +132,12 @@ class Direction {
   done = false;
   /** Already queued in the poller's next round. */
   deferred = false;
-  /** Bytes written to `to`. */
-  moved = 0;
+  /**
+   * Bytes written to `to`. A double from the start (-0 is not a small integer to V8): a bulk
+   * transfer passes 2^31 bytes, and a field that changes kind throws away the code V8
+   * optimised for it. Read it as `moved + 0`, which is never -0.
+   */
+  moved = -0;
 
   constructor(
     readonly from: number,
@@ -149,7 +153,7 @@ export class Pump {
   readonly #down: Direction;
   #ended = false;
   // Idleness: the byte total and when it was last seen to change.
-  #lastTotal = 0;
+  #lastTotal = -0;
   #lastMoveSeen: number;
 
   /**
@@ -171,7 +175,7 @@ export class Pump {
 
   /** Bytes moved so far, live. */
   get counters(): PumpCounters {
-    return { toServer: this.#up.moved, toClient: this.#down.moved };
+    return { toServer: this.#up.moved + 0, toClient: this.#down.moved + 0 };
   }
 
   /** When a byte was last seen moving (`performance.now()`, as of the last idle check). */
@@ -384,7 +388,9 @@ export class Pump {
 
   #fail(side: Side, e: number): number {
     const message = `${side}: ${errnoText(e)}`;
-    if (RESET_ERRNOS.has(e)) this.#finish(`reset-by-${side}`, message, side);
+    // Constant strings: a string built here would be of another kind than "closed" to V8.
+    const reason = side === "client" ? "reset-by-client" : "reset-by-server";
+    if (RESET_ERRNOS.has(e)) this.#finish(reason, message, side);
     else this.#finish("error", `${message} (${errnoName(e)})`);
     return FAILED;
   }
@@ -410,8 +416,8 @@ export class Pump {
     this.#up.stash = this.#down.stash = undefined;
     const result: PumpResult = {
       reason,
-      bytesToServer: this.#up.moved,
-      bytesToClient: this.#down.moved,
+      bytesToServer: this.#up.moved + 0,
+      bytesToClient: this.#down.moved + 0,
     };
     if (message !== undefined) result.message = message;
     this.onEnd(result);
