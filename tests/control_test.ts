@@ -321,13 +321,14 @@ labTest(
 
 /**
  * The warm-ups krelay logged, for each relay that warmed up: [answered, of those closed by the
- * origin first, of those bulk, failed].
+ * origin first, of those bulk, reset by the client, failed].
  */
 async function warmUps(k: KrelayRun): Promise<unknown[][]> {
   return (await k.records()).filter((r) => r.message.startsWith("warmed up with ")).map((r) => [
     r.properties?.answered,
     r.properties?.originClosed,
     r.properties?.bulk,
+    r.properties?.reset,
     r.properties?.failed,
   ]);
 }
@@ -344,8 +345,9 @@ labTest(
   async (lab) => {
     const { srv1 } = await startServers(lab);
     const k = await startKrelay(lab, [...THREADED, "--relay-warm-up", "300"]);
-    // Every answer read whole, in both FIN orders and through the splice path (one in 16 bulk).
-    assertEquals(await warmUps(k), [[300, 150, 18, 0], [300, 150, 18, 0]]);
+    // Every answer read whole, in both FIN orders and through the splice path (one in 16 bulk);
+    // one in 32 reset by the client.
+    assertEquals(await warmUps(k), [[291, 150, 19, 9, 0], [291, 150, 19, 9, 0]]);
     const status = await threadStatus(k);
     assertEquals(status.relayThreads.map((t) => t.total), [0, 0]);
     assertEquals((await json<Status>(k, "status")).tcp.total, 0);
@@ -364,7 +366,7 @@ labTest(
       "--relay-warm-up",
       "300",
     ]);
-    assertEquals(await warmUps(one), [[300, 150, 18, 0]]);
+    assertEquals(await warmUps(one), [[291, 150, 19, 9, 0]]);
     assertEquals((await json<Status>(one, "status")).tcp.total, 0);
     assertEquals(await one.stop(), 0);
     const off = await startKrelay(lab, [...THREADED, "--relay-warm-up", "0"]);

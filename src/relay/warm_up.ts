@@ -10,8 +10,9 @@
  *   the server's FIN on first, then the client's);
  * - the client half-closes after its request and the origin answers on that FIN (the client's
  *   FIN first);
- * - one in sixteen is bulk: a 256 KiB answer, which fills the pump's copy buffer and takes its
- *   splice path.
+ * - one in sixteen is bulk: a 384 KiB answer sent in bursts, so that the pump fills its copy
+ *   buffer, takes its splice path and finds the socket drained between bursts;
+ * - one in 32 is reset by the client after its request (the pump passes the reset on).
  *
  * The side that closes first keeps the connection's TIME_WAIT. The origin's is on its
  * listener's port, which keeps that port from connects for a minute, so the origin listens on a
@@ -61,23 +62,25 @@ export const LOOPBACK = 0x7f000001;
 const ORIGIN_CLOSES = 0x6f; // "o"
 /** The client half-closes after its request; the origin answers on that FIN and closes. */
 const CLIENT_CLOSES = 0x63; // "c"
-/** As CLIENT_CLOSES, with an answer of BULK_BYTES. */
+/** As CLIENT_CLOSES, with an answer of BULK_BYTES in bursts. */
 const BULK = 0x62; // "b"
+/** The client resets its connection once its request is sent. */
+const RESET = 0x72; // "r"
 
 const request = (kind: number) =>
   new TextEncoder().encode(
     `GET /${String.fromCharCode(kind)} HTTP/1.1\r\nHost: krelay\r\nConnection: close\r\n\r\n`,
   );
-const REQUESTS = new Map([ORIGIN_CLOSES, CLIENT_CLOSES, BULK].map((k) => [k, request(k)]));
+const REQUESTS = new Map([ORIGIN_CLOSES, CLIENT_CLOSES, BULK, RESET].map((k) => [k, request(k)]));
 /** All requests are this long; the kind is the byte after "GET /". */
 const REQUEST_LENGTH = request(BULK).length;
 const KIND_AT = 5;
 const ANSWER = new TextEncoder().encode(
   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n" + "k".repeat(100),
 );
-/** Four times the pump's copy buffer: reads fill it and the direction switches to splice. */
-const BULK_BYTES = 256 * 1024;
-const BULK_EVERY = 16;
+/** The origin sends a bulk answer a burst per poller round, each twice the pump's copy buffer. */
+const BULK_BURST = 128 * 1024;
+const BULK_BYTES = 3 * BULK_BURST;
 const EVENTS = Ready.In | Ready.Out | Ready.RdHup | Ready.Edge;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
@@ -107,6 +110,8 @@ export interface WarmUpResult {
   originClosed: number;
   /** Of those, the bulk ones. */
   bulk: number;
+  /** Connections the client reset, as it meant to. */
+  reset: number;
   /** Connections that failed (reset, refused, or closed at the deadline). */
   failed: number;
   elapsedMs: number;
@@ -197,8 +202,12 @@ export class WarmUpOrigin {
       if (c.kind === ORIGIN_CLOSES ? c.got < REQUEST_LENGTH : !c.eof) return;
       c.answer = c.kind === BULK ? this.#bulk : ANSWER;
     }
-    while (c.sent < c.answer.length) {
-      const rest = c.answer.subarray(c.sent);
+    // A bulk answer goes a burst at a time, the next one in the poller's next round.
+    const until = c.kind === BULK
+      ? Math.min(c.sent + BULK_BURST, c.answer.length)
+      : c.answer.length;
+    while (c.sent < until) {
+      const rest = c.answer.subarray(c.sent, until);
       const n = libc().send(fd, rest, BigInt(rest.length), SEND_FLAGS);
       if (n < 0) {
         if (errno() === Errno.EAGAIN) return;
@@ -206,7 +215,8 @@ export class WarmUpOrigin {
       }
       c.sent += n;
     }
-    this.#drop(fd);
+    if (c.sent < c.answer.length) this.poller.defer(() => this.#serve(fd));
+    else this.#drop(fd);
   }
 
   #drop(fd: number): void {
@@ -223,9 +233,10 @@ export class WarmUpOrigin {
   }
 }
 
-/** The kind of the `i`th connection: bulk one in BULK_EVERY, the rest alternating. */
+/** The kind of the `i`th connection (see the module documentation). */
 function kindOf(i: number, originMayClose: boolean): number {
-  if (i % BULK_EVERY === BULK_EVERY - 1) return BULK;
+  if (i % 32 === 31) return RESET;
+  if (i % 16 === 7) return BULK;
   return originMayClose && i % 2 === 0 ? ORIGIN_CLOSES : CLIENT_CLOSES;
 }
 
@@ -250,21 +261,28 @@ export function warmUpClient(
   const started = performance.now();
   const buffer = new Uint8Array(64 * 1024);
   const open = new Map<number, Asking>();
-  const result: WarmUpResult = { answered: 0, originClosed: 0, bulk: 0, failed: 0, elapsedMs: 0 };
+  const result: WarmUpResult = {
+    answered: 0,
+    originClosed: 0,
+    bulk: 0,
+    reset: 0,
+    failed: 0,
+    elapsedMs: 0,
+  };
   let opened = 0;
   let finish = () => {};
   const finished = new Promise<void>((resolve) => finish = resolve);
 
-  const end = (fd: number, c: Asking, answered: boolean) => {
+  /** Ends a connection: closed once answered, else reset (as meant for RESET, or failed). */
+  const end = (fd: number, c: Asking, how: "answered" | "reset" | "failed") => {
     if (!open.delete(fd)) return;
     poller.forget(fd);
-    if (answered) {
-      result.answered++;
+    result[how]++;
+    if (how === "answered") {
       if (c.kind === ORIGIN_CLOSES) result.originClosed++;
       if (c.kind === BULK) result.bulk++;
       closeFd(fd);
     } else {
-      result.failed++;
       resetFd(fd);
     }
     // Deferred: a connect that fails at once must not recurse through open().
@@ -278,7 +296,8 @@ export function warmUpClient(
       c.sent = true;
       const req = REQUESTS.get(c.kind)!;
       const n = libc().send(fd, req, BigInt(req.length), SEND_FLAGS);
-      if (n !== req.length) return end(fd, c, false);
+      if (n !== req.length) return end(fd, c, "failed");
+      if (c.kind === RESET) return end(fd, c, "reset");
       // The FIN passes through the relay, and the origin answers on it.
       if (c.kind !== ORIGIN_CLOSES) shutdownWrite(fd);
     }
@@ -290,10 +309,11 @@ export function warmUpClient(
         continue;
       }
       if (n === 0) {
-        return end(fd, c, c.got === (c.kind === BULK ? BULK_BYTES : ANSWER.length));
+        const whole = c.got === (c.kind === BULK ? BULK_BYTES : ANSWER.length);
+        return end(fd, c, whole ? "answered" : "failed");
       }
       if (errno() === Errno.EAGAIN) return;
-      return end(fd, c, false);
+      return end(fd, c, "failed");
     }
   };
 
@@ -324,7 +344,7 @@ export function warmUpClient(
 
   // Whatever is still open at twice the budget is reset: the warm-up never holds up a start.
   const deadline = setTimeout(() => {
-    for (const [fd, c] of [...open]) end(fd, c, false);
+    for (const [fd, c] of [...open]) end(fd, c, "failed");
     finish();
   }, 2 * limits.budgetMs);
   fill();
@@ -352,11 +372,12 @@ export async function warmUp(relay: WarmsUp, connections = 0): Promise<void> {
     if (r === undefined) return;
     log.info(
       "warmed up with {answered} loopback connections ({originClosed} closed by the origin " +
-        "first, {bulk} bulk) in {ms} ms ({failed} failed)",
+        "first, {bulk} bulk) and {reset} reset in {ms} ms ({failed} failed)",
       {
         answered: r.answered,
         originClosed: r.originClosed,
         bulk: r.bulk,
+        reset: r.reset,
         failed: r.failed,
         ms: Math.round(r.elapsedMs),
       },
