@@ -79,7 +79,7 @@ export function upstreamKey(relayPort: number): string {
 export class TcpNat {
   /** Diverted connections' targets by service port (see divertedTarget). */
   #targets = new Map<number, DivertedTarget>();
-  #ownTargets = new Map<number, DivertedTarget>();
+  readonly #ownTargets = new Map<number, DivertedTarget>();
   /** The settings #targets were made from. */
   #targetPorts: ReadonlySet<number> | undefined;
   #targetIp = 0;

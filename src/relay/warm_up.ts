@@ -112,7 +112,7 @@ export interface WarmUpResult {
   bulk: number;
   /** Connections the client reset, as it meant to. */
   reset: number;
-  /** Connections that failed (reset, refused, or closed at the deadline). */
+  /** Connections that failed (reset by the relay or the origin, refused, or closed at the deadline). */
   failed: number;
   elapsedMs: number;
 }
