@@ -8,7 +8,7 @@
  */
 
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
-import { Hook } from "../src/datapath/datapath.ts";
+import { Hook } from "../src/queue/queue.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.execPath();

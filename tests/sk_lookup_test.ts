@@ -1,5 +1,5 @@
 /**
- * As root, in a lab namespace: krelay's sk_lookup program (src/datapath/sk_lookup.ts) in the
+ * As root, in a lab namespace: krelay's sk_lookup program (src/steering/sk_lookup.ts) in the
  * real kernel. It hands a new connection to the relay's address and a service port to the
  * gateway listener, follows a change of ports at once, and is gone once closed.
  */

@@ -14,7 +14,7 @@ import { labTest, type Requirement } from "./support/requirements.ts";
 const NEEDS: Requirement[] = ["iptables", "nginx", "curl", "libnetfilter_queue"];
 const R = LAB_ADDR.relay;
 const DENO = new URL("../node_modules/deno/deno", import.meta.url).pathname;
-const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures", import.meta.url).pathname;
 
 function curl(lab: Lab, args: string[], timeoutMs = 30_000) {
   return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutMs / 1000), ...args], {

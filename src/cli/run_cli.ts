@@ -6,11 +6,11 @@
 
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
-import { runKrelay } from "../control/run.ts";
-import { IptablesSteering } from "../datapath/iptables_steering.ts";
-import { KmodNatTable } from "../datapath/kmod_nat.ts";
-import { KMOD_PATHS, kmodLoaded, KmodSteering } from "../datapath/kmod_steering.ts";
-import { NfqueueDatapath } from "../datapath/nfqueue.ts";
+import { runKrelay } from "./run.ts";
+import { IptablesSteering } from "../steering/iptables_steering.ts";
+import { KmodNatTable } from "../kmod/nat_mirror.ts";
+import { KMOD_PATHS, kmodLoaded, KmodSteering } from "../steering/kmod.ts";
+import { NfqueueDatapath } from "../queue/nfqueue.ts";
 import { checkScript } from "../script/check.ts";
 import { configuredServices, parseServices, type Service } from "../script/services.ts";
 import { runCommand } from "../system/command.ts";

@@ -18,8 +18,8 @@ import {
   parsePortRange,
 } from "../config/schema.ts";
 import { valueFromText } from "../config/text_values.ts";
-import type { Datapath } from "../datapath/datapath.ts";
-import type { Steering, SteeringSpec } from "../datapath/steering.ts";
+import type { Datapath } from "../queue/queue.ts";
+import type { Steering, SteeringSpec } from "../steering/steering.ts";
 import { type NatEntry, NatTable } from "../nat/nat_table.ts";
 import { PortPool } from "../nat/port_pool.ts";
 import { clientKey as tcpClientKey } from "../nat/tcp_nat.ts";

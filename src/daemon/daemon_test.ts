@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { type Config, parseConfig } from "../config/schema.ts";
-import { Hook, Verdict } from "../datapath/datapath.ts";
-import { MemoryDatapath } from "../datapath/memory.ts";
-import type { Steering, SteeringSpec } from "../datapath/steering.ts";
+import { Hook, Verdict } from "../queue/queue.ts";
+import { MemoryDatapath } from "../queue/memory.ts";
+import type { Steering, SteeringSpec } from "../steering/steering.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
 import { waitFor } from "../lab/wait.ts";

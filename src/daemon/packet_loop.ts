@@ -10,12 +10,7 @@
  * @module
  */
 
-import {
-  type Datapath,
-  type PacketVerdict,
-  type QueuedPacket,
-  Verdict,
-} from "../datapath/datapath.ts";
+import { type Datapath, type PacketVerdict, type QueuedPacket, Verdict } from "../queue/queue.ts";
 import { Hook } from "../nat/hook.ts";
 import { Action, type Rewriter } from "../nat/rewriter.ts";
 import type { ScriptHost, ScriptJob } from "../script/host.ts";

@@ -6,7 +6,7 @@
  */
 
 import type { Config } from "../config/schema.ts";
-import type { DatapathStats } from "../datapath/datapath.ts";
+import type { DatapathStats } from "../queue/queue.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";

@@ -8,7 +8,7 @@
 import type { Lab } from "../../src/lab/topology.ts";
 import type { LabProcess } from "../../src/lab/process.ts";
 import { KRELAY_LAUNCHER, LAB_RELAY_FLAGS, spawnKrelay } from "../../src/lab/krelay_process.ts";
-import { routeShowCommands } from "../../src/datapath/tproxy_route.ts";
+import { routeShowCommands } from "../../src/steering/tproxy_route.ts";
 import { labTest, type LabTestOptions, type Requirement } from "./requirements.ts";
 
 /** The launcher at the repository root. */

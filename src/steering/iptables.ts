@@ -24,7 +24,8 @@
  * @module
  */
 
-import { UDP_FIRST_MARK } from "./nft_nat.ts";
+import { UDP_FIRST_MARK } from "./marks.ts";
+import type { SteeringSpec } from "./steering.ts";
 
 /** Chain names krelay owns, per table, and the built-in chain that jumps to each. */
 export const KRELAY_CHAINS = [
@@ -50,34 +51,6 @@ const UDP_FIRST = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
 
 /** Comment put on every rule, so a person reading `iptables -S` knows whose rules they are. */
 export const RULE_COMMENT = "krelay";
-
-/** What the rules select. */
-export interface SteeringSpec {
-  queue: number;
-  relayIp: string;
-  udpPorts: readonly number[];
-  tcpPorts: readonly number[];
-  /** Gateway ports: the configured one, and older ones that live connections still use. */
-  gports: readonly number[];
-  /** The relay's own port range toward servers, [low, high]. */
-  relayPorts: readonly [number, number];
-  /** The kernel's NAT rewrites; only first packets are queued (see {@link KERNEL_NAT_CHAINS}). */
-  kernelNat: boolean;
-  /** kernel_nat: conntrack tracks relayed TCP; false exempts it (see nft_nat.ts). */
-  tcpConntrack: boolean;
-  /** kernel_nat: the real server (DNAT target) and the gateway port (TPROXY target). */
-  realIp: string;
-  gport: number;
-  /** kernel_nat: seconds a UDP flow lives after its last packet, and the most flows held. */
-  udpTimeout: number;
-  natMaxEntries: number;
-  /**
-   * kernel_nat: the gateway listeners' descriptors in this process, for the sk_lookup program
-   * (sk_lookup.ts) that hands them new connections; without them, or where BPF is refused,
-   * TPROXY does.
-   */
-  listeners?: readonly number[];
-}
 
 // iptables' multiport match takes at most 15 ports.
 const MULTIPORT_MAX = 15;

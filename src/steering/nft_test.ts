@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { renderNatRules, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
+import { renderNatRules, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { labSpec } from "./_steering_spec.ts";
 
 const spec = labSpec({ tcpPorts: [80, 8080], kernelNat: true });

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
 import fc from "fast-check";
-import { Hook, Verdict } from "./datapath.ts";
+import { Hook, Verdict } from "./queue.ts";
 import {
   MAX_VERDICT_PAYLOAD,
   MessageKind,

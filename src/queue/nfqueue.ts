@@ -21,7 +21,7 @@ import {
   type PacketVerdict,
   type QueuedPacket,
   Verdict,
-} from "./datapath.ts";
+} from "./queue.ts";
 import {
   MAX_VERDICT_PAYLOAD,
   MessageKind,

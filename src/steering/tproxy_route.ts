@@ -9,8 +9,9 @@
  * @module
  */
 
+import { TPROXY_MARK } from "./marks.ts";
+
 /** The mark of diverted packets, the routing table and the rule's priority: 0x4b52, "KR". */
-export const TPROXY_MARK = 0x4b52;
 const TABLE = String(TPROXY_MARK);
 const MARK = `0x${TPROXY_MARK.toString(16)}`;
 

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
-import { Hook, Verdict } from "./datapath.ts";
+import { Hook, Verdict } from "./queue.ts";
 import { MemoryDatapath } from "./memory.ts";
 
 Deno.test("MemoryDatapath.receive() returns what was injected, with defaults filled in", async () => {

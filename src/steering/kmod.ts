@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { SteeringSpec } from "./iptables_rules.ts";
+import type { SteeringSpec } from "./steering.ts";
 import type { Steering } from "./steering.ts";
 
 /** Where the module's files are. */

@@ -41,14 +41,11 @@
  * @module
  */
 
-import type { SteeringSpec } from "./iptables_rules.ts";
-import { TPROXY_MARK } from "./tproxy_route.ts";
+import type { SteeringSpec } from "./steering.ts";
+import { TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 
 /** The table's name (family ip). */
 export const NFT_TABLE = "krelay";
-
-/** The mark of a new UDP flow's first packet, for krelay's queue rule; not TPROXY_MARK's route. */
-export const UDP_FIRST_MARK = TPROXY_MARK + 1;
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 

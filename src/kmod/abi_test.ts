@@ -16,7 +16,7 @@ import {
   LAYOUT,
   type NatEntry,
   TABLE_HEADER_SIZE,
-} from "./kmod_abi.ts";
+} from "./abi.ts";
 
 const HEADER = new URL("../../kmod/krelay_abi.h", import.meta.url).pathname;
 

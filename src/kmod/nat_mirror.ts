@@ -17,7 +17,7 @@ import {
   type NatEntry,
   type NatStateName,
   SOL_IP,
-} from "./kmod_abi.ts";
+} from "./abi.ts";
 
 const AF_INET = 2;
 const SOCK_DGRAM = 2;

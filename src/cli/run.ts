@@ -10,9 +10,9 @@ import type { Config } from "../config/schema.ts";
 import { Daemon, type DaemonDeps } from "../daemon/daemon.ts";
 import type { Service } from "../script/services.ts";
 import { logger } from "../system/log.ts";
-import { controlHandler } from "./handler.ts";
-import { type MetricsServer, serveMetrics } from "./metrics.ts";
-import { ControlServer } from "./server.ts";
+import { controlHandler } from "../control/handler.ts";
+import { type MetricsServer, serveMetrics } from "../control/metrics.ts";
+import { ControlServer } from "../control/server.ts";
 
 const log = logger("daemon");
 

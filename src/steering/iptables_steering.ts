@@ -7,8 +7,8 @@
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { logger } from "../system/log.ts";
-import { removalCommands, renderRestoreScript } from "./iptables_rules.ts";
-import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft_nat.ts";
+import { removalCommands, renderRestoreScript } from "./iptables.ts";
+import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import type { Steering, SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Hook, QueuedPacket } from "./datapath.ts";
+import type { Hook, QueuedPacket } from "./queue.ts";
 
 // --- netlink (linux/netlink.h) ---
 

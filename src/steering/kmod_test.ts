@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
-import { kmodLoaded, KmodSteering, renderKmodFiles } from "./kmod_steering.ts";
+import { kmodLoaded, KmodSteering, renderKmodFiles } from "./kmod.ts";
 import { labSpec } from "./_steering_spec.ts";
 
 const spec = labSpec({

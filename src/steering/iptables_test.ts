@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { removalCommands, renderChainRules, renderRestoreScript } from "./iptables_rules.ts";
+import { removalCommands, renderChainRules, renderRestoreScript } from "./iptables.ts";
 import { labSpec } from "./_steering_spec.ts";
 
 const spec = labSpec({ queue: 3 });

@@ -11,7 +11,7 @@ import {
   Hook,
   type PacketVerdict,
   type QueuedPacket,
-} from "./datapath.ts";
+} from "./queue.ts";
 
 /** What {@link MemoryDatapath.inject} needs: the bytes, and any other field to override. */
 export type PacketInit = Pick<QueuedPacket, "bytes"> & Partial<QueuedPacket>;

@@ -9,7 +9,7 @@
  *
  * @example
  * ```ts
- * import { decodeNatTable, encodeNatEntry, encodeTableRequest, KRELAY_SO } from "./kmod_abi.ts";
+ * import { decodeNatTable, encodeNatEntry, encodeTableRequest, KRELAY_SO } from "./abi.ts";
  * const add = encodeNatEntry({
  *   protocol: "tcp", state: "new",
  *   clientAddr: "198.51.100.10", clientPort: 40000, relayAddr: "198.51.100.1", servicePort: 80,

@@ -1,0 +1,12 @@
+/**
+ * The packet marks krelay's steering sets and matches, in one place: every mechanism (nftables,
+ * iptables, the policy route, krelay.ko) must agree on them, and none imports another for them.
+ *
+ * @module
+ */
+
+/** Answers of real servers to the relay's transparent sockets: routed locally (tproxy_route.ts). */
+export const TPROXY_MARK = 0x4b52;
+
+/** A new UDP flow's first packet, marked by nft.ts's chain for the queue to select. */
+export const UDP_FIRST_MARK = TPROXY_MARK + 1;
