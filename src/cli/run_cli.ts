@@ -8,6 +8,9 @@ import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { runKrelay } from "./run.ts";
 import { IptablesSteering } from "../steering/iptables_steering.ts";
+import { KernelPath } from "../steering/kernel_path.ts";
+import { ComposedSteering } from "../steering/steering.ts";
+import { logger } from "../system/log.ts";
 import { KmodNatTable } from "../kmod/nat_mirror.ts";
 import { KMOD_PATHS, kmodLoaded, KmodSteering } from "../steering/kmod.ts";
 import { NfqueueDatapath } from "../queue/nfqueue.ts";
@@ -71,17 +74,23 @@ export function runCli(): Command {
         config.tcp_ports,
       ),
     );
-    const refusal = datapathRefusal(config, scripts.length);
+    const refusal = datapathRefusal(config);
     if (refusal) {
       console.error(`krelay run: ${refusal}, nothing changed`);
       Deno.exit(EXIT_BAD_CONFIG);
     }
     const log = { level: config.log_level, json: options.logJson === true };
     await setupLogging(log);
+    for (const warning of result.warnings ?? []) logger("config").warning(warning);
     const kmod = useKmod(config.datapath);
     const code = await runKrelay(config, {
       openDatapath: (c) => NfqueueDatapath.open({ queue: c.queue, maxLen: c.queue_maxlen }),
-      steering: kmod ? new KmodSteering() : new IptablesSteering(),
+      // The kernel path carries established flows; iptables rules or krelay.ko's hooks select
+      // what krelay decides.
+      steering: new ComposedSteering(
+        new KernelPath(),
+        kmod ? new KmodSteering() : new IptablesSteering(),
+      ),
       natMirror: kmod ? new KmodNatTable() : undefined,
       run: runCommand,
       now: () => performance.now(),
@@ -97,16 +106,10 @@ function useKmod(datapath: string): boolean {
 }
 
 /** Why this configuration cannot run on the datapath it asks for, or undefined. */
-function datapathRefusal(config: { datapath: string; kernel_nat: boolean }, scripts: number) {
+function datapathRefusal(config: { datapath: string }) {
   if (config.datapath === "kmod" && !kmodLoaded()) {
     return "datapath kmod: krelay.ko is not loaded (no /proc/krelay); build it with " +
       "`krelay kmod build` and load it with insmod";
-  }
-  if (config.kernel_nat && useKmod(config.datapath)) {
-    return "kernel_nat needs the iptables datapath (krelay.ko's hooks select every packet)";
-  }
-  if (config.kernel_nat && scripts > 0) {
-    return "packet scripts need every packet of their flows: run them with kernel_nat false";
   }
   return undefined;
 }

@@ -12,7 +12,7 @@
  */
 
 import { parse as parseToml } from "smol-toml";
-import { type ConfigResult, parseConfig } from "./schema.ts";
+import { type ConfigResult, parseConfig, removedKeys } from "./schema.ts";
 
 /** Where configuration values come from. */
 export interface ConfigSources {
@@ -48,5 +48,6 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (!result.ok && sources.file !== undefined) {
     return { ok: false, errors: result.errors.map((e) => `${e} (from flags or ${sources.file})`) };
   }
-  return result;
+  const warnings = removedKeys({ ...fromFile, ...flags });
+  return result.ok && warnings.length > 0 ? { ...result, warnings } : result;
 }

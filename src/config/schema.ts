@@ -25,18 +25,6 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
   "has a port twice",
 );
 
-const portRange = z.string().regex(/^\d{1,5}-\d{1,5}$/, "must be a range like 20000-29999")
-  .refine((r) => {
-    const [min, max] = parsePortRange(r);
-    return min >= 1 && max <= 65535 && min <= max;
-  }, "must be a range of ports from 1-65535, low-high");
-
-/** "20000-29999" -> [20000, 29999]. */
-export function parsePortRange(range: string): [number, number] {
-  const [min, max] = range.split("-").map(Number);
-  return [min, max];
-}
-
 /** The schema; field descriptions feed `--help` and the README. */
 export const configSchema = z.object({
   real_ip: ipv4.default("192.168.0.10").describe("address of the real server"),
@@ -46,10 +34,6 @@ export const configSchema = z.object({
   gport: port.default(16000).describe("TCP gateway port the relay listens on"),
   udp_ports: portList.default([53]).describe("UDP service ports relayed by NAT"),
   tcp_ports: portList.default([80]).describe("TCP service ports relayed through gport"),
-  relay_ports: portRange.default("20000-29999").describe(
-    "the relay's own ports toward the real server in NFQUEUE mode (keep outside " +
-      "ip_local_port_range; with kernel_nat the kernel picks them)",
-  ),
   tcp_connect_timeout: seconds.default(5).describe(
     "seconds to wait for the real server to accept a connection",
   ),
@@ -76,19 +60,15 @@ export const configSchema = z.object({
     "what steers packets to the queue: krelay.ko's hooks (kmod), iptables rules, or auto " +
       "(kmod when /proc/krelay exists)",
   ),
-  kernel_nat: z.boolean().default(false).describe(
-    "krelay decides each flow's first packets and the kernel's nftables rules (a UDP flow " +
-      "set, TPROXY) handle the rest; false: krelay rewrites every packet through NFQUEUE",
-  ),
   tcp_conntrack: z.boolean().default(true).describe(
-    "kernel_nat: a conntrack the host's own rules load tracks relayed TCP connections like " +
+    "a conntrack the host's own rules load tracks relayed TCP connections like " +
       "other traffic; false exempts them (notrack): no conntrack entries for them, but the " +
       "host's stateful firewall rules see their packets as untracked (krelay loads no " +
       "conntrack; without one, false only costs)",
   ),
-  relay_threads: z.number().int("must be a whole number").min(1).max(64).default(1).describe(
-    "kernel_nat: threads relaying TCP, each with its own gateway-port listener (SO_REUSEPORT) " +
-      "and the connections the kernel gives it; set it to the number of cores under load",
+  relay_threads: z.number().int("must be a whole number").min(0).max(64).default(0).describe(
+    "threads relaying TCP, each with its own gateway-port listener (SO_REUSEPORT) and the " +
+      "connections the kernel gives it; 0: one per CPU krelay may use",
   ),
   relay_cpu_affinity: z.boolean().default(true).describe(
     "relay_threads > 1: each relay thread keeps to one CPU of those krelay may use, in turn, " +
@@ -97,7 +77,7 @@ export const configSchema = z.object({
   ),
   relay_warm_up: z.number().int("must be a whole number").min(0).max(100_000).default(2000)
     .describe(
-      "kernel_nat: loopback connections each relay thread relays through its own code when it " +
+      "loopback connections each relay thread relays through its own code when it " +
         "starts, before clients are steered to it, so that they meet optimised code (0: none)",
     ),
   log_level: z.enum(["debug", "info", "warning", "error"]).default("info").describe("log level"),
@@ -120,42 +100,11 @@ export const configSchema = z.object({
     "seconds over which a script's errors are counted",
   ),
 }).strict().superRefine((c, ctx) => {
-  const [min, max] = parsePortRange(c.relay_ports);
-  if (c.gport >= min && c.gport <= max) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["gport"],
-      message: `is inside relay_ports ${c.relay_ports}`,
-    });
-  }
   if (c.tcp_ports.includes(c.gport)) {
     ctx.addIssue({
       code: "custom",
       path: ["tcp_ports"],
       message: `must not include gport ${c.gport}`,
-    });
-  }
-  if (!c.tcp_conntrack && !c.kernel_nat) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["tcp_conntrack"],
-      message: "false needs kernel_nat (without it krelay rewrites every packet before conntrack)",
-    });
-  }
-  if (c.relay_threads > 1 && !c.kernel_nat) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["relay_threads"],
-      message: "more than 1 needs kernel_nat (in NFQUEUE mode the relay shares the NAT table " +
-        "with the packet loop)",
-    });
-  }
-  const inPool = c.tcp_ports.filter((p) => p >= min && p <= max);
-  if (inPool.length > 0) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["tcp_ports"],
-      message: `${inPool.join(",")} inside relay_ports ${c.relay_ports}`,
     });
   }
 });
@@ -166,10 +115,31 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigKey = keyof Config;
 
 /** The outcome of validation: a config, or one message per problem, each naming its key. */
-export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+export type ConfigResult =
+  | { ok: true; config: Config; warnings?: string[] }
+  | { ok: false; errors: string[] };
+
+/**
+ * Keys earlier versions took, and why they are gone: a file that still sets one is accepted
+ * with a warning (see {@link removedKeys}), so that an upgrade does not stop a running service.
+ */
+export const REMOVED_KEYS: Readonly<Record<string, string>> = {
+  kernel_nat: "the kernel carries established flows in every configuration now",
+  relay_ports: "the kernel picks the relay's ports toward the server (ip_local_port_range)",
+};
+
+/** The removed keys `raw` sets, each with why it is gone. */
+export function removedKeys(raw: Record<string, unknown>): string[] {
+  return Object.keys(raw).filter((k) => k in REMOVED_KEYS).map((k) =>
+    `${k} is no longer used and is ignored: ${REMOVED_KEYS[k]}`
+  );
+}
 
 /** Validates raw values (from a file, flags, ...) and fills in defaults. */
 export function parseConfig(raw: unknown): ConfigResult {
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
+    raw = Object.fromEntries(Object.entries(raw).filter(([k]) => !(k in REMOVED_KEYS)));
+  }
   const result = configSchema.safeParse(raw);
   if (result.success) return { ok: true, config: result.data };
   return { ok: false, errors: result.error.issues.map(formatIssue) };

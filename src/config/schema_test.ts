@@ -1,5 +1,5 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { parseConfig } from "./schema.ts";
+import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
+import { parseConfig, removedKeys } from "./schema.ts";
 
 Deno.test("parseConfig() fills in the specification's defaults", () => {
   const r = parseConfig({});
@@ -35,47 +35,24 @@ Deno.test("parseConfig() refuses fractional ports and non-positive timeouts", ()
   ]);
 });
 
-Deno.test("parseConfig() refuses a gport or service port inside the relay's own port range", () => {
-  const r = parseConfig({ gport: 20001, tcp_ports: [80, 20002], relay_ports: "20000-20010" });
-  assertEquals(r.ok ? [] : r.errors.sort(), [
-    "gport: is inside relay_ports 20000-20010",
-    "tcp_ports: 20002 inside relay_ports 20000-20010",
-  ]);
+Deno.test("parseConfig() ignores the removed keys kernel_nat and relay_ports", () => {
+  const r = parseConfig({ kernel_nat: false, relay_ports: "20000-29999", gport: 16001 });
+  assertEquals(r.ok && r.config.gport, 16001);
+  assertEquals(r.ok && "kernel_nat" in r.config, false);
+  assertEquals(removedKeys({ kernel_nat: true, gport: 1 }).length, 1);
+  match(removedKeys({ relay_ports: "1-2" })[0], /relay_ports is no longer used/);
 });
 
-Deno.test("parseConfig() refuses a malformed or reversed port range", () => {
-  for (const relay_ports of ["20000", "30000-20000", "1-70000"]) {
-    const r = parseConfig({ relay_ports });
-    assertEquals(r.ok, false, relay_ports);
-  }
-});
-
-Deno.test("parseConfig() takes tcp_conntrack false only with kernel_nat", () => {
-  assertEquals(parseConfig({ tcp_conntrack: false }), {
-    ok: false,
-    errors: [
-      "tcp_conntrack: false needs kernel_nat (without it krelay rewrites every packet before conntrack)",
-    ],
-  });
-  const r = parseConfig({ tcp_conntrack: false, kernel_nat: true });
+Deno.test("parseConfig() takes tcp_conntrack false", () => {
+  const r = parseConfig({ tcp_conntrack: false });
   assertEquals(r.ok && r.config.tcp_conntrack, false);
 });
 
-Deno.test("parseConfig() takes relay_threads above 1 only with kernel_nat, and 1-64 threads", () => {
-  assertEquals(parseConfig({ relay_threads: 2 }), {
-    ok: false,
-    errors: [
-      "relay_threads: more than 1 needs kernel_nat (in NFQUEUE mode the relay shares the NAT " +
-      "table with the packet loop)",
-    ],
-  });
-  const r = parseConfig({ relay_threads: 2, kernel_nat: true });
-  assertEquals(r.ok && r.config.relay_threads, 2);
-  assertEquals(
-    parseConfig({}).ok &&
-      (parseConfig({}) as { config: { relay_threads: number } }).config.relay_threads,
-    1,
-  );
-  assertEquals(parseConfig({ relay_threads: 0, kernel_nat: true }).ok, false);
-  assertEquals(parseConfig({ relay_threads: 65, kernel_nat: true }).ok, false);
+Deno.test("parseConfig() takes 0-64 relay threads, 0 (one per CPU) by default", () => {
+  assertEquals(parseConfig({ relay_threads: 2 }).ok && 2, 2);
+  const r = parseConfig({});
+  assertEquals(r.ok && r.config.relay_threads, 0);
+  assertEquals(parseConfig({ relay_threads: -1 }).ok, false);
+  assertEquals(parseConfig({ relay_threads: 65 }).ok, false);
+  assertEquals(parseConfig({ relay_threads: 1.5 }).ok, false);
 });

@@ -27,7 +27,7 @@ Deno.test("configKeys() lists every key with its description", () => {
 });
 
 Deno.test("valueFromText() reads true and false for a boolean key", () => {
-  assertEquals(valueFromText("kernel_nat", "true"), true);
-  assertEquals(valueFromText("kernel_nat", "false"), false);
-  assertEquals(valueFromText("kernel_nat", "yes"), "yes");
+  assertEquals(valueFromText("tcp_conntrack", "true"), true);
+  assertEquals(valueFromText("tcp_conntrack", "false"), false);
+  assertEquals(valueFromText("tcp_conntrack", "yes"), "yes");
 });

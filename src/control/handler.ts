@@ -50,13 +50,6 @@ export function controlHandler(daemon: Daemon): ControlHandler {
           throw new Error("bad request: script-load needs a name and a file");
         }
         const c = daemon.config;
-        if (c.kernel_nat) {
-          // As `krelay run` refuses: the kernel rewrites the flows, krelay sees no packet of them.
-          throw new Error(
-            "packet scripts need every packet of their flows: kernel_nat is on (run with " +
-              "kernel_nat false)",
-          );
-        }
         const services = typeof r.services === "string"
           ? parseServices(r.services)
           : configuredServices(c.udp_ports, c.tcp_ports);

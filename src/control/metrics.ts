@@ -37,11 +37,19 @@ export function renderMetrics(r: StatusReport): string {
     family("krelay_packets_rewritten_total", "counter", "Packets rewritten, by flow.", [
       [{ flow: "udp_request" }, p.udpRequests],
       [{ flow: "udp_reply" }, p.udpReplies],
-      [{ flow: "tcp_to_gateway" }, p.tcpToGateway],
-      [{ flow: "tcp_from_gateway" }, p.tcpFromGateway],
-      [{ flow: "tcp_to_server" }, p.tcpToServer],
-      [{ flow: "tcp_from_server" }, p.tcpFromServer],
     ]),
+    family(
+      "krelay_udp_first_packets_total",
+      "counter",
+      "UDP flows' first packets recorded and left to the kernel's NAT.",
+      [[{}, p.toKernel]],
+    ),
+    family(
+      "krelay_tcp_scripted_segments_total",
+      "counter",
+      "TCP segments of scripted services passed on after their scripts.",
+      [[{}, p.tcpSegments]],
+    ),
     family("krelay_packets_passed_total", "counter", "Packets accepted untouched, by reason.", [
       [{ reason: "other_protocol" }, p.passedOtherProtocol],
       [{ reason: "other_port" }, p.passedOtherPort],

@@ -8,7 +8,7 @@ Deno.test("renderMetrics() gives every counter of the status report its sample",
   const sample = (line: string) => assert(text.split("\n").includes(line), `missing: ${line}`);
   sample(`krelay_packets_seen_total ${r.packets.seen}`);
   sample(`krelay_packets_rewritten_total{flow="udp_request"} ${r.packets.udpRequests}`);
-  sample(`krelay_packets_rewritten_total{flow="tcp_from_server"} ${r.packets.tcpFromServer}`);
+  sample(`krelay_udp_first_packets_total ${r.packets.toKernel}`);
   sample(`krelay_packets_passed_total{reason="malformed"} ${r.packets.passedMalformed}`);
   sample(`krelay_packets_dropped_total{reason="nat_full"} ${r.packets.droppedNatFull}`);
   sample(`krelay_queue_enobufs_total ${r.datapath.enobufs}`);

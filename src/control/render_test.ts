@@ -102,10 +102,8 @@ Deno.test("renderStatus() shows packets rewritten by flow", () => {
   match(row(text, "rewritten"), /1,100,001/);
   match(row(text, "UDP requests"), /500,002/);
   match(row(text, "UDP replies"), /499,003/);
-  match(row(text, "TCP T1"), /50,004/);
-  match(row(text, "TCP T2"), /50,005/);
-  match(row(text, "TCP T3"), /1,006/);
-  match(row(text, "TCP T4"), /1,007/);
+  match(row(text, "TCP segments of scripted"), /50,004/);
+  match(row(text, "UDP first packets"), /1,006/);
 });
 
 Deno.test("renderStatus() shows packets passed and dropped by reason, and engine errors", () => {

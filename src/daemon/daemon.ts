@@ -10,19 +10,11 @@
  * @module
  */
 
-import {
-  type Config,
-  type ConfigKey,
-  LIVE_KEYS,
-  parseConfig,
-  parsePortRange,
-} from "../config/schema.ts";
+import { type Config, type ConfigKey, LIVE_KEYS, parseConfig } from "../config/schema.ts";
 import { valueFromText } from "../config/text_values.ts";
 import type { Datapath } from "../queue/queue.ts";
 import type { Steering, SteeringSpec } from "../steering/steering.ts";
 import { type NatEntry, NatTable } from "../nat/nat_table.ts";
-import { PortPool } from "../nat/port_pool.ts";
-import { clientKey as tcpClientKey } from "../nat/tcp_nat.ts";
 import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
@@ -39,7 +31,6 @@ import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
-import { kernelEphemeralRange, overlap } from "../system/ephemeral_ports.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 import {
@@ -74,8 +65,12 @@ export interface NatMirror {
   close(): void;
 }
 
-/** The engine's settings derived from a config. */
-export function rewriterSettings(config: Config, relayIp: string): RewriterSettings {
+/** The engine's settings derived from a config and the ports that have packet scripts. */
+export function rewriterSettings(
+  config: Config,
+  relayIp: string,
+  scriptedUdpPorts: readonly number[] = [],
+): RewriterSettings {
   return {
     relayIp: parseIpv4(relayIp),
     realIp: parseIpv4(config.real_ip),
@@ -83,13 +78,7 @@ export function rewriterSettings(config: Config, relayIp: string): RewriterSetti
     udpTimeoutMs: config.udp_timeout * 1000,
     udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
     tcpPorts: new Set(config.tcp_ports),
-    gport: config.gport,
-    // A SYN waits for the relay's accept at most this long (retransmissions refresh it).
-    tcpSynTimeoutMs: 10_000,
-    // The relay resets idle connections itself; the entry outlives that by a margin.
-    tcpEstablishedTimeoutMs: config.tcp_idle_timeout * 1000 + 60_000,
-    tcpLingerMs: config.tcp_linger * 1000,
-    kernelNat: config.kernel_nat,
+    scriptedUdpPorts: new Set(scriptedUdpPorts),
   };
 }
 
@@ -115,26 +104,33 @@ export function scriptPolicy(config: Config): ScriptPolicy {
 export function steeringSpec(
   config: Config,
   relayIp: string,
-  live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number>; gports: Iterable<number> },
+  live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number> },
+  scripted: { udp: readonly number[]; tcp: readonly number[] } = { udp: [], tcp: [] },
 ): SteeringSpec {
-  const union = (a: number[], b: Iterable<number>) =>
+  const union = (a: readonly number[], b: Iterable<number>) =>
     [...new Set([...a, ...b])].sort((x, y) => x - y);
+  const udpPorts = union(config.udp_ports, live.udpPorts);
+  const tcpPorts = union(config.tcp_ports, live.tcpPorts);
   return {
     queue: config.queue,
     relayIp,
-    udpPorts: union(config.udp_ports, live.udpPorts),
-    tcpPorts: union(config.tcp_ports, live.tcpPorts),
-    gports: config.tcp_ports.length > 0
-      ? union([config.gport], live.gports)
-      : union([], live.gports),
-    relayPorts: parsePortRange(config.relay_ports),
-    kernelNat: config.kernel_nat,
-    tcpConntrack: config.tcp_conntrack,
     realIp: config.real_ip,
     gport: config.gport,
+    udpPorts,
+    tcpPorts,
+    // A script on a port krelay does not relay sees nothing: nothing is queued for it.
+    scriptedUdpPorts: scripted.udp.filter((p) => udpPorts.includes(p)),
+    scriptedTcpPorts: scripted.tcp.filter((p) => tcpPorts.includes(p)),
+    tcpConntrack: config.tcp_conntrack,
     udpTimeout: config.udp_timeout,
     natMaxEntries: config.nat_max_entries,
   };
+}
+
+/** How many relay threads a config asks for: relay_threads, or 0 for one per usable CPU. */
+export function relayThreadCount(config: Config, cpus: () => number[] = relayCpus): number {
+  if (config.relay_threads > 0) return config.relay_threads;
+  return Math.max(1, Math.min(64, cpus().length));
 }
 
 /** The relay daemon. Create with {@link Daemon.create}, then {@link Daemon.open}. */
@@ -174,39 +170,34 @@ export class Daemon {
       this.table.addChangeListener((e) => mirror.put(e));
       this.table.addRemoveListener((e) => mirror.remove(e));
     }
-    const pool = new PortPool(...parsePortRange(config.relay_ports));
     this.engine = new Rewriter({
       table: this.table,
-      pool,
       settings: () => this.#settings,
       now: deps.now,
     });
     this.relay = new TcpRelay({
-      nat: this.engine.tcp,
+      targets: this.engine.tcp,
       now: deps.now,
       settings: () => relaySettings(this.#config),
-      // kernel_nat: TPROXY diverts connections and no TCP packet is queued (see nft_nat.ts).
-      transparent: config.kernel_nat,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),
       relayIp: () => this.#settings.relayIp,
       serverOf: (protocol, client, clientPort, service, servicePort) => {
-        const e = this.table.get(
-          protocol === 17
-            ? udpRequestKey(client, clientPort, service, servicePort)
-            : tcpClientKey(client, clientPort, service),
-        );
+        // A relayed TCP connection has no entry: it goes to the real server of its time.
+        const e = protocol === 17
+          ? this.table.get(udpRequestKey(client, clientPort, service, servicePort))
+          : undefined;
         return e ? [e.server, e.serverPort] : [this.#settings.realIp, servicePort];
       },
       now: deps.now,
+      onServicesChanged: () => this.#scriptsChanged(),
     });
   }
 
   /** Builds a daemon for `config`, detecting the relay address if it is not set. */
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
     const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
-    warnEphemeralOverlap(config);
     return new Daemon(config, relayIp, deps);
   }
 
@@ -313,7 +304,7 @@ export class Daemon {
       await this.#listen(next.gport);
     }
     this.#config = next;
-    this.#settings = rewriterSettings(next, this.relayIp);
+    this.#settings = rewriterSettings(next, this.relayIp, this.scripts.scriptedPorts().udp);
     await this.#threads?.configure(this.#threadSettings());
     if (key === "tcp_ports" && this.#state === "started") {
       if (next.tcp_ports.length > 0) await this.#listen(next.gport);
@@ -346,7 +337,7 @@ export class Daemon {
     };
   }
 
-  /** The NAT table's entries, and the diverted TCP connections (kernel_nat), which have none. */
+  /** The NAT table's entries (UDP), and the relayed TCP connections, which have none. */
   async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
     const threads = await this.#threads?.diverted(now) ?? [];
@@ -357,16 +348,16 @@ export class Daemon {
   }
 
   /**
-   * The gateway listener on `port`: the main thread's, or with relay_threads > 1 (kernel_nat)
-   * the relay threads', started the first time. The main thread then relays nothing: its loop
-   * also serves the queue and the control socket, so it would wait for sockets through a helper
-   * thread (see Poller), where a relay thread waits in epoll_wait itself.
+   * The gateway listener on `port`: the main thread's with one relay thread, else the relay
+   * threads', started the first time. The main thread then relays nothing: its loop also serves
+   * the queue and the control socket, so it would wait for sockets through a helper thread (see
+   * Poller), where a relay thread waits in epoll_wait itself.
    */
   async #listen(port: number): Promise<void> {
-    const threads = this.#config.relay_threads;
+    const threads = relayThreadCount(this.#config);
     // Before the steering: no client meets the relay's code cold (see warm_up.ts).
     const warm = this.#config.relay_warm_up;
-    if (threads < 2 || !this.#config.kernel_nat) {
+    if (threads < 2) {
       await this.relay.listen(port);
       return await warmUp(this.relay, warm);
     }
@@ -467,24 +458,36 @@ export class Daemon {
     }
   }
 
-  /** The spec for the current config and live flows. */
+  /** The spec for the current config, live flows and scripts. */
   #spec(): SteeringSpec {
     const udp = new Set<number>();
-    const tcp = new Set<number>();
-    const gports = new Set<number>();
-    for (const e of this.table.entries()) {
-      if (e.protocol === "udp") udp.add(e.servicePort);
-      else {
-        tcp.add(e.servicePort);
-        if (e.gatewayPort !== 0) gports.add(e.gatewayPort);
-      }
-    }
-    for (const port of this.relay.divertedPorts()) tcp.add(port);
+    for (const e of this.table.entries()) if (e.protocol === "udp") udp.add(e.servicePort);
+    const tcp = new Set<number>(this.relay.divertedPorts());
     for (const port of this.#threads?.divertedPorts() ?? []) tcp.add(port);
-    const spec = steeringSpec(this.#config, this.relayIp, { udpPorts: udp, tcpPorts: tcp, gports });
-    if (!this.#config.kernel_nat) return spec;
+    const spec = steeringSpec(
+      this.#config,
+      this.relayIp,
+      { udpPorts: udp, tcpPorts: tcp },
+      this.scripts.scriptedPorts(),
+    );
     const main = this.relay.listenerFd;
     return { ...spec, listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []) };
+  }
+
+  /**
+   * Scripts were loaded or unloaded: the engine NATs the scripted UDP services itself, and the
+   * steering sends their packets through the queue (or, unloaded, back to the kernel path).
+   */
+  async #scriptsChanged(): Promise<void> {
+    this.#settings = rewriterSettings(
+      this.#config,
+      this.relayIp,
+      this.scripts.scriptedPorts().udp,
+    );
+    if (this.#state !== "started") return;
+    await this.#syncSteering().catch((e) =>
+      log.error("updating steering failed: {error}", { error: String(e) })
+    );
   }
 
   #syncSteering(): Promise<void> {
@@ -504,18 +507,6 @@ export class Daemon {
     this.#steeringQueue = run.catch(() => {});
     return run;
   }
-}
-
-function warnEphemeralOverlap(config: Config): void {
-  const ephemeral = kernelEphemeralRange();
-  const shared = ephemeral && overlap(parsePortRange(config.relay_ports), ephemeral);
-  // With kernel_nat the kernel picks the relay's TCP ports itself; the pool is not used.
-  if (!shared || config.tcp_ports.length === 0 || config.kernel_nat) return;
-  log.warning(
-    "relay_ports {pool} overlaps the kernel's ephemeral ports {kernel} at {low}-{high}: " +
-      "other sockets may take the relay's ports; choose a range outside ip_local_port_range",
-    { pool: config.relay_ports, kernel: ephemeral.join("-"), low: shared[0], high: shared[1] },
-  );
 }
 
 /** The CPUs the relay threads keep to: the process's own (a cpuset or taskset narrows them). */

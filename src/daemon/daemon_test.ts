@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import { type Config, parseConfig } from "../config/schema.ts";
 import { Hook, Verdict } from "../queue/queue.ts";
 import { MemoryDatapath } from "../queue/memory.ts";
@@ -6,7 +6,7 @@ import type { Steering, SteeringSpec } from "../steering/steering.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
 import { waitFor } from "../lab/wait.ts";
-import { Daemon, steeringSpec } from "./daemon.ts";
+import { Daemon, relayThreadCount, steeringSpec } from "./daemon.ts";
 
 function config(extra: Record<string, unknown> = {}): Config {
   // No TCP service: these tests bind no port on the machine.
@@ -150,11 +150,23 @@ Deno.test("steeringSpec() adds the ports of live flows to the configured ones", 
   const spec = steeringSpec(config({ tcp_ports: [80], gport: 16001 }), "198.51.100.1", {
     udpPorts: [53, 5353],
     tcpPorts: [8080],
-    gports: [16000],
   });
-  assertEquals([spec.udpPorts, spec.tcpPorts, spec.gports], [[53, 5353], [80, 8080], [
-    16000,
-    16001,
-  ]]);
-  assert(spec.relayPorts[0] === 20000);
+  assertEquals([spec.udpPorts, spec.tcpPorts, spec.gport], [[53, 5353], [80, 8080], 16001]);
+  assertEquals([spec.scriptedUdpPorts, spec.scriptedTcpPorts], [[], []]);
+});
+
+Deno.test("steeringSpec() queues only the scripted services krelay relays", () => {
+  const spec = steeringSpec(
+    config({ udp_ports: [53], tcp_ports: [80] }),
+    "198.51.100.1",
+    { udpPorts: [], tcpPorts: [] },
+    { udp: [53, 5353], tcp: [80, 8080] },
+  );
+  assertEquals([spec.scriptedUdpPorts, spec.scriptedTcpPorts], [[53], [80]]);
+});
+
+Deno.test("relayThreadCount() is relay_threads, or one per usable CPU for 0", () => {
+  assertEquals(relayThreadCount(config({ relay_threads: 3 }), () => [0, 1]), 3);
+  assertEquals(relayThreadCount(config({ relay_threads: 0 }), () => [0, 1, 2, 3]), 4);
+  assertEquals(relayThreadCount(config({ relay_threads: 0 }), () => []), 1);
 });

@@ -18,9 +18,7 @@ import {
   type NatStateName,
   SOL_IP,
 } from "./abi.ts";
-
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
+import { AF_INET, SOCK_DGRAM } from "../../ffi/linux.ts";
 
 /** The module's state for one of krelay's flow states. */
 export function natState(state: string): NatStateName {

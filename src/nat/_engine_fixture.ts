@@ -7,7 +7,6 @@
 import { parseIpv4 } from "../packet/address.ts";
 import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { NatTable } from "./nat_table.ts";
-import { PortPool } from "./port_pool.ts";
 import { Rewriter, type RewriterSettings } from "./rewriter.ts";
 
 /** The lab's addresses as numbers: clients, relay (both sides), servers. */
@@ -23,12 +22,12 @@ export const ADDR = {
 /** Options of {@link engineFixture}. */
 export interface FixtureOptions {
   capacity?: number;
-  poolSize?: number;
   tcpPorts?: number[];
-  kernelNat?: boolean;
+  /** UDP ports with a packet script: NATed here both ways (default none: first packets only). */
+  scriptedUdpPorts?: number[];
 }
 
-/** An engine relaying UDP 53 and TCP `tcpPorts` (default 80) from R to S, gateway port 16000. */
+/** An engine relaying UDP 53 and TCP `tcpPorts` (default 80) from R to S. */
 export function engineFixture(opts: FixtureOptions = {}) {
   let clock = 0;
   const settings: RewriterSettings = {
@@ -38,19 +37,13 @@ export function engineFixture(opts: FixtureOptions = {}) {
     udpTimeoutMs: 30_000,
     udpStreamTimeoutMs: 120_000,
     tcpPorts: new Set(opts.tcpPorts ?? [80]),
-    gport: 16000,
-    tcpSynTimeoutMs: 10_000,
-    tcpEstablishedTimeoutMs: 300_000,
-    tcpLingerMs: 2_000,
-    kernelNat: opts.kernelNat ?? false,
+    scriptedUdpPorts: new Set(opts.scriptedUdpPorts ?? []),
   };
   const table = new NatTable({ capacity: opts.capacity ?? 1024, now: () => clock });
-  const pool = new PortPool(20000, 20000 + (opts.poolSize ?? 10) - 1);
-  const engine = new Rewriter({ table, pool, settings: () => settings, now: () => clock });
+  const engine = new Rewriter({ table, settings: () => settings, now: () => clock });
   return {
     engine,
     table,
-    pool,
     settings,
     now: () => clock,
     tick: (ms: number) => (clock += ms),

@@ -13,12 +13,9 @@ export interface PacketCounters {
   rewritten: number;
   udpRequests: number;
   udpReplies: number;
-  /** TCP: T1 client -> gateway port, T2 back to the client, T3 relay -> server, T4 back. */
-  tcpToGateway: number;
-  tcpFromGateway: number;
-  tcpToServer: number;
-  tcpFromServer: number;
-  /** First packets of flows recorded and left for the kernel's NAT (kernel_nat mode). */
+  /** TCP segments of scripted services passed on after their scripts (never rewritten). */
+  tcpSegments: number;
+  /** First packets of UDP flows recorded and left for the kernel's NAT. */
   toKernel: number;
   /** Packets accepted untouched, in total and by reason. */
   passed: number;
@@ -39,10 +36,7 @@ export function newCounters(): PacketCounters {
     rewritten: 0,
     udpRequests: 0,
     udpReplies: 0,
-    tcpToGateway: 0,
-    tcpFromGateway: 0,
-    tcpToServer: 0,
-    tcpFromServer: 0,
+    tcpSegments: 0,
     toKernel: 0,
     passed: 0,
     passedOtherProtocol: 0,

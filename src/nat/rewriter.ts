@@ -1,16 +1,19 @@
 /**
  * The rewrite engine: for one queued packet (its hook and bytes) decide drop, accept as is,
- * or accept rewritten, applying the relay's flows. Pure: no I/O, time from a clock.
+ * or accept rewritten, applying the relay's UDP flows. Pure: no I/O, time from a clock.
+ *
+ * The queue holds only what the kernel path leaves to krelay: each new UDP flow's first packet
+ * (recorded and rewritten here; the kernel learns the flow from it), and every packet of a
+ * service with a packet script: UDP rewritten here both ways (U1-U4), TCP client segments
+ * passed unchanged once the scripts have decided (the kernel relays the connection).
  *
  * @example
  * ```ts
  * import { Rewriter } from "./rewriter.ts";
  * import { NatTable } from "./nat_table.ts";
- * import { PortPool } from "./port_pool.ts";
  * const table = new NatTable({ capacity: 1024, now: Date.now });
  * declare const settings: import("./rewriter.ts").RewriterSettings;
- * const pool = new PortPool(20000, 29999);
- * const engine = new Rewriter({ table, pool, settings: () => settings, now: Date.now });
+ * const engine = new Rewriter({ table, settings: () => settings, now: Date.now });
  * ```
  * @module
  */
@@ -19,8 +22,7 @@ import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.t
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
 import type { NatTable } from "./nat_table.ts";
-import type { PortPool } from "./port_pool.ts";
-import { TcpNat, type TcpNatSettings, type TcpResult } from "./tcp_nat.ts";
+import { TcpTargets, type TcpTargetSettings } from "./tcp_targets.ts";
 import { UdpNat, type UdpNatSettings } from "./udp_nat.ts";
 
 /** What to do with a packet. */
@@ -36,31 +38,26 @@ export const Action = {
 export type Action = typeof Action[keyof typeof Action];
 
 /** The engine's view of the configuration, read on every packet. */
-export interface RewriterSettings extends UdpNatSettings, TcpNatSettings {
+export interface RewriterSettings extends UdpNatSettings, TcpTargetSettings {
   /** The relay address clients talk to. */
   relayIp: number;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;
   /**
-   * The kernel does the rewriting: krelay sees only each UDP flow's first packet, records the
-   * flow and rewrites that packet, and the kernel's rules (nft_nat.ts) learn the flow from it
-   * and rewrite the rest; TCP goes by TPROXY, unrewritten. False: krelay rewrites every packet.
+   * UDP services with a packet script: the queue has all their packets and krelay NATs them;
+   * the others' first packets only, the kernel NATing the rest.
    */
-  kernelNat: boolean;
+  scriptedUdpPorts: ReadonlySet<number>;
 }
 
 /** What a {@link Rewriter} works with. */
 export interface RewriterOptions {
   table: NatTable;
-  /** The relay's own ports toward servers (TCP). */
-  pool: PortPool;
   /** Current settings, read on every packet. */
   settings: () => RewriterSettings;
   /** Clock in milliseconds. */
   now: () => number;
 }
-
-type TcpFlowCounter = "tcpToGateway" | "tcpFromGateway" | "tcpToServer" | "tcpFromServer";
 
 type PassReason =
   | "passedOtherProtocol"
@@ -69,13 +66,13 @@ type PassReason =
   | "passedFragment"
   | "passedMalformed";
 
-/** Applies flows U1-U4 (and T1-T4 with the TCP relay) to queued packets. */
+/** Applies flows U1-U4 to queued packets. */
 export class Rewriter {
   /** Counters since start. */
   readonly counters: PacketCounters = newCounters();
   readonly #udp: UdpNat;
-  /** The TCP flows; the TCP relay uses it to find original destinations and bind ports. */
-  readonly tcp: TcpNat;
+  /** Where diverted TCP connections go; the TCP relay asks it. */
+  readonly tcp: TcpTargets;
   readonly table: NatTable;
   private readonly settings: () => RewriterSettings;
   private readonly now: () => number;
@@ -85,7 +82,7 @@ export class Rewriter {
     this.settings = options.settings;
     this.now = options.now;
     this.#udp = new UdpNat(options.table, options.settings);
-    this.tcp = new TcpNat(options.table, options.settings, options.pool);
+    this.tcp = new TcpTargets(options.settings);
   }
 
   /**
@@ -106,62 +103,17 @@ export class Rewriter {
     return this.#pass("passedOtherPort");
   }
 
+  /**
+   * A TCP segment of a scripted service (its scripts have decided): the kernel relays the
+   * connection, so it passes unchanged.
+   */
   #tcp(hook: Hook, packet: Ipv4Packet): Action {
-    const now = this.now();
-    const c = this.counters;
-    if (hook === Hook.PreRouting) {
-      const s = this.settings();
-      if (packet.dst === s.relayIp) {
-        const allowNew = s.tcpPorts.has(packet.dstPort);
-        const result = this.tcp.toGateway(packet, now, allowNew, !s.kernelNat);
-        if (s.kernelNat) return this.#toKernel(result, "tcpToGateway");
-        return this.#tcpResult(packet, result, "tcpToGateway");
-      }
-      if (this.tcp.pool.contains(packet.dstPort)) {
-        return this.#tcpResult(packet, this.tcp.fromServer(packet, now), "tcpFromServer");
-      }
-      return this.#pass("passedOtherPort");
-    }
-    if (hook === Hook.PostRouting) {
-      // kernel_nat queues no TCP (TPROXY and transparent sockets need no rewriting); a
-      // packet queued by rules of an older run is left to the kernel.
-      if (this.settings().kernelNat) return this.#pass("passedNoFlow");
-      if (this.tcp.pool.contains(packet.srcPort)) {
-        return this.#tcpResult(packet, this.tcp.toServer(packet, now), "tcpToServer");
-      }
-      return this.#tcpResult(packet, this.tcp.fromGateway(packet, now), "tcpFromGateway");
-    }
-    c.passed++;
-    c.passedOtherPort++;
+    const s = this.settings();
+    const service = hook === Hook.PreRouting ? packet.dstPort : packet.srcPort;
+    const relay = hook === Hook.PreRouting ? packet.dst : packet.src;
+    if (relay !== s.relayIp || !s.tcpPorts.has(service)) return this.#pass("passedOtherPort");
+    this.counters.tcpSegments++;
     return Action.Accept;
-  }
-
-  /** A TCP flow's first packet (from an older run's rules), recorded and left to the kernel. */
-  #toKernel(result: TcpResult | "no-flow", flow: TcpFlowCounter): Action {
-    if (result === "rewritten") {
-      this.counters[flow]++;
-      this.counters.toKernel++;
-      return Action.Accept;
-    }
-    if (result === "full") {
-      this.counters.dropped++;
-      this.counters.droppedNatFull++;
-      return Action.Drop;
-    }
-    return this.#pass(result === "conflict" ? "passedNoFlow" : "passedOtherPort");
-  }
-
-  #tcpResult(packet: Ipv4Packet, result: TcpResult, flow: TcpFlowCounter): Action {
-    if (result === "rewritten") {
-      this.counters[flow]++;
-      return this.#rewritten(packet);
-    }
-    if (result === "full") {
-      this.counters.dropped++;
-      this.counters.droppedNatFull++;
-      return Action.Drop;
-    }
-    return this.#pass("passedNoFlow");
   }
 
   #udpRequest(packet: Ipv4Packet): Action {
@@ -176,8 +128,8 @@ export class Rewriter {
     }
     if (result === "conflict") return this.#pass("passedNoFlow");
     this.counters.udpRequests++;
-    // kernel_nat: the flow's first packet; the kernel's rules learn the flow from it.
-    if (s.kernelNat) this.counters.toKernel++;
+    // The flow's first packet: the kernel's rules learn the flow from it.
+    if (!s.scriptedUdpPorts.has(packet.dstPort)) this.counters.toKernel++;
     return this.#rewritten(packet);
   }
 

@@ -7,7 +7,7 @@ import { ADDR, engineFixture } from "./_engine_fixture.ts";
 
 const { C, R, S } = ADDR;
 const FLOWS = 1024;
-const { engine } = engineFixture({ capacity: 1 << 20, poolSize: 10000 });
+const { engine } = engineFixture({ capacity: 1 << 20 });
 const payload = new Uint8Array(36);
 const requests = Array.from(
   { length: FLOWS },

@@ -39,35 +39,23 @@ import {
   VerdictBatch,
   verdictSize,
 } from "./netlink.ts";
+import {
+  AF_UNSPEC,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  NETLINK_CAP_ACK,
+  NETLINK_NETFILTER,
+  POLLIN,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SOL_NETLINK,
+  SOL_SOCKET,
+} from "../../ffi/linux.ts";
 
-// --- socket constants (Linux, x86_64) ---
-
-/** The netlink family of nfnetlink. */
-export const NETLINK_NETFILTER = 12;
-/** Let the kernel choose the netlink port id. */
+/** Let the kernel choose the netlink port id (libmnl). */
 export const MNL_SOCKET_AUTOPID = 0;
-/** Address family of the config command (ignored by the kernel for BIND). */
-export const AF_UNSPEC = 0;
-/** setsockopt level of the socket options below. */
-export const SOL_SOCKET = 1;
-/** Send buffer size, capped by net.core.wmem_max. */
-export const SO_SNDBUF = 7;
-/** Receive buffer size, capped by net.core.rmem_max. */
-export const SO_RCVBUF = 8;
-/** Like SO_SNDBUF but beyond net.core.wmem_max; needs CAP_NET_ADMIN. */
-export const SO_SNDBUFFORCE = 32;
-/** Like SO_RCVBUF but beyond net.core.rmem_max; needs CAP_NET_ADMIN. */
-export const SO_RCVBUFFORCE = 33;
-/** setsockopt level of netlink options. */
-export const SOL_NETLINK = 270;
-/** Error acks carry only the header of the failed request, not its whole payload. */
-export const NETLINK_CAP_ACK = 10;
-/** recv flag: return the real length of a datagram longer than the buffer. */
-export const MSG_TRUNC = 0x20;
-/** recv flag: do not block. */
-export const MSG_DONTWAIT = 0x40;
-/** poll event: data to read. */
-export const POLLIN = 0x1;
 
 /** Keep each send() below this: a send larger than the socket's send buffer fails. */
 export const SEND_BATCH_LIMIT = 128 * 1024;

@@ -9,10 +9,7 @@
 import { libc } from "../../ffi/libc.ts";
 import { errno } from "../system/errno.ts";
 import { SocketError } from "./socket.ts";
-
-const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
-const F_SETPIPE_SZ = 1031;
+import { F_SETPIPE_SZ, O_CLOEXEC, O_NONBLOCK } from "../../ffi/linux.ts";
 
 /** A pipe: read end, write end. */
 export interface Pipe {

@@ -16,6 +16,13 @@
 import { libc } from "../../ffi/libc.ts";
 import { errno, errnoText } from "../system/errno.ts";
 import { logger } from "../system/log.ts";
+import {
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+} from "../../ffi/linux.ts";
 
 const log = logger("relay");
 
@@ -30,11 +37,6 @@ export const Ready = {
   Edge: 0x80000000,
 } as const;
 
-const EPOLL_CLOEXEC = 0o2000000;
-const EPOLL_CTL_ADD = 1;
-const EPOLL_CTL_DEL = 2;
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
 // struct epoll_event is packed on x86-64: u32 events, u64 data.
 const EVENT_SIZE = 12;
 const MAX_EVENTS = 256;

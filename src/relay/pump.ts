@@ -36,6 +36,13 @@ import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
 import type { Pipe, PipePool } from "./pipe_pool.ts";
 import { type Poller, Ready } from "./poller.ts";
 import { closeFd, pendingError, resetFd, shutdownWrite } from "./socket.ts";
+import {
+  MSG_DONTWAIT,
+  MSG_MORE,
+  MSG_NOSIGNAL,
+  SPLICE_F_MOVE,
+  SPLICE_F_NONBLOCK,
+} from "../../ffi/linux.ts";
 
 /** How a pumped connection ended. */
 export type PumpEndReason =
@@ -90,12 +97,7 @@ const RESET_ERRNOS: ReadonlySet<number> = new Set([
   Errno.ENETUNREACH,
 ]);
 
-const SPLICE_F_MOVE = 1;
-const SPLICE_F_NONBLOCK = 2;
 const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
-const MSG_MORE = 0x8000;
 const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL;
 // The last bytes before a FIN already read: held back so the FIN rides in the same segment
 // (shutdown or close pushes them), one packet and one ACK less per connection.

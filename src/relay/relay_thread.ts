@@ -5,17 +5,15 @@
  * thread through the messages of relay_threads.ts; it reports its counters and live service
  * ports on its own, at most every {@link REPORT_MS}.
  *
- * Only for kernel_nat: a diverted connection needs nothing but the settings (where it goes),
- * while in NFQUEUE mode the relay shares the NAT table with the packet loop.
+ * A diverted connection needs nothing but the settings (where it goes), so a thread shares no
+ * state with the main thread.
  *
  * @module
  */
 
 /// <reference lib="deno.worker" />
 
-import { NatTable } from "../nat/nat_table.ts";
-import { PortPool } from "../nat/port_pool.ts";
-import { TcpNat } from "../nat/tcp_nat.ts";
+import { TcpTargets } from "../nat/tcp_targets.ts";
 import { pinThisThread } from "../system/cpu_affinity.ts";
 import { logger, setupLogging } from "../system/log.ts";
 import { TcpRelay } from "./tcp_relay.ts";
@@ -67,17 +65,10 @@ async function serve(request: ThreadRequest): Promise<unknown> {
       await setupLogging(request.log);
       settings = request.settings;
       const cpu = keepTo(request.cpu);
-      // Transparent connections take no NAT entry: the table and pool stay empty.
-      const nat = new TcpNat(
-        new NatTable({ capacity: 16, now: () => performance.now() }),
-        () => settings!.nat,
-        new PortPool(1, 1),
-      );
       relay = new TcpRelay({
-        nat,
+        targets: new TcpTargets(() => settings!.nat),
         settings: () => settings!.relay,
         now: () => performance.now(),
-        transparent: true,
         reusePort: true,
         dedicated: true,
         cpu,

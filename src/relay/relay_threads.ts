@@ -1,5 +1,5 @@
 /**
- * Relay threads (kernel_nat, `relay_threads` > 1), which then do the main thread's TCP
+ * Relay threads (`relay_threads` > 1), which then do the main thread's TCP
  * relaying: each is a Worker running relay_thread.ts, a transparent TCP relay with its own
  * poller and its own gateway-port listener, all of them in the port's SO_REUSEPORT group, so
  * that the kernel spreads new connections over the threads and every core works. Given CPUs,
@@ -23,7 +23,7 @@
  * @module
  */
 
-import type { TcpNatSettings } from "../nat/tcp_nat.ts";
+import type { TcpTargetSettings } from "../nat/tcp_targets.ts";
 import { cpuForThread } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import {
@@ -36,7 +36,7 @@ import {
 
 /** What a thread's relay reads: where diverted connections go, and the timeouts. */
 export interface ThreadSettings {
-  nat: TcpNatSettings;
+  nat: TcpTargetSettings;
   relay: TcpRelaySettings;
 }
 

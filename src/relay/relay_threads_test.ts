@@ -5,11 +5,7 @@ import { RelayThreads, type ThreadSettings } from "./relay_threads.ts";
 const settings: ThreadSettings = {
   nat: {
     realIp: 0xcb00710a,
-    gport: 16000,
     tcpPorts: new Set([80]),
-    tcpSynTimeoutMs: 10_000,
-    tcpEstablishedTimeoutMs: 360_000,
-    tcpLingerMs: 2_000,
   },
   relay: { connectTimeoutMs: 5_000, idleTimeoutMs: 300_000 },
 };

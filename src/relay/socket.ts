@@ -12,28 +12,28 @@
 
 import { libc } from "../../ffi/libc.ts";
 import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
-
-const AF_INET = 2;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-const SO_ERROR = 4;
-const SO_LINGER = 13;
-const SO_REUSEPORT = 15;
-const SO_INCOMING_CPU = 49;
-const SOL_IP = 0;
-const IP_TRANSPARENT = 19;
-const IP_BIND_ADDRESS_NO_PORT = 24;
-const IPPROTO_TCP = 6;
-const TCP_NODELAY = 1;
-const TCP_INFO = 11;
-const TCP_QUICKACK = 12;
-// tcpi_state, the first byte of struct tcp_info.
-const TCP_ESTABLISHED = 1;
-const TCP_SYN_SENT = 2;
-const SHUT_WR = 1;
+import {
+  AF_INET,
+  IP_BIND_ADDRESS_NO_PORT,
+  IP_TRANSPARENT,
+  IPPROTO_TCP,
+  SHUT_WR,
+  SO_ERROR,
+  SO_INCOMING_CPU,
+  SO_LINGER,
+  SO_REUSEADDR,
+  SO_REUSEPORT,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  SOL_IP,
+  SOL_SOCKET,
+  TCP_ESTABLISHED,
+  TCP_INFO,
+  TCP_NODELAY,
+  TCP_QUICKACK,
+  TCP_SYN_SENT,
+} from "../../ffi/linux.ts";
 
 /** A failed socket call: `code` is the errno name ("EADDRINUSE"). */
 export class SocketError extends Error {

@@ -1,17 +1,14 @@
 /**
- * The TCP relay: listens on the gateway port, and for each client connection that the NAT
- * steered there, finds the original destination, opens its own connection to the real server
- * from a port y of its pool (recorded in the NAT table before the SYN leaves, so the server's
- * answers find their way back), then pumps bytes both ways until both sides are done.
- *
- * Transparent (kernel_nat), the kernel (sk_lookup or TPROXY) delivers the client's connection
- * unchanged and the relay connects from the client's own address, on a port the kernel picks:
- * the kernel rewrites nothing, and no NAT entry is made; the relay lists these connections
- * itself ({@link TcpRelay.diverted}).
+ * The TCP relay: the gateway-port listener and its connections. The kernel (sk_lookup or
+ * TPROXY) delivers a client's connection unchanged, so its local address is where the client
+ * meant to go; the relay connects to the real server from the client's own address, on a port
+ * the kernel picks (upstream.ts), then pumps bytes both ways until both sides are done
+ * (connections.ts, pump.ts). The kernel rewrites nothing and no NAT entry is made: the relay
+ * lists its connections itself ({@link TcpRelay.diverted}).
  *
  * @example
  * ```ts ignore
- * const relay = new TcpRelay({ nat: engine.tcp, settings: () => s, now: () => performance.now() });
+ * const relay = new TcpRelay({ targets, settings: () => s, now: () => performance.now() });
  * await relay.listen(16000);
  * // ...
  * await relay.close();
@@ -19,25 +16,15 @@
  * @module
  */
 
-import type { NatEntry } from "../nat/nat_table.ts";
-import { type TcpNat, TcpState } from "../nat/tcp_nat.ts";
+import { TcpState, type TcpTargets } from "../nat/tcp_targets.ts";
 import { formatEndpoint } from "../packet/address.ts";
-import { libc } from "../../ffi/libc.ts";
-import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
+import { Errno, errnoText } from "../system/errno.ts";
 import { logger } from "../system/log.ts";
 import { PipePool } from "./pipe_pool.ts";
 import { Poller, Ready } from "./poller.ts";
-import {
-  acceptFrom,
-  closeFd,
-  gatewayListener,
-  localEndpoint,
-  resetFd,
-  shutdownWrite,
-  SocketError,
-  startConnect,
-  upstreamSocket,
-} from "./socket.ts";
+import { acceptFrom, closeFd, gatewayListener, localEndpoint, resetFd } from "./socket.ts";
+import { closeGracefully, reserveFd } from "./close.ts";
+import { connectUpstream } from "./upstream.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import {
@@ -58,16 +45,10 @@ export interface TcpRelaySettings {
 
 /** What a {@link TcpRelay} works with. */
 export interface TcpRelayOptions {
-  nat: TcpNat;
+  /** Where connections go, by the service port they were diverted from. */
+  targets: TcpTargets;
   settings: () => TcpRelaySettings;
   now: () => number;
-  /**
-   * The kernel (sk_lookup or TPROXY) diverts clients' connections to the gateway port unchanged
-   * (kernel_nat): the listener and the sockets to servers are transparent, a connection's flow
-   * comes from its local address (where the client meant to go), and the relay connects from
-   * the client's own address. Needs CAP_NET_ADMIN.
-   */
-  transparent?: boolean;
   /**
    * The gateway listener shares its port with other relay threads' (SO_REUSEPORT); each
    * thread's listener must say so.
@@ -88,7 +69,7 @@ export interface TcpRelayStats {
   active: number;
   /** Connections accepted since start. */
   total: number;
-  /** Connections that could not be relayed (no flow, pool exhausted, server refused or silent). */
+  /** Connections that could not be relayed (no service, server refused or silent, no fd). */
   failed: number;
   /** Bytes relayed client -> server and server -> client, of finished and live connections. */
   bytesToServer: number;
@@ -113,8 +94,6 @@ export function addStats(...all: TcpRelayStats[]): TcpRelayStats {
   return sum;
 }
 
-// How many other ports to try when the port y taken from the pool cannot be bound.
-const BIND_RETRIES = 3;
 // Connections accepted per listener event; the rest wait for the next round (level-triggered).
 const ACCEPTS_PER_EVENT = 64;
 // Bytes a splice pipe holds: more per call than the default 64 KiB (kernel memory, lent only
@@ -122,9 +101,6 @@ const ACCEPTS_PER_EVENT = 64;
 const PIPE_SIZE = 256 * 1024;
 // The copy buffer of the pumps: a read that fills it switches its direction to splice.
 const COPY_SIZE = 64 * 1024;
-
-// How long a client being closed gets to close its side before its socket is closed anyway.
-const CLOSE_GRACE_MS = 2_000;
 
 /**
  * Who a relayed connection is from, where the client meant to go, and where it is relayed. A
@@ -141,7 +117,7 @@ export interface RelayedFlow {
   serverPort: number;
 }
 
-/** A diverted (kernel_nat) connection as listed: it has no NAT entry. */
+/** A relayed connection as listed: it has no NAT entry. */
 export interface DivertedConnection extends RelayedFlow {
   /** The relay's port toward the server (the kernel's pick), 0 before the connect started. */
   relayPort: number;
@@ -162,8 +138,6 @@ class Relayed {
   constructor(
     readonly id: number,
     readonly flow: RelayedFlow,
-    /** Its NAT entry (queue mode); none when diverted. */
-    readonly entry: NatEntry | undefined,
     readonly created: number,
   ) {}
 
@@ -216,7 +190,7 @@ export class TcpRelay {
     if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
     const fd = gatewayListener(
       port,
-      this.options.transparent === true,
+      true,
       this.options.reusePort === true,
       this.options.cpu,
     );
@@ -249,7 +223,6 @@ export class TcpRelay {
         const c = this.#connections.get(id);
         if (c === undefined) return;
         c.established = true;
-        if (c.entry !== undefined) this.options.nat.established(c.entry);
       },
       ended: (id: number, end: ConnectionEnd) => this.#ended(id, end),
     });
@@ -302,20 +275,17 @@ export class TcpRelay {
     }
   }
 
-  /** The service ports of the diverted connections being relayed now. */
+  /** The service ports of the connections being relayed now. */
   divertedPorts(): Set<number> {
     const ports = new Set<number>();
-    for (const c of this.#connections.values()) {
-      if (c.entry === undefined) ports.add(c.flow.servicePort);
-    }
+    for (const c of this.#connections.values()) ports.add(c.flow.servicePort);
     return ports;
   }
 
-  /** The diverted (kernel_nat) connections being relayed now, which have no NAT entry. */
+  /** The connections being relayed now, which have no NAT entry. */
   diverted(): DivertedConnection[] {
     const list: DivertedConnection[] = [];
     for (const c of this.#connections.values()) {
-      if (c.entry !== undefined) continue;
       const activity = this.#host?.activity(c.id);
       const { client, relay, server } = c.flow;
       list.push({
@@ -380,15 +350,13 @@ export class TcpRelay {
     this.#stats.total++;
     let c: Relayed | undefined;
     try {
-      c = this.options.transparent
-        ? this.#diverted(fd, client, clientPort)
-        : this.#natted(fd, client, clientPort);
+      c = this.#diverted(fd, client, clientPort);
     } catch {
       c = undefined;
     }
     if (c === undefined) {
-      // Someone connected to the gateway port directly, or the flow expired before accept.
-      log.debug("no NAT flow for {who}: reset", { who: formatEndpoint(client, clientPort) });
+      // Someone connected to the gateway port directly, or to a service since removed.
+      log.debug("no service for {who}: reset", { who: formatEndpoint(client, clientPort) });
       this.#stats.failed++;
       resetFd(fd);
       return;
@@ -403,7 +371,7 @@ export class TcpRelay {
    */
   #diverted(fd: number, client: number, clientPort: number): Relayed | undefined {
     const local = localEndpoint(fd);
-    const target = this.options.nat.divertedTarget(local.port, local.address);
+    const target = this.options.targets.target(local.port, local.address);
     if (target === undefined) return undefined;
     const flow = {
       client,
@@ -413,7 +381,7 @@ export class TcpRelay {
       server: target.server,
       serverPort: target.serverPort,
     };
-    return new Relayed(this.#nextId++, flow, undefined, this.options.now());
+    return new Relayed(this.#nextId++, flow, this.options.now());
   }
 
   /**
@@ -426,15 +394,15 @@ export class TcpRelay {
    */
   async warmUp(limits: WarmUpLimits): Promise<WarmUpResult | undefined> {
     const shared = this.#shared;
-    if (!this.options.transparent || this.#listener < 0 || shared === undefined) return undefined;
+    if (this.#listener < 0 || shared === undefined) return undefined;
     if (this.#warmed || limits.connections <= 0) return undefined;
     this.#warmed = true;
     const origin = new WarmUpOrigin(shared.poller);
     const stats = { ...this.#stats };
     const finished = { ...this.#finished };
-    // Looked up as a service's connections are (see TcpNat.divertedTarget), from 127.0.0.1 only.
+    // Looked up as a service's connections are (see TcpTargets.target), from 127.0.0.1 only.
     const port = localEndpoint(this.#listener).port;
-    this.options.nat.divertOwn(port, LOOPBACK, LOOPBACK, origin.port);
+    this.options.targets.divertOwn(port, LOOPBACK, LOOPBACK, origin.port);
     try {
       return await warmUpClient(shared.poller, port, limits, origin.closesFirst);
     } finally {
@@ -442,7 +410,7 @@ export class TcpRelay {
       for (let i = 0; i < 50 && this.#connections.size > 0; i++) {
         await new Promise((r) => setTimeout(r, 2));
       }
-      this.options.nat.undivertOwn(port);
+      this.options.targets.undivertOwn(port);
       origin.close();
       // In place: objects of another shape would undo what V8 optimised for these.
       Object.assign(this.#stats, stats);
@@ -450,69 +418,25 @@ export class TcpRelay {
     }
   }
 
-  /** A connection steered by the NAT: its flow was made by the client's SYN. */
-  #natted(fd: number, client: number, clientPort: number): Relayed | undefined {
-    const relay = localEndpoint(fd).address >>> 0;
-    const entry = this.options.nat.acceptedFlow(client >>> 0, clientPort, relay);
-    return entry && new Relayed(this.#nextId++, entry, entry, entry.created);
-  }
-
-  /**
-   * Connects to the server and hands both sockets to the host: from a port y of the pool (NAT),
-   * or from the client's address on a port the kernel picks (diverted).
-   */
+  /** Connects to the server from the client's address and hands both sockets to the host. */
   #connect(c: Relayed, client: number): void {
     if (this.#stopping || this.#host === undefined) {
       this.#fail(c, client, resetFd);
       return;
     }
-    const entry = c.entry;
-    if (entry === undefined) {
-      // Diverted: from the client's address, on a port the kernel picks at connect.
-      this.#connectAndHandOver(c, client, 0);
-      return;
-    }
-    // As read at the start of the accept round (#syncTimeouts); a new host has none yet.
-    const connectTimeoutMs = this.#timeouts[0] >= 0
-      ? this.#timeouts[0]
-      : this.options.settings().connectTimeoutMs;
-    for (let attempt = 0; attempt <= BIND_RETRIES; attempt++) {
-      const y = this.options.nat.bindUpstream(entry, connectTimeoutMs);
-      if (y === undefined) {
-        log.warning("relay port pool exhausted ({size} ports): closing {who}", {
-          size: this.options.nat.pool.size,
-          who: c.who,
-        });
-        this.#fail(c, client, (fd) => this.#closeGracefully(fd));
-        return;
-      }
-      const outcome = this.#connectAndHandOver(c, client, y);
-      if (outcome !== "EADDRINUSE" && outcome !== "EADDRNOTAVAIL") return;
-    }
-    this.#fail(c, client, resetFd);
-  }
-
-  /**
-   * Connects from port y (0: the kernel's pick) and hands both sockets to the host. Returns ""
-   * when handed over, else the errno name of the failure; the connection is failed too, unless
-   * the pool's port y was in use (the caller tries another).
-   */
-  #connectAndHandOver(c: Relayed, client: number, y: number): string {
-    const outcome = this.#connectFrom(c, y);
+    const outcome = connectUpstream(c.flow);
     if (typeof outcome !== "string") {
       c.upstream = outcome.fd;
-      this.#host!.add(c.id, client, outcome.fd, outcome.connecting);
-      return "";
+      this.#host.add(c.id, client, outcome.fd, outcome.connecting);
+      return;
     }
-    const portInUse = outcome === "EADDRINUSE" || outcome === "EADDRNOTAVAIL";
-    if (portInUse && y !== 0) return outcome;
-    if (portInUse) {
+    if (outcome === "EADDRINUSE" || outcome === "EADDRNOTAVAIL") {
       // Every port of ip_local_port_range is in a connection from this client to this server.
       log.warning("no local port left toward {target} for {who} (ip_local_port_range): closing", {
         target: c.target,
         who: c.who,
       });
-      this.#fail(c, client, (fd) => this.#closeGracefully(fd));
+      this.#fail(c, client, (fd) => closeGracefully(this.#shared!.poller, fd));
     } else {
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,
@@ -521,27 +445,6 @@ export class TcpRelay {
       });
       this.#fail(c, client, resetFd);
     }
-    return outcome;
-  }
-
-  /**
-   * Starts connecting to the flow's server from local port y (of the client's address when
-   * transparent; 0: the kernel picks one at connect): the socket and whether the connect is
-   * still in progress, else the errno name of the failure.
-   */
-  #connectFrom(c: Relayed, y: number): { fd: number; connecting: boolean } | string {
-    let fd: number;
-    try {
-      fd = upstreamSocket(this.options.transparent ? c.flow.client : 0, y);
-    } catch (e) {
-      return e instanceof SocketError ? e.code : String(e);
-    }
-    const started = startConnect(fd, { address: c.flow.server, port: c.flow.serverPort });
-    if (started === 0 || started === Errno.EINPROGRESS) {
-      return { fd, connecting: started !== 0 };
-    }
-    closeFd(fd);
-    return errnoName(started);
   }
 
   /** A connection handed to the host ended. */
@@ -578,41 +481,5 @@ export class TcpRelay {
 
   #remove(c: Relayed): void {
     this.#connections.delete(c.id);
-    if (c.entry !== undefined) this.options.nat.closed(c.entry, this.options.now());
   }
-
-  /**
-   * Closes with a FIN, not a reset: what the client sent is read and discarded (closing with
-   * unread data would make the kernel send an RST), and the socket goes once the client has
-   * closed too, or after a grace period.
-   */
-  #closeGracefully(fd: number): void {
-    const poller = this.#shared!.poller;
-    const scratch = new Uint8Array(4096);
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      poller.forget(fd);
-      closeFd(fd);
-    };
-    const timer = setTimeout(finish, CLOSE_GRACE_MS);
-    const drain = () => {
-      for (;;) {
-        const n = libc().read(fd, scratch, BigInt(scratch.length));
-        if (n > 0) continue;
-        if (n === 0 || errno() !== Errno.EAGAIN) finish();
-        return;
-      }
-    };
-    shutdownWrite(fd);
-    poller.watch(fd, Ready.In | Ready.RdHup | Ready.Edge, drain);
-    drain();
-  }
-}
-
-/** A cheap fd (an eventfd, close-on-exec) held only to be given up; -1 when none is left. */
-function reserveFd(): number {
-  return libc().eventfd(0, 0o2000000);
 }

@@ -59,6 +59,11 @@ export interface ScriptHostOptions {
   now: () => number;
   /** The check before loading; default {@link checkScript} (tests may skip it). */
   check?: (file: string) => Promise<void>;
+  /**
+   * Called when the set of services with scripts changed (a load or an unload), for the
+   * steering to send those services' packets through the queue, or no longer.
+   */
+  onServicesChanged?: () => void | Promise<void>;
 }
 
 /** A packet for the scripts, and what they decided. */
@@ -150,6 +155,16 @@ export class ScriptHost {
     return this.#byService.size > 0;
   }
 
+  /** The service ports that have a script, by protocol, sorted. */
+  scriptedPorts(): { udp: number[]; tcp: number[] } {
+    const udp: number[] = [];
+    const tcp: number[] = [];
+    for (const key of this.#byService.keys()) {
+      (Math.floor(key / 65536) === IpProtocol.UDP ? udp : tcp).push(key % 65536);
+    }
+    return { udp: udp.sort((a, b) => a - b), tcp: tcp.sort((a, b) => a - b) };
+  }
+
   /**
    * Checks the script at `file`, starts it in a new worker and attaches it to `services`
    * under `name`. A script already loaded under `name` is replaced once the new one runs
@@ -177,6 +192,7 @@ export class ScriptHost {
     if (old) this.#entries[at] = entry;
     else this.#entries.push(entry);
     this.#index();
+    await this.options.onServicesChanged?.();
     old?.worker?.retire();
     log.info("script {script} {what} from {file} on {services}", {
       script: name,
@@ -189,11 +205,14 @@ export class ScriptHost {
 
   /** Unloads `name`: its worker (and all its state) ends. False when no such script. */
   unload(name: string): Promise<boolean> {
-    const run = this.#loading.then(() => {
+    const run = this.#loading.then(async () => {
       const entry = this.#entries.find((e) => e.name === name);
       if (!entry) return false;
       this.#entries = this.#entries.filter((e) => e !== entry);
       this.#index();
+      // The steering first: the service's packets go back to the kernel path, then the
+      // worker ends (packets still queued meanwhile get the default verdict).
+      await this.options.onServicesChanged?.();
       entry.worker?.retire();
       entry.worker = undefined;
       log.info("script {script} unloaded", { script: name });

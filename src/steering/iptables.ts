@@ -1,22 +1,22 @@
 /**
- * The iptables rules that steer exactly the relayed packets to krelay's queue, rendered as
- * an iptables-restore script. Pure: the applier in {@link ./iptables_steering.ts} runs it.
+ * The iptables rules that select the packets krelay must decide for its queue, rendered as
+ * iptables-restore scripts. Pure: the applier in {@link ./iptables_steering.ts} runs them.
  *
- * Rules live in chains of krelay's own, jumped to from the built-in chains, so that removing
- * krelay is removing its jumps and chains, whatever else the machine's rules contain.
+ * The kernel carries established flows (kernel_path.ts); the queue gets only:
  *
- * - raw PREROUTING (before conntrack and routing): U1, requests to relay:udp-port; T1, the
- *   client's segments to relay:tcp-port; T4, the server's segments to the relay's own ports.
- *   Rewriting before conntrack sees the packet keeps conntrack consistent: it tracks the
- *   rewritten flow, and routing takes the packet where its new destination says.
- * - mangle POSTROUTING (after routing, before the packet leaves): U3, the server's forwarded
- *   replies, whose source is rewritten back to the relay; T2, the relay's segments from the
- *   gateway port; T3, the relay's segments to the server from its own ports.
+ * - `mangle KRELAY_PRE` (from PREROUTING, taken only by packets with {@link UDP_FIRST_MARK}):
+ *   each new UDP flow's first packet, which nft.ts's chain at raw priority marked. krelay
+ *   records the flow and rewrites that packet; the kernel learns the flow from it.
+ * - with packet scripts, every packet of a scripted service:
+ *   - `raw KRELAY_PRE` (from PREROUTING, before conntrack and routing): the client's requests
+ *     to relay:port. UDP is rewritten to the real server there (U1), so routing forwards it;
+ *     TCP only gets the scripts' verdict (the gateway listener takes the connection as any).
+ *   - `mangle KRELAY_POST` (from POSTROUTING, after routing): UDP replies from the service
+ *     port, whose source is rewritten back to the relay (U3), and the relay's TCP segments from
+ *     the service port to the client.
  *
- * U3, T3 and T4 match ports (the service ports, the relay's own port range), not the real
- * server's address, so that flows opened before a change of real_ip keep working; the ports in
- * a spec are the configured ones plus those of live flows, so that a service removed from the
- * configuration keeps its established flows until they end.
+ * A chain exists only while it has rules: every built-in chain a jump sits in is a hook every
+ * packet passes, so without scripts the only hook is the marked packets' jump.
  *
  * Every NFQUEUE rule has --queue-bypass: when krelay is not running, packets pass instead of
  * being dropped by an unserved queue.
@@ -25,29 +25,29 @@
  */
 
 import { UDP_FIRST_MARK } from "./marks.ts";
-import type { SteeringSpec } from "./steering.ts";
+import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 
-/** Chain names krelay owns, per table, and the built-in chain that jumps to each. */
-export const KRELAY_CHAINS = [
-  { table: "raw", chain: "KRELAY_PRE", from: "PREROUTING" },
-  { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING" },
-] as const;
+/** One of krelay's chains: its table, name and the built-in chain that jumps to it. */
+export interface KrelayChain {
+  readonly table: "raw" | "mangle";
+  readonly chain: string;
+  readonly from: string;
+  /** The matches of the jump, before `-j CHAIN` (none: every packet takes it). */
+  readonly jump: string;
+}
 
-/**
- * With the kernel's NAT (kernel_nat), the queue rule selects a UDP flow's first packet by the
- * mark nft_nat.ts's raw-priority chain gave it, so it sits after that chain: mangle PREROUTING.
- * Nothing is queued on the way out, and no TCP at all: TCP goes to the gateway listener by
- * sk_lookup or TPROXY (see nft_nat.ts).
- */
-export const KERNEL_NAT_CHAINS = [
-  { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING" },
-] as const;
-
-/** Every place a krelay chain may be, in either mode: what removal cleans. */
-const ALL_CHAINS = [...KRELAY_CHAINS, KERNEL_NAT_CHAINS[0]];
-
-/** What selects a UDP flow's first packet, marked by nft_nat.ts's raw-priority chain. */
+/** What selects a UDP flow's first packet, marked by nft.ts's raw-priority chain. */
 const UDP_FIRST = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
+
+/** Every chain krelay may install, in the order they are installed. */
+export const CHAINS = {
+  first: { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING", jump: UDP_FIRST },
+  request: { table: "raw", chain: "KRELAY_PRE", from: "PREROUTING", jump: "" },
+  reply: { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING", jump: "" },
+} as const satisfies Record<string, KrelayChain>;
+
+/** A chain's name in {@link CHAINS}. */
+export type ChainId = keyof typeof CHAINS;
 
 /** Comment put on every rule, so a person reading `iptables -S` knows whose rules they are. */
 export const RULE_COMMENT = "krelay";
@@ -67,87 +67,84 @@ function queueTarget(queue: number): string {
   return `-m comment --comment ${RULE_COMMENT} -j NFQUEUE --queue-num ${queue} --queue-bypass`;
 }
 
-/** The rules of each krelay chain, as iptables arguments after `-A CHAIN`. */
-export function renderChainRules(spec: SteeringSpec): Record<string, string[]> {
+/** The rules of each chain the spec needs, as iptables arguments after `-A CHAIN`. */
+export function renderChainRules(spec: SteeringSpec): Partial<Record<ChainId, string[]>> {
   const q = queueTarget(spec.queue);
-  const pool = `${spec.relayPorts[0]}:${spec.relayPorts[1]}`;
-  if (spec.kernelNat) {
-    return { KRELAY_PRE: spec.udpPorts.length > 0 ? [`${UDP_FIRST} ${q}`] : [] };
+  const rules: Partial<Record<ChainId, string[]>> = {};
+  if (kernelUdpPorts(spec).length > 0) rules.first = [q];
+  const udp = spec.scriptedUdpPorts;
+  const tcp = spec.scriptedTcpPorts;
+  if (udp.length + tcp.length > 0) {
+    const relay = `${spec.relayIp}/32`;
+    rules.request = [
+      ...chunks(udp).map((ports) => `-d ${relay} -p udp -m multiport --dports ${ports} ${q}`),
+      ...chunks(tcp).map((ports) => `-d ${relay} -p tcp -m multiport --dports ${ports} ${q}`),
+    ];
+    rules.reply = [
+      ...chunks(udp).map((ports) => `-p udp -m multiport --sports ${ports} ${q}`),
+      ...chunks(tcp).map((ports) => `-s ${relay} -p tcp -m multiport --sports ${ports} ${q}`),
+    ];
   }
-  return {
-    KRELAY_PRE: [
-      ...chunks(spec.udpPorts).map((ports) =>
-        `-d ${spec.relayIp}/32 -p udp -m multiport --dports ${ports} ${q}`
-      ),
-      ...chunks(spec.tcpPorts).map((ports) =>
-        `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${q}`
-      ),
-      ...chunks(spec.tcpPorts).map((ports) =>
-        `-p tcp -m tcp --dport ${pool} -m multiport --sports ${ports} ${q}`
-      ),
-    ],
-    KRELAY_POST: [
-      ...chunks(spec.udpPorts).map((ports) => `-p udp -m multiport --sports ${ports} ${q}`),
-      ...chunks(spec.gports).map((ports) =>
-        `-s ${spec.relayIp}/32 -p tcp -m multiport --sports ${ports} ${q}`
-      ),
-      ...chunks(spec.tcpPorts).map((ports) =>
-        `-p tcp -m tcp --sport ${pool} -m multiport --dports ${ports} ${q}`
-      ),
-    ],
-  };
+  return rules;
+}
+
+/** The chains a spec needs. */
+export function neededChains(spec: SteeringSpec): Set<ChainId> {
+  return new Set(Object.keys(renderChainRules(spec)) as ChainId[]);
 }
 
 /**
- * An iptables-restore script (for `--noflush`) that creates krelay's chains, fills them and,
- * with `jumps`, adds the jumps. Declaring a chain empties it, so without `jumps` the script
- * replaces the rules of installed chains in one transaction per table: no packet ever sees
- * them missing. With `jumps`, apply it only after {@link removalCommands}.
+ * An iptables-restore script (for `--noflush`) that fills the chains `spec` needs: those in
+ * `installed` are replaced in place (declaring a chain empties it, in the same transaction, so
+ * no packet sees it missing), the others are created and jumped to.
  */
-export function renderRestoreScript(spec: SteeringSpec, jumps = true): string {
+export function renderRestoreScript(
+  spec: SteeringSpec,
+  installed: ReadonlySet<ChainId> = new Set(),
+): string {
   const rules = renderChainRules(spec);
-  const chains = spec.kernelNat ? KERNEL_NAT_CHAINS : KRELAY_CHAINS;
+  const ids = (Object.keys(CHAINS) as ChainId[]).filter((id) => rules[id] !== undefined);
   const lines: string[] = [];
-  for (const table of new Set(chains.map((c) => c.table))) {
+  for (const table of new Set(ids.map((id) => CHAINS[id].table))) {
     lines.push(`*${table}`);
-    const here = chains.filter((c) => c.table === table);
-    for (const { chain } of here) lines.push(`:${chain} - [0:0]`);
-    for (const { chain } of here) {
-      for (const rule of rules[chain]) lines.push(`-A ${chain} ${rule}`);
+    const here = ids.filter((id) => CHAINS[id].table === table);
+    for (const id of here) lines.push(`:${CHAINS[id].chain} - [0:0]`);
+    for (const id of here) {
+      for (const rule of rules[id]!) lines.push(`-A ${CHAINS[id].chain} ${rule}`);
     }
-    if (jumps) {
-      for (const { chain, from } of here) lines.push(`-I ${from} 1 ${jumpSpec(spec)} ${chain}`);
+    for (const id of here) {
+      if (!installed.has(id)) lines.push(`-I ${CHAINS[id].from} 1 ${jumpArgs(CHAINS[id])}`);
     }
     lines.push("COMMIT");
   }
-  return lines.join("\n") + "\n";
+  return lines.length > 0 ? lines.join("\n") + "\n" : "";
+}
+
+function jumpArgs(c: KrelayChain): string {
+  return c.jump === "" ? `-j ${c.chain}` : `${c.jump} -j ${c.chain}`;
 }
 
 /**
- * The matches and target of a jump to a krelay chain, before the chain's name. Every packet
- * crossing the built-in chain meets the jump, so it carries no comment (a match of its own per
- * packet with iptables-nft; the chain's name says whose it is), and with kernel_nat only the
- * marked UDP first packets take it, the rest cost one comparison.
+ * iptables argument lists that remove krelay's chains (those named, or all). Each may fail
+ * harmlessly when there is nothing to remove; each jump deletion (one per form a jump has had,
+ * the commented one of earlier versions included) is repeated by the caller until it fails,
+ * since a crashed run may have left more than one.
  */
-function jumpSpec(spec: { kernelNat: boolean }): string {
-  return spec.kernelNat ? `${UDP_FIRST} -j` : "-j";
-}
-
-/**
- * iptables argument lists that remove krelay's jumps and chains. Each may fail harmlessly when
- * there is nothing to remove; each jump deletion (one per form a jump has had: either mode's,
- * and the commented one of earlier versions) is repeated by the caller until it fails, since a
- * crashed run may have left more than one.
- */
-export function removalCommands(): { jumps: string[][]; flush: string[]; remove: string[] }[] {
-  const forms = [
-    jumpSpec({ kernelNat: false }),
-    jumpSpec({ kernelNat: true }),
-    `-m comment --comment ${RULE_COMMENT} -j`,
-  ];
-  return ALL_CHAINS.map(({ table, chain, from }) => ({
-    jumps: forms.map((form) => ["-w", "-t", table, "-D", from, ...form.split(" "), chain]),
-    flush: ["-w", "-t", table, "-F", chain],
-    remove: ["-w", "-t", table, "-X", chain],
-  }));
+export function removalCommands(
+  ids: Iterable<ChainId> = Object.keys(CHAINS) as ChainId[],
+): { jumps: string[][]; flush: string[]; remove: string[] }[] {
+  return [...ids].map((id) => {
+    const { table, chain, from } = CHAINS[id];
+    // Both forms in either table: earlier versions jumped to mangle KRELAY_PRE unmarked too.
+    const forms = [
+      `-j ${chain}`,
+      `${UDP_FIRST} -j ${chain}`,
+      `-m comment --comment krelay -j ${chain}`,
+    ];
+    return {
+      jumps: forms.map((form) => ["-w", "-t", table, "-D", from, ...form.split(" ")]),
+      flush: ["-w", "-t", table, "-F", chain],
+      remove: ["-w", "-t", table, "-X", chain],
+    };
+  });
 }

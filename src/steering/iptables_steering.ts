@@ -1,36 +1,18 @@
 /**
- * Steering with iptables: krelay's chains are installed in one iptables-restore transaction
- * per table, and removed jump first, then chain.
+ * The queue selection by iptables rules (iptables.ts): krelay's chains are installed in one
+ * iptables-restore transaction per table, and removed jump first, then chain.
  *
  * @module
  */
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
-import { logger } from "../system/log.ts";
-import { removalCommands, renderRestoreScript } from "./iptables.ts";
-import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
-import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
+import { type ChainId, neededChains, removalCommands, renderRestoreScript } from "./iptables.ts";
 import type { Steering, SteeringSpec } from "./steering.ts";
-import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
-
-const log = logger("steering");
-
-/** What hands the client's connections to the gateway listeners (sk_lookup.ts), if allowed. */
-export interface ListenerSteering {
-  update(target: SkLookupTarget, listeners: readonly number[]): void;
-  close(): void;
-}
-
-/** Attaches the steering to the listeners; throws when the kernel refuses. */
-export type AttachListeners = (
-  target: SkLookupTarget,
-  listeners: readonly number[],
-) => ListenerSteering;
 
 // A crashed run can leave at most a few duplicate jumps; this bounds the removal loop.
 const MAX_STALE_JUMPS = 16;
 
-/** The iptables tables krelay's chains go in (see iptables_rules.ts). */
+/** The iptables tables krelay's chains go in (see iptables.ts). */
 const TABLES = ["raw", "mangle"] as const;
 
 /**
@@ -60,39 +42,21 @@ export function idleBuiltinChains(json: string): { chains: string[]; all: boolea
   return { chains, all: !other && chains.length === idle.length };
 }
 
-/**
- * {@link Steering} through the `iptables` and `iptables-restore` commands; with kernel_nat, also
- * an nftables table (`nft`) and a policy route (`ip`).
- */
+/** {@link Steering}'s queue selection through the `iptables` and `iptables-restore` commands. */
 export class IptablesSteering implements Steering {
-  #listeners?: ListenerSteering;
-  /** Said once: why TPROXY diverts instead of sk_lookup. */
-  #fallbackLogged = false;
+  /** The chains installed now. */
+  #installed = new Set<ChainId>();
 
   constructor(
     private readonly run: CommandRunner = runCommand,
     private readonly iptables = "iptables",
     private readonly nft = "nft",
-    private readonly ip = "ip",
-    private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
     await this.remove();
     try {
-      // The NAT first: a flow the queue rules record must find its rewriting in place.
-      if (spec.kernelNat) {
-        this.#listeners = this.#attach(spec);
-        const skLookup = this.#listeners !== undefined;
-        await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec, skLookup));
-        for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
-      }
-      await mustRun(
-        this.run,
-        `${this.iptables}-restore`,
-        ["-w", "--noflush"],
-        renderRestoreScript(spec),
-      );
+      await this.#restore(spec);
     } catch (e) {
       // A partial install (one table committed, the next refused) is undone.
       await this.remove();
@@ -100,42 +64,28 @@ export class IptablesSteering implements Steering {
     }
   }
 
-  /** sk_lookup for `spec`'s listeners, or undefined (TPROXY then) when none or refused. */
-  #attach(spec: SteeringSpec): ListenerSteering | undefined {
-    if (!spec.listeners?.length) return undefined;
-    try {
-      const attached = this.attachListeners(spec, spec.listeners);
-      log.info("TCP connections reach the gateway listener by sk_lookup");
-      return attached;
-    } catch (e) {
-      if (!this.#fallbackLogged) {
-        log.warn("TCP diverted by TPROXY: sk_lookup refused ({error})", { error: String(e) });
-        this.#fallbackLogged = true;
-      }
-      return undefined;
-    }
+  async update(spec: SteeringSpec): Promise<void> {
+    const gone = [...this.#installed].filter((id) => !neededChains(spec).has(id));
+    await this.#restore(spec);
+    if (gone.length > 0) await this.#removeChains(gone);
   }
 
-  async update(spec: SteeringSpec): Promise<void> {
-    if (spec.kernelNat) {
-      // The program first: the rules then stop diverting only once it hands connections over.
-      if (this.#listeners === undefined) this.#listeners = this.#attach(spec);
-      else this.#listeners.update(spec, spec.listeners ?? []);
-      const skLookup = this.#listeners !== undefined;
-      await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec, skLookup));
+  async #restore(spec: SteeringSpec): Promise<void> {
+    const script = renderRestoreScript(spec, this.#installed);
+    if (script !== "") {
+      await mustRun(this.run, `${this.iptables}-restore`, ["-w", "--noflush"], script);
     }
-    await mustRun(
-      this.run,
-      `${this.iptables}-restore`,
-      ["-w", "--noflush"],
-      renderRestoreScript(spec, false),
-    );
+    this.#installed = neededChains(spec);
   }
 
   async remove(): Promise<void> {
-    this.#listeners?.close();
-    this.#listeners = undefined;
-    for (const cmds of removalCommands()) {
+    await this.#removeChains();
+    for (const table of TABLES) await this.#removeIdleTable(table);
+    this.#installed.clear();
+  }
+
+  async #removeChains(ids?: ChainId[]): Promise<void> {
+    for (const cmds of removalCommands(ids)) {
       for (const jump of cmds.jumps) {
         for (let i = 0; i < MAX_STALE_JUMPS; i++) {
           if ((await this.run(this.iptables, jump)).code !== 0) break;
@@ -144,14 +94,7 @@ export class IptablesSteering implements Steering {
       await this.run(this.iptables, cmds.flush);
       await this.run(this.iptables, cmds.remove);
     }
-    for (const table of TABLES) await this.#removeIdleTable(table);
-    // Whichever mode installed it (or a crashed run left it); a missing nft is no error here.
-    await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
-    const route = routeRemovalCommands();
-    for (let i = 0; i < MAX_STALE_JUMPS; i++) {
-      if ((await this.run(this.ip, route.rule)).code !== 0) break;
-    }
-    await this.run(this.ip, route.routes);
+    for (const id of ids ?? []) this.#installed.delete(id);
   }
 
   /**

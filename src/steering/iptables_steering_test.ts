@@ -23,7 +23,7 @@ Deno.test("IptablesSteering.install() removes stale jumps and chains before inst
   const { run, calls } = recorder({ staleJumps: 2 });
   await new IptablesSteering(run).install(spec);
   const deletes = calls.filter((c) => c.includes(" -D "));
-  // Two stale jumps, then one failed try per form of jump (three) in each of three places.
+  // Two stale jumps, then one failed try per form of jump (three) for each of three chains.
   assertEquals(deletes.length, 2 + 3 * 3);
   assertEquals(calls.at(-1), "iptables-restore -w --noflush");
 });
@@ -32,40 +32,28 @@ Deno.test("IptablesSteering.install() undoes a refused install and reports why",
   const { run, calls } = recorder({ restoreFails: true });
   await rejects(new IptablesSteering(run).install(spec), /iptables-restore .*failed \(2\): bad/);
   const undo = calls.slice(calls.indexOf("iptables-restore -w --noflush") + 1);
-  assert(undo.includes("nft delete table ip krelay"), undo.join("\n"));
-  assertEquals(undo.at(-1), "ip route flush table 19282");
+  assert(undo.some((c) => c.includes("-X KRELAY_PRE")), undo.join("\n"));
 });
 
-Deno.test("IptablesSteering.update() replaces the rules in one restore, touching no jump", async () => {
+Deno.test("IptablesSteering.update() refills installed chains, adds new ones, removes idle ones", async () => {
   const { run, calls } = recorder();
-  await new IptablesSteering(run).update(spec);
+  const steering = new IptablesSteering(run);
+  await steering.install(spec);
+  calls.length = 0;
+  await steering.update(spec);
   assertEquals(calls, ["iptables-restore -w --noflush"]);
-});
-
-Deno.test("IptablesSteering with kernel_nat sets up the nft table and the TPROXY route before the queue rules", async () => {
-  const { run, calls } = recorder();
-  await new IptablesSteering(run).install({ ...spec, kernelNat: true });
-  assertEquals(calls.slice(-4), [
-    "nft -f -",
-    "ip rule add fwmark 0x4b52 lookup 19282 priority 19282",
-    "ip route replace local 0.0.0.0/0 dev lo table 19282",
-    "iptables-restore -w --noflush",
-  ]);
-});
-
-Deno.test("IptablesSteering.remove() deletes every TPROXY rule a crashed run left, then the route", async () => {
-  const calls: string[] = [];
-  let staleRules = 2;
-  const run: CommandRunner = (cmd, args) => {
-    calls.push(`${cmd} ${args.join(" ")}`);
-    const fails = cmd === "ip" && args[1] === "del" && staleRules-- <= 0;
-    return Promise.resolve({ code: fails ? 2 : 0, stdout: "", stderr: "" });
-  };
-  await new IptablesSteering(run).remove();
-  const ip = calls.filter((c) => c.startsWith("ip "));
-  assertEquals(ip, [
-    ...Array(3).fill("ip rule del fwmark 0x4b52 lookup 19282 priority 19282"),
-    "ip route flush table 19282",
+  // A script on TCP 80: its chains come with their jumps.
+  calls.length = 0;
+  await steering.update({ ...spec, scriptedTcpPorts: [80] });
+  assertEquals(calls, ["iptables-restore -w --noflush"]);
+  // Unloaded: those chains go, jump first; the first-packet chain stays.
+  calls.length = 0;
+  await steering.update(spec);
+  assertEquals(calls[0], "iptables-restore -w --noflush");
+  const removed = calls.slice(1).filter((c) => c.includes(" -X "));
+  assertEquals(removed, [
+    "iptables -w -t raw -X KRELAY_PRE",
+    "iptables -w -t mangle -X KRELAY_POST",
   ]);
 });
 
@@ -118,57 +106,4 @@ Deno.test("IptablesSteering.remove() deletes the idle built-in chains and table 
     "nft delete chain ip mangle PREROUTING",
     "nft delete table ip mangle",
   ]);
-});
-
-/** A runner that records each command with what it was given on stdin. */
-function scripted() {
-  const calls: { cmd: string; stdin?: string }[] = [];
-  const run: CommandRunner = (cmd, args, stdin) => {
-    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
-    const deleting = args.includes("-D") || args.includes("del");
-    return Promise.resolve({ code: deleting ? 1 : 0, stdout: "", stderr: "" });
-  };
-  const nftScripts = () => calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
-  return { run, calls, nftScripts };
-}
-
-Deno.test("IptablesSteering with kernel_nat and listeners hands connections over by sk_lookup, not TPROXY", async () => {
-  const { run, nftScripts } = scripted();
-  const seen: string[] = [];
-  const attach = (t: { relayIp: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
-    seen.push(`attach ${t.relayIp} ${t.tcpPorts} -> ${l}`);
-    return {
-      update: (u: typeof t, m: readonly number[]) => seen.push(`update ${u.tcpPorts} -> ${m}`),
-      close: () => seen.push("close"),
-    };
-  };
-  const steering = new IptablesSteering(run, "iptables", "nft", "ip", attach);
-  const kspec = { ...spec, kernelNat: true, listeners: [11, 12] };
-  await steering.install(kspec);
-  assert(!nftScripts()[0].includes("dport { 80 } tproxy"), nftScripts()[0]);
-  await steering.update({ ...kspec, tcpPorts: [80, 81], listeners: [13] });
-  assert(!nftScripts()[1].includes("tproxy"), nftScripts()[1]);
-  await steering.remove();
-  await steering.remove();
-  assertEquals(seen, ["attach 198.51.100.1 80 -> 11,12", "update 80,81 -> 13", "close"]);
-});
-
-Deno.test("IptablesSteering falls back to TPROXY when sk_lookup is refused, or without listeners", async () => {
-  const refused = scripted();
-  const attach = () => {
-    throw new Error("bpf program load: EPERM (Operation not permitted)");
-  };
-  await new IptablesSteering(refused.run, "iptables", "nft", "ip", attach)
-    .install({ ...spec, kernelNat: true, listeners: [11] });
-  assert(refused.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
-  const none = scripted();
-  let attached = 0;
-  const counting = () => {
-    attached++;
-    return { update: () => {}, close: () => {} };
-  };
-  await new IptablesSteering(none.run, "iptables", "nft", "ip", counting)
-    .install({ ...spec, kernelNat: true });
-  assertEquals(attached, 0);
-  assert(none.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
 });

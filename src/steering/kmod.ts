@@ -1,13 +1,14 @@
 /**
- * Steering by krelay.ko: instead of iptables rules, the module's netfilter hooks select the
- * relayed packets and queue them (kmod/README.md). krelay writes the selection to
+ * The queue selection by krelay.ko: instead of iptables rules, the module's netfilter hooks
+ * select the packets krelay decides and queue them (kmod/README.md). krelay writes the selection to
  * /proc/krelay and turns the hooks on and off through the module's `start` parameter, and
  * reads back what others wrote there (`echo ... > /proc/krelay/real_ip`) to follow it.
  *
  * @module
  */
 
-import type { SteeringSpec } from "./steering.ts";
+import { UDP_FIRST_MARK } from "./marks.ts";
+import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import type { Steering } from "./steering.ts";
 
 /** Where the module's files are. */
@@ -31,17 +32,20 @@ export function kmodLoaded(paths: KmodPaths = KMOD_PATHS): boolean {
   }
 }
 
-/** The /proc/krelay files for a spec, as the module reads them. */
+/**
+ * The /proc/krelay files for a spec, as the module reads them. The hooks queue what the
+ * iptables selection does (iptables.ts): packets carrying `first_mark` (each new UDP flow's
+ * first packet, marked by the kernel path's nftables chain), and every packet of the scripted
+ * services in `udp_ports` and `tcp_ports`.
+ */
 export function renderKmodFiles(spec: SteeringSpec): Record<string, string> {
-  const older = spec.gports.filter((p) => p !== spec.gport);
   return {
     relay_ip: spec.relayIp,
     real_ip: spec.realIp,
-    udp_ports: spec.udpPorts.join(","),
-    tcp_ports: spec.tcpPorts.join(","),
+    udp_ports: spec.scriptedUdpPorts.join(","),
+    tcp_ports: spec.scriptedTcpPorts.join(","),
+    first_mark: kernelUdpPorts(spec).length > 0 ? String(UDP_FIRST_MARK) : "0",
     gport: String(spec.gport),
-    gports: older.join(","),
-    relay_ports: `${spec.relayPorts[0]}-${spec.relayPorts[1]}`,
     queue: String(spec.queue),
   };
 }
@@ -61,9 +65,6 @@ export class KmodSteering implements Steering {
   constructor(readonly paths: KmodPaths = KMOD_PATHS) {}
 
   async install(spec: SteeringSpec): Promise<void> {
-    if (spec.kernelNat) {
-      throw new Error("kernel_nat selects packets by conntrack state: use the iptables datapath");
-    }
     this.#written = {};
     await this.#write(spec);
     await this.#file(this.paths.start, "1");

@@ -1,5 +1,5 @@
 /**
- * The kernel's part of kernel_nat mode, as an nftables table of krelay's own (`ip krelay`):
+ * The kernel path's rules, as an nftables table of krelay's own (`ip krelay`):
  *
  * - chain `divert` (filter, prerouting, raw priority, before routing):
  *   - TCP: a client's SYN to relay:tcp-port reaches the gateway port's listener unchanged: the
@@ -13,7 +13,9 @@
  *   - UDP (U1/U2): a request of a known flow (set `udp_flows`: client, client port, service
  *     port) is sent to the real server by rewriting its destination, and refreshes the flow.
  *     A new flow's first packet gets {@link UDP_FIRST_MARK}, which krelay's queue rule selects
- *     (iptables_rules.ts): krelay records the flow and rewrites that packet itself.
+ *     (iptables.ts, or krelay.ko's hooks): krelay records the flow and rewrites that packet
+ *     itself. UDP services with a packet script are left out: the queue takes all their
+ *     packets and krelay NATs them itself.
  * - chain `udp_forward` (filter, forward): the rewritten first packet adds its flow to
  *   `udp_flows`; the server's replies to a known flow get the relay's address back as their
  *   source (U3/U4). Only forwarded packets pass this hook, never the relay's own TCP.
@@ -41,7 +43,7 @@
  * @module
  */
 
-import type { SteeringSpec } from "./steering.ts";
+import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import { TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 
 /** The table's name (family ip). */
@@ -99,8 +101,9 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
       rules.untrack_out.push(`tcp dport ${ports} socket transparent 1 notrack`);
     }
   }
-  if (spec.udpPorts.length > 0) {
-    const request = `ip daddr ${spec.relayIp} udp dport ${set(spec.udpPorts)}`;
+  const udpPorts = kernelUdpPorts(spec);
+  if (udpPorts.length > 0) {
+    const request = `ip daddr ${spec.relayIp} udp dport ${set(udpPorts)}`;
     const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
     const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
     rules.divert.push(
@@ -112,7 +115,7 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
       `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} } meta mark set 0x0 accept`,
       // The set is full: the answer could not find its way back.
       `${first} drop`,
-      `udp sport ${set(spec.udpPorts)} ${REPLY_KEY} @udp_flows ` +
+      `udp sport ${set(udpPorts)} ${REPLY_KEY} @udp_flows ` +
         `update @udp_flows { ${REPLY_KEY} ${timeout} } ip saddr set ${spec.relayIp}`,
     );
   }

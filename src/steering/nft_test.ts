@@ -2,7 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { renderNatRules, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { labSpec } from "./_steering_spec.ts";
 
-const spec = labSpec({ tcpPorts: [80, 8080], kernelNat: true });
+const spec = labSpec({ tcpPorts: [80, 8080] });
 
 Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers, and NATs UDP ones by krelay's flow set", () => {
   const key = "ip saddr . udp sport . udp dport";
@@ -102,4 +102,14 @@ Deno.test("renderNatTable() declares the flow set, the defrag chain and one hook
   assert(!update.includes("udp_flows {\n") && !update.includes("defrag"));
   assert(update.includes("ip daddr set 203.0.113.20 accept"));
   assert(update.includes("tproxy to :16001"));
+});
+
+Deno.test("renderNatRules() leaves a scripted UDP service to the queue: no NAT, no mark for it", () => {
+  const rules = renderNatRules(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [5353] }));
+  const udp = [...rules.divert, ...rules.udp_forward].filter((r) => r.includes("udp"));
+  assert(udp.length > 0);
+  for (const r of udp) assert(!r.includes("5353"), r);
+  assert(udp.some((r) => r.includes("udp dport { 53 }")), udp.join("\n"));
+  const none = renderNatRules(labSpec({ udpPorts: [53], scriptedUdpPorts: [53] }));
+  assertEquals([...none.divert, ...none.udp_forward].filter((r) => r.includes("udp")), []);
 });

@@ -1,36 +1,52 @@
 /**
- * Steering: what makes the kernel hand exactly the relayed packets to krelay's queue.
- * Implementations: iptables rules (iptables_steering.ts) and krelay.ko's hooks (kmod.ts).
+ * Steering: what makes the kernel carry established flows and hand krelay exactly the packets it
+ * must decide. Two parts, composed by {@link ComposedSteering}:
+ *
+ * - the kernel path (kernel_path.ts): krelay's nftables table (UDP NAT against its flow set),
+ *   the BPF sk_lookup program (or TPROXY) that hands clients' TCP connections to the gateway
+ *   listener, and the policy route that delivers the servers' answers to the relay's sockets;
+ * - the queue selection: which packets go to krelay's NFQUEUE (each new UDP flow's first
+ *   packet, and every packet of a service that has a packet script), by iptables rules
+ *   (iptables_steering.ts) or by krelay.ko's hooks (kmod.ts).
  *
  * @module
  */
 
-/** What the rules select. */
+/** What the steering carries and selects. */
 export interface SteeringSpec {
   queue: number;
   relayIp: string;
-  udpPorts: readonly number[];
-  tcpPorts: readonly number[];
-  /** Gateway ports: the configured one, and older ones that live connections still use. */
-  gports: readonly number[];
-  /** The relay's own port range toward servers, [low, high]. */
-  relayPorts: readonly [number, number];
-  /** The kernel's NAT rewrites; only first packets are queued (see {@link KERNEL_NAT_CHAINS}). */
-  kernelNat: boolean;
-  /** kernel_nat: conntrack tracks relayed TCP; false exempts it (see nft_nat.ts). */
-  tcpConntrack: boolean;
-  /** kernel_nat: the real server (DNAT target) and the gateway port (TPROXY target). */
+  /** The real server new UDP flows are sent to by the kernel. */
   realIp: string;
+  /** The gateway port, where the relay listens (the TPROXY target). */
   gport: number;
-  /** kernel_nat: seconds a UDP flow lives after its last packet, and the most flows held. */
+  /** UDP service ports: the configured ones and those of live flows. */
+  udpPorts: readonly number[];
+  /** TCP service ports: the configured ones and those of live connections. */
+  tcpPorts: readonly number[];
+  /**
+   * Services whose every packet goes through the queue, because a packet script acts on them:
+   * UDP ports (NATed in user space, not by the kernel) and TCP ports (the client's segments
+   * are queued for the scripts' verdicts; the connection is still relayed as any other).
+   */
+  scriptedUdpPorts: readonly number[];
+  scriptedTcpPorts: readonly number[];
+  /** Conntrack tracks relayed TCP; false exempts it (see nft.ts). */
+  tcpConntrack: boolean;
+  /** Seconds a UDP flow lives after its last packet, and the most flows the kernel holds. */
   udpTimeout: number;
   natMaxEntries: number;
   /**
-   * kernel_nat: the gateway listeners' descriptors in this process, for the sk_lookup program
+   * The gateway listeners' descriptors in this process, for the sk_lookup program
    * (sk_lookup.ts) that hands them new connections; without them, or where BPF is refused,
    * TPROXY does.
    */
   listeners?: readonly number[];
+}
+
+/** The UDP ports the kernel NATs: those without a script. */
+export function kernelUdpPorts(spec: SteeringSpec): number[] {
+  return spec.udpPorts.filter((p) => !spec.scriptedUdpPorts.includes(p));
 }
 
 /** Installs and removes the steering. Both are idempotent. */
@@ -46,4 +62,41 @@ export interface Steering {
   observe?(): Promise<{ gport: number; realIp: string; started: boolean }>;
   /** Removes everything krelay installed; safe to call when nothing is installed. */
   remove(): Promise<void>;
+}
+
+/**
+ * Several steerings as one: installed and updated in order (the kernel path first, so that a
+ * flow the queue records finds its rewriting in place), removed in reverse.
+ */
+export class ComposedSteering implements Steering {
+  readonly parts: readonly Steering[];
+  readonly observe?: Steering["observe"];
+
+  constructor(...parts: Steering[]) {
+    this.parts = parts;
+    const observer = parts.find((p) => p.observe !== undefined);
+    if (observer) this.observe = () => observer.observe!();
+  }
+
+  async install(spec: SteeringSpec): Promise<void> {
+    await this.remove();
+    try {
+      for (const p of this.parts) await p.install(spec);
+    } catch (e) {
+      await this.remove();
+      throw e;
+    }
+  }
+
+  async update(spec: SteeringSpec): Promise<void> {
+    for (const p of this.parts) await p.update(spec);
+  }
+
+  async remove(): Promise<void> {
+    let first: unknown;
+    for (const p of [...this.parts].reverse()) {
+      await p.remove().catch((e) => (first ??= e));
+    }
+    if (first !== undefined) throw first;
+  }
 }

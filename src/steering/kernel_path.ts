@@ -1,0 +1,96 @@
+/**
+ * The kernel path: what carries established flows without krelay. An nftables table of
+ * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers marked for the
+ * relay's sockets), the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
+ * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF), and
+ * the policy route (tproxy_route.ts) that delivers marked answers locally.
+ *
+ * @module
+ */
+
+import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
+import { logger } from "../system/log.ts";
+import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
+import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
+import type { Steering, SteeringSpec } from "./steering.ts";
+import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
+
+const log = logger("steering");
+
+/** What hands the client's connections to the gateway listeners (sk_lookup.ts), if allowed. */
+export interface ListenerSteering {
+  update(target: SkLookupTarget, listeners: readonly number[]): void;
+  close(): void;
+}
+
+/** Attaches the steering to the listeners; throws when the kernel refuses. */
+export type AttachListeners = (
+  target: SkLookupTarget,
+  listeners: readonly number[],
+) => ListenerSteering;
+
+// A crashed run can leave at most a few duplicate policy rules; this bounds the removal loop.
+const MAX_STALE_RULES = 16;
+
+/** {@link Steering}'s kernel path, through `nft`, `ip` and the bpf(2) system call. */
+export class KernelPath implements Steering {
+  #listeners?: ListenerSteering;
+  /** Said once: why TPROXY diverts instead of sk_lookup. */
+  #fallbackLogged = false;
+
+  constructor(
+    private readonly run: CommandRunner = runCommand,
+    private readonly nft = "nft",
+    private readonly ip = "ip",
+    private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
+  ) {}
+
+  async install(spec: SteeringSpec): Promise<void> {
+    await this.remove();
+    try {
+      this.#listeners = this.#attach(spec);
+      const skLookup = this.#listeners !== undefined;
+      await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec, skLookup));
+      for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+    } catch (e) {
+      await this.remove();
+      throw e;
+    }
+  }
+
+  /** sk_lookup for `spec`'s listeners, or undefined (TPROXY then) when none or refused. */
+  #attach(spec: SteeringSpec): ListenerSteering | undefined {
+    if (!spec.listeners?.length) return undefined;
+    try {
+      const attached = this.attachListeners(spec, spec.listeners);
+      log.info("TCP connections reach the gateway listener by sk_lookup");
+      return attached;
+    } catch (e) {
+      if (!this.#fallbackLogged) {
+        log.warn("TCP diverted by TPROXY: sk_lookup refused ({error})", { error: String(e) });
+        this.#fallbackLogged = true;
+      }
+      return undefined;
+    }
+  }
+
+  async update(spec: SteeringSpec): Promise<void> {
+    // The program first: the rules then stop diverting only once it hands connections over.
+    if (this.#listeners === undefined) this.#listeners = this.#attach(spec);
+    else this.#listeners.update(spec, spec.listeners ?? []);
+    const skLookup = this.#listeners !== undefined;
+    await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec, skLookup));
+  }
+
+  async remove(): Promise<void> {
+    this.#listeners?.close();
+    this.#listeners = undefined;
+    // Whatever installed it (or a crashed run left it); a missing nft is no error here.
+    await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
+    const route = routeRemovalCommands();
+    for (let i = 0; i < MAX_STALE_RULES; i++) {
+      if ((await this.run(this.ip, route.rule)).code !== 0) break;
+    }
+    await this.run(this.ip, route.routes);
+  }
+}

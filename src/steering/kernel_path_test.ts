@@ -1,0 +1,99 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import type { CommandResult, CommandRunner } from "../system/command.ts";
+import { KernelPath } from "./kernel_path.ts";
+import { labSpec } from "./_steering_spec.ts";
+
+const spec = labSpec();
+
+/** A runner that records calls; jump deletions succeed `staleJumps` times, then fail. */
+function recorder(opts: { staleJumps?: number; restoreFails?: boolean } = {}) {
+  const calls: string[] = [];
+  let stale = opts.staleJumps ?? 0;
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    let r: CommandResult = { code: 0, stdout: "", stderr: "" };
+    if (args.includes("-D")) r = stale-- > 0 ? r : { code: 1, stdout: "", stderr: "no rule" };
+    if (cmd.endsWith("-restore") && opts.restoreFails) r = { code: 2, stdout: "", stderr: "bad" };
+    return Promise.resolve(r);
+  };
+  return { run, calls };
+}
+
+Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", async () => {
+  const { run, calls } = recorder();
+  await new KernelPath(run).install(spec);
+  assertEquals(calls.slice(-3), [
+    "nft -f -",
+    "ip rule add fwmark 0x4b52 lookup 19282 priority 19282",
+    "ip route replace local 0.0.0.0/0 dev lo table 19282",
+  ]);
+});
+
+Deno.test("KernelPath.remove() deletes every TPROXY rule a crashed run left, then the route", async () => {
+  const calls: string[] = [];
+  let staleRules = 2;
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    const fails = cmd === "ip" && args[1] === "del" && staleRules-- <= 0;
+    return Promise.resolve({ code: fails ? 2 : 0, stdout: "", stderr: "" });
+  };
+  await new KernelPath(run).remove();
+  const ip = calls.filter((c) => c.startsWith("ip "));
+  assertEquals(ip, [
+    ...Array(3).fill("ip rule del fwmark 0x4b52 lookup 19282 priority 19282"),
+    "ip route flush table 19282",
+  ]);
+});
+
+/** A runner that records each command with what it was given on stdin. */
+function scripted() {
+  const calls: { cmd: string; stdin?: string }[] = [];
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
+    const deleting = args.includes("-D") || args.includes("del");
+    return Promise.resolve({ code: deleting ? 1 : 0, stdout: "", stderr: "" });
+  };
+  const nftScripts = () => calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
+  return { run, calls, nftScripts };
+}
+
+Deno.test("KernelPath with listeners hands connections over by sk_lookup, not TPROXY", async () => {
+  const { run, nftScripts } = scripted();
+  const seen: string[] = [];
+  const attach = (t: { relayIp: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
+    seen.push(`attach ${t.relayIp} ${t.tcpPorts} -> ${l}`);
+    return {
+      update: (u: typeof t, m: readonly number[]) => seen.push(`update ${u.tcpPorts} -> ${m}`),
+      close: () => seen.push("close"),
+    };
+  };
+  const steering = new KernelPath(run, "nft", "ip", attach);
+  const kspec = { ...spec, listeners: [11, 12] };
+  await steering.install(kspec);
+  assert(!nftScripts()[0].includes("dport { 80 } tproxy"), nftScripts()[0]);
+  await steering.update({ ...kspec, tcpPorts: [80, 81], listeners: [13] });
+  assert(!nftScripts()[1].includes("tproxy"), nftScripts()[1]);
+  await steering.remove();
+  await steering.remove();
+  assertEquals(seen, ["attach 198.51.100.1 80 -> 11,12", "update 80,81 -> 13", "close"]);
+});
+
+Deno.test("KernelPath falls back to TPROXY when sk_lookup is refused, or without listeners", async () => {
+  const refused = scripted();
+  const attach = () => {
+    throw new Error("bpf program load: EPERM (Operation not permitted)");
+  };
+  await new KernelPath(refused.run, "nft", "ip", attach)
+    .install({ ...spec, listeners: [11] });
+  assert(refused.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
+  const none = scripted();
+  let attached = 0;
+  const counting = () => {
+    attached++;
+    return { update: () => {}, close: () => {} };
+  };
+  await new KernelPath(none.run, "nft", "ip", counting)
+    .install(spec);
+  assertEquals(attached, 0);
+  assert(none.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
+});
