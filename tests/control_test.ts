@@ -11,15 +11,7 @@ import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
 import { allowedCpus } from "../src/system/cpu_affinity.ts";
 import { waitFor } from "../src/lab/wait.ts";
-import {
-  KRELAY,
-  krelayRules,
-  type KrelayRun,
-  LAB_FLAGS,
-  modeFlags,
-  modeTest,
-  startKrelay,
-} from "./support/krelay.ts";
+import { KRELAY, krelayRules, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "dnsmasq", "nginx", "dig", "curl", "libnetfilter_queue"];
@@ -50,8 +42,8 @@ function curl(lab: Lab, path = "/", cpu?: number) {
   });
 }
 
-/** kernel_nat with two relay threads. */
-const THREADED = [...LAB_FLAGS, "--kernel-nat", "true", "--relay-threads", "2"];
+/** Two relay threads. */
+const THREADED = [...LAB_FLAGS, "--relay-threads", "2"];
 
 /** `krelay status`'s relay threads, and the process. */
 async function threadStatus(k: KrelayRun) {
@@ -153,13 +145,13 @@ function slowDownload(lab: Lab, path: string) {
   };
 }
 
-modeTest(
+labTest(
   "a live real_ip change moves new UDP and TCP flows while an established TCP relay goes on",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     const { srv1, srv2 } = await startServers(lab);
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
-    const k = await startKrelay(lab, modeFlags(mode));
+    const k = await startKrelay(lab, LAB_FLAGS);
     assertEquals((await dig(lab, "whoami.lab.example", "TXT")).stdout.trim(), '"srv1"');
     const slow = slowDownload(lab, file.urlPath);
     await waitFor(
@@ -183,13 +175,13 @@ modeTest(
   { secondServer: true, timeoutMs: 120_000 },
 );
 
-modeTest(
+labTest(
   "a gport change rebinds the listener without dropping established relays",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("slow.bin", SLOW_BYTES);
-    const k = await startKrelay(lab, modeFlags(mode));
+    const k = await startKrelay(lab, LAB_FLAGS);
     const slow = slowDownload(lab, file.urlPath);
     await waitFor(async () => (await json<Status>(k, "status")).tcp.active === 1, {
       timeoutMs: 10_000,
@@ -208,7 +200,7 @@ modeTest(
 );
 
 labTest(
-  "kernel_nat with relay_threads 2: two listeners share the gateway port, relay, list, follow live changes and count",
+  "relay_threads 2: two listeners share the gateway port, relay, list, follow live changes and count",
   NEEDS,
   async (lab) => {
     const { srv1, srv2 } = await startServers(lab);
@@ -340,7 +332,7 @@ async function openTcpSockets(lab: Lab, pid: number): Promise<string[]> {
 }
 
 labTest(
-  "kernel_nat: each relay warms up through loopback before clients come, uncounted, leaving no socket",
+  "each relay warms up through loopback before clients come, uncounted, leaving no socket",
   NEEDS,
   async (lab) => {
     const { srv1 } = await startServers(lab);
@@ -361,8 +353,8 @@ labTest(
     // The main thread's relay (one relay thread) warms up as well; 0 turns the warm-up off.
     const one = await startKrelay(lab, [
       ...LAB_FLAGS,
-      "--kernel-nat",
-      "true",
+      "--relay-threads",
+      "1",
       "--relay-warm-up",
       "300",
     ]);

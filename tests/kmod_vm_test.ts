@@ -10,7 +10,7 @@ import { ok as assert } from "node:assert/strict";
 import { buildKmod, buildStatic, dmesgProblems, runVm, vmKernel, vmMissing } from "./vm/vm.ts";
 import type { VmResult } from "./vm/vm.ts";
 
-const GUEST = new URL("./vm/guest", import.meta.url).pathname;
+const GUEST = new URL("./vm/guest/", import.meta.url).pathname;
 const SCRIPT_TIMEOUT_SEC = 240;
 
 const why = await vmMissing();

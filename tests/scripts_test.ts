@@ -168,16 +168,27 @@ labTest(
 );
 
 labTest(
-  "kernel_nat: loading a script at run time is refused and changes nothing",
+  "a script loaded at run time takes its service through the queue; unloaded, the kernel carries it again",
   NEEDS,
   async (lab) => {
     await startServers(lab);
-    const k = await startKrelay(lab, [...LAB_FLAGS, "--kernel-nat", "true"]);
-    const load = await krelay(k, "script", "load", "logger", EXAMPLES.logger);
-    assertEquals(load.code, 1);
-    assert(load.stderr.includes("kernel_nat is on"), load.stderr);
-    assertEquals(await scripts(k), []);
+    const k = await startKrelay(lab, LAB_FLAGS);
+    const queued = async () => (await krelayRules(lab)).filter((r) => /--dports 53 /.test(r));
+    // Without a script, only first packets are queued: no rule for the service's packets.
+    assertEquals(await queued(), []);
     assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    const load = await krelay(k, "script", "load", "logger", EXAMPLES.logger, "--on", "udp:53");
+    assertEquals(load.code, 0, load.stderr);
+    assertEquals((await queued()).length, 1);
+    // Each query and its answer cross the script (request and reply hooks).
+    for (let i = 0; i < 3; i++) assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    const [info] = await scripts(k);
+    assertEquals(info.packets, 6);
+    const unload = await krelay(k, "script", "unload", "logger");
+    assertEquals(unload.code, 0, unload.stderr);
+    assertEquals(await queued(), []);
+    assertEquals(await answer(lab), LAB_ADDR.dnsAnswer);
+    assertEquals(await scripts(k), []);
     assertEquals(await k.stop(), 0);
   },
 );

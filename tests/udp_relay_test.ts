@@ -8,21 +8,11 @@ import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import {
-  controlSocket,
-  KRELAY,
-  krelayRules,
-  LAB_FLAGS,
-  modeFlags,
-  modeTest,
-  NAT_MODES,
-  startKrelay,
-} from "./support/krelay.ts";
+import { controlSocket, KRELAY, krelayRules, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "dnsmasq", "dig", "libnetfilter_queue"];
 const R = LAB_ADDR.relay;
-const KERNEL_NAT = NAT_MODES.find((m) => m.kernelNat)!;
 
 function dig(lab: Lab, args: string[]) {
   return lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", `@${R}`, ...args], {
@@ -30,29 +20,29 @@ function dig(lab: Lab, args: string[]) {
   });
 }
 
-modeTest(
+labTest(
   "dig through the relay gets dnsmasq's answer; dnsmasq sees the client's address",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     const { srv1 } = await startServers(lab);
-    const krelay = await startKrelay(lab, modeFlags(mode));
+    const krelay = await startKrelay(lab, LAB_FLAGS);
     const r = await dig(lab, ["lab.example", "A"]);
     assertEquals(r.stdout.trim(), LAB_ADDR.dnsAnswer);
     const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example");
     assertEquals(q.client, LAB_ADDR.client);
     assertEquals(await krelay.stop(), 0);
     const c = await krelay.finalCounters();
-    // With kernel_nat, the kernel's rules rewrite the reply: krelay only saw the request.
-    assertEquals([c.udpRequests, c.udpReplies, c.toKernel], mode.kernelNat ? [1, 0, 1] : [1, 1, 0]);
+    // The kernel's rules rewrite the reply: krelay only saw the request.
+    assertEquals([c.udpRequests, c.udpReplies, c.toKernel], [1, 0, 1]);
   },
 );
 
-modeTest(
+labTest(
   "two clients using the same source port at once each get their own answer",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     const { srv1 } = await startServers(lab);
-    const krelay = await startKrelay(lab, modeFlags(mode));
+    const krelay = await startKrelay(lab, LAB_FLAGS);
     const [a, b] = await Promise.all([
       dig(lab, ["-b", `${LAB_ADDR.client}#5300`, "lab.example", "A"]),
       dig(lab, ["-b", `${LAB_ADDR.client2}#5300`, "whoami.lab.example", "TXT"]),
@@ -68,12 +58,12 @@ modeTest(
   },
 );
 
-modeTest(
+labTest(
   "1000 queries through the relay: every one answered, none lost",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     await startServers(lab);
-    const krelay = await startKrelay(lab, modeFlags(mode));
+    const krelay = await startKrelay(lab, LAB_FLAGS);
     const batch = `${lab.runDir}/queries.txt`;
     await Deno.writeTextFile(batch, "lab.example A\n".repeat(1000));
     // One try, no retries: a lost packet shows as a missing answer.
@@ -88,17 +78,16 @@ modeTest(
     assertEquals(answers.length, 1000);
     await krelay.stop();
     const c = await krelay.finalCounters();
-    if (!mode.kernelNat) assertEquals([c.udpRequests, c.udpReplies, c.dropped], [1000, 1000, 0]);
-    else assertEquals(c.dropped, 0);
+    assertEquals(c.dropped, 0);
   },
   { timeoutMs: 120_000 },
 );
 
-modeTest(
+labTest(
   "ping to the relay and through it still works with krelay running",
   [...NEEDS, "cmd:ping"],
-  async (lab, mode) => {
-    const krelay = await startKrelay(lab, modeFlags(mode));
+  async (lab) => {
+    const krelay = await startKrelay(lab, LAB_FLAGS);
     for (const target of [R, LAB_ADDR.server]) {
       const r = await lab.exec("client", ["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", target]);
       assert(r.success, `ping ${target} failed:\n${r.stdout}${r.stderr}`);
@@ -108,14 +97,14 @@ modeTest(
   },
 );
 
-modeTest(
+labTest(
   "after krelay stops, no krelay rule, no table or hook iptables made for it, and no krelay process remain",
   [...NEEDS, "cmd:nft"],
-  async (lab, mode) => {
+  async (lab) => {
     const ruleset = async () =>
       (await lab.exec("relay", ["nft", "list", "ruleset"], { check: true })).stdout.trim();
     const before = await ruleset();
-    const krelay = await startKrelay(lab, modeFlags(mode));
+    const krelay = await startKrelay(lab, LAB_FLAGS);
     assertEquals((await krelayRules(lab)).length > 0, true);
     assertEquals(await krelay.stop(), 0);
     assertEquals(await krelayRules(lab), []);
@@ -151,17 +140,17 @@ labTest(
   },
 );
 
-modeTest(
+labTest(
   "krelay run after a crash removes the rules the crashed run left",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     await startServers(lab);
-    const crashed = await startKrelay(lab, modeFlags(mode), "krelay-crashed");
+    const crashed = await startKrelay(lab, LAB_FLAGS, "krelay-crashed");
     Deno.kill(crashed.process.pid, "SIGKILL");
     await crashed.process.status;
     const left = await krelayRules(lab);
     assert(left.length > 0, "a SIGKILLed run leaves its rules");
-    const krelay = await startKrelay(lab, modeFlags(mode));
+    const krelay = await startKrelay(lab, LAB_FLAGS);
     assertEquals(await krelayRules(lab), left, "the same rules, once");
     assertEquals((await dig(lab, ["lab.example"])).stdout.trim(), LAB_ADDR.dnsAnswer);
     await krelay.stop();
@@ -169,18 +158,17 @@ modeTest(
   },
 );
 
-modeTest(
+labTest(
   "a second krelay on the same queue is refused and changes nothing",
   NEEDS,
-  async (lab, mode) => {
+  async (lab) => {
     await startServers(lab);
-    const first = await startKrelay(lab, modeFlags(mode));
+    const first = await startKrelay(lab, LAB_FLAGS);
     const rules = await krelayRules(lab);
     const r = await lab.exec("relay", [
       KRELAY,
       "run",
       ...LAB_FLAGS,
-      ...mode.flags,
       "--control-socket",
       controlSocket(lab, "second"),
     ], { timeoutMs: 30_000 });
@@ -193,11 +181,11 @@ modeTest(
 );
 
 labTest(
-  "kernel_nat: krelay's flow set remembers who asked until udp_timeout, with no conntrack at all",
+  "krelay's flow set remembers who asked until udp_timeout, with no conntrack at all",
   [...NEEDS, "cmd:nft"],
   async (lab) => {
     await startServers(lab);
-    const krelay = await startKrelay(lab, modeFlags(KERNEL_NAT, "--udp-timeout", "2"));
+    const krelay = await startKrelay(lab, [...LAB_FLAGS, "--udp-timeout", "2"]);
     const from = ["-b", `${LAB_ADDR.client}#5301`, "lab.example", "A"];
     const flows = async () =>
       (await lab.exec("relay", ["nft", "list", "set", "ip", "krelay", "udp_flows"], {
@@ -221,14 +209,14 @@ labTest(
 );
 
 labTest(
-  "kernel_nat: a datagram larger than the MTU crosses both ways, reassembled and rewritten, with UDP services only",
+  "a datagram larger than the MTU crosses both ways, reassembled and rewritten, with UDP services only",
   [...NEEDS, "cmd:python3"],
   async (lab) => {
     const port = 5300;
     // No TCP service: no TPROXY rule that would have the kernel reassemble anyway.
     const krelay = await startKrelay(
       lab,
-      modeFlags(KERNEL_NAT, "--udp-ports", `53,${port}`, "--tcp-ports", ""),
+      [...LAB_FLAGS, "--udp-ports", `53,${port}`, "--tcp-ports", ""],
     );
     // Answers 4000 bytes that start with who asked and how much it sent.
     lab.spawn("server", "big-udp", [

@@ -29,27 +29,23 @@ fi
 bash "$harness/install-deps.sh" >/dev/null
 out="${BENCH_OUT:-$here/bench-out}"
 mkdir -p "$out"
+# krelay as a user starts it: plain flags, no tuning (one relay thread per CPU by default).
 base="exec $here/krelay run --real-ip \$BENCH_UPSTREAM_IP --relay-ip \$BENCH_LISTEN_IP"
-base+=" --tcp-ports 80,5201 --udp-ports 53,5201 --relay-ports 20000-59999"
+base+=" --tcp-ports 80,5201 --udp-ports 53,5201"
 base+=" --control-socket \$BENCH_RUNDIR/krelay.sock"
-# The harness runs any name with a <NAME>_CMD; two names, one per rewriting mode.
-export KRELAY_QUEUE_CMD="$base --kernel-nat false"
-# kernel_nat loads no conntrack, as the proxies it is compared with run without one; with no
-# conntrack to exempt from, tcp_conntrack false would only add a hook.
-# One relay thread per core, as the harness runs HAProxy with nbthread $(nproc).
-export KRELAY_KERNEL_CMD="$base --kernel-nat true --relay-threads $(nproc)"
+export KRELAY_CMD="$base"
 # HAProxy with the full transparency krelay's targets ask of krelay (the harness's own HAProxy
 # connects from the relay's address): what transparency costs a C proxy, for context.
 export HAPROXY_TRANSPARENT_CMD="exec $here/tools/haproxy_transparent.sh" HAPROXY_TRANSPARENT_PROTOS=tcp
 # The harness measures one relay after another, about a minute each, and this machine drifts
 # within minutes (the same pair, once in each order: krelay 0.84x and 1.17x HAProxy's HTTP rate).
-# So each pair a target compares runs back to back: krelay-kernel between HAProxy (TCP, HTTP) and
-# the C NFQUEUE program (DNS, UDP). The passes alternate the order (direct always first), so
+# So each pair a target compares runs back to back: krelay between HAProxy (TCP, HTTP) and the C
+# NFQUEUE program (DNS, UDP), and with PEERS=all between the C splice relay and kernel NAT. The passes alternate the order (direct always first), so
 # neither side of a pair always runs first, and the figures are compared within each pass and
 # combined by geometric mean (tools/bench_compare.ts).
-relays=(krelay-queue krelay-kernel)
+relays=(haproxy krelay nfq-c)
 [ "${PEERS:-}" = all ] &&
-  relays=(kernel-nat socat nginx krelay-queue haproxy-transparent haproxy krelay-kernel nfq-c)
+  relays=(socat nginx haproxy-transparent splice-c haproxy krelay nfq-c kernel-nat)
 passes=${PASSES:-2}
 tsvs=()
 for ((i = 1; i <= passes; i++)); do

@@ -207,7 +207,7 @@ function render(passes: readonly Pass[], relay: string): string {
 
 if (import.meta.main) {
   const files = Deno.args.filter((a) => !a.startsWith("--"));
-  const relay = Deno.args.find((a) => a.startsWith("--relay="))?.slice(8) ?? "krelay-kernel";
+  const relay = Deno.args.find((a) => a.startsWith("--relay="))?.slice(8) ?? "krelay";
   if (files.length === 0) {
     console.error("usage: bench_compare.ts [--relay=NAME] pass1.tsv [pass2.tsv ...]");
     Deno.exit(2);

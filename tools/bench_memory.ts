@@ -41,7 +41,7 @@ function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
 }
 
-async function measure(kernelNat: boolean): Promise<number> {
+async function measure(): Promise<number> {
   const lab = new Lab({ prefix: "krt-mem" });
   try {
     await lab.up();
@@ -60,10 +60,6 @@ async function measure(kernelNat: boolean): Promise<number> {
       ...LAB_RELAY_FLAGS,
       "--tcp-ports",
       "8080",
-      "--relay-ports",
-      "20000-29999",
-      "--kernel-nat",
-      String(kernelNat),
       "--control-socket",
       `${dir}/k.sock`,
       "--nat-max-entries",
@@ -105,11 +101,7 @@ async function measure(kernelNat: boolean): Promise<number> {
   }
 }
 
-for (const kernelNat of [false, true]) {
-  const perConn = await measure(kernelNat);
-  console.log(
-    `${kernelNat ? "kernel_nat" : "queue"}: ${
-      perConn.toFixed(1)
-    } KiB of resident memory per idle relayed connection (N=${N})`,
-  );
-}
+const perConn = await measure();
+console.log(
+  `${perConn.toFixed(1)} KiB of resident memory per idle relayed connection (N=${N})`,
+);

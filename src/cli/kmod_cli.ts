@@ -7,7 +7,7 @@
 
 import { Command } from "commander";
 
-const KMOD_DIR = new URL("../../kmod", import.meta.url).pathname;
+const KMOD_DIR = new URL("../../kmod/", import.meta.url).pathname;
 
 /** The `kmod` command. */
 export function kmodCli(): Command {

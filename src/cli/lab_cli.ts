@@ -15,7 +15,7 @@ import { startServers } from "../lab/servers.ts";
 import { Lab } from "../lab/topology.ts";
 import { waitFor } from "../lab/wait.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
 
 function say(text: string): void {
   console.log(text);

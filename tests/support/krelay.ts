@@ -9,39 +9,12 @@ import type { Lab } from "../../src/lab/topology.ts";
 import type { LabProcess } from "../../src/lab/process.ts";
 import { KRELAY_LAUNCHER, LAB_RELAY_FLAGS, spawnKrelay } from "../../src/lab/krelay_process.ts";
 import { routeShowCommands } from "../../src/steering/tproxy_route.ts";
-import { labTest, type LabTestOptions, type Requirement } from "./requirements.ts";
 
 /** The launcher at the repository root. */
 export const KRELAY = KRELAY_LAUNCHER;
 
 /** The flags every lab test gives: the lab's addresses, never the defaults. */
 export const LAB_FLAGS: string[] = [...LAB_RELAY_FLAGS];
-
-/** The two ways krelay rewrites; the relay tests run in each. */
-export const NAT_MODES = [
-  { name: "queue", flags: [] as string[], kernelNat: false },
-  { name: "kernel-nat", flags: ["--kernel-nat", "true"], kernelNat: true },
-] as const;
-
-/** One of {@link NAT_MODES}. */
-export type NatMode = typeof NAT_MODES[number];
-
-/** Registers a lab test once per rewriting mode, named "NAME [mode]". */
-export function modeTest(
-  name: string,
-  needs: readonly Requirement[],
-  fn: (lab: Lab, mode: NatMode) => Promise<void>,
-  opts?: LabTestOptions,
-): void {
-  for (const mode of NAT_MODES) {
-    labTest(`${name} [${mode.name}]`, needs, (lab) => fn(lab, mode), opts);
-  }
-}
-
-/** The lab flags plus a mode's own. */
-export function modeFlags(mode: NatMode, ...more: string[]): string[] {
-  return [...LAB_FLAGS, ...mode.flags, ...more];
-}
 
 /** One JSON log record. */
 export interface LogRecord {
@@ -104,7 +77,7 @@ export async function startKrelay(
 
 /**
  * krelay's rules in the relay namespace: its iptables chains, its nftables table, and its
- * policy rule and route (kernel_nat's TPROXY).
+ * policy rule and route (the kernel path's TPROXY).
  */
 export async function krelayRules(lab: Lab): Promise<string[]> {
   const out: string[] = [];

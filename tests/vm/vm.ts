@@ -32,7 +32,7 @@
 
 const HERE = new URL(".", import.meta.url).pathname;
 /** The repository root (tests/vm/../..). */
-export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+export const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
 /** Markers the guest's /init prints on the serial console. */
 export const MARK = { booted: "KRELAY-VM-BOOTED", exit: "KRELAY-VM-EXIT", fail: "KRELAY-VM-FAIL" };
