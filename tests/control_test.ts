@@ -69,12 +69,19 @@ labTest(
   NEEDS,
   async (lab) => {
     await startServers(lab);
-    const k = await startKrelay(lab, [...LAB_FLAGS, "--tcp-linger", "60"]);
+    const k = await startKrelay(lab, LAB_FLAGS);
     for (let i = 0; i < 5; i++) assertEquals((await dig(lab)).stdout.trim(), LAB_ADDR.dnsAnswer);
     for (let i = 0; i < 3; i++) assert((await curl(lab)).success);
-    const status = await json<Status>(k, "status");
+    // Relay threads report their counters at most every 200 ms.
+    let status = await json<Status>(k, "status");
+    await waitFor(async () => (status = await json<Status>(k, "status")).tcp.total === 3, {
+      timeoutMs: 5_000,
+      what: "status to count the three connections",
+    });
     assertEquals(status.state, "started");
-    assertEquals([status.packets.udpRequests, status.packets.udpReplies], [5, 5]);
+    // Each query's first packet went through krelay; the kernel carried the answers.
+    const p = status.packets;
+    assertEquals([p.udpRequests, p.toKernel, p.udpReplies], [5, 5, 0]);
     assertEquals([status.tcp.total, status.tcp.failed, status.tcp.active], [3, 0, 0]);
     assert(status.tcp.bytesToClient > 0 && status.tcp.bytesToServer > 0);
     const nat = await json<NatRow[]>(k, "nat");
@@ -83,11 +90,9 @@ labTest(
     assertEquals(udp.length, 5);
     assert(udp.every((e) => e.client.startsWith(`${LAB_ADDR.client}:`)));
     assert(udp.every((e) => e.server === `${LAB_ADDR.server}:53`));
-    assertEquals(
-      tcp.map((e) => [e.server, e.state]),
-      Array(3).fill([`${LAB_ADDR.server}:80`, "closed"]),
-    );
-    assertEquals(status.nat.entries, 8);
+    // TCP connections take no NAT entry; closed ones are gone from the relay's list.
+    assertEquals(tcp, []);
+    assertEquals(status.nat.entries, 5);
     // The readable forms carry the same facts.
     const table = await krelay(k, "status");
     assert(table.success && table.stdout.includes("started"), table.stdout);

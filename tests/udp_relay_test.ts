@@ -4,7 +4,7 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR } from "../src/lab/addresses.ts";
+import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
@@ -188,7 +188,7 @@ labTest(
     const krelay = await startKrelay(lab, [...LAB_FLAGS, "--udp-timeout", "2"]);
     const from = ["-b", `${LAB_ADDR.client}#5301`, "lab.example", "A"];
     const flows = async () =>
-      (await lab.exec("relay", ["nft", "list", "set", "ip", "krelay", "udp_flows"], {
+      (await lab.exec("relay", ["nft", "list", "map", "ip", "krelay", "udp_flows"], {
         check: true,
       })).stdout;
     for (let i = 0; i < 3; i++) {
@@ -246,6 +246,76 @@ labTest(
     ], { timeoutMs: 15_000 });
     assert(r.success, r.stderr);
     assertEquals(r.stdout.trim(), `4000 ${R}:${port} ${LAB_ADDR.client} 3000`);
+    assertEquals(await krelay.stop(), 0);
+  },
+);
+
+/**
+ * Python, in the client: a DNS query for lab.example from port argv[2] to argv[1]:53; prints
+ * "answered FROM" for the answer, then "got FROM" for every datagram in the next argv[3] s.
+ */
+const LISTEN_AFTER_QUERY = `
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[2])))
+q = b"\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x03lab\\x07example\\x00\\x00\\x01\\x00\\x01"
+s.sendto(q, (sys.argv[1], 53))
+s.settimeout(5)
+data, peer = s.recvfrom(4096)
+print("answered %s:%d" % peer, flush=True)
+end = time.time() + float(sys.argv[3])
+while time.time() < end:
+    s.settimeout(max(0.05, end - time.time()))
+    try:
+        data, peer = s.recvfrom(4096)
+        print("got %s:%d %s" % (peer[0], peer[1], data[:4].decode(errors="replace")), flush=True)
+    except socket.timeout:
+        pass
+`;
+
+labTest(
+  "a datagram injected by another server-side host never reaches the client as the relay's",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    // Another host on the server side: a second address in the server's namespace.
+    const evil = "203.0.113.99";
+    await lab.exec("server", ["ip", "addr", "add", `${evil}/24`, "dev", LAB_IF.host], {
+      check: true,
+    });
+    const client = new Deno.Command("ip", {
+      args: ["netns", "exec", lab.ns.client, "python3", "-c", LISTEN_AFTER_QUERY, R, "5454", "3"],
+      stdout: "piped",
+    }).spawn();
+    const out = client.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await out.read();
+      if (done) break;
+      text += value;
+    }
+    assertEquals(text.trim(), `answered ${R}:53`);
+    // The flow is live: spoof answers to it, from the real server's port and elsewhere.
+    const spoof = (from: string) =>
+      lab.exec("server", [
+        "python3",
+        "-c",
+        "import socket,sys;s=socket.socket(2,2);s.bind((sys.argv[1],53));" +
+        "s.sendto(b'EVIL',(sys.argv[2],5454))",
+        from,
+        LAB_ADDR.client,
+      ], { check: true });
+    await spoof(evil);
+    for (;;) {
+      const { value, done } = await out.read();
+      if (done) break;
+      text += value;
+    }
+    await client.status;
+    const got = text.trim().split("\n").slice(1);
+    // Untranslated, the client sees who really sent it (and a connected resolver drops it).
+    assertEquals(got, [`got ${evil}:53 EVIL`]);
     assertEquals(await krelay.stop(), 0);
   },
 );

@@ -10,15 +10,18 @@
  *     bound to the client's address (T3), so the server's answers are addressed to the client:
  *     the `socket transparent 1` rule finds that socket and marks them for the local route of
  *     tproxy_route.ts (T4).
- *   - UDP (U1/U2): a request of a known flow (set `udp_flows`: client, client port, service
- *     port) is sent to the real server by rewriting its destination, and refreshes the flow.
+ *   - UDP (U1/U2): a request of a known flow (map `udp_flows`: client, client port, service
+ *     port to the flow's server) is sent to its server by rewriting its destination, and
+ *     refreshes the flow.
  *     A new flow's first packet gets {@link UDP_FIRST_MARK}, which krelay's queue rule selects
  *     (iptables.ts, or krelay.ko's hooks): krelay records the flow and rewrites that packet
  *     itself. UDP services with a packet script are left out: the queue takes all their
  *     packets and krelay NATs them itself.
  * - chain `udp_forward` (filter, forward): the rewritten first packet adds its flow to
- *   `udp_flows`; the server's replies to a known flow get the relay's address back as their
- *   source (U3/U4). Only forwarded packets pass this hook, never the relay's own TCP.
+ *   `udp_flows`, and its whole tuple (server, port, client, port) to `udp_replies`; a reply
+ *   whose whole tuple is a flow's gets the relay's address back as its source (U3/U4), so a
+ *   datagram from any other host is never taken for the relay's. Only forwarded packets pass
+ *   this hook, never the relay's own TCP.
  * - with tcp_conntrack false, the four legs of relayed TCP (T1-T4) are exempt from a conntrack
  *   that other rules of the host may load (notrack): the two incoming ones by `divert`'s own
  *   rules, the two outgoing ones by chain `untrack_out` (output, raw priority). The relay's
@@ -34,11 +37,10 @@
  * the way out) only when something asks for it; the never-called chain `defrag` holds a TPROXY
  * expression, which does, whatever the TCP services are.
  *
- * A flow in `udp_flows` lives `udp_timeout` after its last packet either way; the set holds
- * at most `nat_max_entries` flows, and a first packet that finds it full is dropped, since its
- * answer could not be rewritten. Established TCP flows keep their sockets when the
- * configuration changes; new flows follow the new rules, and known UDP flows go to the current
- * real server.
+ * A flow lives `udp_timeout` after its last packet either way; the map and the set hold at
+ * most `nat_max_entries` flows, and a first packet that finds them full is dropped, since its
+ * answer could not be rewritten. Established flows keep their server when the configuration
+ * changes (TCP its sockets, UDP its map entry); new flows follow the new rules.
  *
  * @module
  */
@@ -74,9 +76,18 @@ function chainsOf(spec: SteeringSpec): readonly [keyof NatRules, string][] {
   return spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
 }
 
-/** A UDP flow's key as a request carries it, and as its server's reply does. */
+/**
+ * A UDP flow's key in `udp_flows` (client, client port, service port; the server is its
+ * value), as a request carries it, and as its server's reply does.
+ */
 const REQUEST_KEY = "ip saddr . udp sport . udp dport";
 const REPLY_KEY = "ip daddr . udp dport . udp sport";
+/**
+ * A flow's whole tuple in `udp_replies` (server, service port, client, client port), as a reply
+ * carries it, and as a request carries it once its destination is the server's.
+ */
+const REPLY_TUPLE = "ip saddr . udp sport . ip daddr . udp dport";
+const REQUEST_TUPLE = "ip daddr . udp dport . ip saddr . udp sport";
 
 /**
  * The rules of the table's chains; `skLookup`: the client's connections reach the gateway
@@ -107,16 +118,23 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
     const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
     const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
     rules.divert.push(
-      `${request} ${REQUEST_KEY} @udp_flows update @udp_flows { ${REQUEST_KEY} ${timeout} } ` +
-        `ip daddr set ${spec.realIp} accept`,
+      // A known flow goes to its own server (a live real_ip change moves new flows only); both
+      // of its entries live on. With no entry, the lookup ends the rule.
+      `${request} ip daddr set ${REQUEST_KEY} map @udp_flows ` +
+        `update @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
+        `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`,
       `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`,
     );
     rules.udp_forward.push(
-      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} } meta mark set 0x0 accept`,
-      // The set is full: the answer could not find its way back.
+      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
+        `add @udp_replies { ${REQUEST_TUPLE} ${timeout} } meta mark set 0x0 accept`,
+      // The table is full: the answer could not find its way back.
       `${first} drop`,
-      `udp sport ${set(udpPorts)} ${REPLY_KEY} @udp_flows ` +
-        `update @udp_flows { ${REPLY_KEY} ${timeout} } ip saddr set ${spec.relayIp}`,
+      // Only the flow's own server answers as the relay: the whole tuple must match, so that
+      // a datagram injected by any other host never reaches the client from relay:port.
+      `udp sport ${set(udpPorts)} ${REPLY_TUPLE} @udp_replies ` +
+        `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
+        `update @udp_flows { ${REPLY_KEY} ${timeout} : ip saddr } ip saddr set ${spec.relayIp}`,
     );
   }
   return rules;
@@ -127,8 +145,12 @@ export function renderNatTable(spec: SteeringSpec, skLookup = false): string {
   const rules = renderNatRules(spec, skLookup);
   const lines = [
     `table ip ${NFT_TABLE} {`,
-    `  set udp_flows {`,
-    `    type ipv4_addr . inet_service . inet_service; flags dynamic,timeout;`,
+    `  map udp_flows {`,
+    `    type ipv4_addr . inet_service . inet_service : ipv4_addr; flags dynamic,timeout;`,
+    `    size ${spec.natMaxEntries};`,
+    `  }`,
+    `  set udp_replies {`,
+    `    type ipv4_addr . inet_service . ipv4_addr . inet_service; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
     `  }`,
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).

@@ -7,22 +7,27 @@ const spec = labSpec({ tcpPorts: [80, 8080] });
 Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers, and NATs UDP ones by krelay's flow set", () => {
   const key = "ip saddr . udp sport . udp dport";
   const reply = "ip daddr . udp dport . udp sport";
+  const tuple = "ip saddr . udp sport . ip daddr . udp dport";
+  const requestTuple = "ip daddr . udp dport . ip saddr . udp sport";
   assertEquals(renderNatRules(spec), {
     divert: [
       "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
-      // A known flow's request goes to the real server and keeps its flow alive.
-      `ip daddr 198.51.100.1 udp dport { 53 } ${key} @udp_flows ` +
-      `update @udp_flows { ${key} timeout 30000ms } ip daddr set 203.0.113.10 accept`,
+      // A known flow's request goes to its own server and keeps its flow alive.
+      `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_flows ` +
+      `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
+      `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       // A new flow's first packet is marked for krelay's queue rule.
       "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 accept",
     ],
     udp_forward: [
       // krelay rewrote it: the flow is known from now on; a full set drops it.
-      `meta mark 0x4b53 add @udp_flows { ${key} timeout 30000ms } meta mark set 0x0 accept`,
+      `meta mark 0x4b53 add @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
+      `add @udp_replies { ${requestTuple} timeout 30000ms } meta mark set 0x0 accept`,
       "meta mark 0x4b53 drop",
-      `udp sport { 53 } ${reply} @udp_flows update @udp_flows { ${reply} timeout 30000ms } ` +
-      "ip saddr set 198.51.100.1",
+      // Only the flow's own server, from its service port to the client's port, is answered.
+      `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
+      `update @udp_flows { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
     ],
     untrack_out: [],
   });
@@ -85,11 +90,17 @@ Deno.test("renderNatTable() loads no conntrack: no nat chain, no ct expression",
   }
 });
 
-Deno.test("renderNatTable() declares the flow set, the defrag chain and one hook per path; renderNatUpdate() replaces the rules", () => {
+Deno.test("renderNatTable() declares the flow map and set, the defrag chain and one hook per path; renderNatUpdate() replaces the rules", () => {
   const table = renderNatTable({ ...spec, natMaxEntries: 1000 });
-  assert(table.includes("  set udp_flows {\n"));
-  assert(table.includes("type ipv4_addr . inet_service . inet_service; flags dynamic,timeout;"));
-  assert(table.includes("size 1000;"));
+  assert(table.includes("  map udp_flows {\n"));
+  assert(
+    table.includes(
+      "type ipv4_addr . inet_service . inet_service : ipv4_addr; flags dynamic,timeout;",
+    ),
+  );
+  assert(table.includes("  set udp_replies {\n"));
+  assert(table.includes("type ipv4_addr . inet_service . ipv4_addr . inet_service; flags"));
+  assertEquals(table.match(/size 1000;/g)?.length, 2);
   // A base chain of its own costs every packet a hook: one prerouting chain, one forward chain.
   assertEquals(table.match(/type filter hook prerouting/g)?.length, 1);
   assertEquals(table.match(/type filter hook forward/g)?.length, 1);
@@ -97,10 +108,11 @@ Deno.test("renderNatTable() declares the flow set, the defrag chain and one hook
   // The TPROXY expression of a chain that is never called, for the kernel's reassembly.
   assert(table.includes("  chain defrag {\n    meta l4proto tcp tproxy to :16000\n  }"));
   const update = renderNatUpdate({ ...spec, realIp: "203.0.113.20", gport: 16001 });
-  // The flow set and the defrag chain are kept: live flows stay known.
+  // The flows and the defrag chain are kept: live flows stay known, with their servers (a new
+  // real_ip is krelay's to give new flows: no rule names a server).
   assert(update.startsWith("flush chain ip krelay divert\nflush chain ip krelay udp_forward\n"));
   assert(!update.includes("udp_flows {\n") && !update.includes("defrag"));
-  assert(update.includes("ip daddr set 203.0.113.20 accept"));
+  assert(!update.includes("203.0.113.20") && !table.includes("203.0.113.10"));
   assert(update.includes("tproxy to :16001"));
 });
 
