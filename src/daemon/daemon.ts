@@ -20,13 +20,8 @@ import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { RelayThreads, type ThreadSettings } from "../relay/relay_threads.ts";
 import { warmUp } from "../relay/warm_up.ts";
-import {
-  addStats,
-  NO_STATS,
-  TcpRelay,
-  type TcpRelaySettings,
-  type TcpRelayStats,
-} from "../relay/tcp_relay.ts";
+import { TcpRelay, type TcpRelaySettings } from "../relay/tcp_relay.ts";
+import { addStats, NO_STATS, type TcpRelayStats } from "../relay/stats.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";

@@ -11,7 +11,8 @@ import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
-import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
+import type { DivertedConnection } from "../relay/relayed.ts";
+import type { TcpRelayStats } from "../relay/stats.ts";
 
 /** Whether krelay is relaying. */
 export type RelayState = "started" | "stopped";

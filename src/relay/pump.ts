@@ -43,6 +43,7 @@ import {
   SPLICE_F_MOVE,
   SPLICE_F_NONBLOCK,
 } from "../../ffi/linux.ts";
+import { DOUBLE_ZERO } from "../system/v8_shapes.ts";
 
 /** How a pumped connection ended. */
 export type PumpEndReason =
@@ -135,11 +136,10 @@ class Direction {
   /** Already queued in the poller's next round. */
   deferred = false;
   /**
-   * Bytes written to `to`. A double from the start (-0 is not a small integer to V8): a bulk
-   * transfer passes 2^31 bytes, and a field that changes kind throws away the code V8
-   * optimised for it. Read it as `moved + 0`, which is never -0.
+   * Bytes written to `to`. A double from the start: a bulk transfer passes 2^31 bytes (see
+   * system/v8_shapes.ts, rule 1). Read it as `moved + 0`, which is never -0.
    */
-  moved = -0;
+  moved = DOUBLE_ZERO;
 
   constructor(
     readonly from: number,
@@ -155,7 +155,7 @@ export class Pump {
   readonly #down: Direction;
   #ended = false;
   // Idleness: the byte total and when it was last seen to change.
-  #lastTotal = -0;
+  #lastTotal = DOUBLE_ZERO;
   #lastMoveSeen: number;
 
   /**
@@ -390,7 +390,7 @@ export class Pump {
 
   #fail(side: Side, e: number): number {
     const message = `${side}: ${errnoText(e)}`;
-    // Constant strings: a string built here would be of another kind than "closed" to V8.
+    // Constant strings (system/v8_shapes.ts, rule 4).
     const reason = side === "client" ? "reset-by-client" : "reset-by-server";
     if (RESET_ERRNOS.has(e)) this.#finish(reason, message, side);
     else this.#finish("error", `${message} (${errnoName(e)})`);

@@ -25,6 +25,8 @@ import { Poller, Ready } from "./poller.ts";
 import { acceptFrom, closeFd, gatewayListener, localEndpoint, resetFd } from "./socket.ts";
 import { closeGracefully, reserveFd } from "./close.ts";
 import { connectUpstream } from "./upstream.ts";
+import { type DivertedConnection, Relayed } from "./relayed.ts";
+import type { TcpRelayStats } from "./stats.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import {
@@ -34,6 +36,7 @@ import {
   WarmUpOrigin,
   type WarmUpResult,
 } from "./warm_up.ts";
+import { DOUBLE_ZERO, restoreInPlace } from "../system/v8_shapes.ts";
 
 const log = logger("relay");
 
@@ -63,37 +66,6 @@ export interface TcpRelayOptions {
   cpu?: number;
 }
 
-/** Connection counters. */
-export interface TcpRelayStats {
-  /** Connections being relayed now. */
-  active: number;
-  /** Connections accepted since start. */
-  total: number;
-  /** Connections that could not be relayed (no service, server refused or silent, no fd). */
-  failed: number;
-  /** Bytes relayed client -> server and server -> client, of finished and live connections. */
-  bytesToServer: number;
-  bytesToClient: number;
-}
-
-/** Counters of no connection at all. */
-export const NO_STATS: Readonly<TcpRelayStats> = {
-  active: 0,
-  total: 0,
-  failed: 0,
-  bytesToServer: 0,
-  bytesToClient: 0,
-};
-
-/** The counters of several relays (threads, or closed and live ones) together. */
-export function addStats(...all: TcpRelayStats[]): TcpRelayStats {
-  const sum = { ...NO_STATS };
-  for (const s of all) {
-    for (const k of Object.keys(sum) as (keyof TcpRelayStats)[]) sum[k] += s[k];
-  }
-  return sum;
-}
-
 // Connections accepted per listener event; the rest wait for the next round (level-triggered).
 const ACCEPTS_PER_EVENT = 64;
 // Bytes a splice pipe holds: more per call than the default 64 KiB (kernel memory, lent only
@@ -101,54 +73,6 @@ const ACCEPTS_PER_EVENT = 64;
 const PIPE_SIZE = 256 * 1024;
 // The copy buffer of the pumps: a read that fills it switches its direction to splice.
 const COPY_SIZE = 64 * 1024;
-
-/**
- * Who a relayed connection is from, where the client meant to go, and where it is relayed. A
- * diverted connection's addresses are signed while it is open, as socket.ts reads them; listed
- * ({@link TcpRelay.diverted}), they are unsigned, as everywhere else.
- */
-export interface RelayedFlow {
-  client: number;
-  clientPort: number;
-  /** The relay's address the client connected to, and the service port it asked. */
-  relay: number;
-  servicePort: number;
-  server: number;
-  serverPort: number;
-}
-
-/** A relayed connection as listed: it has no NAT entry. */
-export interface DivertedConnection extends RelayedFlow {
-  /** The relay's port toward the server (the kernel's pick), 0 before the connect started. */
-  relayPort: number;
-  state: "connecting" | "established";
-  /** Clock values (`now`) of the accept and of the last byte relayed. */
-  created: number;
-  lastSeen: number;
-  bytesToServer: number;
-  bytesToClient: number;
-}
-
-/** One relayed connection, as long as it is open. */
-class Relayed {
-  /** The socket toward the server, once made. */
-  upstream = -1;
-  established = false;
-
-  constructor(
-    readonly id: number,
-    readonly flow: RelayedFlow,
-    readonly created: number,
-  ) {}
-
-  get who(): string {
-    return formatEndpoint(this.flow.client, this.flow.clientPort);
-  }
-
-  get target(): string {
-    return formatEndpoint(this.flow.server, this.flow.serverPort);
-  }
-}
 
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
@@ -162,7 +86,7 @@ export class TcpRelay {
   readonly #connections = new Map<number, Relayed>();
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
-  #finished = { toServer: -0, toClient: -0 };
+  #finished = { toServer: DOUBLE_ZERO, toClient: DOUBLE_ZERO };
   #stats = { total: 0, failed: 0 };
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
@@ -412,9 +336,9 @@ export class TcpRelay {
       }
       this.options.targets.undivertOwn(port);
       origin.close();
-      // In place: objects of another shape would undo what V8 optimised for these.
-      Object.assign(this.#stats, stats);
-      Object.assign(this.#finished, finished);
+      // In place (system/v8_shapes.ts, rule 3).
+      restoreInPlace(this.#stats, stats);
+      restoreInPlace(this.#finished, finished);
     }
   }
 
