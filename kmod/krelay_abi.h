@@ -14,8 +14,9 @@
  *   getsockopt(fd, SOL_IP, KRELAY_SO_GET_ENTRY, &entry, &len)           one entry by key
  *   getsockopt(fd, SOL_IP, KRELAY_SO_GET_TABLE, buf, &len)              header + entries
  *
- * The set calls need CAP_NET_ADMIN (in the initial user namespace); the get calls are open
- * to any process. Every struct starts with a __u32 version that must be KRELAY_ABI_VERSION
+ * The set calls, GET_ENTRY and GET_TABLE need CAP_NET_ADMIN in the initial user namespace
+ * (EPERM otherwise): entries name clients and servers, and conntrack's table is no more open.
+ * GET_INFO (counts and limits) is open to any process. Every struct starts with a __u32 version that must be KRELAY_ABI_VERSION
  * (otherwise EPROTO); lengths shorter than the struct give EINVAL.
  *
  * Byte order: addresses and ports are in network order (as in the packet, __be32/__be16);

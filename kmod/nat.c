@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * nat.c - krelay.ko's NAT table: entries krelay pushes with setsockopt and anyone reads with
+ * nat.c - krelay.ko's NAT table: entries krelay pushes with setsockopt and admins read with
  * getsockopt (krelay_abi.h), two hash tables under one BH-safe spinlock.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -349,7 +349,8 @@ static int krelay_get_table(void __user *user, int *len)
  * @user: the caller's buffer
  * @len: its length in; the length written out
  *
- * Context: process context.
+ * Context: process context; GET_ENTRY and GET_TABLE need CAP_NET_ADMIN in the initial user
+ * namespace (the table is global to the module), GET_INFO (counts only) is open to anyone.
  * Return: 0 or a negative errno (krelay_abi.h).
  */
 static int krelay_so_get(struct sock *sk, int optval, void __user *user, int *len)
@@ -358,8 +359,13 @@ static int krelay_so_get(struct sock *sk, int optval, void __user *user, int *le
 	case KRELAY_SO_GET_INFO:
 		return krelay_get_info(user, len);
 	case KRELAY_SO_GET_ENTRY:
+		/* Entries name clients and servers: for admins only, as conntrack's. */
+		if (!capable(CAP_NET_ADMIN))
+			return -EPERM;
 		return krelay_get_entry(user, len);
 	case KRELAY_SO_GET_TABLE:
+		if (!capable(CAP_NET_ADMIN))
+			return -EPERM;
 		return krelay_get_table(user, len);
 	}
 	return -ENOPROTOOPT;

@@ -350,13 +350,24 @@ t_nat() {
 	krelay-nat flush || die "flush"
 	expect_eq "list after flush" "$(krelay-nat list | wc -l)" 0 || return 1
 	expect_eq "stats nat_entries" "$(stat_of nat_entries)" 0 || return 1
-	# Readable by anyone, writable only with CAP_NET_ADMIN.
+	# Entries are read and written only with CAP_NET_ADMIN; the counts are open to anyone.
 	krelay-nat add udp 198.51.100.10:40000 198.51.100.1:53 203.0.113.10:53 || die "re-add"
-	out=$(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all krelay-nat list 2>&1) ||
-		die "list as nobody: $out"
-	[[ $out == udp* ]] || die "list as nobody: $out"
-	out=$(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all \
-		krelay-nat add udp 198.51.100.12:1 198.51.100.1:53 203.0.113.10:53 2>&1) && die "add as nobody worked"
+	local nobody=(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all)
+	out=$("${nobody[@]}" krelay-nat list 2>&1) && die "list as nobody worked: $out"
+	[[ $out == *"GET_TABLE: EPERM"* ]] || die "list as nobody: $out"
+	out=$("${nobody[@]}" krelay-nat get udp 198.51.100.10:40000 198.51.100.1:53 2>&1) &&
+		die "get as nobody worked: $out"
+	[[ $out == *"GET_ENTRY: EPERM"* ]] || die "get as nobody: $out"
+	out=$("${nobody[@]}" krelay-nat info 2>&1) || die "info as nobody: $out"
+	grep -qx 'count 1' <<<"$out" || die "info as nobody: $out"
+	# Without CAP_NET_ADMIN even as root (the bounding set dropped): refused too.
+	out=$(setpriv --bounding-set=-net_admin --inh-caps=-net_admin krelay-nat list 2>&1) &&
+		die "list without CAP_NET_ADMIN worked: $out"
+	[[ $out == *EPERM* ]] || die "list without CAP_NET_ADMIN: $out"
+	out=$(krelay-nat list) || die "list as root: $out"
+	[[ $out == udp* ]] || die "list as root: $out"
+	out=$("${nobody[@]}" krelay-nat add udp 198.51.100.12:1 198.51.100.1:53 203.0.113.10:53 2>&1) &&
+		die "add as nobody worked"
 	[[ $out == *EPERM* ]] || die "add as nobody: $out"
 	# Reachable from another network namespace too.
 	ip netns add kn && out=$(ip netns exec kn krelay-nat list) && ip netns del kn
