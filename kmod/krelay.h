@@ -117,6 +117,7 @@ void krelay_counters_sum(u64 sum[KRELAY_NR_COUNTERS]);
 
 /* nat.c: the NAT table and its sockopts */
 extern unsigned int krelay_max_entries;
+extern unsigned int krelay_nat_buckets;
 int krelay_nat_init(void);
 unsigned int krelay_nat_exit(void);
 unsigned int krelay_nat_entries(void);

@@ -7,12 +7,14 @@
 
 #include <linux/capability.h>
 #include <linux/in.h>
-#include <linux/jhash.h>
 #include <linux/kernel.h>
 #include <linux/list.h>
+#include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/moduleparam.h>
 #include <linux/netfilter.h>
+#include <linux/random.h>
+#include <linux/siphash.h>
 #include <linux/slab.h>
 #include <linux/sockptr.h>
 #include <linux/spinlock.h>
@@ -26,8 +28,7 @@ module_param_named(max_entries, krelay_max_entries, uint, 0444);
 MODULE_PARM_DESC(max_entries, "NAT table bound (1-1048576, default 65536)");
 
 #define KRELAY_NAT_MAX_BOUND (1U << 20)
-#define KRELAY_NAT_HASH_BITS 12
-#define KRELAY_NAT_BUCKETS (1U << KRELAY_NAT_HASH_BITS)
+#define KRELAY_NAT_MIN_BUCKETS 16U
 
 /**
  * struct krelay_nat - one entry of the table
@@ -43,20 +44,28 @@ struct krelay_nat {
 
 static DEFINE_SPINLOCK(krelay_nat_lock);
 static struct hlist_head *krelay_nat_by_key, *krelay_nat_by_port;
+/*
+ * Buckets per table: the power of two at or above max_entries, set at load, so that a full
+ * table has chains of one entry on average. The hash is keyed with a random siphash key,
+ * so that nobody who cannot read the key can pick entries that share a chain.
+ */
+unsigned int krelay_nat_buckets;
+static siphash_key_t krelay_nat_key __read_mostly;
 static unsigned int krelay_nat_count;
 static u64 krelay_nat_adds, krelay_nat_dels, krelay_nat_full;
 
 static u32 krelay_key_hash(const struct krelay_nat_entry *e)
 {
-	return jhash_3words((__force u32)e->client_addr,
+	return siphash_4u32((__force u32)e->client_addr,
 			    ((__force u32)e->client_port << 16) | (__force u32)e->service_port,
-			    (__force u32)e->relay_addr ^ e->protocol, 0) &
-	       (KRELAY_NAT_BUCKETS - 1);
+			    (__force u32)e->relay_addr, e->protocol, &krelay_nat_key) &
+	       (krelay_nat_buckets - 1);
 }
 
 static u32 krelay_port_hash(u8 protocol, __be16 relay_port)
 {
-	return jhash_2words(protocol, (__force u32)relay_port, 0) & (KRELAY_NAT_BUCKETS - 1);
+	return siphash_2u32(protocol, (__force u32)relay_port, &krelay_nat_key) &
+	       (krelay_nat_buckets - 1);
 }
 
 static bool krelay_same_key(const struct krelay_nat_entry *a, const struct krelay_nat_entry *b)
@@ -203,7 +212,7 @@ static unsigned int krelay_nat_flush(void)
 	unsigned int i, freed = 0;
 
 	spin_lock_bh(&krelay_nat_lock);
-	for (i = 0; i < KRELAY_NAT_BUCKETS; i++) {
+	for (i = 0; i < krelay_nat_buckets; i++) {
 		hlist_for_each_entry_safe(n, tmp, &krelay_nat_by_key[i], by_key) {
 			krelay_nat_unlink(n);
 			kfree(n);
@@ -323,7 +332,7 @@ static int krelay_get_table(void __user *user, int *len)
 
 	spin_lock_bh(&krelay_nat_lock);
 	hdr.total = krelay_nat_count;
-	for (i = 0; i < KRELAY_NAT_BUCKETS && count < cap; i++)
+	for (i = 0; i < krelay_nat_buckets && count < cap; i++)
 		hlist_for_each_entry(n, &krelay_nat_by_key[i], by_key) {
 			if (count == cap)
 				break;
@@ -410,13 +419,16 @@ int krelay_nat_init(void)
 		pr_err("max_entries must be 1-%u\n", KRELAY_NAT_MAX_BOUND);
 		return -EINVAL;
 	}
-	krelay_nat_by_key = kvcalloc(KRELAY_NAT_BUCKETS, sizeof(struct hlist_head), GFP_KERNEL);
-	krelay_nat_by_port = kvcalloc(KRELAY_NAT_BUCKETS, sizeof(struct hlist_head), GFP_KERNEL);
+	get_random_bytes(&krelay_nat_key, sizeof(krelay_nat_key));
+	krelay_nat_buckets = roundup_pow_of_two(max(krelay_max_entries, KRELAY_NAT_MIN_BUCKETS));
+	krelay_nat_by_key = kvcalloc(krelay_nat_buckets, sizeof(struct hlist_head), GFP_KERNEL);
+	krelay_nat_by_port = kvcalloc(krelay_nat_buckets, sizeof(struct hlist_head), GFP_KERNEL);
 	if (!krelay_nat_by_key || !krelay_nat_by_port)
 		goto err_free;
 	err = nf_register_sockopt(&krelay_sockopts);
 	if (err)
 		goto err_free;
+	pr_debug("NAT table: %u buckets\n", krelay_nat_buckets);
 	return 0;
 
 err_free:

@@ -130,8 +130,8 @@ static size_t krelay_show_stats(char *buf, size_t size)
 	for (i = 0; i < KRELAY_NR_COUNTERS; i++)
 		len += scnprintf(buf + len, size - len, "%s %llu\n", krelay_counter_names[i],
 				 sum[i]);
-	len += scnprintf(buf + len, size - len, "nat_entries %u\nnat_max %u\n",
-			 krelay_nat_entries(), krelay_max_entries);
+	len += scnprintf(buf + len, size - len, "nat_entries %u\nnat_max %u\nnat_buckets %u\n",
+			 krelay_nat_entries(), krelay_max_entries, krelay_nat_buckets);
 	return len;
 }
 

@@ -96,6 +96,7 @@ vmTest("with start=1 and no queue listener, bypass lets traffic pass", ["hooks-b
 vmTest("the hooks live in the writer's netns and leave with it; veth traffic", ["hooks-netns"]);
 vmTest("krelay-nat adds, reads, replaces and removes entries through sockopt", ["nat-sockopt"]);
 vmTest("the NAT table is bounded by max_entries", ["nat-bound"]);
+vmTest("the NAT table's buckets grow with max_entries; its hash key is random", ["nat-hash"]);
 vmTest("krelay.ko unloads in every state", [
   "unload-stopped",
   "unload-started",

@@ -107,6 +107,7 @@ t_defaults() {
 	expect_eq queue "$(cat $P/queue)" 0
 	expect_eq stats.started "$(stat_of started)" 0
 	expect_eq stats.nat_max "$(stat_of nat_max)" 65536
+	expect_eq stats.nat_buckets "$(stat_of nat_buckets)" 65536
 }
 
 t_proc_write() {
@@ -394,8 +395,32 @@ t_nat_bound() {
 	krelay-nat del udp 198.51.100.1:1000 198.51.100.1:53 || die "del"
 	krelay-nat add udp 198.51.100.5:1000 198.51.100.1:53 203.0.113.10:53 || die "add after del"
 	expect_eq "stats nat_max" "$(stat_of nat_max)" 4 || return 1
+	expect_eq "stats nat_buckets" "$(stat_of nat_buckets)" 16 || return 1
 	unload || return 1
 	dmesg | tail -n 5 | grep -q 'unloaded (4 NAT entries freed)' || die "no 'unloaded (4 NAT entries freed)'"
+}
+
+# The buckets grow with max_entries (the power of two at or above it), and the hash key is
+# random: the same 24 entries come out of the dump (bucket order) in another order after a
+# reload, which a fixed seed would never do.
+t_nat_hash() {
+	local order1 order2 i
+	unload || return 1
+	insmod $KO max_entries=1000 || die "insmod max_entries=1000"
+	expect_eq "nat_buckets for 1000" "$(stat_of nat_buckets)" 1024 || return 1
+	for i in $(seq 24); do
+		krelay-nat add udp 198.51.100.$i:1000 198.51.100.1:53 203.0.113.10:53 || die "add $i"
+	done
+	order1=$(krelay-nat list | awk '{print $2}' | tr '\n' ' ')
+	unload || return 1
+	insmod $KO max_entries=1000 || die "insmod again"
+	for i in $(seq 24); do
+		krelay-nat add udp 198.51.100.$i:1000 198.51.100.1:53 203.0.113.10:53 || die "add $i again"
+	done
+	order2=$(krelay-nat list | awk '{print $2}' | tr '\n' ' ')
+	expect_eq "entries listed" "$(wc -w <<<"$order2")" 24 || return 1
+	[[ $order1 != "$order2" ]] || die "same dump order after a reload: $order1"
+	unload
 }
 
 # ---- unload in each state ----
@@ -493,6 +518,7 @@ check hooks-netns t_hooks_netns
 check nat-sockopt t_nat
 check dmesg-after-checks dmesg_clean
 check nat-bound t_nat_bound
+check nat-hash t_nat_hash
 check unload-stopped t_unload_stopped
 check unload-started t_unload_started
 check unload-start-param t_unload_start_param
