@@ -107,7 +107,13 @@ struct krelay_nat_info {
  * GET_TABLE: the buffer is this 16-byte header followed by room for entries. The caller sets
  * version; the module fills as many entries as fit in len (in no particular order), sets
  * count (entries written) and total (entries in the table), and sets len to 16 + count * 64.
- * count < total means the buffer was too small: retry with a larger one.
+ * A buffer with room for none (len 16) gives count 0 and the total. count < total means the
+ * buffer was too small: retry with a larger one (GET_INFO's count, plus some slack).
+ *
+ * The module copies the entries in chunks of 64, dropping its lock in between, so the answer
+ * is not one snapshot: an entry added or removed during the call may or may not be in it,
+ * and total is the count at the last chunk. An entry that is in the table during the whole
+ * call is in the answer once (if it fits). Needs CAP_NET_ADMIN.
  */
 struct krelay_nat_table {
 	__u32 version;  /*  0 host: KRELAY_ABI_VERSION */

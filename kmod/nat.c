@@ -14,6 +14,8 @@
 #include <linux/moduleparam.h>
 #include <linux/netfilter.h>
 #include <linux/random.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <linux/siphash.h>
 #include <linux/slab.h>
 #include <linux/sockptr.h>
@@ -311,12 +313,79 @@ static int krelay_get_entry(void __user *user, int *len)
 	return 0;
 }
 
+/*
+ * GET_TABLE holds the lock for at most this many entries (4 KiB) or buckets at a time: never
+ * for the whole table, and the kernel buffer of a dump is one small allocation whatever the
+ * size of the table or of the caller's buffer.
+ */
+#define KRELAY_DUMP_CHUNK 64
+#define KRELAY_DUMP_BUCKETS 1024
+
+/**
+ * struct krelay_dump - where a GET_TABLE dump is between two holds of the lock
+ * @bucket: the next bucket of krelay_nat_by_key to copy
+ * @skip: entries of that bucket already copied (when a bucket was split, see below)
+ */
+struct krelay_dump {
+	unsigned int bucket, skip;
+};
+
+/*
+ * Copies up to @room entries (room <= KRELAY_DUMP_CHUNK) into @buf from where @d is. Whole
+ * buckets only, so that an entry in the table during the whole dump is copied exactly once,
+ * except that a bucket is split when it does not fit in an empty @buf: a bucket longer than
+ * a chunk (which the random hash key makes practically impossible), or the last entries that
+ * fit the caller's buffer. Returns how many were copied; @total gets the table's count.
+ */
+static unsigned int krelay_dump_chunk(struct krelay_dump *d, struct krelay_nat_entry *buf,
+				      unsigned int room, u32 *total)
+{
+	unsigned int got = 0, scanned = 0, len, left, take, i;
+	struct krelay_nat *n;
+
+	spin_lock_bh(&krelay_nat_lock);
+	*total = krelay_nat_count;
+	while (d->bucket < krelay_nat_buckets && got < room && scanned++ < KRELAY_DUMP_BUCKETS) {
+		struct hlist_head *head = &krelay_nat_by_key[d->bucket];
+
+		len = 0;
+		hlist_for_each_entry(n, head, by_key)
+			len++;
+		left = len - min(len, d->skip);
+		if (left > room - got && got)
+			break; /* the next chunk starts with this bucket */
+		take = min(left, room - got);
+		i = 0;
+		hlist_for_each_entry(n, head, by_key) {
+			if (i >= d->skip + take)
+				break;
+			if (i >= d->skip)
+				buf[got++] = n->e;
+			i++;
+		}
+		if (take == left) {
+			d->bucket++;
+			d->skip = 0;
+		} else {
+			d->skip += take;
+		}
+	}
+	spin_unlock_bh(&krelay_nat_lock);
+	return got;
+}
+
+/*
+ * GET_TABLE: as many entries as fit in the caller's buffer, copied in chunks of
+ * KRELAY_DUMP_CHUNK with the lock dropped in between (not one snapshot: an entry added or
+ * removed during the call may or may not be in it), then the header with count and total.
+ */
 static int krelay_get_table(void __user *user, int *len)
 {
 	struct krelay_nat_table hdr;
 	struct krelay_nat_entry *buf;
-	struct krelay_nat *n;
-	unsigned int cap, i, count = 0;
+	struct krelay_dump d = {};
+	unsigned int room, got, count = 0;
+	u32 total = 0;
 	int err = 0;
 
 	if (*len < (int)sizeof(hdr))
@@ -325,29 +394,36 @@ static int krelay_get_table(void __user *user, int *len)
 		return -EFAULT;
 	if (hdr.version != KRELAY_ABI_VERSION)
 		return -EPROTO;
-	cap = min_t(unsigned int, (*len - sizeof(hdr)) / sizeof(*buf), krelay_max_entries);
-	buf = kvmalloc_array(max_t(unsigned int, cap, 1), sizeof(*buf), GFP_KERNEL);
+	room = (*len - sizeof(hdr)) / sizeof(*buf);
+	buf = kmalloc_array(KRELAY_DUMP_CHUNK, sizeof(*buf), GFP_KERNEL_ACCOUNT);
 	if (!buf)
 		return -ENOMEM;
 
-	spin_lock_bh(&krelay_nat_lock);
-	hdr.total = krelay_nat_count;
-	for (i = 0; i < krelay_nat_buckets && count < cap; i++)
-		hlist_for_each_entry(n, &krelay_nat_by_key[i], by_key) {
-			if (count == cap)
-				break;
-			buf[count++] = n->e;
+	do {
+		got = krelay_dump_chunk(&d, buf, min_t(unsigned int, room - count,
+						       KRELAY_DUMP_CHUNK), &total);
+		if (copy_to_user((u8 __user *)user + sizeof(hdr) + count * sizeof(*buf), buf,
+				 got * sizeof(*buf))) {
+			err = -EFAULT;
+			goto out;
 		}
-	spin_unlock_bh(&krelay_nat_lock);
+		count += got;
+		if (fatal_signal_pending(current)) {
+			err = -EINTR;
+			goto out;
+		}
+		cond_resched();
+	} while (count < room && d.bucket < krelay_nat_buckets);
 
 	hdr.count = count;
+	hdr.total = total;
 	hdr.reserved = 0;
-	if (copy_to_user(user, &hdr, sizeof(hdr)) ||
-	    copy_to_user((u8 __user *)user + sizeof(hdr), buf, count * sizeof(*buf)))
+	if (copy_to_user(user, &hdr, sizeof(hdr)))
 		err = -EFAULT;
 	else
 		*len = sizeof(hdr) + count * sizeof(*buf);
-	kvfree(buf);
+out:
+	kfree(buf);
 	return err;
 }
 

@@ -97,6 +97,9 @@ vmTest("the hooks live in the writer's netns and leave with it; veth traffic", [
 vmTest("krelay-nat adds, reads, replaces and removes entries through sockopt", ["nat-sockopt"]);
 vmTest("the NAT table is bounded by max_entries", ["nat-bound"]);
 vmTest("the NAT table's buckets grow with max_entries; its hash key is random", ["nat-hash"]);
+vmTest("GET_TABLE gives what fits plus the count, and a large table whole", [
+  "nat-dump-chunks",
+]);
 vmTest("krelay.ko unloads in every state", [
   "unload-stopped",
   "unload-started",

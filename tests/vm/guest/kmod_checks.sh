@@ -423,6 +423,32 @@ t_nat_hash() {
 	unload
 }
 
+# A large table through small buffers: what fits plus the count, and all of it (each entry
+# once) through a buffer with room for all; the kernel copies it in chunks of 64.
+t_nat_dump() {
+	local out n=5000
+	insmod $KO || die insmod
+	krelay-nat add-range $n udp 198.51.100.10:1000 198.51.100.1:53 203.0.113.10:53 || die "add-range"
+	krelay-nat add-range 100 tcp 198.51.100.20:2000 198.51.100.1:80 203.0.113.10:80 y=20000 ||
+		die "add-range tcp"
+	n=$((n + 100))
+	out=$(krelay-nat dump 0) || die "dump 0: $out"
+	expect_eq "dump 0" "$out" "count 0 total $n len 16" || return 1
+	out=$(krelay-nat dump 10) || die "dump 10: $out"
+	expect_eq "dump 10 header" "$(head -n 1 <<<"$out")" "count 10 total $n len 656" || return 1
+	expect_eq "dump 10 entries" "$(tail -n +2 <<<"$out" | sort -u | wc -l)" 10 || return 1
+	out=$(krelay-nat dump 100) || die "dump 100: $out"
+	expect_eq "dump 100 entries" "$(tail -n +2 <<<"$out" | sort -u | wc -l)" 100 || return 1
+	out=$(krelay-nat dump $((n + 5))) || die "dump all: $out"
+	expect_eq "dump all header" "$(head -n 1 <<<"$out")" "count $n total $n len $((16 + 64 * n))" || return 1
+	expect_eq "dump all, each once" "$(tail -n +2 <<<"$out" | awk '{print $1, $2}' | sort -u | wc -l)" $n || return 1
+	grep -q '^udp 198.51.100.10:5999 ' <<<"$out" || die "last udp entry missing"
+	grep -q '^tcp 198.51.100.20:2099 198.51.100.1:80 203.0.113.10:80 y=20099 ' <<<"$out" ||
+		die "last tcp entry missing"
+	expect_eq "list" "$(krelay-nat list | wc -l)" $n || return 1
+	unload
+}
+
 # ---- unload in each state ----
 
 t_unload_stopped() {
@@ -519,6 +545,7 @@ check nat-sockopt t_nat
 check dmesg-after-checks dmesg_clean
 check nat-bound t_nat_bound
 check nat-hash t_nat_hash
+check nat-dump-chunks t_nat_dump
 check unload-stopped t_unload_stopped
 check unload-started t_unload_started
 check unload-start-param t_unload_start_param
