@@ -69,7 +69,9 @@ enum krelay_nat_state {
  * Key: (protocol, client_addr, client_port, relay_addr, service_port). SET_ADD replaces an
  * entry with the same key (how krelay updates state and counters). With KRELAY_F_BY_RELAY_PORT
  * in flags, GET_ENTRY and SET_DEL find the entry by (protocol, relay_port) instead, the lookup
- * a server-side packet (S:server_port -> C:y) needs; relay_port must then be non-zero.
+ * a server-side packet (S:server_port -> C:y) needs; relay_port must then be non-zero. A
+ * non-zero relay_port is unique per protocol: SET_ADD fails with EEXIST when another entry
+ * (another key) has it, and changes nothing.
  */
 struct krelay_nat_entry {
 	__u32 version;       /*  0 host: KRELAY_ABI_VERSION */

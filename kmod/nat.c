@@ -129,7 +129,7 @@ static int krelay_check_entry(const struct krelay_nat_entry *e, bool lookup)
 	return 0;
 }
 
-/* SET_ADD: adds the entry, or replaces the one with the same key. */
+/* SET_ADD: adds the entry, or replaces the one with the same key; relay ports are unique. */
 static int krelay_nat_add(sockptr_t arg, unsigned int len)
 {
 	struct krelay_nat *n, *old;
@@ -150,6 +150,19 @@ static int krelay_nat_add(sockptr_t arg, unsigned int len)
 
 	spin_lock_bh(&krelay_nat_lock);
 	old = krelay_nat_find(&n->e);
+	if (n->e.relay_port) {
+		/* A relay port names one flow: the server-side lookup must find one entry. */
+		struct krelay_nat_entry by_port = { .protocol = n->e.protocol,
+						    .flags = KRELAY_F_BY_RELAY_PORT,
+						    .relay_port = n->e.relay_port };
+		struct krelay_nat *other = krelay_nat_find(&by_port);
+
+		if (other && other != old) {
+			spin_unlock_bh(&krelay_nat_lock);
+			err = -EEXIST;
+			goto out_free;
+		}
+	}
 	if (old) {
 		/* Replace in place: same key, new values. */
 		if (old->e.relay_port)

@@ -94,7 +94,10 @@ vmTest("start 0 -> 1 -> 0 registers and unregisters the hooks", ["start-toggle"]
 vmTest("the hooks select exactly U1, U3, T1-T4 and nothing else", ["hooks-select"]);
 vmTest("with start=1 and no queue listener, bypass lets traffic pass", ["hooks-bypass"]);
 vmTest("the hooks live in the writer's netns and leave with it; veth traffic", ["hooks-netns"]);
-vmTest("krelay-nat adds, reads, replaces and removes entries through sockopt", ["nat-sockopt"]);
+vmTest(
+  "krelay-nat adds, reads, replaces and removes entries; EEXIST for a taken relay port",
+  ["nat-sockopt"],
+);
 vmTest("the NAT table is bounded by max_entries", ["nat-bound"]);
 vmTest("the NAT table's buckets grow with max_entries; its hash key is random", ["nat-hash"]);
 vmTest("GET_TABLE gives what fits plus the count, and a large table whole", [

@@ -337,6 +337,24 @@ t_nat() {
 	if out=$(krelay-nat getport tcp 20001 2>&1); then die "old relay port still found: $out"; fi
 	krelay-nat getport tcp 20003 >/dev/null || die "new relay port not found"
 	expect_eq "count after replace" "$(krelay-nat list | wc -l)" 3 || return 1
+	# A relay port names one flow: another key with the same relay port is refused (EEXIST),
+	# the table unchanged; the same port for the other protocol, or a free one, is fine.
+	out=$(krelay-nat add tcp 198.51.100.12:40001 198.51.100.1:80 203.0.113.10:80 y=20003 2>&1) &&
+		die "duplicate relay port accepted"
+	[[ $out == *EEXIST* ]] || die "duplicate relay port: $out"
+	out=$(krelay-nat add tcp 198.51.100.11:40001 198.51.100.1:80 203.0.113.10:80 y=20003 2>&1) &&
+		die "relay port of another entry taken by a replacement"
+	[[ $out == *EEXIST* ]] || die "replacement onto a taken relay port: $out"
+	out=$(krelay-nat getport tcp 20002) || die "getport after EEXIST: $out"
+	[[ $out == "tcp 198.51.100.11:40001 "* ]] || die "entry changed by a refused add: $out"
+	if krelay-nat get tcp 198.51.100.12:40001 198.51.100.1:80 >/dev/null 2>&1; then
+		die "refused entry was added"
+	fi
+	krelay-nat add udp 198.51.100.12:40001 198.51.100.1:53 203.0.113.10:53 y=20003 ||
+		die "same relay port for udp refused"
+	krelay-nat del udp 198.51.100.12:40001 198.51.100.1:53 || die "del udp y=20003"
+	krelay-nat add tcp 198.51.100.10:40001 198.51.100.1:80 203.0.113.10:80 y=20003 state=3 bytes_in=5 ||
+		die "replace with its own relay port"
 	# Missing entries.
 	out=$(krelay-nat get tcp 198.51.100.99:1 198.51.100.1:80 2>&1) && die "get missing: $out"
 	[[ $out == *ENOENT* ]] || die "get missing: $out"
