@@ -227,11 +227,18 @@ void krelay_counters_sum(u64 sum[KRELAY_NR_COUNTERS])
 
 /* ---- start: hooks on and off ---- */
 
+/*
+ * Writers (start writes, the pernet exit, module init and exit) hold krelay_start_lock, and
+ * a stop sleeps KRELAY_QUIESCE_MS under it. Readers that anyone may be (the start parameter,
+ * /proc/krelay/stats, GET_INFO) never take it: they read krelay_ready, krelay_start_wanted
+ * and krelay_net_inum with READ_ONCE(), which writers set with WRITE_ONCE() under the lock.
+ */
 static DEFINE_MUTEX(krelay_start_lock);
 static bool krelay_ready;	  /* module_init done; start writes act at once */
 static bool krelay_going;	  /* module_exit began; start writes fail */
 static unsigned int krelay_start_wanted; /* start= given before module_init ran */
 static struct net *krelay_net;	  /* where the hooks are registered, NULL when stopped */
+static unsigned int krelay_net_inum; /* its inode number, 0 when stopped */
 
 /*
  * Registers the hooks in @net, the network namespace of the process that writes 1 (for
@@ -249,6 +256,7 @@ static int krelay_hooks_on(struct net *net)
 	if (err)
 		return err;
 	krelay_net = net;
+	WRITE_ONCE(krelay_net_inum, net->ns.inum);
 	pr_info("started: hooks registered (netns %u)\n", net->ns.inum);
 	return 0;
 }
@@ -271,6 +279,7 @@ static void krelay_hooks_off(void)
 	WRITE_ONCE(krelay_quiesce, false);
 	pr_info("stopped: hooks unregistered (netns %u)\n", krelay_net->ns.inum);
 	krelay_net = NULL;
+	WRITE_ONCE(krelay_net_inum, 0);
 }
 
 /**
@@ -294,7 +303,7 @@ int krelay_start_write(unsigned int v)
 	if (krelay_going)
 		err = -ENODEV;
 	else if (!krelay_ready)
-		krelay_start_wanted = v; /* insmod start=N: krelay_hooks_ready() applies it */
+		WRITE_ONCE(krelay_start_wanted, v); /* insmod start=N: krelay_hooks_ready() applies it */
 	else if (v)
 		err = krelay_hooks_on(current->nsproxy->net_ns);
 	else
@@ -306,33 +315,26 @@ int krelay_start_write(unsigned int v)
 /**
  * krelay_start_read() - the value of the start parameter
  *
+ * Context: any; takes no lock (a stop in progress still reads 1).
  * Return: 1 when the hooks are registered (before module init has finished: the value
  * given to insmod), else 0.
  */
 unsigned int krelay_start_read(void)
 {
-	unsigned int v;
-
-	mutex_lock(&krelay_start_lock);
-	v = krelay_ready ? krelay_net != NULL : krelay_start_wanted;
-	mutex_unlock(&krelay_start_lock);
-	return v;
+	if (!READ_ONCE(krelay_ready))
+		return READ_ONCE(krelay_start_wanted);
+	return READ_ONCE(krelay_net_inum) != 0;
 }
 
 /**
  * krelay_hooks_netns() - where the hooks are
  *
+ * Context: any; takes no lock (a stop in progress still reads the namespace).
  * Return: the inode number of the network namespace of the hooks, 0 when stopped.
  */
 unsigned int krelay_hooks_netns(void)
 {
-	unsigned int inum = 0;
-
-	mutex_lock(&krelay_start_lock);
-	if (krelay_net)
-		inum = krelay_net->ns.inum;
-	mutex_unlock(&krelay_start_lock);
-	return inum;
+	return READ_ONCE(krelay_net_inum);
 }
 
 static void __net_exit krelay_net_pre_exit(struct net *net)
@@ -383,11 +385,10 @@ int krelay_hooks_ready(void)
 	int err = 0;
 
 	mutex_lock(&krelay_start_lock);
-	krelay_ready = true;
 	if (krelay_start_wanted)
 		err = krelay_hooks_on(current->nsproxy->net_ns);
-	if (err)
-		krelay_ready = false;
+	if (!err)
+		WRITE_ONCE(krelay_ready, true);
 	mutex_unlock(&krelay_start_lock);
 	return err;
 }

@@ -17,7 +17,9 @@
  *    is published, so a bad value changes nothing.
  *  - krelay_start_lock (a mutex, hooks.c) serializes start toggling, the hooked network
  *    namespace, the pernet exit of that namespace, and module exit: nf_register_net_hooks()
- *    and nf_unregister_net_hooks() sleep, and "registered or not" must have one owner.
+ *    and nf_unregister_net_hooks() sleep, and "registered or not" must have one owner. A stop
+ *    sleeps KRELAY_QUIESCE_MS under it, so readers anyone can be (the start parameter,
+ *    /proc/krelay/stats, GET_INFO) never take it: they READ_ONCE() a copy of the state.
  *  - krelay_nat_lock (a spinlock, BH-safe, nat.c) protects the NAT hash tables, their count
  *    and counters. Only process context (sockopt calls, /proc/krelay/stats, unload) takes it
  *    today; the _bh form keeps it usable from a hook should one ever look entries up.

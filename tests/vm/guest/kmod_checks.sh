@@ -180,6 +180,26 @@ t_start_toggle() {
 	dmesg | grep -q 'krelay: stopped: hooks unregistered' || die "no 'stopped' in dmesg"
 }
 
+# A stop sleeps 500 ms under krelay_start_lock; readers (stats, GET_INFO, which anyone may
+# call) do not take it, so they answer at once while a stop is in progress.
+t_readers_during_stop() {
+	local pid t0 dt started out
+	good $START 1 1 || return 1
+	(echo 0 >$START) &
+	pid=$!
+	sleep 0.15
+	t0=${EPOCHREALTIME/./}
+	started=$(stat_of started)
+	out=$(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all /kmod/krelay-nat info 2>&1)
+	dt=$(((${EPOCHREALTIME/./} - t0) / 1000))
+	wait $pid
+	expect_eq "started, read during the stop" "$started" 1 || return 1
+	grep -qx 'started 1' <<<"$out" || die "GET_INFO during the stop: $out"
+	((dt < 300)) || die "readers waited $dt ms during a stop"
+	echo "# readers answered in $dt ms during a stop"
+	expect_eq "start after the stop" "$(cat $START)" 0
+}
+
 # ---- the hooks select exactly krelay's packets ----
 
 counters() {
@@ -556,6 +576,7 @@ check proc-defaults t_defaults
 check proc-write t_proc_write
 check proc-bad-values t_proc_bad
 check start-toggle t_start_toggle
+check readers-during-stop t_readers_during_stop
 check hooks-select t_hooks_select
 check hooks-bypass t_hooks_bypass
 check hooks-netns t_hooks_netns
