@@ -3,15 +3,19 @@
  * hooks.c - the netfilter hooks of krelay.ko: which packets go to krelay's NFQUEUE, and
  * registering the hooks in one network namespace (start) or none (stop).
  *
- * The hooks reproduce src/datapath/iptables_rules.ts:
- *   PRE_ROUTING, raw priority (before conntrack):
- *     U1  udp  daddr == relay_ip && dport in udp_ports
- *     T1  tcp  daddr == relay_ip && dport in tcp_ports
- *     T4  tcp  dport in relay_ports && sport in tcp_ports
+ * In krelay's datapath the kernel carries established flows (nftables NAT for UDP, sk_lookup
+ * or TPROXY and transparent sockets for TCP). User space sees only each new UDP flow's first
+ * packet, which krelay's nftables chain at raw priority marks with first_mark, and every
+ * packet of the services that have a packet script (udp_ports, tcp_ports). The hooks select
+ * exactly those:
+ *   PRE_ROUTING, raw priority + 1 (after nftables' raw chain, so the mark is set; before
+ *   conntrack):
+ *     first  udp  first_mark != 0 && skb->mark == first_mark
+ *     U1     udp  daddr == relay_ip && dport in udp_ports
+ *     T1     tcp  daddr == relay_ip && dport in tcp_ports
  *   POST_ROUTING, mangle priority:
- *     U3  udp  sport in udp_ports
- *     T2  tcp  saddr == relay_ip && sport in {gport} + gports
- *     T3  tcp  sport in relay_ports && dport in tcp_ports
+ *     U3     udp  sport in udp_ports                      (the server's replies)
+ *     T2     tcp  saddr == relay_ip && sport in tcp_ports (the relay's listener answering)
  * and return NF_QUEUE_NR(queue) | NF_VERDICT_FLAG_QUEUE_BYPASS for those, NF_ACCEPT for
  * everything else. Non-first fragments carry no ports and are accepted, as iptables' port
  * matches do not match them.
@@ -41,12 +45,11 @@ const char *const krelay_counter_names[KRELAY_NR_COUNTERS] = {
 	[KRELAY_CNT_PRE_QUEUED] = "pre_queued",
 	[KRELAY_CNT_POST_SEEN] = "post_seen",
 	[KRELAY_CNT_POST_QUEUED] = "post_queued",
+	[KRELAY_CNT_FIRST] = "first",
 	[KRELAY_CNT_U1] = "u1",
 	[KRELAY_CNT_U3] = "u3",
 	[KRELAY_CNT_T1] = "t1",
 	[KRELAY_CNT_T2] = "t2",
-	[KRELAY_CNT_T3] = "t3",
-	[KRELAY_CNT_T4] = "t4",
 };
 
 struct krelay_counters {
@@ -89,18 +92,17 @@ static enum krelay_counter krelay_select_pre(const struct krelay_cfg *cfg,
 					     const struct krelay_pkt *pkt)
 {
 	const struct iphdr *iph = pkt->iph;
+	bool to_relay = cfg->relay_ip && iph->daddr == cfg->relay_ip;
 
 	if (iph->protocol == IPPROTO_UDP) {
-		if (cfg->relay_ip && iph->daddr == cfg->relay_ip &&
-		    krelay_ports_has(&cfg->udp, pkt->dport))
+		if (cfg->first_mark && pkt->skb->mark == cfg->first_mark)
+			return KRELAY_CNT_FIRST;
+		if (to_relay && krelay_ports_has(&cfg->udp, pkt->dport))
 			return KRELAY_CNT_U1;
 		return KRELAY_CNT_NONE;
 	}
-	if (cfg->relay_ip && iph->daddr == cfg->relay_ip && krelay_ports_has(&cfg->tcp, pkt->dport))
+	if (to_relay && krelay_ports_has(&cfg->tcp, pkt->dport))
 		return KRELAY_CNT_T1;
-	if (pkt->dport >= cfg->relay_lo && pkt->dport <= cfg->relay_hi &&
-	    krelay_ports_has(&cfg->tcp, pkt->sport))
-		return KRELAY_CNT_T4;
 	return KRELAY_CNT_NONE;
 }
 
@@ -114,12 +116,8 @@ static enum krelay_counter krelay_select_post(const struct krelay_cfg *cfg,
 			return KRELAY_CNT_U3;
 		return KRELAY_CNT_NONE;
 	}
-	if (cfg->relay_ip && iph->saddr == cfg->relay_ip &&
-	    (pkt->sport == cfg->gport || krelay_ports_has(&cfg->gports, pkt->sport)))
+	if (cfg->relay_ip && iph->saddr == cfg->relay_ip && krelay_ports_has(&cfg->tcp, pkt->sport))
 		return KRELAY_CNT_T2;
-	if (pkt->sport >= cfg->relay_lo && pkt->sport <= cfg->relay_hi &&
-	    krelay_ports_has(&cfg->tcp, pkt->dport))
-		return KRELAY_CNT_T3;
 	return KRELAY_CNT_NONE;
 }
 
@@ -197,7 +195,12 @@ static const struct nf_hook_ops krelay_hook_ops[] = {
 		.priv = &krelay_pre,
 		.pf = NFPROTO_IPV4,
 		.hooknum = NF_INET_PRE_ROUTING,
-		.priority = NF_IP_PRI_RAW, /* after defrag, before conntrack */
+		/*
+		 * One step after nftables' chains at raw priority (krelay's marks the first packet
+		 * of a new UDP flow): at the same priority, a hook registered later runs first, so
+		 * a chain made before start would run after the hook. Before conntrack.
+		 */
+		.priority = NF_IP_PRI_RAW + 1,
 	},
 	{
 		.hook = krelay_hook,

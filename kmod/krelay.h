@@ -50,22 +50,20 @@ struct krelay_ports {
  * @rcu: for kfree_rcu() of a replaced snapshot
  * @relay_ip: network order; 0 (unset) makes U1, T1 and T2 match nothing
  * @real_ip: network order; read by krelay, not by the hooks
- * @gport: krelay's gateway port (T2)
- * @relay_lo: first port of krelay's relay port range (T3, T4)
- * @relay_hi: last port of that range
+ * @first_mark: the mark of a new UDP flow's first packet (first); 0: none
+ * @gport: krelay's gateway port; read by krelay, not by the hooks
  * @queue: the NFQUEUE number of every verdict
- * @udp: the UDP service ports (U1, U3)
- * @tcp: the TCP service ports (T1, T3, T4)
- * @gports: older gateway ports still used by live connections (T2)
+ * @udp: the UDP ports of services with a packet script (U1, U3)
+ * @tcp: the TCP ports of services with a packet script (T1, T2)
  */
 struct krelay_cfg {
 	struct rcu_head rcu;
 	__be32 relay_ip;
 	__be32 real_ip;
+	u32 first_mark;
 	u16 gport;
-	u16 relay_lo, relay_hi;
 	u16 queue;
-	struct krelay_ports udp, tcp, gports;
+	struct krelay_ports udp, tcp;
 };
 
 /* proc.c: the configuration, /proc/krelay and the start parameter */
@@ -83,12 +81,11 @@ void krelay_proc_exit(void);
  * @KRELAY_CNT_PRE_QUEUED: of those, queued
  * @KRELAY_CNT_POST_SEEN: packets through the POST_ROUTING hook
  * @KRELAY_CNT_POST_QUEUED: of those, queued
+ * @KRELAY_CNT_FIRST: a UDP packet marked first_mark (a new flow's first packet)
  * @KRELAY_CNT_U1: client to relay_ip:udp port
  * @KRELAY_CNT_U3: from a udp port
  * @KRELAY_CNT_T1: client to relay_ip:tcp port
- * @KRELAY_CNT_T2: from relay_ip:gport or an older gateway port
- * @KRELAY_CNT_T3: from a relay port to a tcp port
- * @KRELAY_CNT_T4: from a tcp port to a relay port
+ * @KRELAY_CNT_T2: from relay_ip:tcp port
  * @KRELAY_NR_COUNTERS: how many there are
  */
 enum krelay_counter {
@@ -97,12 +94,11 @@ enum krelay_counter {
 	KRELAY_CNT_PRE_QUEUED,
 	KRELAY_CNT_POST_SEEN,
 	KRELAY_CNT_POST_QUEUED,
+	KRELAY_CNT_FIRST,
 	KRELAY_CNT_U1,
 	KRELAY_CNT_U3,
 	KRELAY_CNT_T1,
 	KRELAY_CNT_T2,
-	KRELAY_CNT_T3,
-	KRELAY_CNT_T4,
 	KRELAY_NR_COUNTERS,
 };
 

@@ -54,8 +54,7 @@ int krelay_cfg_init(void)
 	cfg->gport = 16000;
 	cfg->real_ip = htonl(0xc0a8000a); /* 192.168.0.10 */
 	cfg->relay_ip = 0;
-	cfg->relay_lo = 20000;
-	cfg->relay_hi = 29999;
+	cfg->first_mark = 0;
 	cfg->queue = 0;
 	cfg->udp.n = 1;
 	cfg->udp.port[0] = 53;
@@ -86,8 +85,7 @@ enum krelay_file {
 	KRELAY_RELAY_IP,
 	KRELAY_UDP_PORTS,
 	KRELAY_TCP_PORTS,
-	KRELAY_RELAY_PORTS,
-	KRELAY_GPORTS,
+	KRELAY_FIRST_MARK,
 	KRELAY_QUEUE,
 	KRELAY_STATS,
 	KRELAY_NR_FILES,
@@ -99,8 +97,7 @@ static const char *const krelay_file_names[KRELAY_NR_FILES] = {
 	[KRELAY_RELAY_IP] = "relay_ip",
 	[KRELAY_UDP_PORTS] = "udp_ports",
 	[KRELAY_TCP_PORTS] = "tcp_ports",
-	[KRELAY_RELAY_PORTS] = "relay_ports",
-	[KRELAY_GPORTS] = "gports",
+	[KRELAY_FIRST_MARK] = "first_mark",
 	[KRELAY_QUEUE] = "queue",
 	[KRELAY_STATS] = "stats",
 };
@@ -160,11 +157,8 @@ static size_t krelay_show(enum krelay_file id, char *buf, size_t size)
 	case KRELAY_TCP_PORTS:
 		len = krelay_show_ports(buf, size, &cfg->tcp);
 		break;
-	case KRELAY_GPORTS:
-		len = krelay_show_ports(buf, size, &cfg->gports);
-		break;
-	case KRELAY_RELAY_PORTS:
-		len = scnprintf(buf, size, "%u-%u\n", cfg->relay_lo, cfg->relay_hi);
+	case KRELAY_FIRST_MARK:
+		len = scnprintf(buf, size, "%u\n", cfg->first_mark);
 		break;
 	case KRELAY_QUEUE:
 		len = scnprintf(buf, size, "%u\n", cfg->queue);
@@ -225,19 +219,20 @@ static int krelay_parse_ports(char *s, struct krelay_ports *out)
 	return 0;
 }
 
-/* "20000-29999": low-high, 1 <= low <= high <= 65535. */
-static int krelay_parse_range(char *s, u16 *lo, u16 *hi)
+/* A packet mark: decimal ("19283") or hex after 0x ("0x4b53"), 0-0xffffffff. */
+static int krelay_parse_mark(const char *s, u32 *mark)
 {
-	char *dash = strchr(s, '-');
-	u16 a, b;
+	const char *digits = "0123456789";
+	unsigned int base = 10;
 
-	if (!dash)
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		s += 2;
+		digits = "0123456789abcdefABCDEF";
+		base = 16;
+	}
+	/* Digits only: kstrtou32() alone would take "+1" or "0x0x1". */
+	if (!*s || strspn(s, digits) != strlen(s) || kstrtou32(s, base, mark))
 		return -EINVAL;
-	*dash = '\0';
-	if (krelay_parse_port(s, &a) || krelay_parse_port(dash + 1, &b) || a > b)
-		return -EINVAL;
-	*lo = a;
-	*hi = b;
 	return 0;
 }
 
@@ -257,10 +252,8 @@ static int krelay_parse(enum krelay_file id, char *s, struct krelay_cfg *cfg)
 		return krelay_parse_ports(s, &cfg->udp);
 	case KRELAY_TCP_PORTS:
 		return krelay_parse_ports(s, &cfg->tcp);
-	case KRELAY_GPORTS:
-		return krelay_parse_ports(s, &cfg->gports);
-	case KRELAY_RELAY_PORTS:
-		return krelay_parse_range(s, &cfg->relay_lo, &cfg->relay_hi);
+	case KRELAY_FIRST_MARK:
+		return krelay_parse_mark(s, &cfg->first_mark);
 	case KRELAY_QUEUE:
 		if (kstrtou16(s, 10, &v))
 			return -EINVAL;

@@ -8,6 +8,7 @@
  */
 
 import type { SteeringSpec } from "./iptables_rules.ts";
+import { UDP_FIRST_MARK } from "./nft_nat.ts";
 import type { Steering } from "./steering.ts";
 
 /** Where the module's files are. */
@@ -31,17 +32,18 @@ export function kmodLoaded(paths: KmodPaths = KMOD_PATHS): boolean {
   }
 }
 
-/** The /proc/krelay files for a spec, as the module reads them. */
+/**
+ * The /proc/krelay files for a spec, as the module reads them. `first_mark` is the mark of a
+ * new UDP flow's first packet (queued whatever its port); "0" selects none.
+ */
 export function renderKmodFiles(spec: SteeringSpec): Record<string, string> {
-  const older = spec.gports.filter((p) => p !== spec.gport);
   return {
     relay_ip: spec.relayIp,
     real_ip: spec.realIp,
     udp_ports: spec.udpPorts.join(","),
     tcp_ports: spec.tcpPorts.join(","),
     gport: String(spec.gport),
-    gports: older.join(","),
-    relay_ports: `${spec.relayPorts[0]}-${spec.relayPorts[1]}`,
+    first_mark: spec.udpPorts.length > 0 ? String(UDP_FIRST_MARK) : "0",
     queue: String(spec.queue),
   };
 }

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import { kmodLoaded, KmodSteering, renderKmodFiles } from "./kmod_steering.ts";
 import { labSpec } from "./_steering_spec.ts";
+import { UDP_FIRST_MARK } from "./nft_nat.ts";
 
 const spec = labSpec({
   queue: 4,
@@ -28,10 +29,10 @@ Deno.test("renderKmodFiles() writes the selection in the module's formats", () =
     udp_ports: "53,5353",
     tcp_ports: "80",
     gport: "16001",
-    gports: "16000",
-    relay_ports: "20000-29999",
+    first_mark: String(UDP_FIRST_MARK),
     queue: "4",
   });
+  assertEquals(renderKmodFiles({ ...spec, udpPorts: [] }).first_mark, "0");
 });
 
 Deno.test("KmodSteering.install() writes the files, then start=1; remove() writes start=0", async () => {
@@ -40,7 +41,7 @@ Deno.test("KmodSteering.install() writes the files, then start=1; remove() write
     const steering = new KmodSteering(m.paths);
     assertEquals(kmodLoaded(m.paths), true);
     await steering.install(spec);
-    assertEquals([await m.read("udp_ports"), await m.read("gports")], ["53,5353", "16000"]);
+    assertEquals([await m.read("udp_ports"), await m.read("first_mark")], ["53,5353", "19283"]);
     assertEquals((await Deno.readTextFile(m.paths.start)).trim(), "1");
     assertEquals(await steering.observe(), { gport: 16001, realIp: "203.0.113.10", started: true });
     await steering.update({ ...spec, udpPorts: [53] });
