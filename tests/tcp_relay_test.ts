@@ -1,5 +1,5 @@
 /**
- * End to end, as root: the transparent TCP relay (flows T1-T4) in a lab of namespaces with a
+ * End to end, as root: the transparent TCP relay in a lab of namespaces with a
  * real nginx, real curl, and krelay run through its launcher with real iptables and NFQUEUE.
  */
 

@@ -64,7 +64,7 @@ export interface ConfigChange {
   to: unknown;
 }
 
-/** A diverted TCP connection (kernel_nat; no NAT entry) as a view, like {@link natEntryView}. */
+/** A relayed TCP connection (it has no NAT entry) as a view, like {@link natEntryView}. */
 export function divertedView(c: DivertedConnection, now: number): NatEntryView {
   // Segments are the kernel's business here; bytes are the relay's.
   return natEntryView({ ...c, protocol: "tcp", packetsToServer: 0, packetsToClient: 0 }, now);

@@ -21,6 +21,10 @@
  * No timer or promise per connection: the owner calls {@link Pump.checkIdle} for all its pumps
  * from one timer.
  *
+ * Longer than 400 lines on purpose: the two directions and the close sequence are one state
+ * machine over the same two sockets, and V8 keeps its fields' kinds best when one class holds
+ * them (system/v8_shapes.ts); split, each part would need the others' state.
+ *
  * @example Relaying an accepted client fd to a connected server fd
  * ```ts ignore
  * const pump = new Pump(shared, clientFd, serverFd, (result) => console.log(result.reason));
