@@ -1,24 +1,33 @@
 /**
  * The `krelay` command line: every command, with `--help` on each.
  *
+ * Exit codes: 0 done; 1 krelay failed, refused, or could not be reached; 2 a usage error (an
+ * unknown command or flag) or a configuration that is not valid.
+ *
  * @module
  */
 
 import { Command } from "commander";
-import { configCli, natCli, startCli, statusCli, stopCli } from "./control_cli.ts";
+import { completionCli } from "./completion.ts";
+import { legacyBooleanFlags } from "./config_flags.ts";
+import { configCli, EXIT_USAGE, natCli, startCli, statusCli, stopCli } from "./control_cli.ts";
 import { kmodCli } from "./kmod_cli.ts";
 import { labCli } from "./lab_cli.ts";
 import { runCli } from "./run_cli.ts";
 import { scriptCli } from "./script_cli.ts";
+import { VERSION, versionCli } from "./version.ts";
 
 /** The program with all commands. */
 export function program(): Command {
-  return new Command("krelay")
+  const root: Command = new Command("krelay")
     .description(
       "Transparent TCP/UDP relay for Linux: clients talk to the relay, the real server sees the " +
-        "clients' own addresses. Packets are rewritten in user space through NFQUEUE.",
+        "clients' own addresses.",
     )
-    .showHelpAfterError()
+    .version(`krelay ${VERSION}`, "-V, --version", "print krelay's version")
+    .showHelpAfterError("(see krelay --help)")
+    // Commander exits 1 on a usage error; krelay's usage errors are 2 (see the module doc).
+    .exitOverride((error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE))
     .addCommand(runCli())
     .addCommand(statusCli())
     .addCommand(natCli())
@@ -27,5 +36,13 @@ export function program(): Command {
     .addCommand(stopCli())
     .addCommand(scriptCli())
     .addCommand(kmodCli())
-    .addCommand(labCli());
+    .addCommand(labCli())
+    .addCommand(versionCli())
+    .addCommand(completionCli(() => root));
+  return root;
+}
+
+/** Runs the command line `args` (deprecated boolean forms rewritten first, with a warning). */
+export async function main(args: readonly string[]): Promise<void> {
+  await program().parseAsync(legacyBooleanFlags(args), { from: "user" });
 }
