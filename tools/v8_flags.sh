@@ -1,4 +1,5 @@
-# V8 flags for the krelay daemon, sourced by the ./krelay launcher and tools/compile.sh.
+# V8 flags for the krelay daemon, sourced by tools/run_flags.sh (the ./krelay launcher,
+# tools/dist.sh) and tools/compile.sh.
 #
 # V8 optimises a function only after thousands of calls (TurboFan after 3,000 invocations, and
 # again 500 after each inline-cache change), and the relay's per-connection code is many small
