@@ -86,9 +86,10 @@ export function controlCommand(name: string, description: string, path = name): 
 
 /** Commander's usage errors exit with 1; ours are 2, apart from krelay's own refusals. */
 export function usageExit(command: Command, path: string): Command {
-  return command.showHelpAfterError(`(see krelay ${path} --help)`).exitOverride(
-    (error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE),
-  );
+  return command.showHelpAfterError(`(see ${path === "" ? "krelay" : `krelay ${path}`} --help)`)
+    .exitOverride(
+      (error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE),
+    );
 }
 
 /** Prints the reason after `krelay <command>: ` and exits with {@link EXIT_FAILED}. */

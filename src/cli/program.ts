@@ -10,7 +10,7 @@
 import { Command } from "commander";
 import { completionCli } from "./completion.ts";
 import { legacyBooleanFlags } from "./config_flags.ts";
-import { configCli, EXIT_USAGE, natCli, startCli, statusCli, stopCli } from "./control_cli.ts";
+import { configCli, natCli, startCli, statusCli, stopCli, usageExit } from "./control_cli.ts";
 import { kmodCli } from "./kmod_cli.ts";
 import { labCli } from "./lab_cli.ts";
 import { runCli } from "./run_cli.ts";
@@ -25,9 +25,6 @@ export function program(): Command {
         "clients' own addresses.",
     )
     .version(`krelay ${VERSION}`, "-V, --version", "print krelay's version")
-    .showHelpAfterError("(see krelay --help)")
-    // Commander exits 1 on a usage error; krelay's usage errors are 2 (see the module doc).
-    .exitOverride((error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE))
     .addCommand(runCli())
     .addCommand(statusCli())
     .addCommand(natCli())
@@ -39,7 +36,19 @@ export function program(): Command {
     .addCommand(labCli())
     .addCommand(versionCli())
     .addCommand(completionCli(() => root));
+  usageExits(root, "");
   return root;
+}
+
+/**
+ * Commander exits 1 on a usage error (an unknown command or option, a missing argument); every
+ * krelay command exits 2 instead (see the module doc), and points at its own --help.
+ */
+function usageExits(command: Command, path: string): void {
+  usageExit(command, path);
+  for (const sub of command.commands) {
+    usageExits(sub, path === "" ? sub.name() : `${path} ${sub.name()}`);
+  }
 }
 
 /** Runs the command line `args` (deprecated boolean forms rewritten first, with a warning). */

@@ -35,10 +35,17 @@ Deno.test("krelay --version and version --json print package.json's version", as
   match(v.v8, /^\d+\.\d+/);
 });
 
-Deno.test("an unknown command is a usage error (exit 2)", async () => {
+Deno.test("an unknown command, option or missing argument is a usage error (exit 2)", async () => {
   const run = await krelay(["frobnicate"]);
   assertEquals(run.code, 2);
   match(run.stderr, /unknown command 'frobnicate'/);
+  match(run.stderr, /\(see krelay --help\)/);
+  const option = await krelay(["run", "--frobnicate"]);
+  assertEquals(option.code, 2);
+  match(option.stderr, /unknown option '--frobnicate'/);
+  match(option.stderr, /\(see krelay run --help\)/);
+  assertEquals((await krelay(["completion"])).code, 2);
+  assertEquals((await krelay(["config", "check", "--gport"])).code, 2);
 });
 
 Deno.test("krelay config check prints the effective configuration of a good file", async () => {
