@@ -444,7 +444,7 @@ labTest(
     for (const tracked of [false, true]) {
       const krelay = await startKrelay(
         lab,
-        [...LAB_FLAGS, "--tcp-conntrack", String(tracked)],
+        [...LAB_FLAGS, tracked ? "--tcp-conntrack" : "--no-tcp-conntrack"],
         `krelay-${tracked}`,
       );
       const before = await count();

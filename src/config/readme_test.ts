@@ -5,12 +5,6 @@ import { configKeys } from "./text_values.ts";
 
 const README = new URL("../../README.md", import.meta.url).pathname;
 
-/**
- * Keys the schema still has that the README, written for the next release's single datapath,
- * no longer documents (issue 27 removes them). Empty once they are gone from the schema.
- */
-const LEAVING = new Set(["kernel_nat", "relay_ports"]);
-
 /** The rows of the table under "## Configuration": key -> default cell. */
 async function tableRows(): Promise<Map<string, string>> {
   const text = await Deno.readTextFile(README);
@@ -22,7 +16,7 @@ async function tableRows(): Promise<Map<string, string>> {
 
 Deno.test("the README's configuration table has every key of the schema, and no other", async () => {
   const rows = await tableRows();
-  const schema = configKeys().map(([k]) => k).filter((k) => !LEAVING.has(k));
+  const schema = configKeys().map(([k]) => k);
   assertEquals([...rows.keys()].sort(), schema.sort());
 });
 
