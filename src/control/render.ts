@@ -106,6 +106,12 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["verdicts", d.verdicts],
     ["ENOBUFS (kernel dropped queued packets)", d.enobufs],
     ["errors", d.errors],
+    ...(report.queue === undefined ? [] : [
+      [sub("kernel: dropped, queue full"), report.queue.queueDropped],
+      [sub("kernel: dropped, socket full"), report.queue.userDropped],
+      [sub("kernel: packets queued (id sequence)"), report.queue.idSequence],
+      [sub("kernel: waiting for a verdict"), report.queue.waiting],
+    ] as [string, number][]),
   ]];
 
   const t = report.tcp;
@@ -113,6 +119,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["active", t.active],
     ["total", t.total],
     ["failed", t.failed],
+    [sub("reset at the fd limit"), t.fdLimit],
     ["bytes client -> server", formatBytes(t.bytesToServer)],
     ["bytes server -> client", formatBytes(t.bytesToClient)],
     ...report.relayThreads.map((r, i): [string, string] => [

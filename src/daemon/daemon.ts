@@ -40,6 +40,7 @@ import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { kernelEphemeralRange, overlap } from "../system/ephemeral_ports.ts";
+import { readKernelQueue } from "../queue/kernel_counters.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 import {
@@ -340,6 +341,7 @@ export class Daemon {
       packets: { ...this.engine.counters },
       engineErrors: this.#loop?.engineErrors ?? 0,
       datapath: this.#datapath?.stats() ?? { received: 0, verdicts: 0, enobufs: 0, errors: 0 },
+      queue: this.#datapath ? readKernelQueue(this.#config.queue) : undefined,
       tcp: this.#tcpStats(),
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),

@@ -93,6 +93,8 @@ export interface TcpRelayStats {
   /** Bytes relayed client -> server and server -> client, of finished and live connections. */
   bytesToServer: number;
   bytesToClient: number;
+  /** Clients reset because no file descriptor was left (EMFILE/ENFILE). */
+  fdLimit: number;
 }
 
 /** Counters of no connection at all. */
@@ -102,6 +104,7 @@ export const NO_STATS: Readonly<TcpRelayStats> = {
   failed: 0,
   bytesToServer: 0,
   bytesToClient: 0,
+  fdLimit: 0,
 };
 
 /** The counters of several relays (threads, or closed and live ones) together. */
@@ -189,7 +192,9 @@ export class TcpRelay {
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
   #finished = { toServer: -0, toClient: -0 };
-  #stats = { total: 0, failed: 0 };
+  #stats = { total: 0, failed: 0, fdLimit: 0 };
+  /** Within a burst of accepts at the fd limit (logged once per burst). */
+  #atLimit = false;
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
   #stopping = false;
@@ -276,6 +281,7 @@ export class TcpRelay {
       failed: this.#stats.failed,
       bytesToServer: this.#finished.toServer + live.toServer,
       bytesToClient: this.#finished.toClient + live.toClient,
+      fdLimit: this.#stats.fdLimit,
     };
   }
 
@@ -339,6 +345,7 @@ export class TcpRelay {
     for (let i = 0; i < ACCEPTS_PER_EVENT; i++) {
       const got = acceptFrom(listener);
       if (typeof got !== "number") {
+        this.#atLimit = false;
         this.#accept(got.fd, got.peer.address, got.peer.port);
         continue;
       }
@@ -363,9 +370,13 @@ export class TcpRelay {
    * fd to accept it, reset it, and take the spare back.
    */
   #refuseAtLimit(listener: number, e: number): void {
-    log.warning("no file descriptor left for a new connection ({error}): resetting it", {
-      error: errnoText(e),
-    });
+    this.#stats.fdLimit++;
+    if (!this.#atLimit) {
+      this.#atLimit = true;
+      log.warning("no file descriptor left for new connections ({error}): resetting them", {
+        error: errnoText(e),
+      });
+    }
     if (this.#spare >= 0) closeFd(this.#spare);
     const got = acceptFrom(listener);
     if (typeof got !== "number") {
