@@ -13,6 +13,7 @@
 
 import { z } from "zod";
 import { isIpv4 } from "../packet/address.ts";
+import { realIpProblem } from "./real_ip.ts";
 
 const port = z.number().int("must be a whole number").min(1, "must be 1-65535").max(
   65535,
@@ -39,7 +40,9 @@ export function parsePortRange(range: string): [number, number] {
 
 /** The schema; field descriptions feed `--help` and the README. */
 export const configSchema = z.object({
-  real_ip: ipv4.default("192.168.0.10").describe("address of the real server"),
+  real_ip: z.string().refine((ip) => realIpProblem(ip) === undefined, {
+    error: (issue) => realIpProblem(issue.input as string),
+  }).default("192.168.0.10").describe("address of the real server"),
   relay_ip: ipv4.optional().describe(
     "the relay's address that clients talk to (default: detected)",
   ),

@@ -42,7 +42,8 @@ import { logger, type LogOptions } from "../system/log.ts";
 import { kernelEphemeralRange, overlap } from "../system/ephemeral_ports.ts";
 import { readKernelQueue } from "../queue/kernel_counters.ts";
 import { PacketLoop } from "./packet_loop.ts";
-import { detectRelayIp } from "./relay_ip.ts";
+import { detectRelayIp, ownAddresses } from "./relay_ip.ts";
+import { checkRealIp } from "../config/real_ip.ts";
 import {
   type ConfigChange,
   divertedView,
@@ -207,6 +208,7 @@ export class Daemon {
   /** Builds a daemon for `config`, detecting the relay address if it is not set. */
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
     const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
+    checkRealIp(config.real_ip, [relayIp, ...await ownAddresses(deps.run)]);
     warnEphemeralOverlap(config);
     return new Daemon(config, relayIp, deps);
   }
@@ -309,6 +311,9 @@ export class Daemon {
     const result = parseConfig({ ...this.#config, [key]: valueFromText(key, text) });
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
+    if (key === "real_ip") {
+      checkRealIp(next.real_ip, [this.relayIp, ...await ownAddresses(this.deps.run)]);
+    }
     const from = this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
       await this.#listen(next.gport);
