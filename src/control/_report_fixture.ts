@@ -81,7 +81,14 @@ export function sampleReport(): StatusReport {
       fdLimit: 31,
     },
     relayThreads: [],
-    nat: { entries: 24, created: 25_025, expired: 26_026, evicted: 27, refused: 28 },
+    nat: {
+      entries: 24,
+      created: 25_025,
+      expired: 26_026,
+      evicted: 27,
+      evictedUnanswered: 29,
+      refused: 28,
+    },
   };
 }
 

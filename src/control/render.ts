@@ -135,6 +135,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["created", n.created],
     ["expired", n.expired],
     ["evicted (full: oldest non-stream flow)", n.evicted],
+    [sub("of them unanswered (evicted first)"), n.evictedUnanswered],
     ["refused (full of streams)", n.refused],
   ]];
 

@@ -41,6 +41,7 @@ import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { kernelEphemeralRange, overlap } from "../system/ephemeral_ports.ts";
 import { readKernelQueue } from "../queue/kernel_counters.ts";
+import { TablePressure } from "../nat/pressure.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp, ownAddresses } from "./relay_ip.ts";
 import { checkRealIp } from "../config/real_ip.ts";
@@ -429,6 +430,14 @@ export class Daemon {
 
   #tick(): void {
     this.table.sweep();
+    const pressure = this.#pressure.check(this.table.stats(), this.deps.now());
+    if (pressure) {
+      log.warning(
+        "NAT table full ({entries} entries): {evicted} flows evicted ({unanswered} unanswered, " +
+          "the rest answered but not assured) and {refused} new flows refused in {seconds} s",
+        { ...pressure, unanswered: pressure.evictedUnanswered },
+      );
+    }
     if (this.#state === "started") {
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
@@ -444,6 +453,7 @@ export class Daemon {
   }
 
   #observing = false;
+  readonly #pressure = new TablePressure();
 
   /**
    * Follows what others wrote in the steering's own files (krelay.ko's /proc/krelay/gport and

@@ -260,6 +260,8 @@ export class TcpNat {
     this.table.addKey(entry, upstreamKey(y));
     entry.state = TcpState.Connecting;
     entry.timeoutMs = connectTimeoutMs + this.settings().tcpSynTimeoutMs;
+    // The client completed its handshake with the gateway: not a spoofed SYN.
+    this.table.answered(entry);
     this.table.changed(entry);
     return y;
   }
@@ -268,6 +270,8 @@ export class TcpNat {
   established(entry: NatEntry): void {
     entry.state = TcpState.Established;
     entry.timeoutMs = this.settings().tcpEstablishedTimeoutMs;
+    // A live connection is never evicted for a new flow (table pressure must not reset it).
+    this.table.assure(entry);
     this.table.changed(entry);
   }
 
