@@ -117,6 +117,11 @@ export const configSchema = z.object({
   ),
   script_budget_ms: z.number().int("must be a whole number").min(1).max(10_000).default(50)
     .describe("milliseconds a script may take on one batch before its worker is terminated"),
+  script_memory_mb: z.number().int("must be a whole number").min(16).max(65536).default(128)
+    .describe(
+      "heap size (MB) of each script's own process (its resident memory may exceed it by 96 " +
+        "MB); past either the process is killed and the script disabled",
+    ),
   script_max_errors: z.number().int("must be a whole number").min(1).max(1_000_000).default(10)
     .describe("errors within script_error_window that disable a script"),
   script_error_window: seconds.default(60).describe(

@@ -37,6 +37,7 @@ export function sampleReport(): StatusReport {
       udp_stream_timeout: 120,
       script_default_verdict: "accept",
       script_budget_ms: 50,
+      script_memory_mb: 128,
       script_max_errors: 10,
       script_error_window: 60,
       nat_max_entries: 65536,

@@ -111,6 +111,12 @@ export function scriptPolicy(config: Config): ScriptPolicy {
     budgetMs: config.script_budget_ms,
     maxErrors: config.script_max_errors,
     errorWindowMs: config.script_error_window * 1000,
+    limits: {
+      memoryMb: config.script_memory_mb,
+      // Timers count against the budget too: a second's CPU outside batches may take a few
+      // budgets (room for V8's own compiler and GC threads), within 200-1000 ms.
+      idleCpuMsPerS: Math.min(1000, Math.max(200, 4 * config.script_budget_ms)),
+    },
   };
 }
 
