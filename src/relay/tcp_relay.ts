@@ -345,7 +345,6 @@ export class TcpRelay {
     for (let i = 0; i < ACCEPTS_PER_EVENT; i++) {
       const got = acceptFrom(listener);
       if (typeof got !== "number") {
-        this.#atLimit = false;
         this.#accept(got.fd, got.peer.address, got.peer.port);
         continue;
       }
@@ -370,13 +369,7 @@ export class TcpRelay {
    * fd to accept it, reset it, and take the spare back.
    */
   #refuseAtLimit(listener: number, e: number): void {
-    this.#stats.fdLimit++;
-    if (!this.#atLimit) {
-      this.#atLimit = true;
-      log.warning("no file descriptor left for new connections ({error}): resetting them", {
-        error: errnoText(e),
-      });
-    }
+    this.#noteFdLimit(errnoText(e));
     if (this.#spare >= 0) closeFd(this.#spare);
     const got = acceptFrom(listener);
     if (typeof got !== "number") {
@@ -385,6 +378,19 @@ export class TcpRelay {
       resetFd(got.fd);
     }
     this.#spare = reserveFd();
+  }
+
+  /**
+   * Counts a client reset for want of a descriptor; logs once per burst (until a connection
+   * is relayed again).
+   */
+  #noteFdLimit(error: string): void {
+    this.#stats.fdLimit++;
+    if (this.#atLimit) return;
+    this.#atLimit = true;
+    log.warning("no file descriptor left for new connections ({error}): resetting them", {
+      error,
+    });
   }
 
   #accept(fd: number, client: number, clientPort: number): void {
@@ -512,6 +518,7 @@ export class TcpRelay {
     const outcome = this.#connectFrom(c, y);
     if (typeof outcome !== "string") {
       c.upstream = outcome.fd;
+      this.#atLimit = false;
       this.#host!.add(c.id, client, outcome.fd, outcome.connecting);
       return "";
     }
@@ -524,6 +531,9 @@ export class TcpRelay {
         who: c.who,
       });
       this.#fail(c, client, (fd) => this.#closeGracefully(fd));
+    } else if (outcome === "EMFILE" || outcome === "ENFILE") {
+      this.#noteFdLimit(outcome);
+      this.#fail(c, client, resetFd);
     } else {
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,
