@@ -114,8 +114,8 @@ export function scriptPolicy(config: Config): ScriptPolicy {
     limits: {
       memoryMb: config.script_memory_mb,
       // Timers count against the budget too: a second's CPU outside batches may take a few
-      // budgets (room for V8's own compiler and GC threads), within 200-1000 ms.
-      idleCpuMsPerS: Math.min(1000, Math.max(200, 4 * config.script_budget_ms)),
+      // budgets (room for V8's own compiler and GC threads), within 200-400 ms.
+      idleCpuMsPerS: Math.min(400, Math.max(200, 4 * config.script_budget_ms)),
     },
   };
 }

@@ -27,7 +27,7 @@
  * unless configured otherwise) for the packets concerned, and is disabled after
  * `script_max_errors` errors within `script_error_window` seconds. A script whose process uses
  * more memory than `script_memory_mb` (plus 96 MB outside the heap), spends more CPU outside
- * batches than 4 budgets a second (200-1000 ms: a timer that runs too long) or writes more than
+ * batches than 4 budgets a second (200-400 ms: a timer that runs too long) or writes more than
  * 1 MB of console output a second is killed and disabled at once. Functions are synchronous:
  * a returned promise is an error.
  *

@@ -315,10 +315,11 @@ export class ScriptHost {
         info.timeouts++;
         this.#error(
           entry,
-          `no verdict for ${jobs.length} packets within ${policy.budgetMs} ms: worker terminated`,
+          `no verdict for ${jobs.length} packets within ${policy.budgetMs} ms: its process was ` +
+            "killed",
         );
       } else {
-        this.#error(entry, `the worker failed: ${result.error}`);
+        this.#error(entry, `the script's process failed: ${result.error}`);
       }
       this.#restart(entry);
       return;
