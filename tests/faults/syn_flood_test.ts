@@ -9,7 +9,17 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { startServers } from "../../src/lab/servers.ts";
 import { startKrelay } from "../support/krelay.ts";
 import { labTest } from "../support/requirements.ts";
-import { assertRelays, curl, faultFlags, Keeper, NEEDS, python, R, status } from "./support.ts";
+import {
+  assertRelays,
+  curl,
+  faultFlags,
+  Keeper,
+  krelay,
+  NEEDS,
+  python,
+  R,
+  status,
+} from "./support.ts";
 
 labTest(
   "faults: a SYN flood keeps the live connection, lets a new one in, and counts queue drops",
