@@ -17,14 +17,11 @@ import { assertRelays, json, Keeper, krelay, NEEDS, status } from "./support.ts"
 const fixture = (name: string) =>
   new URL(`../../src/script/_fixtures/${name}.ts`, import.meta.url).pathname;
 /**
- * Why each is disabled: its limit, or (its timer holding up the batches of the live traffic
- * past the budget, each time it restarts) the errors that makes.
+ * Why each is disabled. They sit on a service of their own with no traffic, so that their
+ * limits end them (with traffic, a timer holding up batches past the budget is ended by the
+ * budget: restarted, then disabled by its errors; host_test.ts shows that).
  */
-const HOSTILE = {
-  heap_hog: /memory|errors within/,
-  log_flood: /console output|errors within/,
-  spin_timer: /CPU|errors within/,
-};
+const HOSTILE = { heap_hog: /memory/, log_flood: /console output/, spin_timer: /CPU/ };
 
 const gone = (pid: number) => {
   try {
@@ -42,12 +39,25 @@ labTest(
   NEEDS,
   async (lab) => {
     const { srv1 } = await startServers(lab);
-    // Scripts need the queue for every packet of their service: today's default datapath.
-    const k = await startKrelay(lab, [...LAB_FLAGS, "--script-memory-mb", "64"]);
+    // Scripts need the queue for every packet of their service: today's default datapath. A
+    // budget with room for a machine loaded by the hostile scripts themselves: the one script
+    // on the live traffic must not be timed out by that.
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--udp-ports",
+      "53,5353",
+      "--script-memory-mb",
+      "64",
+      "--script-budget-ms",
+      "500",
+    ]);
     const keeper = await Keeper.start(lab, 20);
-    const loads = [...Object.keys(HOSTILE), "worker_spawner"].map((name) =>
-      krelay(k, "script", "load", name, fixture(name), "--on", "udp:53")
-    );
+    const loads = [
+      ...Object.keys(HOSTILE).map((name) =>
+        krelay(k, "script", "load", name, fixture(name), "--on", "udp:5353")
+      ),
+      krelay(k, "script", "load", "worker_spawner", fixture("worker_spawner"), "--on", "udp:53"),
+    ];
     // The control socket answers while they load and run.
     const answered: boolean[] = [];
     const probing = (async () => {
@@ -81,7 +91,7 @@ labTest(
     assert(rssMb(k.process.pid) < 1024, `krelay's memory: ${rssMb(k.process.pid)} MB`);
     const logBytes = (await Deno.stat(k.process.logPath)).size;
     assert(logBytes < 2_000_000, `krelay's log: ${logBytes} bytes`);
-    await assertRelays(lab, srv1.web.indexText, "with hostile scripts on udp:53");
+    await assertRelays(lab, srv1.web.indexText, "with hostile scripts loaded");
     await keeper.assertNothingLost("hostile scripts");
     assertEquals((await status(k)).state, "started");
     const stopped = performance.now();
