@@ -130,3 +130,24 @@ Deno.test("a chatty script within the output limit keeps running", async () => {
     await h.close();
   }
 });
+
+Deno.test("a script's process dies with krelay, even when krelay is killed with SIGKILL", async () => {
+  const fixture = new URL("./_orphan_fixture.ts", import.meta.url).pathname;
+  const parent = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-prompt", fixture],
+    stdout: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = parent.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const pid = Number((await reader.read()).value?.trim());
+  assert(pid > 0 && !gone(pid), `the script's pid: ${pid}`);
+  parent.kill("SIGKILL");
+  await parent.status;
+  await reader.cancel();
+  try {
+    await until("the script's process gone", () => gone(pid), 5_000);
+  } finally {
+    // Never leave it spinning, even when the test fails.
+    if (!gone(pid)) Deno.kill(pid, "SIGKILL");
+  }
+});

@@ -26,6 +26,15 @@ import {
 
 const RUNTIME_URL = new URL("./worker_runtime.ts", import.meta.url).href;
 
+/** util-linux's setpriv, when installed (it sets the parent-death signal). */
+const PDEATHSIG = ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+});
+
 /** How long a new process may take to load its script. */
 export const READY_TIMEOUT_MS = 15_000;
 
@@ -124,9 +133,13 @@ export class ScriptWorker {
     limits: ScriptLimits = DEFAULT_LIMITS,
     readyTimeoutMs = READY_TIMEOUT_MS,
   ): Promise<ScriptWorker> {
-    const child = new Deno.Command(Deno.execPath(), {
+    const deno = [Deno.execPath(), "run"];
+    // Killed with krelay, even by SIGKILL (a script spinning in a timer never sees its stdin
+    // close): setpriv sets the parent-death signal, then becomes Deno.
+    const command = PDEATHSIG === undefined ? deno : [PDEATHSIG, "--pdeathsig", "KILL", ...deno];
+    const child = new Deno.Command(command[0], {
       args: [
-        "run",
+        ...command.slice(1),
         // No --allow flag: no files, network, subprocesses, FFI, environment or system info.
         "--no-prompt",
         "--no-config",
