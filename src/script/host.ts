@@ -23,6 +23,8 @@
  * @module
  */
 
+import { unusableAddress } from "../config/real_ip.ts";
+import { formatIpv4 } from "../packet/address.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { logger } from "../system/log.ts";
 import type { Verdict } from "./api.ts";
@@ -488,6 +490,12 @@ export function fixChanged(job: ScriptJob, bytes: Uint8Array): string | undefine
   if (!(p instanceof Ipv4Packet)) return `the changed packet is malformed (${p.reason})`;
   if (p.protocol !== job.protocol || !p.hasPorts || p.isFragment) {
     return "the changed packet is not a whole datagram of the same protocol";
+  }
+  // The rule on real_ip: a script may not send a client's packet to this host's loopback,
+  // nor anywhere no server can be.
+  for (const [what, address] of [["destination", p.dst], ["source", p.src]] as const) {
+    const why = unusableAddress(address);
+    if (why !== undefined) return `the changed packet's ${what} ${formatIpv4(address)} ${why}`;
   }
   p.recomputeIpChecksum();
   // A UDP checksum of 0 means none: it stays none.
