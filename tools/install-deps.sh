@@ -18,6 +18,8 @@ declare -A need=(
   [procps]=/usr/bin/pgrep
   [iputils-ping]=/usr/bin/ping
   [nftables]=/usr/sbin/nft
+  # The fault suite's floods (tests/faults/fixtures/flood.py).
+  [python3-minimal]=/usr/bin/python3
 )
 missing=()
 for pkg in "${!need[@]}"; do

@@ -55,7 +55,7 @@ export function scriptCli(): Command {
 
   const unload = controlCommand(
     "unload",
-    "unload a packet script: its worker and all its state end",
+    "unload a packet script: its process and all its state end",
     "script unload",
   )
     .argument("<name>", "the script's name")

@@ -13,6 +13,7 @@
 
 import { z } from "zod";
 import { isIpv4 } from "../packet/address.ts";
+import { realIpProblem } from "./real_ip.ts";
 
 const port = z.number().int("must be a whole number").min(1, "must be 1-65535").max(
   65535,
@@ -27,7 +28,9 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
 
 /** The schema; field descriptions feed `--help` and the README. */
 export const configSchema = z.object({
-  real_ip: ipv4.default("192.168.0.10").describe("address of the real server"),
+  real_ip: z.string().refine((ip) => realIpProblem(ip) === undefined, {
+    error: (issue) => realIpProblem(issue.input as string),
+  }).default("192.168.0.10").describe("address of the real server"),
   relay_ip: ipv4.optional().describe(
     "the relay's address that clients talk to (default: detected)",
   ),
@@ -94,6 +97,11 @@ export const configSchema = z.object({
   ),
   script_budget_ms: z.number().int("must be a whole number").min(1).max(10_000).default(50)
     .describe("milliseconds a script may take on one batch before its worker is terminated"),
+  script_memory_mb: z.number().int("must be a whole number").min(16).max(65536).default(128)
+    .describe(
+      "heap size (MB) of each script's own process (its resident memory may exceed it by 96 " +
+        "MB); past either the process is killed and the script disabled",
+    ),
   script_max_errors: z.number().int("must be a whole number").min(1).max(1_000_000).default(10)
     .describe("errors within script_error_window that disable a script"),
   script_error_window: seconds.default(60).describe(

@@ -26,8 +26,11 @@ import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
+import { readKernelQueue } from "../queue/kernel_counters.ts";
+import { TablePressure } from "../nat/pressure.ts";
 import { PacketLoop } from "./packet_loop.ts";
-import { detectRelayIp } from "./relay_ip.ts";
+import { detectRelayIp, ownAddresses } from "./relay_ip.ts";
+import { checkRealIp } from "../config/real_ip.ts";
 import {
   type ConfigChange,
   divertedView,
@@ -92,6 +95,12 @@ export function scriptPolicy(config: Config): ScriptPolicy {
     budgetMs: config.script_budget_ms,
     maxErrors: config.script_max_errors,
     errorWindowMs: config.script_error_window * 1000,
+    limits: {
+      memoryMb: config.script_memory_mb,
+      // Timers count against the budget too: a second's CPU outside batches may take a few
+      // budgets (room for V8's own compiler and GC threads), within 200-400 ms.
+      idleCpuMsPerS: Math.min(400, Math.max(200, 4 * config.script_budget_ms)),
+    },
   };
 }
 
@@ -193,6 +202,7 @@ export class Daemon {
   /** Builds a daemon for `config`, detecting the relay address if it is not set. */
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
     const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
+    checkRealIp(config.real_ip, [relayIp, ...await ownAddresses(deps.run)]);
     return new Daemon(config, relayIp, deps);
   }
 
@@ -294,6 +304,9 @@ export class Daemon {
     const result = parseConfig({ ...this.#config, [key]: valueFromText(key, text) });
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
+    if (key === "real_ip") {
+      checkRealIp(next.real_ip, [this.relayIp, ...await ownAddresses(this.deps.run)]);
+    }
     const from = this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
       await this.#listen(next.gport);
@@ -326,6 +339,7 @@ export class Daemon {
       packets: { ...this.engine.counters },
       engineErrors: this.#loop?.engineErrors ?? 0,
       datapath: this.#datapath?.stats() ?? { received: 0, verdicts: 0, enobufs: 0, errors: 0 },
+      queue: this.#datapath ? readKernelQueue(this.#config.queue) : undefined,
       tcp: this.#tcpStats(),
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
@@ -408,6 +422,14 @@ export class Daemon {
 
   #tick(): void {
     this.table.sweep();
+    const pressure = this.#pressure.check(this.table.stats(), this.deps.now());
+    if (pressure) {
+      log.warning(
+        "NAT table full ({entries} entries): {evicted} flows evicted ({unanswered} unanswered, " +
+          "the rest answered but not assured) and {refused} new flows refused in {seconds} s",
+        { ...pressure, unanswered: pressure.evictedUnanswered },
+      );
+    }
     if (this.#state === "started") {
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
@@ -423,6 +445,7 @@ export class Daemon {
   }
 
   #observing = false;
+  readonly #pressure = new TablePressure();
 
   /**
    * Follows what others wrote in the steering's own files (krelay.ko's /proc/krelay/gport and

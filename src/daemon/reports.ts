@@ -10,6 +10,7 @@ import type { DatapathStats } from "../queue/queue.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
+import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
 import type { DivertedConnection } from "../relay/relayed.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
@@ -31,6 +32,8 @@ export interface StatusReport {
   /** Packets whose processing threw (accepted unchanged). */
   engineErrors: number;
   datapath: DatapathStats;
+  /** The kernel's counters of krelay's queue (what it dropped); absent when it is not bound. */
+  queue?: KernelQueueCounters;
   tcp: TcpRelayStats;
   /** The relay threads (relay_threads > 1), each one's CPU and connections; empty otherwise. */
   relayThreads: RelayThreadView[];

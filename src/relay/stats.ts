@@ -20,6 +20,8 @@ export interface TcpRelayStats {
   /** Bytes relayed client -> server and server -> client, of finished and live connections. */
   bytesToServer: number;
   bytesToClient: number;
+  /** Clients reset because no file descriptor was left (EMFILE/ENFILE). */
+  fdLimit: number;
 }
 
 /** Counters of no connection at all. */
@@ -29,6 +31,7 @@ export const NO_STATS: Readonly<TcpRelayStats> = {
   failed: 0,
   bytesToServer: 0,
   bytesToClient: 0,
+  fdLimit: 0,
 };
 
 /** The counters of several relays (threads, or closed and live ones) together. */

@@ -87,7 +87,9 @@ export class TcpRelay {
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
   #finished = { toServer: DOUBLE_ZERO, toClient: DOUBLE_ZERO };
-  #stats = { total: 0, failed: 0 };
+  #stats = { total: 0, failed: 0, fdLimit: 0 };
+  /** Within a burst of accepts at the fd limit (logged once per burst). */
+  #atLimit = false;
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
   #stopping = false;
@@ -173,6 +175,7 @@ export class TcpRelay {
       failed: this.#stats.failed,
       bytesToServer: this.#finished.toServer + live.toServer,
       bytesToClient: this.#finished.toClient + live.toClient,
+      fdLimit: this.#stats.fdLimit,
     };
   }
 
@@ -257,9 +260,7 @@ export class TcpRelay {
    * fd to accept it, reset it, and take the spare back.
    */
   #refuseAtLimit(listener: number, e: number): void {
-    log.warning("no file descriptor left for a new connection ({error}): resetting it", {
-      error: errnoText(e),
-    });
+    this.#noteFdLimit(errnoText(e));
     if (this.#spare >= 0) closeFd(this.#spare);
     const got = acceptFrom(listener);
     if (typeof got !== "number") {
@@ -268,6 +269,19 @@ export class TcpRelay {
       resetFd(got.fd);
     }
     this.#spare = reserveFd();
+  }
+
+  /**
+   * Counts a client reset for want of a descriptor; logs once per burst (until a connection
+   * is relayed again).
+   */
+  #noteFdLimit(error: string): void {
+    this.#stats.fdLimit++;
+    if (this.#atLimit) return;
+    this.#atLimit = true;
+    log.warning("no file descriptor left for new connections ({error}): resetting them", {
+      error,
+    });
   }
 
   #accept(fd: number, client: number, clientPort: number): void {
@@ -351,6 +365,7 @@ export class TcpRelay {
     const outcome = connectUpstream(c.flow);
     if (typeof outcome !== "string") {
       c.upstream = outcome.fd;
+      this.#atLimit = false;
       this.#host.add(c.id, client, outcome.fd, outcome.connecting);
       return;
     }
@@ -361,6 +376,9 @@ export class TcpRelay {
         who: c.who,
       });
       this.#fail(c, client, (fd) => closeGracefully(this.#shared!.poller, fd));
+    } else if (outcome === "EMFILE" || outcome === "ENFILE") {
+      this.#noteFdLimit(outcome);
+      this.#fail(c, client, resetFd);
     } else {
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,
