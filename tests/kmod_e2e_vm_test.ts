@@ -54,7 +54,7 @@ Deno.test({
           "exit $rc",
         ].join("\n"),
         kmodDir: kmod.dir,
-        scriptTimeoutSec: 420,
+        scriptTimeoutSec: 720,
         memoryMb: 2048,
       });
       const failed = result.output.split("\n").filter((l) => l.startsWith("not ok"));

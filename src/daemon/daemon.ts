@@ -239,6 +239,8 @@ export class Daemon {
   /** Starts relaying: the gateway listener, then the steering. Undone if either fails. */
   async start(): Promise<void> {
     if (this.#state === "started") return;
+    // Until the steering is installed, the module's files hold its old values, not ours.
+    this.#starting = true;
     try {
       // The listener before the rules: a taken gateway port fails before anything is steered.
       if (this.#config.tcp_ports.length > 0) await this.#listen(this.#config.gport);
@@ -252,6 +254,8 @@ export class Daemon {
       await this.#closeThreads();
       await this.#steer(() => this.deps.steering.remove()).catch(() => {});
       throw e;
+    } finally {
+      this.#starting = false;
     }
     this.#state = "started";
     const c = this.#config;
@@ -435,7 +439,7 @@ export class Daemon {
         log.error("updating steering failed: {error}", { error: String(e) })
       );
     }
-    if (this.deps.steering.observe && !this.#observing) {
+    if (this.deps.steering.observe && !this.#observing && !this.#starting) {
       this.#observing = true;
       this.#follow().catch((e) =>
         log.error("following the module failed: {error}", { error: String(e) })
@@ -445,6 +449,8 @@ export class Daemon {
   }
 
   #observing = false;
+  /** A start is installing the steering (see start()). */
+  #starting = false;
   readonly #pressure = new TablePressure();
 
   /**

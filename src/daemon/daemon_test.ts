@@ -192,3 +192,29 @@ Deno.test("Daemon.create() refuses a real_ip that is one of the relay's own addr
     /real_ip: is one of the relay's own addresses/,
   );
 });
+
+Deno.test("Daemon does not take the module's old values for its own while it installs", async () => {
+  const { deps } = harness();
+  // krelay.ko's files hold the module's defaults until the install writes krelay's values.
+  let written = false;
+  const install = deps.steering.install;
+  deps.steering.install = async (spec) => {
+    await new Promise((r) => setTimeout(r, 1_500)); // longer than a follow tick (1 s)
+    written = true;
+    return install(spec);
+  };
+  deps.steering.observe = () =>
+    Promise.resolve({
+      gport: 16000,
+      realIp: written ? "203.0.113.10" : "192.168.0.10",
+      started: written,
+    });
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  // Installed with krelay's own real_ip, which no tick replaced meanwhile.
+  assertEquals(daemon.config.real_ip, "203.0.113.10");
+  await new Promise((r) => setTimeout(r, 1_200)); // a follow tick after the install
+  assertEquals([daemon.config.real_ip, daemon.state], ["203.0.113.10", "started"]);
+  await daemon.close();
+});
