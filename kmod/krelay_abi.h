@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * krelay_abi.h - the NAT table interface of krelay.ko, shared by the module, user-space
- * clients (kmod/tools/krelay-nat.c) and krelay itself (src/datapath/kmod_abi.ts mirrors it).
+ * clients (kmod/tools/krelay-nat.c) and krelay itself (src/kmod/abi.ts mirrors it).
  *
  * Reached with getsockopt()/setsockopt() at level SOL_IP (IPPROTO_IP) on any AF_INET socket
  * (for example socket(AF_INET, SOCK_DGRAM, 0)), in any network namespace. The table is one,
