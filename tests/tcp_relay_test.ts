@@ -90,6 +90,30 @@ labTest(
 );
 
 labTest(
+  "30,000 short connections, 50 at a time (ab against nginx), lose none",
+  [...NEEDS, "cmd:ab"],
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    // Bounded: a fixed count, each request timed out after 10 s, the whole after 120 s.
+    const r = await lab.exec(
+      "client",
+      ["ab", "-q", "-n", "30000", "-c", "50", "-s", "10", "-r", `http://${R}/`],
+      { timeoutMs: 120_000 },
+    );
+    const field = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(r.stdout)?.[1]);
+    assertEquals(
+      [field("Complete requests"), field("Failed requests"), field("Non-2xx responses") || 0],
+      [30000, 0, 0],
+      r.stdout + r.stderr,
+    );
+    assertEquals(await krelay.stop(), 0);
+  },
+  { timeoutMs: 180_000 },
+);
+
+labTest(
   "a client that half-closes still receives the whole response",
   NEEDS,
   async (lab) => {
