@@ -193,6 +193,70 @@ labTest(
   },
 );
 
+/**
+ * Python, in the client: DNS queries for lab.example from one port (argv[2]) to argv[1]:53, one
+ * every 5 ms or so, each waited for up to 1 s, until a line on stdin (or 60 s); prints
+ * "sent N answered M".
+ */
+const QUERY_LOOP = `
+import select, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[2])))
+sent = answered = 0
+end = time.time() + 60
+while time.time() < end and not select.select([sys.stdin], [], [], 0.005)[0]:
+    qid = sent & 0xFFFF
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"\\x03lab\\x07example\\x00\\x00\\x01\\x00\\x01"
+    s.sendto(q, (sys.argv[1], 53))
+    sent += 1
+    s.settimeout(1)
+    try:
+        while True:
+            data, peer = s.recvfrom(4096)
+            if data[:2] == struct.pack(">H", qid) and peer == (sys.argv[1], 53):
+                answered += 1
+                break
+    except socket.timeout:
+        pass
+print("sent %d answered %d" % (sent, answered), flush=True)
+`;
+
+labTest(
+  "a script loaded and unloaded under traffic: the flow moves to the queue and back, no query lost",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const k = await startKrelay(lab, LAB_FLAGS);
+    const client = new Deno.Command("ip", {
+      args: ["netns", "exec", lab.ns.client, "python3", "-c", QUERY_LOOP, LAB_ADDR.relay, "5399"],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    try {
+      // The flow is the kernel's once its first query is answered.
+      await new Promise((r) => setTimeout(r, 1_000));
+      const load = await krelay(k, "script", "load", "logger", EXAMPLES.logger, "--on", "udp:53");
+      assertEquals(load.code, 0, load.stderr);
+      await waitFor(async () => (await scripts(k))[0]?.packets > 20, {
+        timeoutMs: 10_000,
+        what: "the script to see the flow's packets",
+      });
+      const unload = await krelay(k, "script", "unload", "logger");
+      assertEquals(unload.code, 0, unload.stderr);
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      const stop = client.stdin.getWriter();
+      await stop.write(new TextEncoder().encode("stop\n")).catch(() => {});
+      await stop.close().catch(() => {});
+    }
+    const out = new TextDecoder().decode((await client.output()).stdout).trim();
+    const [, sent, answered] = /sent (\d+) answered (\d+)/.exec(out) ?? [];
+    assert(Number(sent) > 50, out);
+    assertEquals(answered, sent, out);
+    assertEquals(await k.stop(), 0);
+  },
+);
+
 labTest(
   "a throwing script fails open: the query is answered, the error counted and logged",
   NEEDS,

@@ -65,23 +65,30 @@ export interface Steering {
 }
 
 /**
- * Several steerings as one: installed and updated in order (the kernel path first, so that a
+ * The kernel path and a queue selection as one steering: installed in that order (so that a
  * flow the queue records finds its rewriting in place), removed in reverse.
+ *
+ * When the scripted services change, a service moves between the kernel path and the queue
+ * without a moment in which neither takes its packets: the queue selection first adds what is
+ * newly scripted (keeping what no longer is), then the kernel path changes, then the selection
+ * drops what no longer is scripted. A packet that meets both the kernel's NAT and the queue
+ * meanwhile is rewritten once (the first to see it changes its destination).
  */
 export class ComposedSteering implements Steering {
-  readonly parts: readonly Steering[];
   readonly observe?: Steering["observe"];
+  #last?: SteeringSpec;
 
-  constructor(...parts: Steering[]) {
-    this.parts = parts;
-    const observer = parts.find((p) => p.observe !== undefined);
+  constructor(readonly kernelPath: Steering, readonly selection: Steering) {
+    const observer = [kernelPath, selection].find((p) => p.observe !== undefined);
     if (observer) this.observe = () => observer.observe!();
   }
 
   async install(spec: SteeringSpec): Promise<void> {
     await this.remove();
     try {
-      for (const p of this.parts) await p.install(spec);
+      await this.kernelPath.install(spec);
+      await this.selection.install(spec);
+      this.#last = spec;
     } catch (e) {
       await this.remove();
       throw e;
@@ -89,14 +96,36 @@ export class ComposedSteering implements Steering {
   }
 
   async update(spec: SteeringSpec): Promise<void> {
-    for (const p of this.parts) await p.update(spec);
+    const last = this.#last;
+    if (last !== undefined && !sameScripted(last, spec)) {
+      await this.selection.update({
+        ...spec,
+        scriptedUdpPorts: union(last.scriptedUdpPorts, spec.scriptedUdpPorts),
+        scriptedTcpPorts: union(last.scriptedTcpPorts, spec.scriptedTcpPorts),
+      });
+    }
+    await this.kernelPath.update(spec);
+    await this.selection.update(spec);
+    this.#last = spec;
   }
 
   async remove(): Promise<void> {
+    this.#last = undefined;
     let first: unknown;
-    for (const p of [...this.parts].reverse()) {
+    for (const p of [this.selection, this.kernelPath]) {
       await p.remove().catch((e) => (first ??= e));
     }
     if (first !== undefined) throw first;
   }
+}
+
+function union(a: readonly number[], b: readonly number[]): number[] {
+  return [...new Set([...a, ...b])].sort((x, y) => x - y);
+}
+
+function sameScripted(a: SteeringSpec, b: SteeringSpec): boolean {
+  const same = (x: readonly number[], y: readonly number[]) =>
+    x.length === y.length && x.every((p, i) => p === y[i]);
+  return same(a.scriptedUdpPorts, b.scriptedUdpPorts) &&
+    same(a.scriptedTcpPorts, b.scriptedTcpPorts);
 }

@@ -1,0 +1,46 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { ComposedSteering, type Steering, type SteeringSpec } from "./steering.ts";
+import { labSpec } from "./_steering_spec.ts";
+
+/** A steering that records what it was given, as "name op scripted-udp-ports". */
+function recording(name: string, log: string[]): Steering {
+  const note = (op: string) => (spec?: SteeringSpec) => {
+    log.push(`${name} ${op}${spec ? ` ${spec.scriptedUdpPorts.join(",") || "-"}` : ""}`);
+    return Promise.resolve();
+  };
+  return { install: note("install"), update: note("update"), remove: note("remove") };
+}
+
+Deno.test("ComposedSteering installs the kernel path first and removes it last", async () => {
+  const log: string[] = [];
+  const s = new ComposedSteering(recording("kernel", log), recording("queue", log));
+  await s.install(labSpec());
+  await s.remove();
+  // install() first removes what a crashed run may have left.
+  assertEquals(log, [
+    "queue remove",
+    "kernel remove",
+    "kernel install -",
+    "queue install -",
+    "queue remove",
+    "kernel remove",
+  ]);
+});
+
+Deno.test("ComposedSteering moves a service to and from the queue with no gap", async () => {
+  const log: string[] = [];
+  const s = new ComposedSteering(recording("kernel", log), recording("queue", log));
+  await s.install(labSpec({ udpPorts: [53, 5353] }));
+  log.length = 0;
+  // A script on 53: the queue takes it before the kernel lets it go.
+  await s.update(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [53] }));
+  assertEquals(log, ["queue update 53", "kernel update 53", "queue update 53"]);
+  log.length = 0;
+  // Moved to 5353: the queue keeps 53 until the kernel has it back.
+  await s.update(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [5353] }));
+  assertEquals(log, ["queue update 53,5353", "kernel update 5353", "queue update 5353"]);
+  log.length = 0;
+  // Nothing scripted changed: one update each.
+  await s.update(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [5353] }));
+  assertEquals(log, ["kernel update 5353", "queue update 5353"]);
+});
