@@ -7,12 +7,9 @@
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { runKrelay } from "./run.ts";
-import { IptablesSteering } from "../steering/iptables_steering.ts";
-import { KernelPath } from "../steering/kernel_path.ts";
-import { ComposedSteering } from "../steering/steering.ts";
+import { datapathRefusal, kmodDefaults, steeringFor, useKmod } from "../steering/datapath.ts";
 import { logger } from "../system/log.ts";
 import { KmodNatTable } from "../kmod/nat_mirror.ts";
-import { KMOD_PATHS, kmodLoaded, KmodSteering } from "../steering/kmod.ts";
 import { NfqueueDatapath } from "../queue/nfqueue.ts";
 import { checkScript } from "../script/check.ts";
 import { configuredServices, parseServices, type Service } from "../script/services.ts";
@@ -74,7 +71,7 @@ export function runCli(): Command {
         config.tcp_ports,
       ),
     );
-    const refusal = datapathRefusal(config);
+    const refusal = datapathRefusal(config.datapath);
     if (refusal) {
       console.error(`krelay run: ${refusal}, nothing changed`);
       Deno.exit(EXIT_BAD_CONFIG);
@@ -87,10 +84,7 @@ export function runCli(): Command {
       openDatapath: (c) => NfqueueDatapath.open({ queue: c.queue, maxLen: c.queue_maxlen }),
       // The kernel path carries established flows; iptables rules or krelay.ko's hooks select
       // what krelay decides.
-      steering: new ComposedSteering(
-        new KernelPath(),
-        kmod ? new KmodSteering() : new IptablesSteering(),
-      ),
+      steering: steeringFor(config.datapath),
       natMirror: kmod ? new KmodNatTable() : undefined,
       run: runCommand,
       now: () => performance.now(),
@@ -98,27 +92,6 @@ export function runCli(): Command {
     }, { stopped: options.stopped === true, scripts });
     Deno.exit(code);
   });
-}
-
-/** Whether krelay.ko steers: asked for, or `auto` with the module loaded. */
-function useKmod(datapath: string): boolean {
-  return datapath === "kmod" || (datapath === "auto" && kmodLoaded());
-}
-
-/** Why this configuration cannot run on the datapath it asks for, or undefined. */
-function datapathRefusal(config: { datapath: string }) {
-  if (config.datapath === "kmod" && !kmodLoaded()) {
-    return "datapath kmod: krelay.ko is not loaded (no /proc/krelay); build it with " +
-      "`krelay kmod build` and load it with insmod";
-  }
-  return undefined;
-}
-
-/** gport and real_ip as krelay.ko's /proc files hold them. */
-async function kmodDefaults(): Promise<Record<string, unknown>> {
-  const read = (name: string) =>
-    Deno.readTextFile(`${KMOD_PATHS.proc}/${name}`).then((t) => t.trim());
-  return { gport: Number(await read("gport")), real_ip: await read("real_ip") };
 }
 
 /** The scripts of `--script` and `--on`, checked; a bad one ends krelay before anything runs. */
