@@ -46,7 +46,8 @@ Deno.test({
         script: [
           "#!/bin/sh",
           "insmod /kmod/krelay.ko || exit 3",
-          "export HOME=/tmp DENO_DIR=/tmp/deno-dir NO_COLOR=1",
+          // Type checks take minutes, not seconds, under emulation.
+          "export HOME=/tmp DENO_DIR=/tmp/deno-dir NO_COLOR=1 KRELAY_SCRIPT_CHECK_TIMEOUT=300",
           `cd ${REPO} || exit 4`,
           "./node_modules/deno/deno run -A tests/fixtures/kmod_e2e_guest.ts",
           "rc=$?",
