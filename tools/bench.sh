@@ -4,11 +4,11 @@
 #     byte pump, packet scripts), each against a baseline measured in the same run.
 #  2. End to end, as root, with the shared harness (../shared/bench): TCP throughput (1 and 8
 #     streams), HTTP connections per second, DNS queries per second and UDP packets per second
-#     through krelay in each rewriting mode, against direct routing in the same run. Printed as a
-#     table of ratios. PEERS=all adds the well-known peers (HAProxy, nginx, socat, kernel NAT, a
-#     C NFQUEUE program) and HAProxy with full transparency to the same run. RUNS and DUR are
-#     passed to the harness; PASSES (2) runs it that many times, alternating the order, and
-#     combines the passes.
+#     through krelay started with plain flags, beside HAProxy and the C NFQUEUE program (the
+#     targets of issue 27), against direct routing in the same run. PEERS=all adds socat, nginx,
+#     HAProxy with full transparency, the C splice relay and kernel NAT (the limits of issue 35).
+#     RUNS and DUR are passed to the harness; PASSES (3) runs it that many times, alternating the
+#     order, and tools/bench_compare.ts combines the passes and prints each target's verdict.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deno="$here/node_modules/deno/deno"
@@ -46,7 +46,7 @@ export HAPROXY_TRANSPARENT_CMD="exec $here/tools/haproxy_transparent.sh" HAPROXY
 relays=(haproxy krelay nfq-c)
 [ "${PEERS:-}" = all ] &&
   relays=(socat nginx haproxy-transparent splice-c haproxy krelay nfq-c kernel-nat)
-passes=${PASSES:-2}
+passes=${PASSES:-3}
 tsvs=()
 for ((i = 1; i <= passes; i++)); do
   order=("${relays[@]}")
