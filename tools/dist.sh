@@ -34,7 +34,8 @@ launcher() { # home_dir payload_sha256 header_lines
   local flags="" f
   for f in "${KRELAY_RUN_FLAGS[@]}"; do flags+="'${f//\'/\'\\\'\'}' "; done
   sed -e "s|@VERSION@|$version|; s|@HOME_DIR@|$1|; s|@PAYLOAD_SHA256@|$2|" \
-    -e "s|@HEADER_LINES@|$3|; s|@RUN_FLAGS@|${flags% }|" "$here/tools/dist/launcher.sh.in"
+    -e "s|@HEADER_LINES@|$3|; s|@RUN_FLAGS@|${flags% }|" \
+    -e "/^@NOFILE@\$/{r $here/tools/nofile.sh" -e "d}" "$here/tools/dist/launcher.sh.in"
 }
 
 if [ "${DIST_SINGLE:-1}" != 0 ]; then

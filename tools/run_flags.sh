@@ -5,7 +5,7 @@
 # config files, and krelay.ko's /proc/krelay and /sys/module/krelay files. Deno grants those
 # last ones only with --allow-all; and --allow-ffi already lets a program leave Deno's sandbox,
 # so --allow-all gives krelay itself nothing it could not reach. Packet scripts still run in
-# workers given no permission at all (--unstable-worker-options).
+# Deno processes of their own given no permission at all (src/script/script_worker.ts).
 # The relay's JavaScript reaches optimised code sooner (see tools/v8_flags.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/v8_flags.sh"
 KRELAY_RUN_FLAGS=(--no-prompt --quiet --unstable-worker-options --allow-all
