@@ -12,6 +12,7 @@ import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
 import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
+import type { ServerView } from "../servers/pool.ts";
 
 /** Whether krelay is relaying. */
 export type RelayState = "started" | "stopped";
@@ -34,6 +35,8 @@ export interface StatusReport {
   /** The relay threads (relay_threads > 1), each one's CPU and connections; empty otherwise. */
   relayThreads: RelayThreadView[];
   nat: NatTableStats;
+  /** The real servers: health per service, and the flows relayed to each. */
+  servers: ServerView[];
 }
 
 /** One NAT entry as `krelay nat` shows it. */
