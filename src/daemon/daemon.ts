@@ -31,6 +31,7 @@ import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { ServerPool } from "../servers/balancer.ts";
 import { serverList } from "../servers/list.ts";
 import { Servers, staticPool } from "../servers/pool.ts";
+import type { CheckerOptions } from "../servers/checker.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
@@ -58,6 +59,11 @@ export interface DaemonDeps {
   natMirror?: NatMirror;
   /** How relay threads log (relay_threads > 1); the config's level as text by default. */
   log?: LogOptions;
+  /**
+   * The servers' health probes; the real ones (checker.ts) by default. Tests outside a lab
+   * pass others: the real ones would reach the configured servers from the machine itself.
+   */
+  probes?: Pick<CheckerOptions, "probeTcp" | "probeUdp">;
 }
 
 /** Where the NAT table is mirrored: entries put when added or changed, removed when gone. */
@@ -171,7 +177,11 @@ export class Daemon {
 
   private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
     this.#config = config;
-    this.servers = new Servers({ now: deps.now, onChange: () => this.#poolChanged() });
+    this.servers = new Servers({
+      now: deps.now,
+      onChange: () => this.#poolChanged(),
+      probes: deps.probes,
+    });
     this.servers.configure(config);
     this.#settings = rewriterSettings(config, relayIp, [], this.servers.pool());
     this.#startedClock = deps.now();
