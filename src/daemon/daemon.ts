@@ -28,7 +28,7 @@ import {
   type TcpRelayStats,
 } from "../relay/tcp_relay.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
-import type { ServerPool } from "../servers/balancer.ts";
+import { type ServerPool, serviceKey } from "../servers/balancer.ts";
 import { serverList } from "../servers/list.ts";
 import { Servers, staticPool } from "../servers/pool.ts";
 import type { CheckerOptions } from "../servers/checker.ts";
@@ -388,6 +388,12 @@ export class Daemon {
   /** A server went down or came back: new flows follow at once, in every thread. */
   #poolChanged(): void {
     this.#settings = this.#rewriterSettings();
+    // A UDP service with no server up is refused by the kernel (see SteeringSpec).
+    if (this.#state === "started") {
+      this.#syncSteering().catch((e) =>
+        log.error("updating steering failed: {error}", { error: String(e) })
+      );
+    }
     this.#threads?.configure(this.#threadSettings()).catch((e) =>
       log.error("passing server health to the relay threads failed: {error}", {
         error: String(e),
@@ -532,7 +538,15 @@ export class Daemon {
       this.scripts.scriptedPorts(),
     );
     const main = this.relay.listenerFd;
-    return { ...spec, listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []) };
+    const pool = this.#settings.pool;
+    const refused = this.#config.udp_ports.filter((p) =>
+      pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
+    );
+    return {
+      ...spec,
+      listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
+      ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
+    };
   }
 
   /**
