@@ -23,6 +23,8 @@ import { type ServerEntry, serverList } from "./list.ts";
 
 const log = logger("health");
 
+const NO_COUNTS: FlowCounts = { active: 0, total: 0, connected: 0, failed: 0 };
+
 /** One service's check of a server, as status shows it. */
 export interface CheckView {
   /** "tcp/80", "udp/53". */
@@ -160,12 +162,10 @@ export class Servers {
   passive(counts: Record<string, FlowCounts>): void {
     const now = this.options.now();
     for (const [key, c] of Object.entries(counts)) {
-      const before = this.#seen[key];
-      // Counts went back (a relay thread closed): start again from these.
-      const failed = before && c.failed >= before.failed ? c.failed - before.failed : 0;
-      const connected = before && c.connected >= before.connected
-        ? c.connected - before.connected
-        : 0;
+      const before = this.#seen[key] ?? NO_COUNTS;
+      // Counts went back (relay threads closed and started again): start from these.
+      const failed = c.failed >= before.failed ? c.failed - before.failed : 0;
+      const connected = c.connected >= before.connected ? c.connected - before.connected : 0;
       if (failed === 0 && connected === 0) continue;
       const [port, server] = key.split("/").map(Number);
       const address = this.#list.find((s) => s.ip >>> 0 === server)?.address;
