@@ -40,6 +40,11 @@ export const configSchema = z.object({
     "how new flows are spread over the servers up: client-hash (a client's flows stick to " +
       "one server; a server going down moves only its clients) or round-robin (per flow)",
   ),
+  health_checks: z.boolean().default(true).describe(
+    "check the health of each server of a list (not of a lone server): active probes and the " +
+      "relay's failed connections take a server out of rotation; false: every server is " +
+      "always in rotation",
+  ),
   health_interval: seconds.default(2).describe(
     "seconds between two active health checks of each server's each service",
   ),
@@ -205,6 +210,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 export const LIVE_KEYS = [
   "real_ip",
   "balance",
+  "health_checks",
   "health_interval",
   "health_timeout",
   "health_rise",

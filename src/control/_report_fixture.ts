@@ -18,6 +18,7 @@ export function sampleReport(): StatusReport {
     config: {
       real_ip: "203.0.113.10",
       balance: "client-hash",
+      health_checks: true,
       health_interval: 2,
       health_timeout: 1,
       health_rise: 2,

@@ -120,7 +120,10 @@ export class Servers {
     this.#config = config;
     this.#list = serverList(config.real_ip);
     this.#balance = config.balance;
-    const services: Service[] = [
+    // One server has no other to take its flows: it is not checked, and behaves as krelay's
+    // one real server always did (a client's connection fails as the server's does).
+    const checked = this.#list.length > 1 && config.health_checks;
+    const services: Service[] = !checked ? [] : [
       ...config.tcp_ports.map((port) => ({ protocol: "tcp" as const, port })),
       ...(config.health_udp_probe === "none"
         ? []

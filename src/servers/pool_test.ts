@@ -41,7 +41,27 @@ Deno.test("Servers: the relay's failed connections take a server out, and the po
 
 Deno.test("Servers: health_udp_probe none leaves UDP services unchecked", () => {
   const servers = new Servers({ now: () => 0, onChange: () => {} });
-  servers.configure(config({ real_ip: "203.0.113.10", health_udp_probe: "none" }));
-  assertEquals(servers.pool().up, { "tcp/80": [true] });
+  servers.configure(config({ real_ip: "203.0.113.10,203.0.113.20", health_udp_probe: "none" }));
+  assertEquals(servers.pool().up, { "tcp/80": [true, true] });
   assertEquals(servers.view({}, () => 0)[0].checks.map((c) => c.service), ["tcp/80"]);
+});
+
+Deno.test("Servers: a lone server, or health_checks false, is never checked nor taken out", () => {
+  for (
+    const extra of [{ real_ip: "203.0.113.10" }, {
+      real_ip: "203.0.113.10,203.0.113.20",
+      health_checks: false,
+    }]
+  ) {
+    let changes = 0;
+    const servers = new Servers({ now: () => 0, onChange: () => changes++ });
+    servers.configure(config(extra));
+    assertEquals(servers.pool().up, {});
+    servers.passive({ [`80/${0xcb00710a}`]: { active: 0, total: 9, connected: 0, failed: 9 } });
+    assertEquals([changes, servers.pool().up], [0, {}]);
+    assertEquals(
+      servers.view({}, () => 0).map((s) => [s.state, s.checks]),
+      extra.real_ip.split(",").map(() => ["up", []]),
+    );
+  }
 });
