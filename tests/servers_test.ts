@@ -159,12 +159,27 @@ labTest(
 );
 
 labTest(
-  "round-robin spreads one client's flows; with no server up TCP clients are reset at once",
+  "real_ip set live to a list; round robin spreads a client's flows; none up is refused at once",
   NEEDS,
   async (lab) => {
     const { srv1, srv2 } = await startServers(lab);
     const index = { srv1: srv1.web.indexText, srv2: srv2!.web.indexText };
-    const k = await startKrelay(lab, [...BOTH, "--balance", "round-robin", "--relay-threads", "2"]);
+    // One server at first; the list is set live, as a user would.
+    const k = await startKrelay(lab, [
+      "--real-ip",
+      LAB_ADDR.server,
+      "--relay-ip",
+      R,
+      "--balance",
+      "round-robin",
+      "--relay-threads",
+      "2",
+    ]);
+    assertEquals(await webFrom(lab, LAB_ADDR.client, index), "srv1");
+    const both = `${LAB_ADDR.server},${LAB_ADDR.server2}`;
+    const set = await run([KRELAY, "config", "set", "real_ip", both, "--socket", k.socket]);
+    assert(set.success, set.stderr);
+    assertEquals((await servers(k)).map((s) => s.address), [LAB_ADDR.server, LAB_ADDR.server2]);
     // One client's connections go to both servers in turn. Each of the two relay threads
     // takes turns of its own: the counts differ by at most 2.
     const got: string[] = [];
