@@ -188,6 +188,12 @@ export class Daemon {
     // Awaited by whoever runs the daemon (run.ts); unawaited, a failure is not an unhandled one.
     this.#fatal.promise.catch(() => {});
     this.table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
+    this.table.addRemoveListener((e, reason) => {
+      // A user-space UDP flow (a scripted service) that timed out: was it ever answered?
+      if (reason !== "expired" || e.protocol !== "udp") return;
+      if (!this.#settings.scriptedUdpPorts.has(e.servicePort)) return;
+      this.servers.passiveUdp(e.servicePort, e.server, e.state !== "unreplied");
+    });
     const mirror = deps.natMirror;
     if (mirror) {
       this.table.addChangeListener((e) => mirror.put(e));

@@ -178,6 +178,18 @@ export class Servers {
     this.#seen = counts;
   }
 
+  /**
+   * A UDP flow to `server` (unsigned) on `port` ended: unanswered, it counts against the
+   * server; answered, for it. Only flows whose replies krelay sees (services with a packet
+   * script, NATed in user space): the kernel answers the others' without krelay.
+   */
+  passiveUdp(port: number, server: number, answered: boolean): void {
+    const address = this.#list.find((s) => s.ip >>> 0 === server)?.address;
+    if (address === undefined) return;
+    const [failed, ok] = answered ? [0, 1] : [1, 0];
+    this.#health.passive({ protocol: "udp", port }, address, failed, ok, this.options.now());
+  }
+
   /** The servers as status shows them, given the relay's counts and the NAT table's flows. */
   view(tcp: Record<string, FlowCounts>, udpFlows: (ip: number) => number): ServerView[] {
     const now = this.options.now();

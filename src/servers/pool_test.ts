@@ -65,3 +65,15 @@ Deno.test("Servers: a lone server, or health_checks false, is never checked nor 
     );
   }
 });
+
+Deno.test("Servers: unanswered UDP flows count against their server, answered ones for it", () => {
+  const servers = new Servers({ now: () => 0, onChange: () => {} });
+  servers.configure(config({ real_ip: "203.0.113.10,203.0.113.20", health_fall: 2 }));
+  const s2 = 0xcb007114;
+  servers.passiveUdp(53, s2, false);
+  servers.passiveUdp(53, s2, true);
+  servers.passiveUdp(53, s2, false);
+  assertEquals(servers.pool().up["udp/53"], [true, true]);
+  servers.passiveUdp(53, s2, false);
+  assertEquals(servers.pool().up, { "tcp/80": [true, true], "udp/53": [true, false] });
+});
