@@ -483,8 +483,9 @@ export class Daemon {
 
   #tick(): void {
     this.table.sweep();
-    if (this.#state === "started") this.servers.passive(this.#serverCounts());
     if (this.#state === "started") {
+      // The relay's failed connections since the last tick count against their servers.
+      this.servers.passive(this.#serverCounts());
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
       );
