@@ -15,6 +15,7 @@
  */
 
 import { isIpv4, parseIpv4 } from "../packet/address.ts";
+import { parseServerList } from "../servers/list.ts";
 
 /**
  * Why `ip` cannot be the real server, or undefined when it can. `own` lists the relay's own
@@ -41,8 +42,23 @@ export function unusableAddress(a: number): string | undefined {
   return undefined;
 }
 
-/** Throws `real_ip: <why>` when {@link realIpProblem} finds one. */
-export function checkRealIp(ip: string, own: readonly string[] = []): void {
-  const why = realIpProblem(ip, own);
+/**
+ * Why the server list `text` (real_ip: `ADDRESS[@WEIGHT][@backup],...`, servers/list.ts)
+ * cannot be relayed to, or undefined: its form, or {@link realIpProblem} for a server (named
+ * when the list has more than one).
+ */
+export function realIpListProblem(text: string, own: readonly string[] = []): string | undefined {
+  const list = parseServerList(text);
+  if (typeof list === "string") return list;
+  for (const server of list) {
+    const why = realIpProblem(server.address, own);
+    if (why !== undefined) return list.length === 1 ? why : `${server.address} ${why}`;
+  }
+  return undefined;
+}
+
+/** Throws `real_ip: <why>` when {@link realIpListProblem} finds one. */
+export function checkRealIp(text: string, own: readonly string[] = []): void {
+  const why = realIpListProblem(text, own);
   if (why !== undefined) throw new Error(`real_ip: ${why}`);
 }

@@ -13,7 +13,7 @@
 
 import { z } from "zod";
 import { isIpv4 } from "../packet/address.ts";
-import { realIpProblem } from "./real_ip.ts";
+import { realIpListProblem } from "./real_ip.ts";
 
 const port = z.number().int("must be a whole number").min(1, "must be 1-65535").max(
   65535,
@@ -21,6 +21,10 @@ const port = z.number().int("must be a whole number").min(1, "must be 1-65535").
 );
 const ipv4 = z.string().refine(isIpv4, "must be an IPv4 address like 203.0.113.10");
 const seconds = z.number().positive("must be more than 0 seconds").max(86400 * 7, "too long");
+const serverList = z.string().superRefine((text, ctx) => {
+  const why = realIpListProblem(text);
+  if (why !== undefined) ctx.addIssue({ code: "custom", message: why });
+});
 const portList = z.array(port).max(64, "at most 64 ports").refine(
   (ports) => new Set(ports).size === ports.length,
   "has a port twice",
@@ -28,9 +32,43 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
 
 /** The schema; field descriptions feed `--help` and the README. */
 export const configSchema = z.object({
-  real_ip: z.string().refine((ip) => realIpProblem(ip) === undefined, {
-    error: (issue) => realIpProblem(issue.input as string),
-  }).default("192.168.0.10").describe("address of the real server"),
+  real_ip: serverList.default("192.168.0.10").describe(
+    "the real servers: one address, or a comma-separated list (ADDRESS[@WEIGHT][@backup], " +
+      "e.g. 203.0.113.10,203.0.113.20@3) over which new flows are spread",
+  ),
+  balance: z.enum(["client-hash", "round-robin"]).default("client-hash").describe(
+    "how new flows are spread over the servers up: client-hash (a client's flows stick to " +
+      "one server; a server going down moves only its clients) or round-robin (per flow)",
+  ),
+  health_checks: z.boolean().default(true).describe(
+    "check the health of each server of a list (not of a lone server): active probes and the " +
+      "relay's failed connections take a server out of rotation; false: every server is " +
+      "always in rotation",
+  ),
+  health_interval: seconds.default(2).describe(
+    "seconds between two active health checks of each server's each service",
+  ),
+  health_timeout: seconds.default(1).describe(
+    "seconds a health check may take before it counts as failed",
+  ),
+  health_rise: z.number().int("must be a whole number").min(1).max(100).default(2).describe(
+    "successful checks in a row that put a down server back in rotation",
+  ),
+  health_fall: z.number().int("must be a whole number").min(1).max(100).default(3).describe(
+    "failures in a row (checks, or connections of the relay that could not reach it) that " +
+      "take a server out of rotation",
+  ),
+  health_udp_probe: z.string().regex(
+    /^(dns|none|hex:([0-9a-fA-F]{2}){1,512})$/,
+    'must be "dns", "none" or "hex:" and the bytes of the datagram to send',
+  ).default("dns").describe(
+    "health check of UDP services: dns (a DNS query for health_dns_name; any answer is up), " +
+      "hex:BYTES (this datagram; any answer is up) or none (no active check)",
+  ),
+  health_dns_name: z.string().regex(
+    /^(\.|([A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?)$/,
+    "must be a domain name like example.org or . for the root",
+  ).default(".").describe("the name health_udp_probe dns asks for (an NS query for the root)"),
   relay_ip: ipv4.optional().describe(
     "the relay's address that clients talk to (default: detected)",
   ),
@@ -108,6 +146,13 @@ export const configSchema = z.object({
     "seconds over which a script's errors are counted",
   ),
 }).strict().superRefine((c, ctx) => {
+  if (c.health_timeout > c.health_interval) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["health_timeout"],
+      message: `must not exceed health_interval ${c.health_interval}`,
+    });
+  }
   if (c.tcp_ports.includes(c.gport)) {
     ctx.addIssue({
       code: "custom",
@@ -169,6 +214,14 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 /** Keys that `krelay config set` may change while krelay runs; new flows use the new values. */
 export const LIVE_KEYS = [
   "real_ip",
+  "balance",
+  "health_checks",
+  "health_interval",
+  "health_timeout",
+  "health_rise",
+  "health_fall",
+  "health_udp_probe",
+  "health_dns_name",
   "gport",
   "udp_ports",
   "tcp_ports",

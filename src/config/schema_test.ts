@@ -56,3 +56,50 @@ Deno.test("parseConfig() takes 0-64 relay threads, 0 (one per CPU) by default", 
   assertEquals(parseConfig({ relay_threads: 65 }).ok, false);
   assertEquals(parseConfig({ relay_threads: 1.5 }).ok, false);
 });
+
+Deno.test("parseConfig() takes a list of real servers and the balancing and health keys", () => {
+  const r = parseConfig({
+    real_ip: "203.0.113.10,203.0.113.20@3,203.0.113.30@backup",
+    balance: "round-robin",
+    health_interval: 5,
+    health_timeout: 2,
+    health_rise: 1,
+    health_fall: 2,
+    health_udp_probe: "hex:0102",
+    health_dns_name: "lab.example",
+  });
+  if (!r.ok) throw new Error(r.errors.join());
+  assertEquals(r.config.real_ip, "203.0.113.10,203.0.113.20@3,203.0.113.30@backup");
+  const d = parseConfig({});
+  if (!d.ok) throw new Error(d.errors.join());
+  assertEquals(
+    [d.config.balance, d.config.health_interval, d.config.health_timeout, d.config.health_rise],
+    ["client-hash", 2, 1, 2],
+  );
+  assertEquals([d.config.health_fall, d.config.health_udp_probe, d.config.health_dns_name], [
+    3,
+    "dns",
+    ".",
+  ]);
+});
+
+Deno.test("parseConfig() refuses bad server lists and health settings, saying why", () => {
+  const r = parseConfig({
+    real_ip: "203.0.113.10,203.0.113.10",
+    balance: "random",
+    health_interval: 1,
+    health_timeout: 2,
+    health_fall: 0,
+    health_udp_probe: "hex:0",
+    health_dns_name: "bad name",
+  });
+  assertEquals(r.ok ? [] : r.errors.sort(), [
+    'balance: Invalid option: expected one of "client-hash"|"round-robin"',
+    "health_dns_name: must be a domain name like example.org or . for the root",
+    "health_fall: Too small: expected number to be >=1",
+    'health_udp_probe: must be "dns", "none" or "hex:" and the bytes of the datagram to send',
+    "real_ip: 203.0.113.10: listed twice",
+  ]);
+  const t = parseConfig({ health_interval: 1, health_timeout: 2 });
+  assertEquals(t.ok ? [] : t.errors, ["health_timeout: must not exceed health_interval 1"]);
+});

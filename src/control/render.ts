@@ -95,6 +95,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     [sub("malformed"), p.passedMalformed],
     ["dropped", p.dropped],
     [sub("NAT table full"), p.droppedNatFull],
+    [sub("UDP first packet, no server up"), p.droppedNoServer ?? 0],
     ["engine errors (passed unchanged)", report.engineErrors],
   ]];
 
@@ -118,6 +119,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["total", t.total],
     ["failed", t.failed],
     [sub("reset at the fd limit"), t.fdLimit],
+    [sub("no server up (reset at once)"), t.noServer ?? 0],
     ["bytes client -> server", formatBytes(t.bytesToServer)],
     ["bytes server -> client", formatBytes(t.bytesToClient)],
     ...report.relayThreads.map((r, i): [string, string] => [
@@ -141,10 +143,66 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     .map(sub).join("\n");
   return [
     header,
+    ...(report.servers?.length ? [renderServers(report.servers, color)] : []),
     `configuration\n${config}`,
     ...counterTables([packets, datapath, tcp, nat], color),
   ]
     .join("\n\n");
+}
+
+const BORDERS = [
+  "top",
+  "top-mid",
+  "top-left",
+  "top-right",
+  "bottom",
+  "bottom-mid",
+  "bottom-left",
+  "bottom-right",
+  "left",
+  "left-mid",
+  "mid",
+  "mid-mid",
+  "right",
+  "right-mid",
+  "middle",
+];
+
+/** The real servers: state, each service's check, and the flows relayed to each. */
+export function renderServers(servers: StatusReport["servers"], color = false): string {
+  // No borders: a list like the configuration's, apart from the counter tables' grid.
+  const table = new Table({
+    chars: Object.fromEntries(BORDERS.map((k) => [k, ""])),
+    style: { ...tableOptions(color).style, "padding-left": 2, "padding-right": 0 },
+    head: [
+      "server",
+      "weight",
+      "state",
+      "checks",
+      "tcp active",
+      "tcp total",
+      "tcp failed",
+      "udp flows",
+    ],
+    colAligns: ["left", "right", "left", "left", "right", "right", "right", "right"],
+  });
+  for (const s of servers) {
+    const checks = s.checks.map((c) =>
+      `${c.service} ${c.state} ${formatDuration(c.forSeconds)}` +
+      (c.last !== "" && c.last !== "ok" ? ` (${c.last})` : "")
+    );
+    table.push([
+      s.address + (s.backup ? " (backup)" : ""),
+      String(s.weight),
+      paint(s.state, s.state === "up" ? GREEN : YELLOW, color),
+      checks.join("\n") || "none",
+      formatCount(s.tcpActive),
+      formatCount(s.tcpTotal),
+      formatCount(s.tcpFailed),
+      formatCount(s.udpFlows),
+    ]);
+  }
+  return `servers\n${table.toString()}`;
 }
 
 /** The `krelay nat` table, one row per entry, then a count line. */

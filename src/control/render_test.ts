@@ -205,3 +205,40 @@ Deno.test("renderNat() says so when the table is empty", () => {
 Deno.test("renderNat() counts one entry in the singular", () => {
   assertEquals(renderNat(sampleNat().slice(0, 1)).split("\n").at(-1), "1 NAT entry (1 udp, 0 tcp)");
 });
+
+Deno.test("renderStatus() lists the servers with their state, checks and flows", () => {
+  const report = sampleReport();
+  report.servers.push({
+    address: "203.0.113.20",
+    weight: 3,
+    backup: true,
+    state: "down",
+    checks: [{
+      service: "udp/53",
+      state: "down",
+      forSeconds: 12,
+      checks: 40,
+      checkFailures: 41,
+      passiveFailures: 0,
+      last: "no answer in 1000 ms",
+    }],
+    tcpActive: 0,
+    tcpTotal: 42,
+    tcpFailed: 43,
+    udpFlows: 0,
+  });
+  const text = renderStatus(report);
+  const lines = text.split("\n");
+  const first = lines.find((l) => l.includes("203.0.113.10"))!;
+  for (const cell of ["1", "up", "tcp/80 up 1h 01m 40s", "34", "35", "36", "37"]) {
+    ok(first.includes(cell), `${cell} in ${first}`);
+  }
+  const second = lines.find((l) => l.includes("203.0.113.20"))!;
+  for (
+    const cell of ["(backup)", "3", "down", "udp/53 down 12s (no answer in 1000 ms)", "42", "43"]
+  ) {
+    ok(second.includes(cell), `${cell} in ${second}`);
+  }
+  match(row(text, "UDP first packet, no server up"), / 29 /);
+  match(row(text, "no server up (reset at once)"), / 30 /);
+});

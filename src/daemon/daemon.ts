@@ -18,11 +18,15 @@ import { type NatEntry, NatTable } from "../nat/nat_table.ts";
 import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
-import { RelayThreads, type ThreadSettings } from "../relay/relay_threads.ts";
+import { RelayThreads, sumCounts, type ThreadSettings } from "../relay/relay_threads.ts";
 import { warmUp } from "../relay/warm_up.ts";
 import { TcpRelay, type TcpRelaySettings } from "../relay/tcp_relay.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "../relay/stats.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
+import { type ServerPool, serviceKey } from "../servers/balancer.ts";
+import { serverList } from "../servers/list.ts";
+import { Servers, staticPool } from "./servers.ts";
+import type { CheckerOptions } from "../servers/checker.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
@@ -53,6 +57,11 @@ export interface DaemonDeps {
   natMirror?: NatMirror;
   /** How relay threads log (relay_threads > 1); the config's level as text by default. */
   log?: LogOptions;
+  /**
+   * The servers' health probes; the real ones (checker.ts) by default. Tests outside a lab
+   * pass others: the real ones would reach the configured servers from the machine itself.
+   */
+  probes?: Pick<CheckerOptions, "probeTcp" | "probeUdp">;
 }
 
 /** Where the NAT table is mirrored: entries put when added or changed, removed when gone. */
@@ -68,10 +77,11 @@ export function rewriterSettings(
   config: Config,
   relayIp: string,
   scriptedUdpPorts: readonly number[] = [],
+  pool: ServerPool = staticPool(config),
 ): RewriterSettings {
   return {
     relayIp: parseIpv4(relayIp),
-    realIp: parseIpv4(config.real_ip),
+    pool,
     udpPorts: new Set(config.udp_ports),
     udpTimeoutMs: config.udp_timeout * 1000,
     udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
@@ -104,6 +114,11 @@ export function scriptPolicy(config: Config): ScriptPolicy {
   };
 }
 
+/** The first server of the config's list: the one krelay.ko's real_ip shows. */
+export function firstServer(config: Config): string {
+  return serverList(config.real_ip)[0].address;
+}
+
 /** The steering for a config, widened by the ports of live flows so that they can finish. */
 export function steeringSpec(
   config: Config,
@@ -118,7 +133,7 @@ export function steeringSpec(
   return {
     queue: config.queue,
     relayIp,
-    realIp: config.real_ip,
+    realIp: firstServer(config),
     gport: config.gport,
     udpPorts,
     tcpPorts,
@@ -161,14 +176,28 @@ export class Daemon {
   readonly relay: TcpRelay;
   /** Packet scripts (`krelay script ...`). */
   readonly scripts: ScriptHost;
+  /** The real servers and their health. */
+  readonly servers: Servers;
 
   private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
     this.#config = config;
-    this.#settings = rewriterSettings(config, relayIp);
+    this.servers = new Servers({
+      now: deps.now,
+      onChange: () => this.#poolChanged(),
+      probes: deps.probes,
+    });
+    this.servers.configure(config);
+    this.#settings = rewriterSettings(config, relayIp, [], this.servers.pool());
     this.#startedClock = deps.now();
     // Awaited by whoever runs the daemon (run.ts); unawaited, a failure is not an unhandled one.
     this.#fatal.promise.catch(() => {});
     this.table = new NatTable({ capacity: config.nat_max_entries, now: deps.now });
+    this.table.addRemoveListener((e, reason) => {
+      // A user-space UDP flow (a scripted service) that timed out: was it ever answered?
+      if (reason !== "expired" || e.protocol !== "udp") return;
+      if (!this.#settings.scriptedUdpPorts.has(e.servicePort)) return;
+      this.servers.passiveUdp(e.servicePort, e.server, e.state !== "unreplied");
+    });
     const mirror = deps.natMirror;
     if (mirror) {
       this.table.addChangeListener((e) => mirror.put(e));
@@ -188,11 +217,14 @@ export class Daemon {
       policy: () => scriptPolicy(this.#config),
       relayIp: () => this.#settings.relayIp,
       serverOf: (protocol, client, clientPort, service, servicePort) => {
-        // A relayed TCP connection has no entry: it goes to the real server of its time.
+        // A relayed TCP connection has no entry: it goes to the server picked for its client
+        // (round robin: the one the next connection would get).
         const e = protocol === 17
           ? this.table.get(udpRequestKey(client, clientPort, service, servicePort))
           : undefined;
-        return e ? [e.server, e.serverPort] : [this.#settings.realIp, servicePort];
+        if (e) return [e.server, e.serverPort];
+        const t = this.engine.tcp.target(servicePort, service | 0, client);
+        return [t ? t.server >>> 0 : this.#settings.pool.servers[0].ip >>> 0, servicePort];
       },
       now: deps.now,
       onServicesChanged: () => this.#scriptsChanged(),
@@ -201,7 +233,7 @@ export class Daemon {
 
   /** Builds a daemon for `config`, detecting the relay address if it is not set. */
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
-    const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
+    const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, firstServer(config));
     checkRealIp(config.real_ip, [relayIp, ...await ownAddresses(deps.run)]);
     return new Daemon(config, relayIp, deps);
   }
@@ -258,6 +290,7 @@ export class Daemon {
       this.#starting = false;
     }
     this.#state = "started";
+    this.servers.start();
     const c = this.#config;
     log.info(
       "relaying on {relay} to {real}: UDP {udp} by NAT, TCP {tcp} through gateway port " +
@@ -280,6 +313,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.#state === "stopped") return;
     this.#state = "stopped";
+    await this.servers.stop();
     await this.relay.close();
     await this.#closeThreads();
     await this.#steer(async () => {
@@ -316,7 +350,8 @@ export class Daemon {
       await this.#listen(next.gport);
     }
     this.#config = next;
-    this.#settings = rewriterSettings(next, this.relayIp, this.scripts.scriptedPorts().udp);
+    this.servers.configure(next);
+    this.#settings = this.#rewriterSettings();
     await this.#threads?.configure(this.#threadSettings());
     if (key === "tcp_ports" && this.#state === "started") {
       if (next.tcp_ports.length > 0) await this.#listen(next.gport);
@@ -347,7 +382,42 @@ export class Daemon {
       tcp: this.#tcpStats(),
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
+      servers: this.servers.view(this.#serverCounts(), (ip) => {
+        let flows = 0;
+        for (const e of this.table.entries()) if (e.protocol === "udp" && e.server === ip) flows++;
+        return flows;
+      }),
     };
+  }
+
+  /** The relay's TCP connections by "port/server": the main thread's and the threads'. */
+  #serverCounts() {
+    return sumCounts(this.relay.serverCounts(), this.#threads?.serverCounts() ?? {});
+  }
+
+  #rewriterSettings(): RewriterSettings {
+    return rewriterSettings(
+      this.#config,
+      this.relayIp,
+      this.scripts.scriptedPorts().udp,
+      this.servers.pool(),
+    );
+  }
+
+  /** A server went down or came back: new flows follow at once, in every thread. */
+  #poolChanged(): void {
+    this.#settings = this.#rewriterSettings();
+    // A UDP service with no server up is refused by the kernel (see SteeringSpec).
+    if (this.#state === "started") {
+      this.#syncSteering().catch((e) =>
+        log.error("updating steering failed: {error}", { error: String(e) })
+      );
+    }
+    this.#threads?.configure(this.#threadSettings()).catch((e) =>
+      log.error("passing server health to the relay threads failed: {error}", {
+        error: String(e),
+      })
+    );
   }
 
   /** The NAT table's entries (UDP), and the relayed TCP connections, which have none. */
@@ -435,6 +505,8 @@ export class Daemon {
       );
     }
     if (this.#state === "started") {
+      // The relay's failed connections since the last tick count against their servers.
+      this.servers.passive(this.#serverCounts());
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
       );
@@ -462,7 +534,9 @@ export class Daemon {
     if (seen.gport !== this.#config.gport) {
       await this.#adopt("gport", String(seen.gport));
     }
-    if (seen.realIp !== this.#config.real_ip) await this.#adopt("real_ip", seen.realIp);
+    // The module holds one address: the first server. Another one written there is a list of
+    // that one server, as the specification's single real_ip was.
+    if (seen.realIp !== firstServer(this.#config)) await this.#adopt("real_ip", seen.realIp);
     if (seen.started && this.#state === "stopped") {
       log.info("krelay.ko was started: relaying");
       await this.start();
@@ -495,7 +569,15 @@ export class Daemon {
       this.scripts.scriptedPorts(),
     );
     const main = this.relay.listenerFd;
-    return { ...spec, listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []) };
+    const pool = this.#settings.pool;
+    const refused = this.#config.udp_ports.filter((p) =>
+      pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
+    );
+    return {
+      ...spec,
+      listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
+      ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
+    };
   }
 
   /**
@@ -503,11 +585,7 @@ export class Daemon {
    * steering sends their packets through the queue (or, unloaded, back to the kernel path).
    */
   async #scriptsChanged(): Promise<void> {
-    this.#settings = rewriterSettings(
-      this.#config,
-      this.relayIp,
-      this.scripts.scriptedPorts().udp,
-    );
+    this.#settings = this.#rewriterSettings();
     if (this.#state !== "started") return;
     await this.#syncSteering().catch((e) =>
       log.error("updating steering failed: {error}", { error: String(e) })

@@ -23,6 +23,10 @@ function config(extra: Record<string, unknown> = {}): Config {
 
 function harness(opts: { installFails?: boolean; openFails?: boolean } = {}) {
   const events: string[] = [];
+  /** Servers whose probes fail; the others' succeed (no probe leaves the machine). */
+  const dead = new Set<string>();
+  const probe = (address: string) =>
+    Promise.resolve(dead.has(address) ? "connection refused" : undefined);
   const specs: SteeringSpec[] = [];
   const datapath = new MemoryDatapath();
   const closeOrig = datapath.close.bind(datapath);
@@ -54,8 +58,9 @@ function harness(opts: { installFails?: boolean; openFails?: boolean } = {}) {
     steering,
     run: () => Promise.resolve({ code: 1, stdout: "", stderr: "" }),
     now: () => performance.now(),
+    probes: { probeTcp: probe, probeUdp: probe },
   };
-  return { events, specs, datapath, deps };
+  return { events, specs, datapath, deps, dead };
 }
 
 const query = (srcPort: number, dstPort = 53) =>
@@ -147,6 +152,72 @@ Deno.test("Daemon.setConfig() applies at once and keeps steering the ports of li
   const change = await daemon.setConfig("real_ip", "203.0.113.20");
   assertEquals(change, { key: "real_ip", from: "203.0.113.10", to: "203.0.113.20" });
   assertEquals(daemon.status().config.real_ip, "203.0.113.20");
+  await daemon.close();
+});
+
+Deno.test("Daemon spreads new UDP flows over the servers up, and follows their health", async () => {
+  const { datapath, deps, dead, specs } = harness();
+  const daemon = await Daemon.create(
+    config({
+      real_ip: "203.0.113.10,203.0.113.20",
+      balance: "round-robin",
+      health_interval: 0.1,
+      health_timeout: 0.1,
+      health_fall: 1,
+      health_rise: 1,
+    }),
+    deps,
+  );
+  await daemon.open();
+  await daemon.start();
+  // krelay.ko's real_ip is the first server.
+  assertEquals(specs[0].realIp, "203.0.113.10");
+  const serverOf = async (port: number) => {
+    const before = datapath.sent.length;
+    datapath.inject({ bytes: query(port), hook: Hook.PreRouting });
+    await until(() => datapath.sent.length > before);
+    const sent = datapath.sent.at(-1)!;
+    if (sent.verdict !== Verdict.Accept) return "dropped";
+    const b = sent.packet.bytes;
+    return `${b[16]}.${b[17]}.${b[18]}.${b[19]}`;
+  };
+  assertEquals([await serverOf(4000), await serverOf(4001)], ["203.0.113.10", "203.0.113.20"]);
+  dead.add("203.0.113.20");
+  await until(() => daemon.status().servers[1].state === "down");
+  assertEquals(daemon.status().servers.map((s) => s.state), ["up", "down"]);
+  assertEquals([await serverOf(4002), await serverOf(4003)], ["203.0.113.10", "203.0.113.10"]);
+  dead.add("203.0.113.10");
+  await until(() => daemon.status().servers[0].state === "down");
+  assertEquals(await serverOf(4004), "dropped");
+  assertEquals(daemon.status().packets.droppedNoServer, 1);
+  dead.clear();
+  await until(() => daemon.status().servers.every((s) => s.state === "up"));
+  // Back in rotation: the turn starts again from the first server.
+  assertEquals([await serverOf(4005), await serverOf(4006)], ["203.0.113.10", "203.0.113.20"]);
+  // The flows of each server are counted.
+  assertEquals(daemon.status().servers.map((s) => s.udpFlows), [4, 2]);
+  await daemon.close();
+});
+
+Deno.test("Daemon follows krelay.ko's real_ip: the first server; another one is a list of one", async () => {
+  const { deps } = harness();
+  let realIp = "203.0.113.10";
+  const steering = {
+    ...deps.steering,
+    observe: () => Promise.resolve({ gport: 16000, realIp, started: true }),
+  };
+  const daemon = await Daemon.create(config({ real_ip: "203.0.113.10,203.0.113.20@2" }), {
+    ...deps,
+    steering,
+  });
+  await daemon.open();
+  await daemon.start();
+  // Two ticks (one a second): the module shows the first server, the list stands.
+  await new Promise((r) => setTimeout(r, 2_100));
+  assertEquals(daemon.config.real_ip, "203.0.113.10,203.0.113.20@2");
+  realIp = "203.0.113.30";
+  await until(() => daemon.config.real_ip === "203.0.113.30");
+  assertEquals(daemon.status().servers.map((s) => s.address), ["203.0.113.30"]);
   await daemon.close();
 });
 

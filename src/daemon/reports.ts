@@ -14,6 +14,7 @@ import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
 import type { DivertedConnection } from "../relay/relayed.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
+import type { ServerView } from "./servers.ts";
 
 /** Whether krelay is relaying. */
 export type RelayState = "started" | "stopped";
@@ -38,6 +39,8 @@ export interface StatusReport {
   /** The relay threads (relay_threads > 1), each one's CPU and connections; empty otherwise. */
   relayThreads: RelayThreadView[];
   nat: NatTableStats;
+  /** The real servers: health per service, and the flows relayed to each. */
+  servers: ServerView[];
 }
 
 /** One NAT entry as `krelay nat` shows it. */

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { onePool } from "../servers/balancer.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { NatTable } from "./nat_table.ts";
@@ -32,7 +33,7 @@ export function engineFixture(opts: FixtureOptions = {}) {
   let clock = 0;
   const settings: RewriterSettings = {
     relayIp: ADDR.R,
-    realIp: ADDR.S,
+    pool: onePool(ADDR.S),
     udpPorts: new Set([53]),
     udpTimeoutMs: 30_000,
     udpStreamTimeoutMs: 120_000,

@@ -27,6 +27,8 @@ export interface PacketCounters {
   /** Packets dropped, in total and by reason. */
   dropped: number;
   droppedNatFull: number;
+  /** First packets of UDP flows whose service had no server up. */
+  droppedNoServer: number;
 }
 
 /** A zeroed set of counters. */
@@ -46,5 +48,6 @@ export function newCounters(): PacketCounters {
     passedMalformed: 0,
     dropped: 0,
     droppedNatFull: 0,
+    droppedNoServer: 0,
   };
 }

@@ -127,6 +127,12 @@ export class Rewriter {
       return Action.Drop;
     }
     if (result === "conflict") return this.#pass("passedNoFlow");
+    if (result === "no-server") {
+      // No server of the service is up: dropped (the client's resolver tries again or fails).
+      this.counters.dropped++;
+      this.counters.droppedNoServer++;
+      return Action.Drop;
+    }
     this.counters.udpRequests++;
     // The flow's first packet: the kernel's rules learn the flow from it.
     if (!s.scriptedUdpPorts.has(packet.dstPort)) this.counters.toKernel++;

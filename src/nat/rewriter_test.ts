@@ -1,4 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { onePool } from "../servers/balancer.ts";
 import { buildUdpPacket, checksumsValid } from "../packet/build.ts";
 import { Hook } from "./hook.ts";
 import { Action } from "./rewriter.ts";
@@ -125,7 +126,7 @@ Deno.test("a flow talking both ways past 2 s becomes a stream with the longer ti
 Deno.test("a new real_ip applies to new flows while an existing flow keeps its server", () => {
   const { engine, settings } = fixture();
   engine.process(Hook.PreRouting, query(C, 1), false);
-  settings.realIp = S2;
+  settings.pool = onePool(S2);
   const old = query(C, 1);
   engine.process(Hook.PreRouting, old, false);
   assertEquals(view(old).dst, S);

@@ -3,25 +3,39 @@
  * connection to the gateway listener unchanged, so the accepted socket's local address is where
  * the client meant to go (relay:service); the relay connects to the real server on that service
  * port, from the client's own address. The kernel rewrites nothing for these connections, so
- * there is no NAT entry for them: the relay lists them itself.
+ * there is no NAT entry for them: the relay lists them itself. With several real servers, the
+ * server is picked per connection (src/servers/balancer.ts) among those up.
  *
  * @example
  * ```ts
  * import { TcpTargets } from "./tcp_targets.ts";
- * const settings = { realIp: 0xcb00710a, tcpPorts: new Set([80]) };
- * const targets = new TcpTargets(() => settings);
- * targets.target(80, 0)?.serverPort; // 80
+ * const pool = { servers: [{ ip: 0xcb00710a, weight: 1, backup: false }], balance: "client-hash", up: {} } as const;
+ * const targets = new TcpTargets(() => ({ pool, tcpPorts: new Set([80]) }));
+ * targets.target(80, 0, 0xc6336410)?.serverPort; // 80
  * ```
  * @module
  */
 
 import { signed32 } from "../system/v8_shapes.ts";
+import { Balancer, type ServerPool, serviceKey } from "../servers/balancer.ts";
 
 /** What the targets follow; read on every lookup, so live changes apply to new connections. */
 export interface TcpTargetSettings {
-  realIp: number;
+  /** The real servers, how new flows are spread over them, and which are up. */
+  pool: ServerPool;
   /** TCP service ports relayed through the gateway port. */
   tcpPorts: ReadonlySet<number>;
+}
+
+/** Connections to one server's one service, counted by the relay (passive health checks). */
+export interface FlowCounts {
+  /** Open now, and accepted since start. */
+  active: number;
+  total: number;
+  /** The server accepted the relay's connection. */
+  connected: number;
+  /** It refused, was unreachable or did not answer in time. */
+  failed: number;
 }
 
 /**
@@ -33,10 +47,32 @@ export interface DivertedTarget {
   readonly serverPort: number;
   /** The one local address the target is for; 0: any of the relay's. */
   readonly local: number;
+  /** The connections to this server and port, kept across changes of the settings. */
+  readonly counts: FlowCounts;
 }
 
-function divertedTarget(server: number, serverPort: number, local: number): DivertedTarget {
-  return { server: signed32(server), serverPort, local: signed32(local) };
+function divertedTarget(
+  server: number,
+  serverPort: number,
+  local: number,
+  counts: FlowCounts,
+): DivertedTarget {
+  return { server: signed32(server), serverPort, local: signed32(local), counts };
+}
+
+function noCounts(): FlowCounts {
+  return { active: 0, total: 0, connected: 0, failed: 0 };
+}
+
+/** One service port's servers: a target per server, and the balancer that picks one. */
+class PortTargets {
+  constructor(
+    /** The one local address the port is diverted from; 0: any of the relay's. */
+    readonly local: number,
+    readonly balancer: Balancer,
+    /** By server index, as the balancer picks. */
+    readonly targets: readonly DivertedTarget[],
+  ) {}
 }
 
 /** Flow states, as shown by status displays. */
@@ -47,30 +83,35 @@ export const TcpState = {
 
 /** The targets of diverted connections, by service port. */
 export class TcpTargets {
-  #targets = new Map<number, DivertedTarget>();
-  readonly #ownTargets = new Map<number, DivertedTarget>();
-  /** The settings #targets were made from. */
-  #targetPorts: ReadonlySet<number> | undefined;
-  #targetIp = 0;
+  #ports = new Map<number, PortTargets>();
+  readonly #own = new Map<number, PortTargets>();
+  /** Counts by "port/server" (unsigned), for targets made again after a change. */
+  readonly #counts = new Map<string, FlowCounts>();
+  /** The settings #ports were made from. */
+  #madePorts: ReadonlySet<number> | undefined;
+  #madePool: ServerPool | undefined;
 
   constructor(private readonly settings: () => TcpTargetSettings) {}
 
   /**
    * Where a connection goes that the kernel diverted to the relay from `local`:servicePort (its
-   * local address, signed as the socket layer reads it): the real server, on the same port.
-   * Undefined when servicePort is not a configured service (someone connected to the gateway
-   * port itself, or to a service since removed).
+   * local address, signed as the socket layer reads it) from `client`: the server the balancer
+   * picks for the client, on the same port. Undefined when servicePort is not a configured
+   * service (someone connected to the gateway port itself, or to a service since removed);
+   * null when no server of the service is up.
    *
-   * The targets are kept per port and made again only when the services or `real_ip` change:
-   * no object per connection, and the relay's own ports ({@link TcpTargets.divertOwn}) are
-   * looked up by the same code as the services, so that a warm-up on them prepares it for
-   * clients.
+   * The targets are kept per port and server, made again only when the services or the
+   * servers (or their health) change: no object per connection, and the relay's own ports
+   * ({@link TcpTargets.divertOwn}) are looked up by the same code as the services, so that a
+   * warm-up on them prepares it for clients.
    */
-  target(servicePort: number, local: number): DivertedTarget | undefined {
+  target(servicePort: number, local: number, client: number): DivertedTarget | null | undefined {
     const s = this.settings();
-    if (s.tcpPorts !== this.#targetPorts || s.realIp !== this.#targetIp) this.#makeTargets(s);
-    const t = this.#targets.get(servicePort);
-    return t === undefined || (t.local !== 0 && t.local !== local) ? undefined : t;
+    if (s.tcpPorts !== this.#madePorts || s.pool !== this.#madePool) this.#makeTargets(s);
+    const t = this.#ports.get(servicePort);
+    if (t === undefined || (t.local !== 0 && t.local !== local)) return undefined;
+    const i = t.balancer.pick(client);
+    return i < 0 ? null : t.targets[i];
   }
 
   /**
@@ -78,21 +119,42 @@ export class TcpTargets {
    * to `server`:`serverPort`, until {@link TcpTargets.undivertOwn}. Addresses signed or not.
    */
   divertOwn(port: number, local: number, server: number, serverPort: number): void {
-    this.#ownTargets.set(port, divertedTarget(server, serverPort, local));
+    const one = [{ ip: server, weight: 1, backup: false }];
+    this.#own.set(
+      port,
+      new PortTargets(local | 0, new Balancer(one, undefined, "client-hash"), [
+        divertedTarget(server, serverPort, local, noCounts()),
+      ]),
+    );
     // Made now, not at the next connection: a warm-up then prepares the lookup's usual path.
     this.#makeTargets(this.settings());
   }
 
   /** Ends {@link TcpTargets.divertOwn} for `port`. */
   undivertOwn(port: number): void {
-    this.#ownTargets.delete(port);
+    this.#own.delete(port);
     this.#makeTargets(this.settings());
   }
 
+  /** The counts of every server and service port connections went to, by "port/server". */
+  counts(): ReadonlyMap<string, FlowCounts> {
+    return this.#counts;
+  }
+
   #makeTargets(s: TcpTargetSettings): void {
-    this.#targets = new Map(this.#ownTargets);
-    for (const port of s.tcpPorts) this.#targets.set(port, divertedTarget(s.realIp, port, 0));
-    this.#targetPorts = s.tcpPorts;
-    this.#targetIp = s.realIp;
+    this.#ports = new Map(this.#own);
+    const { servers } = s.pool;
+    for (const port of s.tcpPorts) {
+      const targets = servers.map((server) => {
+        const key = `${port}/${server.ip >>> 0}`;
+        let counts = this.#counts.get(key);
+        if (counts === undefined) this.#counts.set(key, counts = noCounts());
+        return divertedTarget(server.ip, port, 0, counts);
+      });
+      const balancer = new Balancer(servers, s.pool.up[serviceKey("tcp", port)], s.pool.balance);
+      this.#ports.set(port, new PortTargets(0, balancer, targets));
+    }
+    this.#madePorts = s.tcpPorts;
+    this.#madePool = s.pool;
   }
 }

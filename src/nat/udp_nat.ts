@@ -10,10 +10,12 @@
 
 import type { Ipv4Packet } from "../packet/ipv4_packet.ts";
 import type { NatEntry, NatTable } from "./nat_table.ts";
+import { type ServerPool, ServiceBalancers, serviceKey } from "../servers/balancer.ts";
 
 /** What the UDP NAT needs to know; read on every packet, so live changes apply to new flows. */
 export interface UdpNatSettings {
-  realIp: number;
+  /** The real servers, how new flows are spread over them, and which are up. */
+  pool: ServerPool;
   udpTimeoutMs: number;
   udpStreamTimeoutMs: number;
 }
@@ -22,7 +24,7 @@ export interface UdpNatSettings {
 export const STREAM_AFTER_MS = 2000;
 
 /** The result of a lookup-or-create for a request. */
-export type RequestResult = NatEntry | "full" | "conflict" | "no-flow";
+export type RequestResult = NatEntry | "full" | "conflict" | "no-flow" | "no-server";
 
 /** Lookup key of a request, client -> relay:service. */
 export function requestKey(
@@ -41,6 +43,8 @@ export function replyKey(server: number, port: number, client: number, clientPor
 
 /** U1/U2 and U3/U4 over a {@link NatTable}. */
 export class UdpNat {
+  readonly #balancers = new ServiceBalancers();
+
   constructor(
     private readonly table: NatTable,
     private readonly settings: () => UdpNatSettings,
@@ -48,8 +52,9 @@ export class UdpNat {
 
   /**
    * U1 -> U2: `packet` is client -> relay:service. Finds or creates its flow and rewrites the
-   * destination to the flow's server. Returns the flow, or why there is none. With `allowNew`
-   * false (a service no longer configured), only existing flows are translated.
+   * destination to the flow's server (a new flow's is picked among the service's servers that
+   * are up). Returns the flow, or why there is none. With `allowNew` false (a service no longer
+   * configured), only existing flows are translated.
    */
   request(packet: Ipv4Packet, now: number, allowNew = true): RequestResult {
     const { src, srcPort, dst, dstPort } = packet;
@@ -58,9 +63,12 @@ export class UdpNat {
     if (entry === undefined) {
       if (!allowNew) return "no-flow";
       const s = this.settings();
+      const pick = this.#balancers.get(s.pool, serviceKey("udp", dstPort)).pick(src);
+      if (pick < 0) return "no-server";
+      const server = s.pool.servers[pick].ip >>> 0;
       const keys = [
         key,
-        replyKey(s.realIp, dstPort, src, srcPort),
+        replyKey(server, dstPort, src, srcPort),
       ];
       // The same client port already talks to this server through another relay address.
       if (this.table.get(keys[1]) !== undefined) return "conflict";
@@ -70,7 +78,7 @@ export class UdpNat {
         clientPort: srcPort,
         relay: dst,
         servicePort: dstPort,
-        server: s.realIp,
+        server,
         serverPort: dstPort,
         state: "unreplied",
         timeoutMs: s.udpTimeoutMs,

@@ -34,6 +34,7 @@ function report(force = false): void {
     report: true,
     stats: relay.stats(),
     ports: [...relay.divertedPorts()].sort((a, b) => a - b),
+    servers: relay.serverCounts(),
   };
   const text = JSON.stringify(r);
   if (!force && text === lastReport) return;

@@ -23,14 +23,17 @@
  * @module
  */
 
-import type { TcpTargetSettings } from "../nat/tcp_targets.ts";
+import type { FlowCounts, TcpTargetSettings } from "../nat/tcp_targets.ts";
 import { cpuForThread } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import type { DivertedConnection } from "./relayed.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "./stats.ts";
 import type { TcpRelaySettings } from "./tcp_relay.ts";
 
-/** What a thread's relay reads: where diverted connections go, and the timeouts. */
+/**
+ * What a thread's relay reads: where diverted connections go (the servers and their health:
+ * sent again when a server goes down or up), and the timeouts.
+ */
 export interface ThreadSettings {
   nat: TcpTargetSettings;
   relay: TcpRelaySettings;
@@ -70,6 +73,8 @@ export interface ThreadReport {
   report: true;
   stats: TcpRelayStats;
   ports: number[];
+  /** Connections by "port/server" since the thread started (see TcpRelay.serverCounts). */
+  servers: Record<string, FlowCounts>;
 }
 
 const log = logger("relay");
@@ -84,7 +89,7 @@ class Thread {
   #nextId = 1;
   /** Why the thread ended, once it has failed: later requests are refused with it. */
   #failure?: Error;
-  last: ThreadReport = { report: true, stats: NO_STATS, ports: [] };
+  last: ThreadReport = { report: true, stats: NO_STATS, ports: [], servers: {} };
   /** The CPU the thread keeps to, null when it runs on any. */
   cpu: number | null = null;
 
@@ -207,6 +212,11 @@ export class RelayThreads {
     }));
   }
 
+  /** The threads' connections by "port/server", as last reported, added up. */
+  serverCounts(): Record<string, FlowCounts> {
+    return sumCounts(...this.#threads.map((t) => t.last.servers));
+  }
+
   /** The service ports of the threads' live connections, as last reported. */
   divertedPorts(): Set<number> {
     return new Set(this.#threads.flatMap((t) => t.last.ports));
@@ -229,4 +239,19 @@ export class RelayThreads {
     await Promise.allSettled(this.#threads.map((t) => t.request({ op: "close" })));
     for (const t of this.#threads) t.terminate();
   }
+}
+
+/** Counts by "port/server" of several relays, added up. */
+export function sumCounts(...all: Record<string, FlowCounts>[]): Record<string, FlowCounts> {
+  const sum: Record<string, FlowCounts> = {};
+  for (const counts of all) {
+    for (const [key, c] of Object.entries(counts)) {
+      const s = sum[key] ??= { active: 0, total: 0, connected: 0, failed: 0 };
+      s.active += c.active;
+      s.total += c.total;
+      s.connected += c.connected;
+      s.failed += c.failed;
+    }
+  }
+  return sum;
 }

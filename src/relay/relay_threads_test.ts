@@ -1,10 +1,11 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { RelayThreads, type ThreadSettings } from "./relay_threads.ts";
+import { onePool } from "../servers/balancer.ts";
 
 const settings: ThreadSettings = {
   nat: {
-    realIp: 0xcb00710a,
+    pool: onePool(0xcb00710a),
     tcpPorts: new Set([80]),
   },
   relay: { connectTimeoutMs: 5_000, idleTimeoutMs: 300_000 },

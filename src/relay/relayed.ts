@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { FlowCounts } from "../nat/tcp_targets.ts";
 import { formatEndpoint } from "../packet/address.ts";
 
 /**
@@ -44,6 +45,8 @@ export class Relayed {
     readonly id: number,
     readonly flow: RelayedFlow,
     readonly created: number,
+    /** The counts of the connection's server and port (passive health checks). */
+    readonly counts: FlowCounts,
   ) {}
 
   get who(): string {

@@ -22,6 +22,8 @@ export interface TcpRelayStats {
   bytesToClient: number;
   /** Clients reset because no file descriptor was left (EMFILE/ENFILE). */
   fdLimit: number;
+  /** Of those failed, connections reset at once because no server of their service was up. */
+  noServer: number;
 }
 
 /** Counters of no connection at all. */
@@ -32,6 +34,7 @@ export const NO_STATS: Readonly<TcpRelayStats> = {
   bytesToServer: 0,
   bytesToClient: 0,
   fdLimit: 0,
+  noServer: 0,
 };
 
 /** The counters of several relays (threads, or closed and live ones) together. */

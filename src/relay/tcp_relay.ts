@@ -16,7 +16,7 @@
  * @module
  */
 
-import { TcpState, type TcpTargets } from "../nat/tcp_targets.ts";
+import { type FlowCounts, TcpState, type TcpTargets } from "../nat/tcp_targets.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import { Errno, errnoText } from "../system/errno.ts";
 import { logger } from "../system/log.ts";
@@ -87,7 +87,7 @@ export class TcpRelay {
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
   #finished = { toServer: DOUBLE_ZERO, toClient: DOUBLE_ZERO };
-  #stats = { total: 0, failed: 0, fdLimit: 0 };
+  #stats = { total: 0, failed: 0, fdLimit: 0, noServer: 0 };
   /** Within a burst of accepts at the fd limit (logged once per burst). */
   #atLimit = false;
   /** The connect and idle timeouts last passed to the host. */
@@ -149,6 +149,7 @@ export class TcpRelay {
         const c = this.#connections.get(id);
         if (c === undefined) return;
         c.established = true;
+        c.counts.connected++;
       },
       ended: (id: number, end: ConnectionEnd) => this.#ended(id, end),
     });
@@ -173,6 +174,7 @@ export class TcpRelay {
       active: this.#connections.size,
       total: this.#stats.total,
       failed: this.#stats.failed,
+      noServer: this.#stats.noServer,
       bytesToServer: this.#finished.toServer + live.toServer,
       bytesToClient: this.#finished.toClient + live.toClient,
       fdLimit: this.#stats.fdLimit,
@@ -200,6 +202,16 @@ export class TcpRelay {
       if (this.#spare >= 0) closeFd(this.#spare);
       this.#spare = -1;
     }
+  }
+
+  /**
+   * Connections by server and service port since start (passive health checks, status):
+   * "port/server" (unsigned) -> counts.
+   */
+  serverCounts(): Record<string, FlowCounts> {
+    const all: Record<string, FlowCounts> = {};
+    for (const [key, counts] of this.options.targets.counts()) all[key] = { ...counts };
+    return all;
   }
 
   /** The service ports of the connections being relayed now. */
@@ -286,11 +298,19 @@ export class TcpRelay {
 
   #accept(fd: number, client: number, clientPort: number): void {
     this.#stats.total++;
-    let c: Relayed | undefined;
+    let c: Relayed | null | undefined;
     try {
       c = this.#diverted(fd, client, clientPort);
     } catch {
       c = undefined;
+    }
+    if (c === null) {
+      // No server of the service is up: a reset at once, not a client left waiting.
+      log.debug("no server up for {who}: reset", { who: formatEndpoint(client, clientPort) });
+      this.#stats.failed++;
+      this.#stats.noServer++;
+      resetFd(fd);
+      return;
     }
     if (c === undefined) {
       // Someone connected to the gateway port directly, or to a service since removed.
@@ -300,6 +320,8 @@ export class TcpRelay {
       return;
     }
     this.#connections.set(c.id, c);
+    c.counts.total++;
+    c.counts.active++;
     this.#connect(c, fd);
   }
 
@@ -307,10 +329,10 @@ export class TcpRelay {
    * A connection TPROXY diverted: its local address is where the client meant to go. Addresses
    * are kept signed, as the socket layer reads them (see socket.ts's Endpoint).
    */
-  #diverted(fd: number, client: number, clientPort: number): Relayed | undefined {
+  #diverted(fd: number, client: number, clientPort: number): Relayed | null | undefined {
     const local = localEndpoint(fd);
-    const target = this.options.targets.target(local.port, local.address);
-    if (target === undefined) return undefined;
+    const target = this.options.targets.target(local.port, local.address, client);
+    if (target === undefined || target === null) return target;
     const flow = {
       client,
       clientPort,
@@ -319,7 +341,7 @@ export class TcpRelay {
       server: target.server,
       serverPort: target.serverPort,
     };
-    return new Relayed(this.#nextId++, flow, this.options.now());
+    return new Relayed(this.#nextId++, flow, this.options.now(), target.counts);
   }
 
   /**
@@ -385,6 +407,7 @@ export class TcpRelay {
         who: c.who,
         why: outcome,
       });
+      c.counts.failed++;
       this.#fail(c, client, resetFd);
     }
   }
@@ -397,6 +420,7 @@ export class TcpRelay {
     this.#finished.toClient += end.bytesToClient;
     if (end.reason === "unreachable") {
       this.#stats.failed++;
+      c.counts.failed++;
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,
         who: c.who,
@@ -423,5 +447,6 @@ export class TcpRelay {
 
   #remove(c: Relayed): void {
     this.#connections.delete(c.id);
+    c.counts.active--;
   }
 }

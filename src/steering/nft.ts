@@ -123,6 +123,7 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
       `${request} ip daddr set ${REQUEST_KEY} map @udp_flows ` +
         `update @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
         `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`,
+      ...refused(spec, udpPorts),
       `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`,
     );
     rules.udp_forward.push(
@@ -138,6 +139,15 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
     );
   }
   return rules;
+}
+
+/**
+ * No server up for these services: a new flow's first packet goes on unmarked to the relay's
+ * own stack, which answers ICMP port unreachable (no socket there), a quick refusal.
+ */
+function refused(spec: SteeringSpec, udpPorts: readonly number[]): string[] {
+  const ports = (spec.refusedUdpPorts ?? []).filter((p) => udpPorts.includes(p));
+  return ports.length === 0 ? [] : [`ip daddr ${spec.relayIp} udp dport ${set(ports)} accept`];
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */

@@ -125,3 +125,13 @@ Deno.test("renderNatRules() leaves a scripted UDP service to the queue: no NAT, 
   const none = renderNatRules(labSpec({ udpPorts: [53], scriptedUdpPorts: [53] }));
   assertEquals([...none.divert, ...none.udp_forward].filter((r) => r.includes("udp")), []);
 });
+
+Deno.test("renderNatRules() leaves a new flow of a service with no server up to the relay's stack", () => {
+  const rules = renderNatRules(labSpec({ udpPorts: [53, 5353], refusedUdpPorts: [5353, 7] }));
+  const refuse = "ip daddr 198.51.100.1 udp dport { 5353 } accept";
+  const mark = rules.divert.findIndex((r) => r.includes("meta mark set 0x4b53"));
+  // After the known flows' rule, before the first packets' mark: not queued, not NATed.
+  assertEquals(rules.divert.indexOf(refuse), mark - 1);
+  assert(rules.divert[mark - 2].includes("map @udp_flows"));
+  assertEquals(renderNatRules(labSpec({ udpPorts: [53] })).divert.some((r) => r === refuse), false);
+});

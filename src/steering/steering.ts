@@ -31,6 +31,12 @@ export interface SteeringSpec {
    */
   scriptedUdpPorts: readonly number[];
   scriptedTcpPorts: readonly number[];
+  /**
+   * UDP services with no real server up: a new flow's first packet is not queued but left to
+   * the relay's own stack, which has no socket there and answers ICMP port unreachable (known
+   * flows still go to their servers).
+   */
+  refusedUdpPorts?: readonly number[];
   /** Conntrack tracks relayed TCP; false exempts it (see nft.ts). */
   tcpConntrack: boolean;
   /** Seconds a UDP flow lives after its last packet, and the most flows the kernel holds. */

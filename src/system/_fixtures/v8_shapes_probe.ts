@@ -35,11 +35,16 @@ const CLIENT = 0xcb007101; // 203.0.113.1, above 2^31 unsigned
  * (as relay/relayed.ts's) and the target it looks up (nat/tcp_targets.ts).
  */
 function lookup(form: (a: number) => number): boolean {
-  const settings = { realIp: LOOPBACK, tcpPorts: new Set([80]) };
+  const pool = {
+    servers: [{ ip: LOOPBACK, weight: 1, backup: false }],
+    balance: "client-hash",
+    up: {},
+  } as const;
+  const settings = { pool, tcpPorts: new Set([80]) };
   const targets = new TcpTargets(() => settings);
   const f = (client: number) => {
-    const t = targets.target(80, client);
-    const flow = { client, clientPort: 40000, server: t === undefined ? 0 : t.server };
+    const t = targets.target(80, client, client);
+    const flow = { client, clientPort: 40000, server: t ? t.server : 0 };
     return flow.client === flow.server ? 1 : 0;
   };
   return survives(f, form(LOOPBACK), form(CLIENT));

@@ -1,0 +1,212 @@
+/**
+ * End to end, as root: several real servers. Two lab servers, each with dnsmasq and nginx;
+ * many client addresses (dig -b, curl --interface); krelay spreads their flows over both,
+ * takes a killed server out of rotation within 10 s, and puts it back when it is restarted.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
+import { run } from "../src/lab/process.ts";
+import { startDnsmasq, startNginx, startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { waitFor } from "../src/lab/wait.ts";
+import type { ServerView } from "../src/daemon/servers.ts";
+import { KRELAY, type KrelayRun, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
+
+const NEEDS: Requirement[] = ["iptables", "dnsmasq", "nginx", "dig", "curl", "libnetfilter_queue"];
+const R = LAB_ADDR.relay;
+const BOTH = [
+  "--real-ip",
+  `${LAB_ADDR.server},${LAB_ADDR.server2}`,
+  "--relay-ip",
+  R,
+];
+/** Client addresses 198.51.100.100-115, added in the client's namespace. */
+const CLIENTS = Array.from({ length: 16 }, (_, i) => `198.51.100.${100 + i}`);
+
+async function addClients(lab: Lab): Promise<void> {
+  for (const a of CLIENTS) {
+    await lab.exec("client", ["ip", "addr", "add", `${a}/24`, "dev", LAB_IF.host], {
+      check: true,
+    });
+  }
+}
+
+async function json<T>(k: KrelayRun, ...args: string[]): Promise<T> {
+  const r = await run([KRELAY, ...args, "--socket", k.socket, "--json"], { timeoutMs: 30_000 });
+  if (!r.success) throw new Error(`krelay ${args.join(" ")}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+async function servers(k: KrelayRun): Promise<ServerView[]> {
+  return (await json<{ servers: ServerView[] }>(k, "status")).servers;
+}
+
+/** Which server answers `client`'s DNS query ("srv1", "srv2", or "" for none). */
+async function dnsFrom(lab: Lab, client: string): Promise<string> {
+  const r = await lab.exec("client", [
+    "dig",
+    "+time=1",
+    "+tries=1",
+    "+short",
+    "-b",
+    client,
+    `@${R}`,
+    "whoami.lab.example",
+    "TXT",
+  ], { timeoutMs: 10_000 });
+  return r.stdout.trim().replaceAll('"', "");
+}
+
+/** Which server's page `client` gets over HTTP ("srv1", "srv2"), or curl's error. */
+async function webFrom(lab: Lab, client: string, index: Record<string, string>) {
+  const r = await lab.exec("client", [
+    "curl",
+    "-sS",
+    "--max-time",
+    "3",
+    "--interface",
+    client,
+    `http://${R}/`,
+  ], { timeoutMs: 10_000 });
+  return Object.keys(index).find((id) => index[id] === r.stdout) ?? `error: ${r.stderr.trim()}`;
+}
+
+/** Every client's DNS and web server, by client. */
+async function whoServes(lab: Lab, index: Record<string, string>) {
+  return Object.fromEntries(
+    await Promise.all(CLIENTS.map(async (c) => {
+      const [dns, web] = await Promise.all([dnsFrom(lab, c), webFrom(lab, c, index)]);
+      return [c, { dns, web }] as const;
+    })),
+  );
+}
+
+labTest(
+  "flows spread over two servers; one killed leaves rotation within 10 s and comes back",
+  NEEDS,
+  async (lab) => {
+    await addClients(lab);
+    const { srv1, srv2 } = await startServers(lab);
+    const index = { srv1: srv1.web.indexText, srv2: srv2!.web.indexText };
+    const k = await startKrelay(lab, BOTH);
+    await waitFor(async () => (await servers(k)).every((s) => s.state === "up"), {
+      timeoutMs: 10_000,
+      what: "both servers up",
+    });
+
+    // Spread by client: both servers get clients, and a client's UDP and TCP flows go to the
+    // same server (one hash of its address), again and again.
+    const before = await whoServes(lab, index);
+    for (const c of CLIENTS) {
+      assert(["srv1", "srv2"].includes(before[c].dns), `${c}: ${JSON.stringify(before[c])}`);
+      assertEquals(before[c].web, before[c].dns, c);
+    }
+    const on2 = CLIENTS.filter((c) => before[c].dns === "srv2");
+    assert(on2.length > 0 && on2.length < CLIENTS.length, `srv2 has ${on2.length} clients`);
+    assertEquals(await whoServes(lab, index), before);
+    // dnsmasq and nginx saw the clients' own addresses.
+    const q = await srv2!.dns.waitForQuery((q) => q.client === on2[0]);
+    assertEquals(q.name, "whoami.lab.example");
+    const nat = await json<{ protocol: string; client: string; server: string }[]>(k, "nat");
+    assert(nat.some((e) => e.server === `${LAB_ADDR.server2}:53`), JSON.stringify(nat));
+
+    // srv2 dies: within 10 s it is down and every client is answered by srv1.
+    const killed = performance.now();
+    await Promise.all([srv2!.dns.stop(), srv2!.web.stop()]);
+    await waitFor(async () => {
+      const s = await servers(k);
+      return s[1].state === "down" && s[0].state === "up";
+    }, { timeoutMs: 12_000, intervalMs: 200, what: "srv2 down in status" });
+    const downAfter = performance.now() - killed;
+    assert(downAfter < 10_000, `srv2 out of rotation after ${downAfter} ms`);
+    const during = await whoServes(lab, index);
+    for (const c of CLIENTS) assertEquals(during[c], { dns: "srv1", web: "srv1" }, c);
+    // Clients of srv1 did not move.
+    const status = await servers(k);
+    assertEquals(status.map((s) => [s.address, s.state]), [
+      [LAB_ADDR.server, "up"],
+      [LAB_ADDR.server2, "down"],
+    ]);
+    assert(status[1].checks.every((c) => c.state === "down" && c.last !== "ok"));
+    const changes = async () =>
+      (await k.records()).filter((r) => r.logger === "krelay.health").map((r) =>
+        `${r.properties?.address} ${r.properties?.service} ${
+          String(r.message).includes("is down") ? "down" : "up"
+        }`
+      );
+    // A log line at each change.
+    assertEquals((await changes()).sort(), [
+      `${LAB_ADDR.server2} tcp/80 down`,
+      `${LAB_ADDR.server2} udp/53 down`,
+    ]);
+
+    // srv2 is back: it takes its clients again.
+    await Promise.all([startDnsmasq(lab, "srv2"), startNginx(lab, "srv2")]);
+    await waitFor(async () => (await servers(k)).every((s) => s.state === "up"), {
+      timeoutMs: 15_000,
+      what: "srv2 up again",
+    });
+    assertEquals(await whoServes(lab, index), before);
+    assertEquals((await changes()).slice(2).sort(), [
+      `${LAB_ADDR.server2} tcp/80 up`,
+      `${LAB_ADDR.server2} udp/53 up`,
+    ]);
+    assertEquals(await k.stop(), 0);
+  },
+  { secondServer: true, timeoutMs: 120_000 },
+);
+
+labTest(
+  "real_ip set live to a list; round robin spreads a client's flows; none up is refused at once",
+  NEEDS,
+  async (lab) => {
+    const { srv1, srv2 } = await startServers(lab);
+    const index = { srv1: srv1.web.indexText, srv2: srv2!.web.indexText };
+    // One server at first; the list is set live, as a user would.
+    const k = await startKrelay(lab, [
+      "--real-ip",
+      LAB_ADDR.server,
+      "--relay-ip",
+      R,
+      "--balance",
+      "round-robin",
+      "--relay-threads",
+      "2",
+    ]);
+    assertEquals(await webFrom(lab, LAB_ADDR.client, index), "srv1");
+    const both = `${LAB_ADDR.server},${LAB_ADDR.server2}`;
+    const set = await run([KRELAY, "config", "set", "real_ip", both, "--socket", k.socket]);
+    assert(set.success, set.stderr);
+    assertEquals((await servers(k)).map((s) => s.address), [LAB_ADDR.server, LAB_ADDR.server2]);
+    // One client's connections go to both servers in turn. Each of the two relay threads
+    // takes turns of its own: the counts differ by at most 2.
+    const got: string[] = [];
+    for (let i = 0; i < 10; i++) got.push(await webFrom(lab, LAB_ADDR.client, index));
+    const on1 = got.filter((s) => s === "srv1").length;
+    assertEquals(got.filter((s) => s === "srv2").length, 10 - on1, got.join(" "));
+    assert(on1 >= 4 && on1 <= 6, got.join(" "));
+
+    await Promise.all([srv1.dns.stop(), srv1.web.stop(), srv2!.dns.stop(), srv2!.web.stop()]);
+    await waitFor(async () => (await servers(k)).every((s) => s.state === "down"), {
+      timeoutMs: 12_000,
+      what: "both servers down",
+    });
+    const started = performance.now();
+    const refused = await webFrom(lab, LAB_ADDR.client, index);
+    const took = performance.now() - started;
+    // Reset right after the handshake: curl sees a failed connect or a reset.
+    assert(refused.startsWith("error:") && /reset|connect/i.test(refused), refused);
+    assert(took < 2_000, `refused after ${took} ms`);
+    // UDP: the relay's stack answers ICMP port unreachable; dig gives up at once.
+    const asked = performance.now();
+    const dns = await dnsFrom(lab, LAB_ADDR.client);
+    assert(/refused|unreachable/i.test(dns), dns);
+    assert(performance.now() - asked < 900, `dig refused after ${performance.now() - asked} ms`);
+    const status = await json<{ tcp: { noServer: number } }>(k, "status");
+    assert(status.tcp.noServer >= 1);
+    assertEquals(await k.stop(), 0);
+  },
+  { secondServer: true, timeoutMs: 120_000 },
+);
