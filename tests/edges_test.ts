@@ -5,7 +5,11 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR } from "../src/lab/addresses.ts";
+import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
+import { type LabProcess, run } from "../src/lab/process.ts";
+import { startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { waitForListen } from "../src/lab/wait.ts";
 import { LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
@@ -44,5 +48,216 @@ labTest(
     assert(out.N !== "ok", `the silent connection outlived the idle timeout: ${out.N}`);
     assertEquals(await krelay.stop(), 0);
     await server.stop();
+  },
+);
+
+const PROBE = `${FIXTURES}icmp_probe.py`;
+
+/** The relay's server-side link and the server's interface get a 1,280-byte MTU. */
+async function narrowServerSide(lab: Lab): Promise<void> {
+  for (const dev of [LAB_IF.relayServerPort1, LAB_IF.relayServer]) {
+    await lab.exec("relay", ["ip", "link", "set", "dev", dev, "mtu", "1280"], { check: true });
+  }
+  await lab.exec("server", ["ip", "link", "set", "dev", LAB_IF.host, "mtu", "1280"], {
+    check: true,
+  });
+}
+
+/** One UDP probe from the client (see icmp_probe.py). */
+async function probe(lab: Lab, ...args: (string | number)[]) {
+  const r = await lab.exec("client", ["python3", PROBE, "send", R, ...args.map(String)], {
+    timeoutMs: 15_000,
+  });
+  assert(r.success, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/**
+ * The UDP edges, with the services on ports 7000 (echo), 7001 (answers again after the
+ * client has gone) and 7002 (nothing listens): ICMP errors both ways, path MTU discovery,
+ * datagrams larger than the MTU.
+ */
+async function udpEdges(lab: Lab, extraFlags: string[] = []): Promise<void> {
+  const scripted = extraFlags.includes("--script");
+  const echo = lab.spawn("server", "udp-echo", ["python3", PROBE, "echo", LAB_ADDR.server, "7000"]);
+  const late = lab.spawn("server", "udp-late", ["python3", PROBE, "late", LAB_ADDR.server, "7001"]);
+  await lab.waitForListen("server", "udp", 7000);
+  await lab.waitForListen("server", "udp", 7001);
+  await narrowServerSide(lab);
+  const krelay = await startKrelay(lab, [
+    ...LAB_FLAGS,
+    "--udp-ports",
+    "7000,7001,7002",
+    "--tcp-ports",
+    "",
+    ...extraFlags,
+  ]);
+
+  // Nothing listens: the server's port unreachable comes back from the relay, at once.
+  const refused = await probe(lab, 7002, 100);
+  assertEquals([refused.error, refused.icmp, refused.from], ["ConnectionRefusedError", [3, 3], R]);
+  assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+
+  // Too big for the server's side with DF: the relay's "fragmentation needed" reaches the
+  // client as its own, about the client's datagram; the client learns the path MTU.
+  const big = await probe(lab, 7000, 1400, "do");
+  assertEquals([big.error, big.icmp, big.info, big.from], ["OSError", [3, 4], 1280, R]);
+  assertEquals(big.mtu, 1280);
+  // What fits now gets through.
+  assertEquals((await probe(lab, 7000, 1200, "do")).answer, 1200);
+
+  // Larger than the MTU without DF: fragmented, relayed and answered whole both ways.
+  assertEquals((await probe(lab, 7000, 3000, "dont")).answer, 3000);
+  assertEquals((await probe(lab, 7000, 20000, "dont")).answer, 20000);
+
+  // A TTL that runs out at the relay: its "time exceeded" is about the client's datagram.
+  const ttl = await probe(lab, 7000, 100, "do", 1);
+  assertEquals([ttl.icmp, ttl.from], [[11, 0], R]);
+
+  // From the client's side: the client has gone when the answer comes; its port unreachable
+  // reaches the server, about the server's own datagram.
+  await lab.exec("client", ["python3", PROBE, "quit", R, "7001"], { check: true });
+  let line: string | undefined;
+  for (let i = 0; i < 100 && line === undefined; i++) {
+    line = (await late.readLog()).split("\n").find((l) => l.startsWith("{"));
+    if (line === undefined) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert(line !== undefined, "the late server printed nothing");
+  const gone = JSON.parse(line);
+  assertEquals(gone, {
+    peer: LAB_ADDR.client,
+    result: "ConnectionRefusedError",
+    icmp: [3, 3],
+    info: 0,
+    from: LAB_ADDR.client,
+  });
+
+  assertEquals(await krelay.stop(), 0);
+  const c = await krelay.finalCounters();
+  // Port unreachable, fragmentation needed, time exceeded, and the client's port unreachable.
+  assertEquals(c.icmpErrors, 4);
+  // The scripted service's datagrams all crossed krelay (the fragmented ones reassembled);
+  // the other's only their flows' first.
+  // Answers: 1,200, 3,000 and 20,000 bytes, and the late one.
+  assertEquals(c.udpReplies, scripted ? 4 : 0);
+  await echo.stop();
+  await late.stop();
+}
+
+labTest(
+  "UDP: ICMP errors both ways, path MTU discovery and large datagrams, as with kernel NAT",
+  NEEDS,
+  (lab) => udpEdges(lab),
+);
+
+labTest(
+  "UDP with a packet script: ICMP errors both ways, path MTU discovery and large datagrams",
+  NEEDS,
+  (lab) =>
+    udpEdges(lab, [
+      "--script",
+      new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
+      "--on",
+      "udp:7000,udp:7001,udp:7002",
+    ]),
+);
+
+labTest(
+  "TCP: path MTU discovery works on the relay's leg to the server through a narrower router",
+  NEEDS,
+  async (lab) => {
+    // A server behind a router: the lab's server namespace forwards to `far` (203.0.113.130)
+    // over a link whose router side has a 1,280-byte MTU while `far` itself has 1,500, so
+    // its SYN-ACK offers a full-size MSS and only the router's "fragmentation needed",
+    // addressed to the client's address (the relay's socket is bound to it), can tell the
+    // relay's socket to send smaller segments.
+    const far = `${lab.prefix}-far`;
+    const FAR = "203.0.113.130";
+    const port = 9100;
+    await run(["ip", "netns", "add", far], { check: true });
+    let sink: LabProcess | undefined;
+    try {
+      const inServer = (...cmd: string[]) => lab.exec("server", cmd, { check: true });
+      const inFar = (...cmd: string[]) =>
+        run(["ip", "netns", "exec", far, ...cmd], { check: true });
+      await inServer(
+        "ip",
+        "link",
+        "add",
+        "far0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        far,
+      );
+      await inServer("ip", "addr", "add", "203.0.113.129/25", "dev", "far0");
+      await inServer("ip", "link", "set", "far0", "mtu", "1280", "up");
+      await inServer("sysctl", "-qw", "net.ipv4.ip_forward=1");
+      await inFar("ip", "link", "set", "lo", "up");
+      await inFar("ip", "addr", "add", `${FAR}/25`, "dev", "eth0");
+      await inFar("ip", "link", "set", "eth0", "up");
+      await inFar("ip", "route", "add", "default", "via", "203.0.113.129");
+      await lab.exec("relay", ["ip", "route", "add", "203.0.113.128/25", "via", LAB_ADDR.server], {
+        check: true,
+      });
+      const SINK = `${FIXTURES}tcp_sink.py`;
+      sink = lab.spawn("server", "far-sink", [
+        "ip",
+        "netns",
+        "exec",
+        far,
+        "python3",
+        SINK,
+        "server",
+        FAR,
+        String(port),
+      ]);
+      await waitForListen(far, "tcp", port);
+      const krelay = await startKrelay(lab, [
+        "--real-ip",
+        FAR,
+        "--relay-ip",
+        R,
+        "--tcp-ports",
+        String(port),
+      ]);
+      const r = await lab.exec("client", ["python3", SINK, "client", R, String(port), "2000000"], {
+        timeoutMs: 30_000,
+      });
+      assert(r.success, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assertEquals(out.answer, out.sent);
+      // The relay's route to the server learned the narrower path.
+      const cached = await lab.exec("relay", ["ip", "route", "get", FAR], {
+        check: true,
+      });
+      assert(/mtu 1280/.test(cached.stdout), cached.stdout);
+      assertEquals(await krelay.stop(), 0);
+    } finally {
+      await sink?.stop();
+      await run(["ip", "netns", "del", far]);
+    }
+  },
+);
+
+labTest(
+  "TCP: a large download through a 1,280-byte MTU on the server's side (its MSS)",
+  [...NEEDS, "nginx", "curl"],
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("big.bin", 8 * 1024 * 1024);
+    await narrowServerSide(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    const r = await lab.exec("client", [
+      "bash",
+      "-c",
+      `set -o pipefail; curl -sS --max-time 60 http://${R}${file.urlPath} | sha256sum`,
+    ], { timeoutMs: 70_000 });
+    assert(r.success, r.stderr);
+    assertEquals(r.stdout.split(" ")[0], file.sha256);
+    assertEquals(await krelay.stop(), 0);
   },
 );

@@ -48,6 +48,7 @@ export function sampleReport(): StatusReport {
       udpReplies: 499_003,
       tcpSegments: 50_004,
       toKernel: 1_006,
+      icmpErrors: 1_014,
       passed: 134_008,
       passedOtherProtocol: 100_009,
       passedOtherPort: 30_010,
