@@ -261,3 +261,68 @@ labTest(
     assertEquals(await krelay.stop(), 0);
   },
 );
+
+labTest(
+  "TCP: a refused connection is refused, an unreachable one unreachable, a silent one times out",
+  [...NEEDS, "nginx", "curl"],
+  async (lab) => {
+    await startServers(lab);
+    // 81: nothing listens. 82: the server drops SYNs. 83: the server says host unreachable.
+    const drop = ["-A", "INPUT", "-p", "tcp", "--dport"];
+    await lab.exec("server", ["iptables", ...drop, "82", "-j", "DROP"], { check: true });
+    await lab.exec("server", [
+      "iptables",
+      ...drop,
+      "83",
+      "-j",
+      "REJECT",
+      "--reject-with",
+      "icmp-host-unreachable",
+    ], { check: true });
+    const krelay = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--tcp-ports",
+      "80,81,82,83",
+      "--tcp-connect-timeout",
+      "1",
+    ]);
+    const connect = async (port: number) => {
+      const r = await lab.exec("client", [
+        "python3",
+        "-c",
+        [
+          "import json, socket, sys, time",
+          "t = time.monotonic()",
+          "try:",
+          `    socket.create_connection(('${R}', ${port}), timeout=3).close()`,
+          "    out = 'connected'",
+          "except socket.timeout:",
+          "    out = 'timeout'",
+          "except OSError as e:",
+          "    out = type(e).__name__ if type(e) is not OSError else f'errno {e.errno}'",
+          "print(json.dumps({'out': out, 'ms': (time.monotonic() - t) * 1000}))",
+        ].join("\n"),
+      ], { timeoutMs: 15_000 });
+      assert(r.success, r.stderr);
+      return JSON.parse(r.stdout) as { out: string; ms: number };
+    };
+    const refused = await connect(81);
+    assertEquals(refused.out, "ConnectionRefusedError");
+    assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+    // curl tells "server down" (7: could not connect) from "request aborted" (56).
+    const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}:81/`]);
+    assertEquals(curl.code, 7, curl.stderr);
+    // No route to host (EHOSTUNREACH), as from the server's own network.
+    assertEquals((await connect(83)).out, "errno 113");
+    // Silent: the client's own SYNs go unanswered until its timeout, as they would directly.
+    assertEquals((await connect(82)).out, "timeout");
+    // And an answering server is reached as ever.
+    assertEquals((await connect(80)).out, "connected");
+    const web = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}/`]);
+    assertEquals(web.code, 0, web.stderr);
+    assertEquals(await krelay.stop(), 0);
+    const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
+    assertEquals([syn.refused, syn.unreachable], [2, 1]);
+    assert(syn.accepted >= 2 && syn.unanswered >= 1, JSON.stringify(syn));
+  },
+);

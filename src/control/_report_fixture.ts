@@ -22,6 +22,7 @@ export function sampleReport(): StatusReport {
       udp_ports: [53, 5353],
       tcp_ports: [80, 8080],
       tcp_connect_timeout: 5,
+      tcp_hold_syn: true,
       tcp_idle_timeout: 300,
       tcp_linger: 2,
       datapath: "auto",

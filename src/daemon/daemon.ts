@@ -31,6 +31,8 @@ import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
+import { SynGate } from "../relay/syn_gate.ts";
+import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp } from "./relay_ip.ts";
 import {
@@ -122,6 +124,7 @@ export function steeringSpec(
     scriptedUdpPorts: scripted.udp.filter((p) => udpPorts.includes(p)),
     scriptedTcpPorts: scripted.tcp.filter((p) => tcpPorts.includes(p)),
     tcpConntrack: config.tcp_conntrack,
+    tcpHoldSyn: config.tcp_hold_syn,
     udpTimeout: config.udp_timeout,
     natMaxEntries: config.nat_max_entries,
   };
@@ -157,6 +160,9 @@ export class Daemon {
   readonly relay: TcpRelay;
   /** Packet scripts (`krelay script ...`). */
   readonly scripts: ScriptHost;
+  /** Connections made for clients whose SYN the gate held, for the relay to take. */
+  readonly registry = new UpstreamRegistry();
+  #gate?: SynGate;
 
   private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
     this.#config = config;
@@ -179,6 +185,7 @@ export class Daemon {
       targets: this.engine.tcp,
       now: deps.now,
       settings: () => relaySettings(this.#config),
+      registry: this.registry,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),
@@ -224,7 +231,13 @@ export class Daemon {
   /** Binds the queue and starts the packet loop. Changes nothing else; throws if it cannot. */
   async open(): Promise<void> {
     this.#datapath = await this.deps.openDatapath(this.#config);
-    this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts);
+    this.#gate = new SynGate({
+      targets: this.engine.tcp,
+      registry: this.registry,
+      settings: () => relaySettings(this.#config),
+      now: this.deps.now,
+    });
+    this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts, this.#gate);
     this.#loopDone = this.#loop.start();
     // The loop's failure is awaited through loopDone by whoever runs the daemon.
     this.#loopDone.catch(() => {});
@@ -368,6 +381,7 @@ export class Daemon {
       {
         onFailure: (error) => this.#fatal.reject(error),
         cpus: this.#config.relay_cpu_affinity ? relayCpus() : [],
+        registry: this.registry.buffer,
       },
     );
     await this.#threads.listen(port, warm);
@@ -399,12 +413,15 @@ export class Daemon {
       await this.#loop.stop();
       await this.#loop.drainOnce(50).catch(() => 0);
     }
+    // Held SYNs get their verdict (dropped) while the queue is still there.
+    await this.#gate?.close();
     await this.scripts.close();
     this.#datapath?.close();
     this.deps.natMirror?.flush();
     this.deps.natMirror?.close();
-    log.info("closed; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
+    log.info("closed; counters {counters} syn {syn} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: this.engine.counters,
+      syn: this.#gate?.counters,
       tcp: this.#tcpStats(),
       nat: this.table.stats(),
       datapath: this.#datapath?.stats(),

@@ -25,6 +25,7 @@ import { Poller, Ready } from "./poller.ts";
 import { acceptFrom, closeFd, gatewayListener, localEndpoint, resetFd } from "./socket.ts";
 import { closeGracefully, reserveFd } from "./close.ts";
 import { connectUpstream } from "./upstream.ts";
+import type { UpstreamRegistry } from "./upstream_registry.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import {
@@ -61,6 +62,11 @@ export interface TcpRelayOptions {
    * that CPU handles (SO_INCOMING_CPU), so a connection's work stays on one CPU.
    */
   cpu?: number;
+  /**
+   * Connections to the server made before the client's handshake (syn_gate.ts): a client's
+   * is taken from here, connected, instead of connecting after the accept.
+   */
+  registry?: UpstreamRegistry;
 }
 
 /** Connection counters. */
@@ -422,6 +428,13 @@ export class TcpRelay {
   #connect(c: Relayed, client: number): void {
     if (this.#stopping || this.#host === undefined) {
       this.#fail(c, client, resetFd);
+      return;
+    }
+    const { client: who, clientPort, servicePort } = c.flow;
+    const made = this.options.registry?.take(who, clientPort, servicePort) ?? -1;
+    if (made >= 0) {
+      c.upstream = made;
+      this.#host.add(c.id, client, made, false);
       return;
     }
     const outcome = connectUpstream(c.flow);

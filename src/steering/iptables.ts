@@ -13,6 +13,9 @@
  *   and toward the client (after routing: their source becomes the relay, which routing would
  *   take for a martian), with the relay's own errors, which no nftables chain sees without a
  *   hook of its own for every packet the relay sends.
+ * - `mangle KRELAY_SYN` (from PREROUTING, taken only by TCP SYNs): clients' SYNs to relay:port
+ *   of TCP services, which krelay holds until the server has answered (syn_gate.ts); a
+ *   scripted service's come through `raw KRELAY_PRE` with all its segments.
  * - with packet scripts, every packet of a scripted service:
  *   - `raw KRELAY_PRE` (from PREROUTING, before conntrack and routing): the client's requests
  *     to relay:port. UDP is rewritten to the real server there (U1), so routing forwards it;
@@ -56,6 +59,7 @@ export const CHAINS = {
   reply: { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING", jump: "" },
   icmpIn: { table: "mangle", chain: "KRELAY_ICMP_IN", from: "PREROUTING", jump: ICMP_ERROR },
   icmpOut: { table: "mangle", chain: "KRELAY_ICMP_OUT", from: "POSTROUTING", jump: "-p icmp" },
+  syn: { table: "mangle", chain: "KRELAY_SYN", from: "PREROUTING", jump: "-p tcp --syn" },
 } as const satisfies Record<string, KrelayChain>;
 
 /** A chain's name in {@link CHAINS}. */
@@ -93,6 +97,12 @@ export function renderChainRules(spec: SteeringSpec): Partial<Record<ChainId, st
         `-m addrtype --src-type LOCAL -p icmp --icmp-type ${type} ${q}`
       ),
     ];
+  }
+  const held = spec.tcpPorts.filter((p) => !spec.scriptedTcpPorts.includes(p));
+  if (spec.tcpHoldSyn && held.length > 0) {
+    rules.syn = chunks(held).map((ports) =>
+      `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${q}`
+    );
   }
   const udp = spec.scriptedUdpPorts;
   const tcp = spec.scriptedTcpPorts;

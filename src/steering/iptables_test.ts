@@ -109,7 +109,7 @@ Deno.test("renderRestoreScript() refills installed chains without a second jump"
 
 Deno.test("removalCommands() removes each chain's jumps in every form, then the chain", () => {
   const all = removalCommands();
-  assertEquals(all.length, 5);
+  assertEquals(all.length, 6);
   const first = all[0];
   assertEquals(first.flush, ["-w", "-t", "mangle", "-F", "KRELAY_PRE"]);
   assertEquals(first.remove, ["-w", "-t", "mangle", "-X", "KRELAY_PRE"]);
@@ -118,4 +118,20 @@ Deno.test("removalCommands() removes each chain's jumps in every form, then the 
   assertEquals(removalCommands(["reply"]).map((c) => c.remove), [
     ["-w", "-t", "mangle", "-X", "KRELAY_POST"],
   ]);
+});
+
+Deno.test("renderChainRules() queues clients' SYNs to TCP services when asked, scripted ones aside", () => {
+  const held = renderChainRules({ ...spec, tcpPorts: [80, 443], tcpHoldSyn: true });
+  assertEquals(held.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 80,443 ${q}`]);
+  // A scripted service's SYNs come with its every segment.
+  const scripted = renderChainRules({
+    ...spec,
+    tcpPorts: [80, 443],
+    scriptedTcpPorts: [443],
+    tcpHoldSyn: true,
+  });
+  assertEquals(scripted.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`]);
+  assertEquals(renderChainRules({ ...spec, tcpPorts: [80] }).syn, undefined);
+  const script = renderRestoreScript({ ...spec, tcpPorts: [80], tcpHoldSyn: true });
+  assert(script.includes("-I PREROUTING 1 -p tcp --syn -j KRELAY_SYN\n"), script);
 });
