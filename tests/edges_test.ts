@@ -97,6 +97,19 @@ async function udpEdges(lab: Lab, extraFlags: string[] = []): Promise<void> {
   const refused = await probe(lab, 7002, 100);
   assertEquals([refused.error, refused.icmp, refused.from], ["ConnectionRefusedError", [3, 3], R]);
   assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+  // dig says so at once too, instead of waiting out its timeout.
+  const started = performance.now();
+  const dig = await lab.exec("client", [
+    "dig",
+    "-p",
+    "7002",
+    `@${R}`,
+    "lab.example",
+    "+tries=1",
+    "+time=5",
+  ]);
+  assert(/refused/i.test(dig.stdout + dig.stderr), dig.stdout + dig.stderr);
+  assert(performance.now() - started < 2_500, `dig took ${performance.now() - started} ms`);
 
   // Too big for the server's side with DF: the relay's "fragmentation needed" reaches the
   // client as its own, about the client's datagram; the client learns the path MTU.
@@ -134,8 +147,9 @@ async function udpEdges(lab: Lab, extraFlags: string[] = []): Promise<void> {
 
   assertEquals(await krelay.stop(), 0);
   const c = await krelay.finalCounters();
-  // Port unreachable, fragmentation needed, time exceeded, and the client's port unreachable.
-  assertEquals(c.icmpErrors, 4);
+  // Port unreachable (python, dig), fragmentation needed, time exceeded, and the client's
+  // port unreachable.
+  assertEquals(c.icmpErrors, 5);
   // The scripted service's datagrams all crossed krelay (the fragmented ones reassembled);
   // the other's only their flows' first.
   // Answers: 1,200, 3,000 and 20,000 bytes, and the late one.
@@ -146,13 +160,13 @@ async function udpEdges(lab: Lab, extraFlags: string[] = []): Promise<void> {
 
 labTest(
   "UDP: ICMP errors both ways, path MTU discovery and large datagrams, as with kernel NAT",
-  NEEDS,
+  [...NEEDS, "dig"],
   (lab) => udpEdges(lab),
 );
 
 labTest(
   "UDP with a packet script: ICMP errors both ways, path MTU discovery and large datagrams",
-  NEEDS,
+  [...NEEDS, "dig"],
   (lab) =>
     udpEdges(lab, [
       "--script",
@@ -262,10 +276,12 @@ labTest(
   },
 );
 
-labTest(
-  "TCP: a refused connection is refused, an unreachable one unreachable, a silent one times out",
-  [...NEEDS, "nginx", "curl"],
-  async (lab) => {
+/**
+ * A TCP service whose server refuses (81), drops SYNs (82), says host unreachable (83) or
+ * answers (80): the client sees what it would see talking to the server itself.
+ */
+async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void> {
+  {
     await startServers(lab);
     // 81: nothing listens. 82: the server drops SYNs. 83: the server says host unreachable.
     const drop = ["-A", "INPUT", "-p", "tcp", "--dport"];
@@ -285,6 +301,7 @@ labTest(
       "80,81,82,83",
       "--tcp-connect-timeout",
       "1",
+      ...extraFlags,
     ]);
     const connect = async (port: number) => {
       const r = await lab.exec("client", [
@@ -309,6 +326,19 @@ labTest(
     const refused = await connect(81);
     assertEquals(refused.out, "ConnectionRefusedError");
     assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+    // dig says so at once too, instead of waiting out its timeout.
+    const started = performance.now();
+    const dig = await lab.exec("client", [
+      "dig",
+      "-p",
+      "7002",
+      `@${R}`,
+      "lab.example",
+      "+tries=1",
+      "+time=5",
+    ]);
+    assert(/refused/i.test(dig.stdout + dig.stderr), dig.stdout + dig.stderr);
+    assert(performance.now() - started < 2_500, `dig took ${performance.now() - started} ms`);
     // curl tells "server down" (7: could not connect) from "request aborted" (56).
     const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}:81/`]);
     assertEquals(curl.code, 7, curl.stderr);
@@ -324,5 +354,23 @@ labTest(
     const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
     assertEquals([syn.refused, syn.unreachable], [2, 1]);
     assert(syn.accepted >= 2 && syn.unanswered >= 1, JSON.stringify(syn));
-  },
+  }
+}
+
+labTest(
+  "TCP: a refused connection is refused, an unreachable one unreachable, a silent one times out",
+  [...NEEDS, "nginx", "curl"],
+  (lab) => tcpServerDown(lab),
+);
+
+labTest(
+  "TCP with a packet script: refused, unreachable and silent servers as without the relay",
+  [...NEEDS, "nginx", "curl"],
+  (lab) =>
+    tcpServerDown(lab, [
+      "--script",
+      new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
+      "--on",
+      "tcp:80,tcp:81,tcp:82,tcp:83",
+    ]),
 );
