@@ -113,6 +113,10 @@ export class SynGate {
       decide(false);
       return;
     }
+    // Connected already, the client's SYN-ACK lost: the retransmitted SYN goes on.
+    if (this.options.registry.has(syn.src | 0, syn.srcPort, syn.dstPort)) {
+      return this.#pass(decide);
+    }
     const target = this.options.targets.target(syn.dstPort, syn.dst | 0);
     if (target === undefined) return this.#pass(decide);
     const flow = {

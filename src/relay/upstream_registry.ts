@@ -88,6 +88,19 @@ export class UpstreamRegistry {
     }
   }
 
+  /** Whether a connection is recorded for the client's connection to `servicePort`. */
+  has(client: number, clientPort: number, servicePort: number): boolean {
+    const ports = (clientPort << 16) | servicePort;
+    const base = this.#bucket(client, ports);
+    for (let i = base; i < base + SLOTS * WORDS; i += WORDS) {
+      const fd = Atomics.load(this.#words, i + 2);
+      if (fd !== FREE && this.#words[i] === (client | 0) && this.#words[i + 1] === ports) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Removes the entries put before `before` (ms) and returns their descriptors (to close). */
   expire(before: number): number[] {
     const limit = seconds(before);

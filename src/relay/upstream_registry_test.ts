@@ -12,7 +12,9 @@ Deno.test("a connection put is taken once, by its own client, port and service",
     -1,
   ]);
   assertEquals(r.size, 1);
+  assertEquals([r.has(C, 40000, 80), r.has(C, 40001, 80)], [true, false]);
   assertEquals(r.take(C, 40000, 80), 17);
+  assertEquals(r.has(C, 40000, 80), false);
   assertEquals(r.take(C, 40000, 80), -1);
   assertEquals(r.size, 0);
 });
