@@ -78,6 +78,12 @@ export const configSchema = z.object({
   tcp_connect_timeout: seconds.default(5).describe(
     "seconds to wait for the real server to accept a connection",
   ),
+  tcp_hold_syn: z.boolean().default(true).describe(
+    "hold a client's SYN until the real server has answered the relay, so that a refused " +
+      "connection is refused and a silent one unanswered, as without the relay; false " +
+      "accepts at once and resets the client if the server then fails (a higher connection " +
+      "rate: no queue round trip per connection)",
+  ),
   tcp_idle_timeout: seconds.default(300).describe(
     "seconds a relayed TCP connection may stay idle before both sides are reset",
   ),
@@ -228,6 +234,7 @@ export const LIVE_KEYS = [
   "udp_timeout",
   "udp_stream_timeout",
   "tcp_connect_timeout",
+  "tcp_hold_syn",
   "tcp_idle_timeout",
   "tcp_linger",
 ] as const satisfies readonly ConfigKey[];

@@ -86,6 +86,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     [sub("UDP requests (U1/U2: client -> server)"), p.udpRequests],
     [sub("UDP replies (U3/U4: server -> client)"), p.udpReplies],
     [sub("UDP first packets left to the kernel"), p.toKernel],
+    [sub("ICMP errors about UDP flows"), p.icmpErrors],
     ["TCP segments of scripted services", p.tcpSegments],
     ["passed untouched", p.passed],
     [sub("other protocol"), p.passedOtherProtocol],

@@ -32,6 +32,8 @@ import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { readKernelQueue } from "../queue/kernel_counters.ts";
 import { TablePressure } from "../nat/pressure.ts";
+import { SynGate } from "../relay/syn_gate.ts";
+import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp, ownAddresses } from "./relay_ip.ts";
 import { checkRealIp } from "../config/real_ip.ts";
@@ -141,6 +143,7 @@ export function steeringSpec(
     scriptedUdpPorts: scripted.udp.filter((p) => udpPorts.includes(p)),
     scriptedTcpPorts: scripted.tcp.filter((p) => tcpPorts.includes(p)),
     tcpConntrack: config.tcp_conntrack,
+    tcpHoldSyn: config.tcp_hold_syn,
     udpTimeout: config.udp_timeout,
     natMaxEntries: config.nat_max_entries,
   };
@@ -178,6 +181,9 @@ export class Daemon {
   readonly scripts: ScriptHost;
   /** The real servers and their health. */
   readonly servers: Servers;
+  /** Connections made for clients whose SYN the gate held, for the relay to take. */
+  readonly registry = new UpstreamRegistry();
+  #gate?: SynGate;
 
   private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
     this.#config = config;
@@ -212,6 +218,7 @@ export class Daemon {
       targets: this.engine.tcp,
       now: deps.now,
       settings: () => relaySettings(this.#config),
+      registry: this.registry,
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),
@@ -261,7 +268,13 @@ export class Daemon {
   /** Binds the queue and starts the packet loop. Changes nothing else; throws if it cannot. */
   async open(): Promise<void> {
     this.#datapath = await this.deps.openDatapath(this.#config);
-    this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts);
+    this.#gate = new SynGate({
+      targets: this.engine.tcp,
+      registry: this.registry,
+      settings: () => relaySettings(this.#config),
+      now: this.deps.now,
+    });
+    this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts, this.#gate);
     this.#loopDone = this.#loop.start();
     // The loop's failure is awaited through loopDone by whoever runs the daemon.
     this.#loopDone.catch(() => {});
@@ -451,6 +464,7 @@ export class Daemon {
       {
         onFailure: (error) => this.#fatal.reject(error),
         cpus: this.#config.relay_cpu_affinity ? relayCpus() : [],
+        registry: this.registry.buffer,
       },
     );
     await this.#threads.listen(port, warm);
@@ -482,12 +496,15 @@ export class Daemon {
       await this.#loop.stop();
       await this.#loop.drainOnce(50).catch(() => 0);
     }
+    // Held SYNs get their verdict (dropped) while the queue is still there.
+    await this.#gate?.close();
     await this.scripts.close();
     this.#datapath?.close();
     this.deps.natMirror?.flush();
     this.deps.natMirror?.close();
-    log.info("closed; counters {counters} tcp {tcp} nat {nat} datapath {datapath}", {
+    log.info("closed; counters {counters} syn {syn} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: this.engine.counters,
+      syn: this.#gate?.counters,
       tcp: this.#tcpStats(),
       nat: this.table.stats(),
       datapath: this.#datapath?.stats(),

@@ -14,6 +14,8 @@ import { type Datapath, type PacketVerdict, type QueuedPacket, Verdict } from ".
 import { Hook } from "../nat/hook.ts";
 import { Action, type Rewriter } from "../nat/rewriter.ts";
 import type { ScriptHost, ScriptJob } from "../script/host.ts";
+import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
+import { SynGate } from "../relay/syn_gate.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("datapath");
@@ -30,6 +32,8 @@ export class PacketLoop {
     private readonly engine: Rewriter,
     private readonly receiveTimeoutMs = 200,
     private readonly scripts?: ScriptHost,
+    /** Holds clients' SYNs to TCP services until their server has answered (syn_gate.ts). */
+    private readonly gate?: SynGate,
   ) {}
 
   /** Starts the loop; `done` settles when it ends (rejects if the datapath fails). */
@@ -73,6 +77,7 @@ export class PacketLoop {
           continue;
         }
       }
+      if (this.#held(packet, false)) continue;
       const action = this.#decide(packet);
       if (scripts !== undefined && action !== Action.Drop && packet.hook === Hook.PostRouting) {
         const job = scripts.reply(packet.bytes);
@@ -103,6 +108,7 @@ export class PacketLoop {
         continue;
       }
       if (job.changed) packet.bytes = job.bytes;
+      if (request && this.#held(packet, job.changed)) continue;
       const action = request ? this.#decide(packet) : Action.Accept;
       verdicts.push({
         packet,
@@ -111,6 +117,18 @@ export class PacketLoop {
       });
     }
     this.datapath.send(verdicts);
+  }
+
+  /** A client's SYN goes to the gate, which gives its verdict once the server has answered. */
+  #held(packet: QueuedPacket, mangled: boolean): boolean {
+    if (this.gate === undefined || packet.hook !== Hook.PreRouting) return false;
+    if (!SynGate.isSyn(packet.bytes)) return false;
+    const syn = parseIpv4Packet(packet.bytes);
+    if (!(syn instanceof Ipv4Packet)) return false;
+    this.gate.hold(syn, (accept) => {
+      this.datapath.send([{ packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled }]);
+    });
+    return true;
   }
 
   #decide(packet: QueuedPacket): Action {

@@ -17,6 +17,8 @@ export interface PacketCounters {
   tcpSegments: number;
   /** First packets of UDP flows recorded and left for the kernel's NAT. */
   toKernel: number;
+  /** ICMP errors about UDP flows translated (counted in `rewritten` too). */
+  icmpErrors: number;
   /** Packets accepted untouched, in total and by reason. */
   passed: number;
   passedOtherProtocol: number;
@@ -40,6 +42,7 @@ export function newCounters(): PacketCounters {
     udpReplies: 0,
     tcpSegments: 0,
     toKernel: 0,
+    icmpErrors: 0,
     passed: 0,
     passedOtherProtocol: 0,
     passedOtherPort: 0,

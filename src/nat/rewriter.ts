@@ -18,12 +18,13 @@
  * @module
  */
 
+import { parseIcmpError } from "../packet/icmp_error.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
 import type { NatTable } from "./nat_table.ts";
 import { TcpTargets, type TcpTargetSettings } from "./tcp_targets.ts";
-import { UdpNat, type UdpNatSettings } from "./udp_nat.ts";
+import { replyKey, requestKey, UdpNat, type UdpNatSettings } from "./udp_nat.ts";
 
 /** What to do with a packet. */
 export const Action = {
@@ -93,6 +94,7 @@ export class Rewriter {
     this.counters.seen++;
     const packet = parseIpv4Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv4Packet)) return this.#pass("passedMalformed");
+    if (packet.protocol === IpProtocol.ICMP) return this.#icmpError(hook, bytes);
     const tcp = packet.protocol === IpProtocol.TCP;
     if (!tcp && packet.protocol !== IpProtocol.UDP) return this.#pass("passedOtherProtocol");
     // Whole datagrams only: a rewritten first fragment would part from the rest of it.
@@ -143,6 +145,55 @@ export class Rewriter {
     if (this.#udp.reply(packet, this.now()) === undefined) return this.#pass("passedNoFlow");
     this.counters.udpReplies++;
     return this.#rewritten(packet);
+  }
+
+  /**
+   * An ICMP error about a UDP flow, translated as kernel NAT would. After routing (toward the
+   * client): about the client's request to server:port, sent by the server, a router, or the
+   * relay itself; it must come from the relay and be about client -> relay:port. Before
+   * routing (from the client's side): about a reply from relay:port; it goes to the server,
+   * about server:port -> client. The flow is the NAT table's, or else the kernel's (a service
+   * with no script, whose flows only the kernel keeps), which is taken on the configuration.
+   */
+  #icmpError(hook: Hook, bytes: Uint8Array): Action {
+    const e = parseIcmpError(bytes);
+    if (e === undefined || e.innerProtocol !== IpProtocol.UDP) {
+      return this.#pass("passedOtherProtocol");
+    }
+    // An error goes to the sender of the datagram it is about.
+    if (e.dst !== e.innerSrc) return this.#pass("passedNoFlow");
+    const s = this.settings();
+    const kernelFlow = (port: number) => s.udpPorts.has(port) && !s.scriptedUdpPorts.has(port);
+    // The kernel keeps its flows' servers; with one server that is the one, else unknown here.
+    const servers = s.pool.servers;
+    const lone = servers.length === 1 ? servers[0].ip >>> 0 : -1;
+    const isServer = (ip: number) => servers.some((sv) => sv.ip >>> 0 === ip >>> 0);
+    if (hook === Hook.PostRouting) {
+      const { innerSrc: client, innerSrcPort: clientPort, innerDst: server } = e;
+      const port = e.innerDstPort;
+      const entry = this.table.get(replyKey(server, port, client, clientPort));
+      if (entry === undefined && !(kernelFlow(port) && isServer(server))) {
+        return this.#pass("passedNoFlow");
+      }
+      const relay = entry?.relay ?? s.relayIp;
+      e.setOuterSrc(relay);
+      e.setInnerDst(relay);
+      if (entry !== undefined && entry.servicePort !== port) e.setInnerDstPort(entry.servicePort);
+    } else if (hook === Hook.PreRouting) {
+      const { innerSrc: relay, innerSrcPort: port, innerDst: client } = e;
+      const entry = this.table.get(requestKey(client, e.innerDstPort, relay, port));
+      if (entry === undefined && !(kernelFlow(port) && relay === s.relayIp && lone !== -1)) {
+        return this.#pass("passedNoFlow");
+      }
+      const server = entry?.server ?? lone;
+      e.setOuterDst(server);
+      e.setInnerSrc(server);
+      if (entry !== undefined && entry.serverPort !== port) e.setInnerSrcPort(entry.serverPort);
+    } else return this.#pass("passedOtherPort");
+    e.finalize();
+    this.counters.icmpErrors++;
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
   }
 
   #rewritten(packet: Ipv4Packet): Action {

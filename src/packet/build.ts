@@ -97,3 +97,26 @@ export function checksumsValid(bytes: Uint8Array): { ip: boolean; l4: boolean } 
   const seed = pseudoHeaderSum(v.getUint32(12), v.getUint32(16), protocol, bytes.length - ihl);
   return { ip, l4: internetChecksum(bytes, ihl, bytes.length, seed) === 0 };
 }
+
+/** Fields of an ICMP error to build. */
+export interface IcmpErrorSpec {
+  src: number;
+  dst: number;
+  type: number;
+  code: number;
+  /** Next-hop MTU (for "fragmentation needed"). */
+  mtu?: number;
+}
+
+/** An IPv4 ICMP error carrying `about` (truncated to its IP header and 8 bytes by `quote`). */
+export function buildIcmpError(spec: IcmpErrorSpec, about: Uint8Array, quote = about.length) {
+  const quoted = about.subarray(0, Math.min(quote, about.length));
+  const out = new Uint8Array(28 + quoted.length);
+  const v = ipHeader(out, { ...spec, srcPort: 0, dstPort: 0, flagsOffset: 0 }, IpProtocol.ICMP);
+  v.setUint8(20, spec.type);
+  v.setUint8(21, spec.code);
+  v.setUint16(26, spec.mtu ?? 0);
+  out.set(quoted, 28);
+  v.setUint16(22, internetChecksum(out, 20, out.length));
+  return out;
+}

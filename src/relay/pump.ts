@@ -39,7 +39,7 @@ import { libc } from "../../ffi/libc.ts";
 import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
 import type { Pipe, PipePool } from "./pipe_pool.ts";
 import { type Poller, Ready } from "./poller.ts";
-import { closeFd, pendingError, resetFd, shutdownWrite } from "./socket.ts";
+import { closeFd, pendingError, resetFd, segmentsIn, shutdownWrite } from "./socket.ts";
 import {
   MSG_DONTWAIT,
   MSG_MORE,
@@ -57,7 +57,7 @@ export type PumpEndReason =
   | "reset-by-client"
   /** The server reset (or broke) its connection; the client side was reset. */
   | "reset-by-server"
-  /** No byte moved either way for the idle timeout; both sides were reset. */
+  /** Nothing moved either way for the idle timeout (no byte, no segment); both sides reset. */
   | "idle"
   /** The owner aborted; both sides were reset. */
   | "aborted"
@@ -161,6 +161,8 @@ export class Pump {
   // Idleness: the byte total and when it was last seen to change.
   #lastTotal = DOUBLE_ZERO;
   #lastMoveSeen: number;
+  // Segments both sockets had received at the last reading of this quiet spell; -1: none yet.
+  #segmentsSeen = -1;
 
   /**
    * @param client the accepted client socket (not watched yet)
@@ -184,7 +186,10 @@ export class Pump {
     return { toServer: this.#up.moved + 0, toClient: this.#down.moved + 0 };
   }
 
-  /** When a byte was last seen moving (`performance.now()`, as of the last idle check). */
+  /**
+   * When a byte (or, once quiet, a segment) was last seen moving (`performance.now()`, as of
+   * the last idle check).
+   */
   get lastMove(): number {
     return this.#lastMoveSeen;
   }
@@ -227,17 +232,32 @@ export class Pump {
   }
 
   /**
-   * Ends the pump "idle" when no byte moved for `timeoutMs` up to `now` (0: never). Call it a
+   * Ends the pump "idle" when nothing moved for `timeoutMs` up to `now` (0: never). Call it a
    * few times per timeout: it fires between the timeout and the timeout plus the call period.
+   *
+   * Bytes are counted as they pass; segments without any (keepalive probes, bare ACKs, from
+   * either side) count too, as they do for conntrack, but they are read from the sockets
+   * (TCP_INFO) only once the connection has been quiet half the timeout: a few system calls
+   * per quiet connection and check, none per byte.
    */
   checkIdle(now: number, timeoutMs: number): void {
     const total = this.#up.moved + this.#down.moved;
     if (total !== this.#lastTotal) {
       this.#lastTotal = total;
       this.#lastMoveSeen = now;
-    } else if (timeoutMs > 0 && now - this.#lastMoveSeen >= timeoutMs) {
-      this.#finish("idle");
+      this.#segmentsSeen = -1;
+      return;
     }
+    if (timeoutMs <= 0 || now - this.#lastMoveSeen < timeoutMs / 2) return;
+    const segments = segmentsIn(this.client) + segmentsIn(this.server);
+    // The first reading of a quiet spell is only the baseline: segments before it are the
+    // tail of the bytes' own exchange.
+    if (this.#segmentsSeen >= 0 && segments !== this.#segmentsSeen) this.#lastMoveSeen = now;
+    else if (now - this.#lastMoveSeen >= timeoutMs) {
+      this.#finish("idle");
+      return;
+    }
+    this.#segmentsSeen = segments;
   }
 
   #onEvent(fd: number, events: number): void {

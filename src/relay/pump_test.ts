@@ -532,6 +532,46 @@ Deno.test("pump: the idle timeout resets both sides, and traffic keeps a connect
   }
 });
 
+/** A client socket (a raw fd) that sends keepalive probes after a second of silence. */
+async function keepaliveClient(port: number): Promise<number> {
+  const fd = tcpSocket();
+  const set = (level: number, name: number, value: number) =>
+    libc().setsockopt(fd, level, name, new Int32Array([value]), 4);
+  // SOL_SOCKET SO_KEEPALIVE; IPPROTO_TCP TCP_KEEPIDLE, TCP_KEEPINTVL (seconds, at least 1).
+  ok(set(1, 9, 1) === 0 && set(6, 4, 1) === 0 && set(6, 5, 1) === 0, "keepalive options");
+  startConnect(fd, { address: LOOPBACK, port });
+  await until(() => pendingError(fd) === 0 && localEndpoint(fd).port !== 0, 2000, "connected");
+  return fd;
+}
+
+Deno.test("pump: keepalive probes count as activity for the idle timeout", async () => {
+  const idleTimeoutMs = 1_200;
+  const { relay, stop } = await setUp(echo, () => ({ idleTimeoutMs }));
+  let fd = -1;
+  try {
+    fd = await keepaliveClient(relay.port);
+    await until(() => relay.pumped.length === 1, 2000, "pump started");
+    const quiet = await connect(relay.port);
+    const quietError = errorCode(quiet);
+    // Three timeouts: the quiet connection goes, the one whose client probes every second stays.
+    await sleep(idleTimeoutMs * 3);
+    assertEquals(await within(quietError, 2000, "quiet client reset"), "ECONNRESET");
+    ok(!relay.pumped[0].pump.ended, "the probed connection was ended");
+    assertEquals(await within(relay.pumped[1].result, 2000, "quiet"), {
+      reason: "idle",
+      bytesToServer: 0,
+      bytesToClient: 0,
+    });
+    closeFd(fd);
+    fd = -1;
+    const [kept] = await relay.results(1);
+    assertEquals(kept.reason, "closed");
+  } finally {
+    if (fd >= 0) closeFd(fd);
+    await stop();
+  }
+});
+
 Deno.test("pump: abort resets both sides, also when already aborted", async () => {
   const controllers: AbortController[] = [];
   const backendErrors: Promise<string>[] = [];

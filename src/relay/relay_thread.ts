@@ -5,8 +5,8 @@
  * thread through the messages of relay_threads.ts; it reports its counters and live service
  * ports on its own, at most every {@link REPORT_MS}.
  *
- * A diverted connection needs nothing but the settings (where it goes), so a thread shares no
- * state with the main thread.
+ * A diverted connection needs nothing but the settings (where it goes) and, when the main
+ * thread held its SYN, the connection made for it (the registry's shared memory).
  *
  * @module
  */
@@ -17,6 +17,7 @@ import { TcpTargets } from "../nat/tcp_targets.ts";
 import { pinThisThread } from "../system/cpu_affinity.ts";
 import { logger, setupLogging } from "../system/log.ts";
 import { TcpRelay } from "./tcp_relay.ts";
+import { UpstreamRegistry } from "./upstream_registry.ts";
 import { warmUp } from "./warm_up.ts";
 import type { ThreadReport, ThreadRequest, ThreadSettings } from "./relay_threads.ts";
 
@@ -73,6 +74,7 @@ async function serve(request: ThreadRequest): Promise<unknown> {
         reusePort: true,
         dedicated: true,
         cpu,
+        registry: request.registry && new UpstreamRegistry(request.registry),
       });
       reporter = setInterval(() => report(), REPORT_MS);
       return cpu ?? null;

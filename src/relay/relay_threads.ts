@@ -43,7 +43,14 @@ export interface ThreadSettings {
 export type ThreadRequest =
   & { id: number }
   & (
-    | { op: "init"; log: LogOptions; settings: ThreadSettings; cpu?: number }
+    | {
+      op: "init";
+      log: LogOptions;
+      settings: ThreadSettings;
+      cpu?: number;
+      /** An UpstreamRegistry's memory (upstream_registry.ts). */
+      registry?: SharedArrayBuffer;
+    }
     | { op: "settings"; settings: ThreadSettings }
     | { op: "listen"; port: number; warmUp?: number }
     | { op: "unlisten" }
@@ -154,6 +161,8 @@ export class RelayThreads {
       module?: URL;
       /** Each thread keeps to one of these CPUs, in turn (see {@link cpuForThread}). */
       cpus?: readonly number[];
+      /** Connections made before the client's handshake, shared with the threads. */
+      registry?: SharedArrayBuffer;
     } = {},
   ): Promise<RelayThreads> {
     const module = options.module ?? new URL("./relay_thread.ts", import.meta.url);
@@ -163,7 +172,9 @@ export class RelayThreads {
     try {
       await Promise.all(threads.map(async (t, i) => {
         const cpu = cpus.length > 0 ? cpuForThread(cpus, i) : undefined;
-        t.cpu = (await t.request<number | null>({ op: "init", log, settings, cpu })) ?? null;
+        const registry = options.registry;
+        const init = { op: "init" as const, log, settings, cpu, registry };
+        t.cpu = (await t.request<number | null>(init)) ?? null;
       }));
     } catch (e) {
       for (const t of threads) t.terminate();

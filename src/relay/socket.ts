@@ -60,6 +60,10 @@ const addrView = new DataView(addrBuf.buffer);
 const lenBuf = new Uint32Array(1);
 const intBuf = new Int32Array(1);
 const infoBuf = new Uint8Array(8);
+// struct tcp_info up to tcpi_segs_in (a u32 at byte 140).
+const segsBuf = new Uint8Array(144);
+const segsView = new DataView(segsBuf.buffer);
+const SEGS_IN = 140;
 const lingerZero = new Int32Array([1, 0]);
 const one = new Int32Array([1]);
 const zero = new Int32Array([0]);
@@ -224,6 +228,17 @@ function tcpState(fd: number): number {
   lenBuf[0] = infoBuf.length;
   if (libc().getsockopt(fd, IPPROTO_TCP, TCP_INFO, infoBuf, lenBuf) !== 0) return -1;
   return infoBuf[0];
+}
+
+/**
+ * Segments the socket has received so far (tcpi_segs_in), 0 when it cannot be read: every
+ * segment counts, bare ACKs and keepalive probes included, which move no byte.
+ */
+export function segmentsIn(fd: number): number {
+  segsBuf.fill(0);
+  lenBuf[0] = segsBuf.length;
+  if (libc().getsockopt(fd, IPPROTO_TCP, TCP_INFO, segsBuf, lenBuf) !== 0) return 0;
+  return lenBuf[0] >= SEGS_IN + 4 ? segsView.getUint32(SEGS_IN, true) : 0;
 }
 
 /** The socket's pending error (SO_ERROR), 0 when none: how a non-blocking connect ended. */

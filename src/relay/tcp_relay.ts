@@ -27,6 +27,7 @@ import { closeGracefully, reserveFd } from "./close.ts";
 import { connectUpstream } from "./upstream.ts";
 import { type DivertedConnection, Relayed } from "./relayed.ts";
 import type { TcpRelayStats } from "./stats.ts";
+import type { UpstreamRegistry } from "./upstream_registry.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import {
@@ -64,6 +65,11 @@ export interface TcpRelayOptions {
    * that CPU handles (SO_INCOMING_CPU), so a connection's work stays on one CPU.
    */
   cpu?: number;
+  /**
+   * Connections to the server made before the client's handshake (syn_gate.ts): a client's
+   * is taken from here, connected, instead of connecting after the accept.
+   */
+  registry?: UpstreamRegistry;
 }
 
 // Connections accepted per listener event; the rest wait for the next round (level-triggered).
@@ -382,6 +388,13 @@ export class TcpRelay {
   #connect(c: Relayed, client: number): void {
     if (this.#stopping || this.#host === undefined) {
       this.#fail(c, client, resetFd);
+      return;
+    }
+    const { client: who, clientPort, servicePort } = c.flow;
+    const made = this.options.registry?.take(who, clientPort, servicePort) ?? -1;
+    if (made >= 0) {
+      c.upstream = made;
+      this.#host.add(c.id, client, made, false);
       return;
     }
     const outcome = connectUpstream(c.flow);

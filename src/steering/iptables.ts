@@ -7,6 +7,15 @@
  * - `mangle KRELAY_PRE` (from PREROUTING, taken only by packets with {@link UDP_FIRST_MARK}):
  *   each new UDP flow's first packet, which nft.ts's chain at raw priority marked. krelay
  *   records the flow and rewrites that packet; the kernel learns the flow from it.
+ * - `mangle KRELAY_ICMP_IN` / `KRELAY_ICMP_OUT` (from PREROUTING / POSTROUTING, taken only by
+ *   ICMP packets): ICMP errors about UDP flows, marked {@link ICMP_ERROR_MARK} by nft.ts's
+ *   chains, from the client's side (before routing: their destination becomes the server),
+ *   and toward the client (after routing: their source becomes the relay, which routing would
+ *   take for a martian), with the relay's own errors, which no nftables chain sees without a
+ *   hook of its own for every packet the relay sends.
+ * - `mangle KRELAY_SYN` (from PREROUTING, taken only by TCP SYNs): clients' SYNs to relay:port
+ *   of TCP services, which krelay holds until the server has answered (syn_gate.ts); a
+ *   scripted service's come through `raw KRELAY_PRE` with all its segments.
  * - with packet scripts, every packet of a scripted service:
  *   - `raw KRELAY_PRE` (from PREROUTING, before conntrack and routing): the client's requests
  *     to relay:port. UDP is rewritten to the real server there (U1), so routing forwards it;
@@ -24,7 +33,7 @@
  * @module
  */
 
-import { UDP_FIRST_MARK } from "./marks.ts";
+import { ICMP_ERROR_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 
 /** One of krelay's chains: its table, name and the built-in chain that jumps to it. */
@@ -38,12 +47,19 @@ export interface KrelayChain {
 
 /** What selects a UDP flow's first packet, marked by nft.ts's raw-priority chain. */
 const UDP_FIRST = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
+/** The ICMP errors the relay itself may send about a flow's datagram. */
+const RELAY_ERRORS = ["destination-unreachable", "time-exceeded", "parameter-problem"];
+/** What selects an ICMP error about a UDP flow, marked by nft.ts's chains. */
+const ICMP_ERROR = `-p icmp -m mark --mark 0x${ICMP_ERROR_MARK.toString(16)}`;
 
 /** Every chain krelay may install, in the order they are installed. */
 export const CHAINS = {
   first: { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING", jump: UDP_FIRST },
   request: { table: "raw", chain: "KRELAY_PRE", from: "PREROUTING", jump: "" },
   reply: { table: "mangle", chain: "KRELAY_POST", from: "POSTROUTING", jump: "" },
+  icmpIn: { table: "mangle", chain: "KRELAY_ICMP_IN", from: "PREROUTING", jump: ICMP_ERROR },
+  icmpOut: { table: "mangle", chain: "KRELAY_ICMP_OUT", from: "POSTROUTING", jump: "-p icmp" },
+  syn: { table: "mangle", chain: "KRELAY_SYN", from: "PREROUTING", jump: "-p tcp --syn" },
 } as const satisfies Record<string, KrelayChain>;
 
 /** A chain's name in {@link CHAINS}. */
@@ -72,6 +88,22 @@ export function renderChainRules(spec: SteeringSpec): Partial<Record<ChainId, st
   const q = queueTarget(spec.queue);
   const rules: Partial<Record<ChainId, string[]>> = {};
   if (kernelUdpPorts(spec).length > 0) rules.first = [q];
+  if (spec.udpPorts.length > 0) {
+    rules.icmpIn = [q];
+    rules.icmpOut = [
+      `-m mark --mark 0x${ICMP_ERROR_MARK.toString(16)} ${q}`,
+      // The relay's own (rate-limited by the kernel): krelay checks which concern a flow.
+      ...RELAY_ERRORS.map((type) =>
+        `-m addrtype --src-type LOCAL -p icmp --icmp-type ${type} ${q}`
+      ),
+    ];
+  }
+  const held = spec.tcpPorts.filter((p) => !spec.scriptedTcpPorts.includes(p));
+  if (spec.tcpHoldSyn && held.length > 0) {
+    rules.syn = chunks(held).map((ports) =>
+      `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${q}`
+    );
+  }
   const udp = spec.scriptedUdpPorts;
   const tcp = spec.scriptedTcpPorts;
   if (udp.length + tcp.length > 0) {
@@ -135,10 +167,12 @@ export function removalCommands(
 ): { jumps: string[][]; flush: string[]; remove: string[] }[] {
   return [...ids].map((id) => {
     const { table, chain, from } = CHAINS[id];
-    // Both forms in either table: earlier versions jumped to mangle KRELAY_PRE unmarked too.
+    // Its own form, and in either table the unmarked and commented forms of earlier versions
+    // (which jumped to mangle KRELAY_PRE unmarked too).
+    const own = jumpArgs(CHAINS[id]);
     const forms = [
       `-j ${chain}`,
-      `${UDP_FIRST} -j ${chain}`,
+      own === `-j ${chain}` ? `${UDP_FIRST} -j ${chain}` : own,
       `-m comment --comment krelay -j ${chain}`,
     ];
     return {

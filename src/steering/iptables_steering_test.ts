@@ -23,8 +23,8 @@ Deno.test("IptablesSteering.install() removes stale jumps and chains before inst
   const { run, calls } = recorder({ staleJumps: 2 });
   await new IptablesSteering(run).install(spec);
   const deletes = calls.filter((c) => c.includes(" -D "));
-  // Two stale jumps, then one failed try per form of jump (three) for each of three chains.
-  assertEquals(deletes.length, 2 + 3 * 3);
+  // Two stale jumps, then one failed try per form of jump (three) for each of six chains.
+  assertEquals(deletes.length, 2 + 3 * 6);
   assertEquals(calls.at(-1), "iptables-restore -w --noflush");
 });
 

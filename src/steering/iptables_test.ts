@@ -10,15 +10,39 @@ import { labSpec } from "./_steering_spec.ts";
 const spec = labSpec({ queue: 3 });
 const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
 
-Deno.test("renderChainRules() without scripts queues only the marked first packets", () => {
-  assertEquals(renderChainRules(spec), { first: [q] });
-  // No UDP service the kernel NATs: nothing to queue at all.
+/** The ICMP errors' chains, with any UDP service. */
+const icmp = {
+  icmpIn: [q],
+  icmpOut: [
+    `-m mark --mark 0x4b54 ${q}`,
+    `-m addrtype --src-type LOCAL -p icmp --icmp-type destination-unreachable ${q}`,
+    `-m addrtype --src-type LOCAL -p icmp --icmp-type time-exceeded ${q}`,
+    `-m addrtype --src-type LOCAL -p icmp --icmp-type parameter-problem ${q}`,
+  ],
+};
+
+Deno.test("renderChainRules() without scripts queues only the marked first packets and ICMP errors", () => {
+  assertEquals(renderChainRules(spec), { first: [q], ...icmp });
+  // No UDP service: nothing to queue at all.
   assertEquals(renderChainRules({ ...spec, udpPorts: [] }), {});
+});
+
+Deno.test("renderChainRules() queues ICMP errors about UDP flows: marked ones, and the relay's own", () => {
+  // Scripted UDP services too: their flows are krelay's to translate.
+  const scripted = renderChainRules({ ...spec, scriptedUdpPorts: [53] });
+  assertEquals([scripted.first, scripted.icmpIn, scripted.icmpOut], [
+    undefined,
+    ...Object.values(icmp),
+  ]);
+  const script = renderRestoreScript(spec);
+  assert(script.includes("-I PREROUTING 1 -p icmp -m mark --mark 0x4b54 -j KRELAY_ICMP_IN\n"));
+  assert(script.includes("-I POSTROUTING 1 -p icmp -j KRELAY_ICMP_OUT\n"));
 });
 
 Deno.test("renderChainRules() queues every packet of scripted services both ways", () => {
   const rules = renderChainRules({ ...spec, scriptedUdpPorts: [53], scriptedTcpPorts: [80] });
   assertEquals(rules, {
+    ...icmp,
     request: [
       `-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${q}`,
       `-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`,
@@ -38,7 +62,9 @@ Deno.test("renderChainRules() splits more than 15 ports over several multiport r
 });
 
 Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and commits", () => {
-  const script = renderRestoreScript({ ...spec, scriptedUdpPorts: [53] }).split("\n");
+  // The ICMP errors' chains left out (see above).
+  const script = renderRestoreScript({ ...spec, scriptedUdpPorts: [53] }).split("\n")
+    .filter((l) => !l.includes("ICMP"));
   assertEquals(script.slice(0, 5), [
     "*raw",
     ":KRELAY_PRE - [0:0]",
@@ -57,7 +83,7 @@ Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and 
 });
 
 Deno.test("renderRestoreScript() jumps to the first-packet chain by the mark only", () => {
-  const script = renderRestoreScript(spec).split("\n");
+  const script = renderRestoreScript(spec).split("\n").filter((l) => !l.includes("ICMP"));
   assertEquals(script, [
     "*mangle",
     ":KRELAY_PRE - [0:0]",
@@ -74,7 +100,7 @@ Deno.test("renderRestoreScript() refills installed chains without a second jump"
   assert(!script.includes("-I "), script);
   assert(script.includes(":KRELAY_PRE - [0:0]"));
   // Only the chains not yet installed get their jump.
-  const added = renderRestoreScript(scripted, new Set(["first"]));
+  const added = renderRestoreScript(scripted, new Set(["first", "icmpIn", "icmpOut"]));
   assertEquals(added.split("\n").filter((l) => l.startsWith("-I ")).sort(), [
     "-I POSTROUTING 1 -j KRELAY_POST",
     "-I PREROUTING 1 -j KRELAY_PRE",
@@ -83,7 +109,7 @@ Deno.test("renderRestoreScript() refills installed chains without a second jump"
 
 Deno.test("removalCommands() removes each chain's jumps in every form, then the chain", () => {
   const all = removalCommands();
-  assertEquals(all.length, 3);
+  assertEquals(all.length, 6);
   const first = all[0];
   assertEquals(first.flush, ["-w", "-t", "mangle", "-F", "KRELAY_PRE"]);
   assertEquals(first.remove, ["-w", "-t", "mangle", "-X", "KRELAY_PRE"]);
@@ -92,4 +118,20 @@ Deno.test("removalCommands() removes each chain's jumps in every form, then the 
   assertEquals(removalCommands(["reply"]).map((c) => c.remove), [
     ["-w", "-t", "mangle", "-X", "KRELAY_POST"],
   ]);
+});
+
+Deno.test("renderChainRules() queues clients' SYNs to TCP services when asked, scripted ones aside", () => {
+  const held = renderChainRules({ ...spec, tcpPorts: [80, 443], tcpHoldSyn: true });
+  assertEquals(held.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 80,443 ${q}`]);
+  // A scripted service's SYNs come with its every segment.
+  const scripted = renderChainRules({
+    ...spec,
+    tcpPorts: [80, 443],
+    scriptedTcpPorts: [443],
+    tcpHoldSyn: true,
+  });
+  assertEquals(scripted.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`]);
+  assertEquals(renderChainRules({ ...spec, tcpPorts: [80] }).syn, undefined);
+  const script = renderRestoreScript({ ...spec, tcpPorts: [80], tcpHoldSyn: true });
+  assert(script.includes("-I PREROUTING 1 -p tcp --syn -j KRELAY_SYN\n"), script);
 });

@@ -10,3 +10,9 @@ export const TPROXY_MARK = 0x4b52;
 
 /** A new UDP flow's first packet, marked by nft.ts's chain for the queue to select. */
 export const UDP_FIRST_MARK = TPROXY_MARK + 1;
+
+/**
+ * An ICMP error about a relayed UDP flow, marked by nft.ts's chains for the queue to select:
+ * krelay translates it as kernel NAT would (its addresses, outer and embedded).
+ */
+export const ICMP_ERROR_MARK = TPROXY_MARK + 2;

@@ -27,6 +27,20 @@
  *   rules, the two outgoing ones by chain `untrack_out` (output, raw priority). The relay's
  *   sockets are recognised by their transparency, so other traffic keeps its tracking.
  *
+ * - ICMP errors about relayed flows reach the other side translated, as kernel NAT's would:
+ *   - TCP: an error about the relay's own connection to the server (a router's "fragmentation
+ *     needed", say) is addressed to the client's address; `divert` finds the relay's socket
+ *     from the error's embedded header (`socket` does that for ICMP) and marks it for the
+ *     local route, so the socket learns the path MTU. The client's leg is the relay's own.
+ *   - UDP: errors about a request, from the server or a router, are marked
+ *     {@link ICMP_ERROR_MARK} by `udp_forward`, errors from the client's side about a reply by
+ *     `divert`; the queue (iptables.ts) takes them, and the relay's own errors (a datagram
+ *     with DF too big for the server's side, a TTL run out), to krelay, which rewrites the
+ *     outer and embedded addresses (rewriter.ts). nftables cannot
+ *     rewrite an embedded header with its checksum, nor look the embedded tuple up in the
+ *     flow set (its raw fields have no address type), so the rules only select errors whose
+ *     embedded datagram is UDP to or from a service port; krelay checks the rest.
+ *
  * No conntrack: UDP is NATed statelessly against krelay's own flow set, so the table loads no
  * connection tracking. With conntrack, its hooks (defrag, in, confirm, and NAT's at four
  * places) are passed by every packet, TCP included: the HTTP connection rate was 1.13x without
@@ -46,7 +60,7 @@
  */
 
 import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
-import { TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
+import { ICMP_ERROR_MARK, TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 
 /** The table's name (family ip). */
 export const NFT_TABLE = "krelay";
@@ -89,6 +103,14 @@ const REPLY_KEY = "ip daddr . udp dport . udp sport";
 const REPLY_TUPLE = "ip saddr . udp sport . ip daddr . udp dport";
 const REQUEST_TUPLE = "ip daddr . udp dport . ip saddr . udp sport";
 
+/** An ICMP error, as the kernel generates and translates them. */
+const ICMP_ERRORS = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
+/**
+ * ...about a UDP datagram with a plain 20-byte IP header, whose embedded ports sit at known
+ * offsets from the ICMP header: source port at bit 224, destination port at bit 240.
+ */
+const ABOUT_UDP = `${ICMP_ERRORS} @th,64,8 0x45 @th,136,8 17`;
+
 /**
  * The rules of the table's chains; `skLookup`: the client's connections reach the gateway
  * listener by sk_lookup.ts, so no TPROXY rule.
@@ -106,6 +128,9 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
     const clients = `ip daddr ${spec.relayIp} tcp dport ${ports}`;
     if (!skLookup) rules.divert.push(`${clients} ${notrack}tproxy to :${spec.gport} ${mark}`);
     else if (notrack) rules.divert.push(`${clients} notrack accept`);
+    // An error about the relay's own connection to the server, addressed to the client's
+    // address: the socket it is about learns of it (path MTU discovery).
+    rules.divert.push(`${ICMP_ERRORS} socket transparent 1 ${mark}`);
     if (!spec.tcpConntrack) {
       // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
       rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
@@ -136,6 +161,22 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
       `udp sport ${set(udpPorts)} ${REPLY_TUPLE} @udp_replies ` +
         `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
         `update @udp_flows { ${REPLY_KEY} ${timeout} : ip saddr } ip saddr set ${spec.relayIp}`,
+    );
+  }
+  if (spec.udpPorts.length > 0) {
+    // Scripted services' flows too: their NAT is krelay's own.
+    const ports = set(spec.udpPorts);
+    const icmpMark = `meta mark set ${hex(ICMP_ERROR_MARK)}`;
+    // From the client's side, about a reply from relay:port.
+    rules.divert.push(
+      `ip daddr ${spec.relayIp} ${ABOUT_UDP} @th,224,16 ${ports} ${icmpMark} accept`,
+    );
+    // Toward the client, about its request to server:port, from the server or a router (the
+    // relay's own errors are selected by the queue's rule, iptables.ts).
+    rules.udp_forward.push(
+      `${ABOUT_UDP} @th,240,16 ${ports} ${icmpMark} accept`,
+      // The mark `divert` set leaves with the error it translated.
+      `meta mark ${hex(ICMP_ERROR_MARK)} meta mark set 0x0`,
     );
   }
   return rules;

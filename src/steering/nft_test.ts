@@ -9,16 +9,23 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
   const reply = "ip daddr . udp dport . udp sport";
   const tuple = "ip saddr . udp sport . ip daddr . udp dport";
   const requestTuple = "ip daddr . udp dport . ip saddr . udp sport";
+  const errors = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
+  // A plain IPv4 header, then UDP: the ports at bits 224 and 240 of the ICMP message.
+  const aboutUdp = `${errors} @th,64,8 0x45 @th,136,8 17`;
   assertEquals(renderNatRules(spec), {
     divert: [
       "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
+      // An error about the relay's own connection to a server finds its socket.
+      `${errors} socket transparent 1 meta mark set 0x4b52 accept`,
       // A known flow's request goes to its own server and keeps its flow alive.
       `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_flows ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       // A new flow's first packet is marked for krelay's queue rule.
       "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 accept",
+      // An error from the client's side about a reply from relay:53, for krelay's queue.
+      `ip daddr 198.51.100.1 ${aboutUdp} @th,224,16 { 53 } meta mark set 0x4b54 accept`,
     ],
     udp_forward: [
       // krelay rewrote it: the flow is known from now on; a full set drops it.
@@ -28,6 +35,9 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       // Only the flow's own server, from its service port to the client's port, is answered.
       `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
       `update @udp_flows { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
+      // An error toward the client about its request to server:53, for krelay's queue.
+      `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 accept`,
+      "meta mark 0x4b54 meta mark set 0x0",
     ],
     untrack_out: [],
   });
@@ -72,14 +82,14 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from t
 
 Deno.test("renderNatRules() leaves out what no service needs", () => {
   assertEquals(renderNatRules({ ...spec, udpPorts: [] }).udp_forward, []);
-  assertEquals(renderNatRules({ ...spec, udpPorts: [] }).divert.length, 2);
-  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 2);
+  assertEquals(renderNatRules({ ...spec, udpPorts: [] }).divert.length, 3);
+  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 3);
   assertEquals(renderNatRules({ ...spec, udpPorts: [], tcpPorts: [] }).divert, []);
 });
 
 Deno.test("renderNatRules() gives UDP flows the configured timeout, in milliseconds", () => {
   const rules = renderNatRules({ ...spec, udpTimeout: 2.5 });
-  assert(rules.divert[2].includes("timeout 2500ms"));
+  assert(rules.divert[3].includes("timeout 2500ms"));
   assert(rules.udp_forward.every((r) => !r.includes("timeout") || r.includes("timeout 2500ms")));
 });
 

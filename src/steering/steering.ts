@@ -39,6 +39,11 @@ export interface SteeringSpec {
   refusedUdpPorts?: readonly number[];
   /** Conntrack tracks relayed TCP; false exempts it (see nft.ts). */
   tcpConntrack: boolean;
+  /**
+   * Clients' SYNs to TCP services are queued, for krelay to hold until the server has answered
+   * (syn_gate.ts); scripted services' are queued anyway.
+   */
+  tcpHoldSyn?: boolean;
   /** Seconds a UDP flow lives after its last packet, and the most flows the kernel holds. */
   udpTimeout: number;
   natMaxEntries: number;

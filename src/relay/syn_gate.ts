@@ -1,0 +1,280 @@
+/**
+ * Holds a client's SYN to a TCP service until the real server has answered the relay's own
+ * connection, so that the client sees what it would see talking to the server directly (or
+ * through kernel NAT): a refused connection is refused (an RST to its SYN, ECONNREFUSED), an
+ * unreachable one unreachable (ICMP host unreachable), a silent one stays unanswered (its own
+ * SYN retries and timeout) — never accepted first and reset afterwards.
+ *
+ * The queue brings the SYN (iptables.ts selects the client's SYNs to relay:service); the gate
+ * starts the connection from the client's address and port (upstream.ts), and:
+ * - connected: records the socket in the {@link UpstreamRegistry}, where the relay thread that
+ *   accepts the client's connection takes it, and lets the SYN go on (the kernel's listener
+ *   answers it);
+ * - refused: drops the SYN and sends the client an RST from relay:port, as a server would;
+ * - host or network unreachable: drops it and sends the client an ICMP error from the relay;
+ * - no answer in `tcp_connect_timeout`: drops it; the client's retransmitted SYN starts again.
+ * A SYN that finds its connection still under way (a retransmission) is dropped: the first is
+ * held. Anything the gate cannot decide (no service, no local port left) goes on unheld, and
+ * the relay connects after the accept as it does without the gate.
+ *
+ * The cost is a queue round trip per new connection, and the SYN-ACK waits for the server's
+ * (as through NAT).
+ *
+ * @module
+ */
+
+import { libc } from "../../ffi/libc.ts";
+import type { TcpTargets } from "../nat/tcp_targets.ts";
+import { buildIcmpError, buildTcpPacket } from "../packet/build.ts";
+import { IpProtocol, type Ipv4Packet, TcpFlag } from "../packet/ipv4_packet.ts";
+import { Errno, errnoName } from "../system/errno.ts";
+import { logger } from "../system/log.ts";
+import { Poller, Ready } from "./poller.ts";
+import { closeFd, pendingError, resetFd } from "./socket.ts";
+import { connectUpstream, type UpstreamFlow } from "./upstream.ts";
+import type { UpstreamRegistry } from "./upstream_registry.ts";
+
+const log = logger("relay");
+
+/** How long a connection made for a client waits for the client's handshake to complete. */
+export const UNCLAIMED_MS = 10_000;
+const SWEEP_MS = 100;
+
+/** What a {@link SynGate} works with. */
+export interface SynGateOptions {
+  targets: TcpTargets;
+  registry: UpstreamRegistry;
+  settings: () => { connectTimeoutMs: number };
+  now: () => number;
+}
+
+/** Counters of the gate. */
+export interface SynGateCounters {
+  /** SYNs held until the server answered. */
+  held: number;
+  /** ...whose server accepted: the SYN went on. */
+  accepted: number;
+  /** ...refused by the server: the client got an RST. */
+  refused: number;
+  /** ...unreachable: the client got an ICMP error. */
+  unreachable: number;
+  /** ...with no answer in time: the SYN was dropped. */
+  unanswered: number;
+  /** SYNs let go on unheld (no service, no local port) and retransmissions dropped. */
+  passed: number;
+  dropped: number;
+}
+
+/** A held SYN: `decide(true)` lets it go on, `decide(false)` drops it. */
+export type Decide = (accept: boolean) => void;
+
+interface Held {
+  syn: Uint8Array;
+  fd: number;
+  flow: UpstreamFlow;
+  servicePort: number;
+  deadline: number;
+  decide: Decide;
+}
+
+/** See the module documentation. */
+export class SynGate {
+  readonly counters: SynGateCounters = {
+    held: 0,
+    accepted: 0,
+    refused: 0,
+    unreachable: 0,
+    unanswered: 0,
+    passed: 0,
+    dropped: 0,
+  };
+  readonly #poller = new Poller(false);
+  readonly #held = new Map<string, Held>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #raw = -1;
+
+  constructor(private readonly options: SynGateOptions) {
+    this.#timer = setInterval(() => this.#sweep(), SWEEP_MS);
+  }
+
+  /** Whether `bytes` is a client's SYN (no ACK): one for {@link SynGate.hold}. */
+  static isSyn(bytes: Uint8Array): boolean {
+    if (bytes.length < 40 || bytes[9] !== IpProtocol.TCP) return false;
+    const ihl = (bytes[0] & 0x0f) * 4;
+    if (bytes.length < ihl + 20 || ((bytes[6] << 8) | bytes[7]) & 0x3fff) return false;
+    return (bytes[ihl + 13] & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN;
+  }
+
+  /** Decides a client's SYN (see {@link SynGate.isSyn}) once its server has answered. */
+  hold(syn: Ipv4Packet, decide: Decide): void {
+    const key = `${syn.src}:${syn.srcPort}:${syn.dstPort}`;
+    if (this.#held.has(key)) {
+      this.counters.dropped++;
+      decide(false);
+      return;
+    }
+    // Connected already, the client's SYN-ACK lost: the retransmitted SYN goes on.
+    if (this.options.registry.has(syn.src | 0, syn.srcPort, syn.dstPort)) {
+      return this.#pass(decide);
+    }
+    const target = this.options.targets.target(syn.dstPort, syn.dst | 0, syn.src | 0);
+    if (target === undefined) return this.#pass(decide);
+    // No server of the service up: refused now, as the relay would reset it at accept.
+    if (target === null) return this.#refuse(syn.bytes, decide);
+    const flow = {
+      client: syn.src | 0,
+      clientPort: syn.srcPort,
+      server: target.server,
+      serverPort: target.serverPort,
+    };
+    const outcome = connectUpstream(flow);
+    if (typeof outcome === "string") {
+      if (outcome === "ECONNREFUSED") return this.#refuse(syn.bytes, decide);
+      return this.#pass(decide);
+    }
+    this.counters.held++;
+    const held: Held = {
+      syn: syn.bytes.slice(),
+      fd: outcome.fd,
+      flow,
+      servicePort: syn.dstPort,
+      deadline: this.options.now() + this.options.settings().connectTimeoutMs,
+      decide,
+    };
+    if (!outcome.connecting) {
+      this.#connected(held);
+      return;
+    }
+    this.#held.set(key, held);
+    this.#poller.watch(outcome.fd, Ready.Out | Ready.Err | Ready.Hup, (events) => {
+      if (!(events & (Ready.Out | Ready.Err | Ready.Hup))) return;
+      this.#held.delete(key);
+      this.#poller.unwatch(outcome.fd);
+      const e = events & (Ready.Err | Ready.Hup) ? pendingError(outcome.fd) : 0;
+      if (e === 0) this.#connected(held);
+      else this.#failed(held, e);
+    });
+  }
+
+  /** Drops every held SYN, closes the connections not taken, stops. */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const held of this.#held.values()) {
+      this.#poller.unwatch(held.fd);
+      closeFd(held.fd);
+      held.decide(false);
+    }
+    this.#held.clear();
+    for (const fd of this.options.registry.expire(2 ** 31 * 1000 - 1000)) resetFd(fd);
+    if (this.#raw >= 0) closeFd(this.#raw);
+    this.#raw = -1;
+    await this.#poller.close();
+  }
+
+  #connected(held: Held): void {
+    const { client, clientPort } = held.flow;
+    const put = this.options.registry.put(
+      client,
+      clientPort,
+      held.servicePort,
+      held.fd,
+      this.options.now(),
+    );
+    // No room: the relay connects again after the accept, as without the gate.
+    if (!put) resetFd(held.fd);
+    this.counters.accepted++;
+    held.decide(true);
+  }
+
+  #failed(held: Held, e: number): void {
+    closeFd(held.fd);
+    if (e === Errno.ECONNREFUSED) return this.#refuse(held.syn, held.decide);
+    if (e === Errno.EHOSTUNREACH || e === Errno.ENETUNREACH) {
+      this.counters.unreachable++;
+      held.decide(false);
+      // Host (1) or network (0) unreachable, about the client's SYN, from the relay.
+      this.#send(held.syn, (syn, relay, client) =>
+        buildIcmpError(
+          {
+            src: relay,
+            dst: client,
+            type: 3,
+            code: e === Errno.EHOSTUNREACH ? 1 : 0,
+          },
+          syn,
+          ((syn[0] & 0x0f) * 4) + 8,
+        ));
+      return;
+    }
+    log.debug("connect for a held SYN failed: {why}", { why: errnoName(e) });
+    this.counters.unanswered++;
+    held.decide(false);
+  }
+
+  /** The server refused: the SYN goes no further, the client gets an RST from relay:port. */
+  #refuse(syn: Uint8Array, decide: Decide): void {
+    this.counters.refused++;
+    decide(false);
+    this.#send(syn, (bytes, relay, client) => {
+      const ihl = (bytes[0] & 0x0f) * 4;
+      const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return buildTcpPacket({
+        src: relay,
+        dst: client,
+        srcPort: v.getUint16(ihl + 2),
+        dstPort: v.getUint16(ihl),
+        seq: 0,
+        ack: (v.getUint32(ihl + 4) + 1) >>> 0,
+        flags: TcpFlag.RST | TcpFlag.ACK,
+        window: 0,
+      });
+    });
+  }
+
+  #pass(decide: Decide): void {
+    this.counters.passed++;
+    decide(true);
+  }
+
+  /** Sends the client what `make` builds from its SYN, through a raw socket. */
+  #send(
+    syn: Uint8Array,
+    make: (syn: Uint8Array, relay: number, client: number) => Uint8Array,
+  ): void {
+    const v = new DataView(syn.buffer, syn.byteOffset, syn.byteLength);
+    const client = v.getUint32(12);
+    const packet = make(syn, v.getUint32(16), client);
+    if (this.#raw < 0) {
+      // AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW: the header is ours (IP_HDRINCL).
+      this.#raw = libc().socket(2, 3 | 0o2000000, 255);
+      if (this.#raw < 0) {
+        log.warning("no raw socket to answer a refused SYN: the client's SYN times out");
+        return;
+      }
+    }
+    const to = new Uint8Array(16);
+    const view = new DataView(to.buffer);
+    view.setUint16(0, 2, true);
+    view.setUint32(4, client);
+    const sent = libc().connect(this.#raw, to, 16) === 0 &&
+      libc().send(this.#raw, packet as Uint8Array<ArrayBuffer>, BigInt(packet.length), 0) >= 0;
+    if (!sent) {
+      log.debug("the answer to a refused SYN could not be sent");
+    }
+  }
+
+  /** Drops the SYNs whose server has not answered in time; closes connections not taken. */
+  #sweep(): void {
+    const now = this.options.now();
+    for (const [key, held] of this.#held) {
+      if (now < held.deadline) continue;
+      this.#held.delete(key);
+      this.#poller.unwatch(held.fd);
+      closeFd(held.fd);
+      this.counters.unanswered++;
+      held.decide(false);
+    }
+    for (const fd of this.options.registry.expire(now - UNCLAIMED_MS)) resetFd(fd);
+  }
+}

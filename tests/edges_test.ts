@@ -1,0 +1,376 @@
+/**
+ * End to end, as root: at the edges, the relay behaves as kernel NAT would (issue 29): TCP
+ * keepalives keep a connection alive, ICMP errors about relayed flows are translated both
+ * ways, path MTU discovery works through the relay, large datagrams get through whole.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
+import { type LabProcess, run } from "../src/lab/process.ts";
+import { startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { waitForListen } from "../src/lab/wait.ts";
+import { LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
+
+const NEEDS: Requirement[] = ["iptables", "nft", "libnetfilter_queue", "cmd:python3"];
+const R = LAB_ADDR.relay;
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+labTest(
+  "TCP keepalives from either side keep a connection past the idle timeout; silence does not",
+  NEEDS,
+  async (lab) => {
+    const port = 9000;
+    const peer = `${FIXTURES}keepalive_peer.py`;
+    const server = lab.spawn("server", "keepalive", [
+      "python3",
+      peer,
+      "server",
+      LAB_ADDR.server,
+      String(port),
+    ]);
+    await lab.waitForListen("server", "tcp", port);
+    const krelay = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--tcp-ports",
+      String(port),
+      "--tcp-idle-timeout",
+      "3",
+    ]);
+    // Probes every second; seven seconds of silence are more than two timeouts.
+    const r = await lab.exec("client", ["python3", peer, "client", R, String(port), "7"], {
+      timeoutMs: 30_000,
+    });
+    assert(r.success, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assertEquals([out.C, out.K], ["ok", "ok"]);
+    assert(out.N !== "ok", `the silent connection outlived the idle timeout: ${out.N}`);
+    assertEquals(await krelay.stop(), 0);
+    await server.stop();
+  },
+);
+
+const PROBE = `${FIXTURES}icmp_probe.py`;
+
+/** The relay's server-side link and the server's interface get a 1,280-byte MTU. */
+async function narrowServerSide(lab: Lab): Promise<void> {
+  for (const dev of [LAB_IF.relayServerPort1, LAB_IF.relayServer]) {
+    await lab.exec("relay", ["ip", "link", "set", "dev", dev, "mtu", "1280"], { check: true });
+  }
+  await lab.exec("server", ["ip", "link", "set", "dev", LAB_IF.host, "mtu", "1280"], {
+    check: true,
+  });
+}
+
+/** One UDP probe from the client (see icmp_probe.py). */
+async function probe(lab: Lab, ...args: (string | number)[]) {
+  const r = await lab.exec("client", ["python3", PROBE, "send", R, ...args.map(String)], {
+    timeoutMs: 15_000,
+  });
+  assert(r.success, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/**
+ * The UDP edges, with the services on ports 7000 (echo), 7001 (answers again after the
+ * client has gone) and 7002 (nothing listens): ICMP errors both ways, path MTU discovery,
+ * datagrams larger than the MTU.
+ */
+async function udpEdges(lab: Lab, extraFlags: string[] = []): Promise<void> {
+  const scripted = extraFlags.includes("--script");
+  const echo = lab.spawn("server", "udp-echo", ["python3", PROBE, "echo", LAB_ADDR.server, "7000"]);
+  const late = lab.spawn("server", "udp-late", ["python3", PROBE, "late", LAB_ADDR.server, "7001"]);
+  await lab.waitForListen("server", "udp", 7000);
+  await lab.waitForListen("server", "udp", 7001);
+  await narrowServerSide(lab);
+  const krelay = await startKrelay(lab, [
+    ...LAB_FLAGS,
+    "--udp-ports",
+    "7000,7001,7002",
+    "--tcp-ports",
+    "",
+    ...extraFlags,
+  ]);
+
+  // Nothing listens: the server's port unreachable comes back from the relay, at once.
+  const refused = await probe(lab, 7002, 100);
+  assertEquals([refused.error, refused.icmp, refused.from], ["ConnectionRefusedError", [3, 3], R]);
+  assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+  // dig says so at once too, instead of waiting out its timeout.
+  const started = performance.now();
+  const dig = await lab.exec("client", [
+    "dig",
+    "-p",
+    "7002",
+    `@${R}`,
+    "lab.example",
+    "+tries=1",
+    "+time=5",
+  ]);
+  assert(/refused/i.test(dig.stdout + dig.stderr), dig.stdout + dig.stderr);
+  assert(performance.now() - started < 2_500, `dig took ${performance.now() - started} ms`);
+
+  // Too big for the server's side with DF: the relay's "fragmentation needed" reaches the
+  // client as its own, about the client's datagram; the client learns the path MTU.
+  const big = await probe(lab, 7000, 1400, "do");
+  assertEquals([big.error, big.icmp, big.info, big.from], ["OSError", [3, 4], 1280, R]);
+  assertEquals(big.mtu, 1280);
+  // What fits now gets through.
+  assertEquals((await probe(lab, 7000, 1200, "do")).answer, 1200);
+
+  // Larger than the MTU without DF: fragmented, relayed and answered whole both ways.
+  assertEquals((await probe(lab, 7000, 3000, "dont")).answer, 3000);
+  assertEquals((await probe(lab, 7000, 20000, "dont")).answer, 20000);
+
+  // A TTL that runs out at the relay: its "time exceeded" is about the client's datagram.
+  const ttl = await probe(lab, 7000, 100, "do", 1);
+  assertEquals([ttl.icmp, ttl.from], [[11, 0], R]);
+
+  // From the client's side: the client has gone when the answer comes; its port unreachable
+  // reaches the server, about the server's own datagram.
+  await lab.exec("client", ["python3", PROBE, "quit", R, "7001"], { check: true });
+  let line: string | undefined;
+  for (let i = 0; i < 100 && line === undefined; i++) {
+    line = (await late.readLog()).split("\n").find((l) => l.startsWith("{"));
+    if (line === undefined) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert(line !== undefined, "the late server printed nothing");
+  const gone = JSON.parse(line);
+  assertEquals(gone, {
+    peer: LAB_ADDR.client,
+    result: "ConnectionRefusedError",
+    icmp: [3, 3],
+    info: 0,
+    from: LAB_ADDR.client,
+  });
+
+  assertEquals(await krelay.stop(), 0);
+  const c = await krelay.finalCounters();
+  // Port unreachable (python, dig), fragmentation needed, time exceeded, and the client's
+  // port unreachable.
+  assertEquals(c.icmpErrors, 5);
+  // The scripted service's datagrams all crossed krelay (the fragmented ones reassembled);
+  // the other's only their flows' first.
+  // Answers: 1,200, 3,000 and 20,000 bytes, and the late one.
+  assertEquals(c.udpReplies, scripted ? 4 : 0);
+  await echo.stop();
+  await late.stop();
+}
+
+labTest(
+  "UDP: ICMP errors both ways, path MTU discovery and large datagrams, as with kernel NAT",
+  [...NEEDS, "dig"],
+  (lab) => udpEdges(lab),
+);
+
+labTest(
+  "UDP with a packet script: ICMP errors both ways, path MTU discovery and large datagrams",
+  [...NEEDS, "dig"],
+  (lab) =>
+    udpEdges(lab, [
+      "--script",
+      new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
+      "--on",
+      "udp:7000,udp:7001,udp:7002",
+    ]),
+);
+
+labTest(
+  "TCP: path MTU discovery works on the relay's leg to the server through a narrower router",
+  NEEDS,
+  async (lab) => {
+    // A server behind a router: the lab's server namespace forwards to `far` (203.0.113.130)
+    // over a link whose router side has a 1,280-byte MTU while `far` itself has 1,500, so
+    // its SYN-ACK offers a full-size MSS and only the router's "fragmentation needed",
+    // addressed to the client's address (the relay's socket is bound to it), can tell the
+    // relay's socket to send smaller segments.
+    const far = `${lab.prefix}-far`;
+    const FAR = "203.0.113.130";
+    const port = 9100;
+    await run(["ip", "netns", "add", far], { check: true });
+    let sink: LabProcess | undefined;
+    try {
+      const inServer = (...cmd: string[]) => lab.exec("server", cmd, { check: true });
+      const inFar = (...cmd: string[]) =>
+        run(["ip", "netns", "exec", far, ...cmd], { check: true });
+      await inServer(
+        "ip",
+        "link",
+        "add",
+        "far0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        far,
+      );
+      await inServer("ip", "addr", "add", "203.0.113.129/25", "dev", "far0");
+      await inServer("ip", "link", "set", "far0", "mtu", "1280", "up");
+      await inServer("sysctl", "-qw", "net.ipv4.ip_forward=1");
+      await inFar("ip", "link", "set", "lo", "up");
+      await inFar("ip", "addr", "add", `${FAR}/25`, "dev", "eth0");
+      await inFar("ip", "link", "set", "eth0", "up");
+      await inFar("ip", "route", "add", "default", "via", "203.0.113.129");
+      await lab.exec("relay", ["ip", "route", "add", "203.0.113.128/25", "via", LAB_ADDR.server], {
+        check: true,
+      });
+      const SINK = `${FIXTURES}tcp_sink.py`;
+      sink = lab.spawn("server", "far-sink", [
+        "ip",
+        "netns",
+        "exec",
+        far,
+        "python3",
+        SINK,
+        "server",
+        FAR,
+        String(port),
+      ]);
+      await waitForListen(far, "tcp", port);
+      const krelay = await startKrelay(lab, [
+        "--real-ip",
+        FAR,
+        "--relay-ip",
+        R,
+        "--tcp-ports",
+        String(port),
+      ]);
+      const r = await lab.exec("client", ["python3", SINK, "client", R, String(port), "2000000"], {
+        timeoutMs: 30_000,
+      });
+      assert(r.success, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assertEquals(out.answer, out.sent);
+      // The relay's route to the server learned the narrower path.
+      const cached = await lab.exec("relay", ["ip", "route", "get", FAR], {
+        check: true,
+      });
+      assert(/mtu 1280/.test(cached.stdout), cached.stdout);
+      assertEquals(await krelay.stop(), 0);
+    } finally {
+      await sink?.stop();
+      await run(["ip", "netns", "del", far]);
+    }
+  },
+);
+
+labTest(
+  "TCP: a large download through a 1,280-byte MTU on the server's side (its MSS)",
+  [...NEEDS, "nginx", "curl"],
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("big.bin", 8 * 1024 * 1024);
+    await narrowServerSide(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    const r = await lab.exec("client", [
+      "bash",
+      "-c",
+      `set -o pipefail; curl -sS --max-time 60 http://${R}${file.urlPath} | sha256sum`,
+    ], { timeoutMs: 70_000 });
+    assert(r.success, r.stderr);
+    assertEquals(r.stdout.split(" ")[0], file.sha256);
+    assertEquals(await krelay.stop(), 0);
+  },
+);
+
+/**
+ * A TCP service whose server refuses (81), drops SYNs (82), says host unreachable (83) or
+ * answers (80): the client sees what it would see talking to the server itself.
+ */
+async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void> {
+  {
+    await startServers(lab);
+    // 81: nothing listens. 82: the server drops SYNs. 83: the server says host unreachable.
+    const drop = ["-A", "INPUT", "-p", "tcp", "--dport"];
+    await lab.exec("server", ["iptables", ...drop, "82", "-j", "DROP"], { check: true });
+    await lab.exec("server", [
+      "iptables",
+      ...drop,
+      "83",
+      "-j",
+      "REJECT",
+      "--reject-with",
+      "icmp-host-unreachable",
+    ], { check: true });
+    const krelay = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--tcp-ports",
+      "80,81,82,83",
+      "--tcp-connect-timeout",
+      "1",
+      ...extraFlags,
+    ]);
+    const connect = async (port: number) => {
+      const r = await lab.exec("client", [
+        "python3",
+        "-c",
+        [
+          "import json, socket, sys, time",
+          "t = time.monotonic()",
+          "try:",
+          `    socket.create_connection(('${R}', ${port}), timeout=3).close()`,
+          "    out = 'connected'",
+          "except socket.timeout:",
+          "    out = 'timeout'",
+          "except OSError as e:",
+          "    out = type(e).__name__ if type(e) is not OSError else f'errno {e.errno}'",
+          "print(json.dumps({'out': out, 'ms': (time.monotonic() - t) * 1000}))",
+        ].join("\n"),
+      ], { timeoutMs: 15_000 });
+      assert(r.success, r.stderr);
+      return JSON.parse(r.stdout) as { out: string; ms: number };
+    };
+    const refused = await connect(81);
+    assertEquals(refused.out, "ConnectionRefusedError");
+    assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+    // dig says so at once too, instead of waiting out its timeout.
+    const started = performance.now();
+    const dig = await lab.exec("client", [
+      "dig",
+      "-p",
+      "7002",
+      `@${R}`,
+      "lab.example",
+      "+tries=1",
+      "+time=5",
+    ]);
+    assert(/refused/i.test(dig.stdout + dig.stderr), dig.stdout + dig.stderr);
+    assert(performance.now() - started < 2_500, `dig took ${performance.now() - started} ms`);
+    // curl tells "server down" (7: could not connect) from "request aborted" (56).
+    const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}:81/`]);
+    assertEquals(curl.code, 7, curl.stderr);
+    // No route to host (EHOSTUNREACH), as from the server's own network.
+    assertEquals((await connect(83)).out, "errno 113");
+    // Silent: the client's own SYNs go unanswered until its timeout, as they would directly.
+    assertEquals((await connect(82)).out, "timeout");
+    // And an answering server is reached as ever.
+    assertEquals((await connect(80)).out, "connected");
+    const web = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}/`]);
+    assertEquals(web.code, 0, web.stderr);
+    assertEquals(await krelay.stop(), 0);
+    const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
+    assertEquals([syn.refused, syn.unreachable], [2, 1]);
+    assert(syn.accepted >= 2 && syn.unanswered >= 1, JSON.stringify(syn));
+  }
+}
+
+labTest(
+  "TCP: a refused connection is refused, an unreachable one unreachable, a silent one times out",
+  [...NEEDS, "nginx", "curl"],
+  (lab) => tcpServerDown(lab),
+);
+
+labTest(
+  "TCP with a packet script: refused, unreachable and silent servers as without the relay",
+  [...NEEDS, "nginx", "curl"],
+  (lab) =>
+    tcpServerDown(lab, [
+      "--script",
+      new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
+      "--on",
+      "tcp:80,tcp:81,tcp:82,tcp:83",
+    ]),
+);
