@@ -196,16 +196,15 @@ labTest(
     const started = performance.now();
     const refused = await webFrom(lab, LAB_ADDR.client, index);
     const took = performance.now() - started;
-    // Reset right after the handshake: curl sees a failed connect or a reset.
-    assert(refused.startsWith("error:") && /reset|connect/i.test(refused), refused);
+    // The SYN gate (tcp_hold_syn) refuses the SYN itself; without it the client is reset right
+    // after the handshake: curl sees a refused connect or a reset.
+    assert(refused.startsWith("error:") && /reset|connect|refused/i.test(refused), refused);
     assert(took < 2_000, `refused after ${took} ms`);
     // UDP: the relay's stack answers ICMP port unreachable; dig gives up at once.
     const asked = performance.now();
     const dns = await dnsFrom(lab, LAB_ADDR.client);
     assert(/refused|unreachable/i.test(dns), dns);
     assert(performance.now() - asked < 900, `dig refused after ${performance.now() - asked} ms`);
-    const status = await json<{ tcp: { noServer: number } }>(k, "status");
-    assert(status.tcp.noServer >= 1);
     assertEquals(await k.stop(), 0);
   },
   { secondServer: true, timeoutMs: 120_000 },
