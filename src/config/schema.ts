@@ -12,13 +12,24 @@
  */
 
 import { z } from "zod";
-import { isIpv4 } from "../packet/address.ts";
+import { addressFamilies, addressListProblem } from "./addresses.ts";
 
 const port = z.number().int("must be a whole number").min(1, "must be 1-65535").max(
   65535,
   "must be 1-65535",
 );
-const ipv4 = z.string().refine(isIpv4, "must be an IPv4 address like 203.0.113.10");
+/**
+ * A comma-separated list of addresses of either family (addresses.ts); `onePerFamily` for the
+ * relay's own. The real servers need an IPv4 one: IPv6 is relayed beside IPv4, not instead.
+ */
+const addressList = (onePerFamily: boolean, needsIpv4: boolean) =>
+  z.string().superRefine((text, ctx) => {
+    const problem = addressListProblem(text, onePerFamily);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+    else if (needsIpv4 && addressFamilies(text).v4.length === 0) {
+      ctx.addIssue({ code: "custom", message: "must include an IPv4 address like 203.0.113.10" });
+    }
+  });
 const seconds = z.number().positive("must be more than 0 seconds").max(86400 * 7, "too long");
 const portList = z.array(port).max(64, "at most 64 ports").refine(
   (ports) => new Set(ports).size === ports.length,
@@ -27,9 +38,12 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
 
 /** The schema; field descriptions feed `--help` and the README. */
 export const configSchema = z.object({
-  real_ip: ipv4.default("192.168.0.10").describe("address of the real server"),
-  relay_ip: ipv4.optional().describe(
-    "the relay's address that clients talk to (default: detected)",
+  real_ip: addressList(false, true).default("192.168.0.10").describe(
+    "address of the real server; with an IPv6 one too (203.0.113.10,2001:db8:2::10), IPv6 " +
+      "clients are relayed to it",
+  ),
+  relay_ip: addressList(true, false).optional().describe(
+    "the relay's address that clients talk to, one per family (default: detected)",
   ),
   gport: port.default(16000).describe("TCP gateway port the relay listens on"),
   udp_ports: portList.default([53]).describe("UDP service ports relayed by NAT"),

@@ -17,7 +17,7 @@ Deno.test("parseConfig() names the key and the reason for each bad value", () =>
   assertEquals(r.errors.sort(), [
     "gport: must be 1-65535",
     "queue: must be a number",
-    "real_ip: must be an IPv4 address like 203.0.113.10",
+    'real_ip: must be IPv4 or IPv6 addresses like 203.0.113.10,2001:db8:2::10 ("300.1.1.1" is not one)',
     "udp_ports: has a port twice",
   ]);
 });

@@ -78,6 +78,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["pid", String(report.pid)],
     ["uptime", `${formatDuration(report.uptimeSeconds)} (since ${report.startedAt})`],
     ["relay ip", report.relayIp],
+    ...(report.relayIp6 === undefined ? [] : [["relay ip6", report.relayIp6]]),
   ].map(([k, v]) => `${k.padEnd(8)}  ${v}`).join("\n");
 
   const packets: CounterGroup = ["packets", [

@@ -32,7 +32,8 @@ import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { PacketLoop } from "./packet_loop.ts";
-import { detectRelayIp } from "./relay_ip.ts";
+import { detectRelayIp, detectRelayIp6 } from "./relay_ip.ts";
+import { addressFamilies, firstOfEach } from "../config/addresses.ts";
 import {
   type ConfigChange,
   divertedView,
@@ -73,7 +74,8 @@ export function rewriterSettings(
 ): RewriterSettings {
   return {
     relayIp: parseIpv4(relayIp),
-    realIp: parseIpv4(config.real_ip),
+    realIp: parseIpv4(firstOfEach(config.real_ip).v4!),
+    realIp6: firstOfEach(config.real_ip).v6,
     udpPorts: new Set(config.udp_ports),
     udpTimeoutMs: config.udp_timeout * 1000,
     udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
@@ -106,7 +108,13 @@ export function steeringSpec(
   relayIp: string,
   live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number> },
   scripted: { udp: readonly number[]; tcp: readonly number[] } = { udp: [], tcp: [] },
+  relayIp6?: string,
 ): SteeringSpec {
+  const real = firstOfEach(config.real_ip);
+  // IPv6 clients are steered only to an IPv6 server, and only with an IPv6 relay address.
+  const ipv6 = relayIp6 !== undefined && real.v6 !== undefined
+    ? { relayIp6, realIp6: real.v6 }
+    : {};
   const union = (a: readonly number[], b: Iterable<number>) =>
     [...new Set([...a, ...b])].sort((x, y) => x - y);
   const udpPorts = union(config.udp_ports, live.udpPorts);
@@ -114,7 +122,8 @@ export function steeringSpec(
   return {
     queue: config.queue,
     relayIp,
-    realIp: config.real_ip,
+    realIp: real.v4!,
+    ...ipv6,
     gport: config.gport,
     udpPorts,
     tcpPorts,
@@ -158,7 +167,13 @@ export class Daemon {
   /** Packet scripts (`krelay script ...`). */
   readonly scripts: ScriptHost;
 
-  private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
+  private constructor(
+    config: Config,
+    readonly relayIp: string,
+    private readonly deps: DaemonDeps,
+    /** The relay's IPv6 address, when IPv6 clients are relayed. */
+    readonly relayIp6?: string,
+  ) {
     this.#config = config;
     this.#settings = rewriterSettings(config, relayIp);
     this.#startedClock = deps.now();
@@ -197,8 +212,17 @@ export class Daemon {
 
   /** Builds a daemon for `config`, detecting the relay address if it is not set. */
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
-    const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, config.real_ip);
-    return new Daemon(config, relayIp, deps);
+    const real = firstOfEach(config.real_ip);
+    const relay = firstOfEach(config.relay_ip);
+    const relayIp = relay.v4 ?? await detectRelayIp(deps.run, real.v4!);
+    let relayIp6 = relay.v6;
+    if (relayIp6 === undefined && real.v6 !== undefined) {
+      relayIp6 = await detectRelayIp6(deps.run, real.v6).catch((e) => {
+        log.warning("IPv6 clients are not relayed: {error}", { error: String(e) });
+        return undefined;
+      });
+    }
+    return new Daemon(config, relayIp, deps, relayIp6);
   }
 
   /** The configuration in force. */
@@ -327,6 +351,7 @@ export class Daemon {
       startedAt: this.#startedAt.toISOString(),
       uptimeSeconds: (this.deps.now() - this.#startedClock) / 1000,
       relayIp: this.relayIp,
+      ...(this.relayIp6 === undefined ? {} : { relayIp6: this.relayIp6 }),
       config: this.#config,
       packets: { ...this.engine.counters },
       engineErrors: this.#loop?.engineErrors ?? 0,
@@ -438,7 +463,11 @@ export class Daemon {
     if (seen.gport !== this.#config.gport) {
       await this.#adopt("gport", String(seen.gport));
     }
-    if (seen.realIp !== this.#config.real_ip) await this.#adopt("real_ip", seen.realIp);
+    // The module holds the IPv4 server only: the IPv6 ones stay as configured.
+    const real = addressFamilies(this.#config.real_ip);
+    if (seen.realIp !== real.v4[0]) {
+      await this.#adopt("real_ip", [seen.realIp, ...real.v4.slice(1), ...real.v6].join(","));
+    }
     if (seen.started && this.#state === "stopped") {
       log.info("krelay.ko was started: relaying");
       await this.start();
@@ -469,9 +498,15 @@ export class Daemon {
       this.relayIp,
       { udpPorts: udp, tcpPorts: tcp },
       this.scripts.scriptedPorts(),
+      this.relayIp6,
     );
     const main = this.relay.listenerFd;
-    return { ...spec, listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []) };
+    const main6 = this.relay.listenerFd6;
+    return {
+      ...spec,
+      listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
+      listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
+    };
   }
 
   /**

@@ -117,7 +117,10 @@ Deno.test("Daemon.setConfig() refuses a bad value or a key that cannot change, c
   const daemon = await Daemon.create(config(), deps);
   await daemon.open();
   await daemon.start();
-  await rejects(daemon.setConfig("real_ip", "300.1.1.1"), /real_ip: must be an IPv4 address/);
+  await rejects(
+    daemon.setConfig("real_ip", "300.1.1.1"),
+    /real_ip: must be IPv4 or IPv6 addresses/,
+  );
   await rejects(daemon.setConfig("udp_ports", "53,x"), /udp_ports.1: must be a number/);
   await rejects(daemon.setConfig("queue", "7"), /queue cannot change while krelay runs/);
   await rejects(daemon.setConfig("gprot", "7"), /unknown key gprot/);

@@ -11,6 +11,7 @@ import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
+import { formatEndpoint6 } from "../packet/ipv6_address.ts";
 import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
 
 /** Whether krelay is relaying. */
@@ -25,6 +26,8 @@ export interface StatusReport {
   uptimeSeconds: number;
   /** The relay address in use (configured or detected). */
   relayIp: string;
+  /** The relay's IPv6 address, when IPv6 clients are relayed. */
+  relayIp6?: string;
   config: Config;
   packets: PacketCounters;
   /** Packets whose processing threw (accepted unchanged). */
@@ -66,7 +69,18 @@ export interface ConfigChange {
 /** A diverted TCP connection (kernel_nat; no NAT entry) as a view, like {@link natEntryView}. */
 export function divertedView(c: DivertedConnection, now: number): NatEntryView {
   // Segments are the kernel's business here; bytes are the relay's.
-  return natEntryView({ ...c, protocol: "tcp", packetsToServer: 0, packetsToClient: 0 }, now);
+  const view = natEntryView(
+    { ...c, protocol: "tcp", packetsToServer: 0, packetsToClient: 0 },
+    now,
+  );
+  const v6 = c.v6;
+  if (v6 === undefined) return view;
+  return {
+    ...view,
+    client: formatEndpoint6(v6.client, c.clientPort),
+    relay: formatEndpoint6(v6.relay, c.servicePort),
+    server: formatEndpoint6(v6.server, c.serverPort),
+  };
 }
 
 /** What a view is made of: a NAT entry, or a diverted connection given the same fields. */

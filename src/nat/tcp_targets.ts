@@ -18,6 +18,8 @@
 /** What the targets follow; read on every lookup, so live changes apply to new connections. */
 export interface TcpTargetSettings {
   realIp: number;
+  /** The IPv6 real server (canonical text); IPv6 clients are not relayed without one. */
+  realIp6?: string;
   /** TCP service ports relayed through the gateway port. */
   tcpPorts: ReadonlySet<number>;
 }
@@ -69,6 +71,16 @@ export class TcpTargets {
     if (s.tcpPorts !== this.#targetPorts || s.realIp !== this.#targetIp) this.#makeTargets(s);
     const t = this.#targets.get(servicePort);
     return t === undefined || (t.local !== 0 && t.local !== local) ? undefined : t;
+  }
+
+  /**
+   * Where an IPv6 connection to service port `servicePort` goes: the IPv6 real server on the
+   * same port, or undefined (no IPv6 server, or not a service). IPv4 and IPv6 clients are
+   * each relayed within their family.
+   */
+  target6(servicePort: number): string | undefined {
+    const s = this.settings();
+    return s.realIp6 !== undefined && s.tcpPorts.has(servicePort) ? s.realIp6 : undefined;
   }
 
   /**

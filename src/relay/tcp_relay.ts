@@ -24,7 +24,9 @@ import { PipePool } from "./pipe_pool.ts";
 import { Poller, Ready } from "./poller.ts";
 import { acceptFrom, closeFd, gatewayListener, localEndpoint, resetFd } from "./socket.ts";
 import { closeGracefully, reserveFd } from "./close.ts";
-import { connectUpstream } from "./upstream.ts";
+import { connectUpstream, connectUpstream6 } from "./upstream.ts";
+import { acceptFrom6, gatewayListener6, localEndpoint6 } from "./socket6.ts";
+import { formatEndpoint6 } from "../packet/ipv6_address.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import {
@@ -115,6 +117,18 @@ export interface RelayedFlow {
   servicePort: number;
   server: number;
   serverPort: number;
+  /**
+   * An IPv6 connection's addresses (canonical text; the numbers above are then 0), undefined
+   * for IPv4. Always present, so that every flow has one shape.
+   */
+  v6: RelayedAddresses6 | undefined;
+}
+
+/** The addresses of an IPv6 relayed connection. */
+export interface RelayedAddresses6 {
+  client: string;
+  relay: string;
+  server: string;
 }
 
 /** A relayed connection as listed: it has no NAT entry. */
@@ -142,10 +156,14 @@ class Relayed {
   ) {}
 
   get who(): string {
+    const v6 = this.flow.v6;
+    if (v6 !== undefined) return formatEndpoint6(v6.client, this.flow.clientPort);
     return formatEndpoint(this.flow.client, this.flow.clientPort);
   }
 
   get target(): string {
+    const v6 = this.flow.v6;
+    if (v6 !== undefined) return formatEndpoint6(v6.server, this.flow.serverPort);
     return formatEndpoint(this.flow.server, this.flow.serverPort);
   }
 }
@@ -155,6 +173,9 @@ export class TcpRelay {
   #shared?: PumpShared;
   #host?: Connections;
   #listener = -1;
+  /** The IPv6 gateway listener, -1 when IPv6 is unavailable or not listening. */
+  #listener6 = -1;
+  #ipv6Refused = false;
   #port = 0;
   /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
   #spare = -1;
@@ -179,6 +200,11 @@ export class TcpRelay {
   /** The listener's descriptor (for the steering's sk_lookup), -1 when not listening. */
   get listenerFd(): number {
     return this.#listener;
+  }
+
+  /** The IPv6 listener's descriptor, -1 when none (not listening, or no IPv6 here). */
+  get listenerFd6(): number {
+    return this.#listener6;
   }
 
   /**
@@ -212,9 +238,31 @@ export class TcpRelay {
     this.#listener = fd;
     this.#port = port;
     if (old >= 0) this.#closeListener(old);
+    this.#listen6(port, shared);
     return Promise.resolve();
   }
 
+  /**
+   * The IPv6 listener on the same port, beside the IPv4 one. Where the host has no IPv6 (or the
+   * port is taken for IPv6 only), IPv4 goes on alone: said once.
+   */
+  #listen6(port: number, shared: PumpShared): void {
+    const old = this.#listener6;
+    this.#listener6 = -1;
+    let fd = -1;
+    try {
+      fd = gatewayListener6(port, true, this.options.reusePort === true, this.options.cpu);
+      shared.poller.watch(fd, Ready.In, () => this.#acceptSome6(fd));
+      this.#listener6 = fd;
+    } catch (e) {
+      if (fd >= 0) closeFd(fd);
+      if (!this.#ipv6Refused) {
+        log.warning("no IPv6 gateway listener: {error}", { error: String(e) });
+        this.#ipv6Refused = true;
+      }
+    }
+    if (old >= 0) this.#closeListener(old);
+  }
   #newHost(shared: PumpShared): Connections {
     // A new host starts with its own defaults: the next accept passes the settings on.
     this.#timeouts = [-1, -1];
@@ -232,6 +280,8 @@ export class TcpRelay {
   unlisten(): Promise<void> {
     if (this.#listener >= 0) this.#closeListener(this.#listener);
     this.#listener = -1;
+    if (this.#listener6 >= 0) this.#closeListener(this.#listener6);
+    this.#listener6 = -1;
     return Promise.resolve();
   }
 
@@ -293,7 +343,11 @@ export class TcpRelay {
         client: client >>> 0,
         relay: relay >>> 0,
         server: server >>> 0,
-        relayPort: c.upstream >= 0 ? localEndpoint(c.upstream).port : 0,
+        relayPort: c.upstream < 0
+          ? 0
+          : c.flow.v6 !== undefined
+          ? localEndpoint6(c.upstream).port
+          : localEndpoint(c.upstream).port,
         state: c.established ? TcpState.Established : TcpState.Connecting,
         created: c.created,
         lastSeen: activity?.lastMove ?? c.created,
@@ -318,6 +372,68 @@ export class TcpRelay {
       }
       return;
     }
+  }
+
+  /** {@link TcpRelay.#acceptSome} for the IPv6 listener. */
+  #acceptSome6(listener: number): void {
+    this.#syncTimeouts();
+    for (let i = 0; i < ACCEPTS_PER_EVENT; i++) {
+      const got = acceptFrom6(listener);
+      if (typeof got !== "number") {
+        this.#accept6(got.fd, got.peer.address, got.peer.port);
+        continue;
+      }
+      if (got === Errno.EMFILE || got === Errno.ENFILE) this.#refuseAtLimit6(listener, got);
+      else if (got !== Errno.EAGAIN && got !== Errno.ECONNABORTED && got !== Errno.EINTR) {
+        log.error("accept on the IPv6 gateway port failed: {error}", { error: errnoText(got) });
+      }
+      return;
+    }
+  }
+
+  #refuseAtLimit6(listener: number, e: number): void {
+    log.warning("no file descriptor left for a new connection ({error}): resetting it", {
+      error: errnoText(e),
+    });
+    if (this.#spare >= 0) closeFd(this.#spare);
+    const got = acceptFrom6(listener);
+    if (typeof got !== "number") {
+      this.#stats.total++;
+      this.#stats.failed++;
+      resetFd(got.fd);
+    }
+    this.#spare = reserveFd();
+  }
+
+  /** An IPv6 client's connection: relayed to the IPv6 real server, or reset when none. */
+  #accept6(fd: number, client: string, clientPort: number): void {
+    this.#stats.total++;
+    let c: Relayed | undefined;
+    try {
+      const local = localEndpoint6(fd);
+      const server = this.options.targets.target6(local.port);
+      if (server !== undefined) {
+        c = new Relayed(this.#nextId++, {
+          client: 0,
+          clientPort,
+          relay: 0,
+          servicePort: local.port,
+          server: 0,
+          serverPort: local.port,
+          v6: { client, relay: local.address, server },
+        }, this.options.now());
+      }
+    } catch {
+      c = undefined;
+    }
+    if (c === undefined) {
+      log.debug("no IPv6 service for {who}: reset", { who: formatEndpoint6(client, clientPort) });
+      this.#stats.failed++;
+      resetFd(fd);
+      return;
+    }
+    this.#connections.set(c.id, c);
+    this.#connect(c, fd);
   }
 
   /** Passes the timeouts on when the settings changed. */
@@ -380,6 +496,7 @@ export class TcpRelay {
       servicePort: local.port,
       server: target.server,
       serverPort: target.serverPort,
+      v6: undefined,
     };
     return new Relayed(this.#nextId++, flow, this.options.now());
   }
@@ -424,7 +541,13 @@ export class TcpRelay {
       this.#fail(c, client, resetFd);
       return;
     }
-    const outcome = connectUpstream(c.flow);
+    const v6 = c.flow.v6;
+    const outcome = v6 === undefined ? connectUpstream(c.flow) : connectUpstream6({
+      client: v6.client,
+      clientPort: c.flow.clientPort,
+      server: v6.server,
+      serverPort: c.flow.serverPort,
+    });
     if (typeof outcome !== "string") {
       c.upstream = outcome.fd;
       this.#host.add(c.id, client, outcome.fd, outcome.connecting);

@@ -48,8 +48,21 @@
 import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import { TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 
-/** The table's name (family ip). */
+/** The table's name (family ip, and ip6 for IPv6 clients). */
 export const NFT_TABLE = "krelay";
+
+/**
+ * The table's family: `ip` for IPv4, `ip6` for IPv6. The IPv6 table has the same chains and
+ * rules over IPv6 addresses, with one difference: no queue selects IPv6 packets, so a new UDP
+ * flow's first packet is sent to the IPv6 real server by its rule (and learnt by
+ * `udp_forward` as an IPv4 one is once krelay has rewritten it).
+ */
+export type NftFamily = "ip" | "ip6";
+
+/** IPv4 selectors of a rule as the IPv6 table writes them. */
+function asIpv6(rule: string): string {
+  return rule.replace(/\bip (saddr|daddr)\b/g, "ip6 $1");
+}
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
@@ -93,7 +106,21 @@ const REQUEST_TUPLE = "ip daddr . udp dport . ip saddr . udp sport";
  * The rules of the table's chains; `skLookup`: the client's connections reach the gateway
  * listener by sk_lookup.ts, so no TPROXY rule.
  */
-export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
+export function renderNatRules(
+  spec: SteeringSpec,
+  skLookup = false,
+  family: NftFamily = "ip",
+): NatRules {
+  const rules = renderFamilyRules(spec, skLookup, family);
+  if (family === "ip") return rules;
+  return {
+    divert: rules.divert.map(asIpv6),
+    udp_forward: rules.udp_forward.map(asIpv6),
+    untrack_out: rules.untrack_out.map(asIpv6),
+  };
+}
+
+function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFamily): NatRules {
   const rules: NatRules = { divert: [], udp_forward: [], untrack_out: [] };
   if (spec.tcpPorts.length > 0) {
     const ports = set(spec.tcpPorts);
@@ -117,16 +144,27 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
     const request = `ip daddr ${spec.relayIp} udp dport ${set(udpPorts)}`;
     const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
     const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
+    // IPv4: udp_flows maps a flow to its server. IPv6: nft (1.0.6) cannot add a 16-byte
+    // value under a concatenated key (it aborts), so udp_flows is a set of flows, which go to
+    // the configured IPv6 server: a live real_ip change moves IPv6 flows along with new ones
+    // (their whole tuple is learnt anew, so the new server's answers pass).
+    const v4 = family === "ip";
+    const toServer = v4 ? " : ip daddr" : "";
+    const toServerReply = v4 ? " : ip saddr" : "";
     rules.divert.push(
       // A known flow goes to its own server (a live real_ip change moves new flows only); both
       // of its entries live on. With no entry, the lookup ends the rule.
-      `${request} ip daddr set ${REQUEST_KEY} map @udp_flows ` +
-        `update @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
+      (v4
+        ? `${request} ip daddr set ${REQUEST_KEY} map @udp_flows `
+        : `${request} ${REQUEST_KEY} @udp_flows ip daddr set ${spec.realIp} `) +
+        `update @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
         `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`,
-      `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`,
+      v4
+        ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`
+        : `${request} meta mark set ${hex(UDP_FIRST_MARK)} ip daddr set ${spec.realIp} accept`,
     );
     rules.udp_forward.push(
-      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
+      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
         `add @udp_replies { ${REQUEST_TUPLE} ${timeout} } meta mark set 0x0 accept`,
       // The table is full: the answer could not find its way back.
       `${first} drop`,
@@ -134,23 +172,31 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
       // a datagram injected by any other host never reaches the client from relay:port.
       `udp sport ${set(udpPorts)} ${REPLY_TUPLE} @udp_replies ` +
         `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
-        `update @udp_flows { ${REPLY_KEY} ${timeout} : ip saddr } ip saddr set ${spec.relayIp}`,
+        `update @udp_flows { ${REPLY_KEY} ${timeout}${toServerReply} } ` +
+        `ip saddr set ${spec.relayIp}`,
     );
   }
   return rules;
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */
-export function renderNatTable(spec: SteeringSpec, skLookup = false): string {
-  const rules = renderNatRules(spec, skLookup);
+export function renderNatTable(
+  spec: SteeringSpec,
+  skLookup = false,
+  family: NftFamily = "ip",
+): string {
+  const rules = renderNatRules(spec, skLookup, family);
+  const addr = family === "ip" ? "ipv4_addr" : "ipv6_addr";
   const lines = [
-    `table ip ${NFT_TABLE} {`,
-    `  map udp_flows {`,
-    `    type ipv4_addr . inet_service . inet_service : ipv4_addr; flags dynamic,timeout;`,
+    `table ${family} ${NFT_TABLE} {`,
+    family === "ip" ? `  map udp_flows {` : `  set udp_flows {`,
+    `    type ${addr} . inet_service . inet_service${
+      family === "ip" ? ` : ${addr}` : ""
+    }; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
     `  }`,
     `  set udp_replies {`,
-    `    type ipv4_addr . inet_service . ipv4_addr . inet_service; flags dynamic,timeout;`,
+    `    type ${addr} . inet_service . ${addr} . inet_service; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
     `  }`,
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
@@ -167,12 +213,16 @@ export function renderNatTable(spec: SteeringSpec, skLookup = false): string {
 }
 
 /** An `nft -f` script replacing the chains' rules in one transaction. */
-export function renderNatUpdate(spec: SteeringSpec, skLookup = false): string {
-  const rules = renderNatRules(spec, skLookup);
+export function renderNatUpdate(
+  spec: SteeringSpec,
+  skLookup = false,
+  family: NftFamily = "ip",
+): string {
+  const rules = renderNatRules(spec, skLookup, family);
   const chains = chainsOf(spec);
-  const lines = chains.map(([chain]) => `flush chain ip ${NFT_TABLE} ${chain}`);
+  const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
   for (const [chain] of chains) {
-    lines.push(...rules[chain].map((r) => `add rule ip ${NFT_TABLE} ${chain} ${r}`));
+    lines.push(...rules[chain].map((r) => `add rule ${family} ${NFT_TABLE} ${chain} ${r}`));
   }
   lines.push("");
   return lines.join("\n");

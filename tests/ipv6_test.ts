@@ -1,0 +1,182 @@
+/**
+ * End to end over IPv6, as root: a dual-stack lab (client 2001:db8:1::10, relay
+ * 2001:db8:1::1 / 2001:db8:2::1, server 2001:db8:2::10) with real nginx and dnsmasq, real curl
+ * and dig, and krelay run through its launcher with both families configured. IPv6 clients
+ * are relayed to the IPv6 server (TCP through the gateway port with the client's address kept,
+ * UDP by the kernel's NAT), IPv4 ones to the IPv4 server, at the same time.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
+import { startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { controlSocket, krelayRules, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
+import { KRELAY_LAUNCHER } from "../src/lab/krelay_process.ts";
+
+const NEEDS: Requirement[] = ["iptables", "nginx", "curl", "dnsmasq", "dig", "libnetfilter_queue"];
+const R6 = LAB_ADDR6.relay;
+
+/** Both families: the IPv4 server and relay as every lab test gives them, and IPv6's. */
+const DUAL_FLAGS = [
+  "--real-ip",
+  `${LAB_ADDR.server},${LAB_ADDR6.server}`,
+  "--relay-ip",
+  `${LAB_ADDR.relay},${LAB_ADDR6.relay}`,
+];
+
+function curl(lab: Lab, args: string[], timeoutMs = 30_000) {
+  return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutMs / 1000), ...args], {
+    timeoutMs: timeoutMs + 5_000,
+  });
+}
+
+function dig(lab: Lab, server: string, args: string[]) {
+  return lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", `@${server}`, ...args], {
+    timeoutMs: 10_000,
+  });
+}
+
+labTest(
+  "curl http://[2001:db8:1::1]/ returns the server's page; nginx logs the client's IPv6 address",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const r = await curl(lab, [`http://[${R6}]/`]);
+    assert(r.success, r.stderr);
+    assertEquals(r.stdout, srv1.web.indexText);
+    const hit = await srv1.web.waitForRequest((e) => e.request.startsWith("GET / "));
+    assertEquals(hit.remoteAddr, LAB_ADDR6.client);
+    // The server saw it arrive at its own IPv6 address.
+    assert(hit.server.includes(LAB_ADDR6.server), hit.server);
+    // IPv4 goes on beside it, to the IPv4 server.
+    const r4 = await curl(lab, [`http://${LAB_ADDR.relay}/whoami`]);
+    assert(r4.stdout.startsWith(`srv1 ${LAB_ADDR.client}:`), r4.stdout);
+    const r6 = await curl(lab, [`http://[${R6}]/whoami`]);
+    assert(r6.stdout.startsWith(`srv1 ${LAB_ADDR6.client}:`), r6.stdout);
+    assertEquals(await krelay.stop(), 0);
+  },
+);
+
+labTest(
+  "a 20 MB download over IPv6 through the relay has the server's sha256",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const file = await srv1.web.ensureFile("big20.bin", 20 * 1024 * 1024);
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const r = await lab.exec("client", [
+      "bash",
+      "-c",
+      `set -o pipefail; curl -sS --max-time 60 'http://[${R6}]${file.urlPath}' | sha256sum`,
+    ], { timeoutMs: 70_000 });
+    assert(r.success, r.stderr);
+    assertEquals(r.stdout.split(" ")[0], file.sha256);
+    await krelay.stop();
+  },
+  { timeoutMs: 120_000 },
+);
+
+labTest(
+  "dig @2001:db8:1::1 gets dnsmasq's answer; dnsmasq sees the client's IPv6 address",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const r = await dig(lab, R6, ["lab.example", "AAAA"]);
+    assertEquals(r.stdout.trim(), LAB_ADDR6.dnsAnswer);
+    const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example" && q.type === "AAAA");
+    assertEquals(q.client, LAB_ADDR6.client);
+    // A second query of the same flow, and an IPv4 one beside it.
+    const again = await lab.exec("client", [
+      "dig",
+      "+time=2",
+      "+tries=1",
+      "+short",
+      "-b",
+      `${LAB_ADDR6.client}#40053`,
+      `@${R6}`,
+      "whoami.lab.example",
+      "TXT",
+    ], { timeoutMs: 10_000 });
+    assertEquals(again.stdout.trim(), '"srv1"');
+    assertEquals(
+      (await dig(lab, LAB_ADDR.relay, ["lab.example", "A"])).stdout.trim(),
+      LAB_ADDR.dnsAnswer,
+    );
+    assertEquals(await krelay.stop(), 0);
+  },
+);
+
+labTest(
+  "without an IPv6 real server, IPv6 clients are not steered; IPv4 is relayed as before",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, [
+      "--real-ip",
+      LAB_ADDR.server,
+      "--relay-ip",
+      `${LAB_ADDR.relay},${LAB_ADDR6.relay}`,
+    ]);
+    // Nothing listens on the relay's own port 80: the kernel refuses the connection itself.
+    const r = await curl(lab, [`http://[${R6}]/`], 5_000);
+    assert(!r.success);
+    assert(/refused|Failed to connect/i.test(r.stderr), r.stderr);
+    const nft = await lab.exec("relay", ["nft", "list", "tables"], { check: true });
+    assert(!nft.stdout.includes("ip6 krelay"), nft.stdout);
+    assertEquals((await curl(lab, [`http://${LAB_ADDR.relay}/whoami`])).success, true);
+    await krelay.stop();
+  },
+);
+
+labTest(
+  "after a dual-stack krelay stops, no ip6 table, IPv6 policy rule or route is left",
+  [...NEEDS, "cmd:nft"],
+  async (lab) => {
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const rules = await krelayRules(lab);
+    assert(rules.some((l) => l.includes("ip6 krelay")), rules.join("\n"));
+    const six = await lab.exec("relay", ["ip", "-6", "rule", "show", "priority", "19282"]);
+    assert(six.stdout.includes("fwmark 0x4b52"), six.stdout);
+    assertEquals(await krelay.stop(), 0);
+    assertEquals(await krelayRules(lab), []);
+    const ip6tables = await lab.exec("relay", ["ip6tables", "-w", "-S"]);
+    assert(!/krelay|KRELAY/.test(ip6tables.stdout), ip6tables.stdout);
+  },
+);
+
+labTest(
+  "krelay status and nat show the IPv6 relay address and IPv6 connections",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const socket = controlSocket(lab);
+    const status = await lab.exec(
+      "relay",
+      [KRELAY_LAUNCHER, "status", "--socket", socket],
+      {
+        check: true,
+      },
+    );
+    assert(status.stdout.includes(R6), status.stdout);
+    // A connection held open by a client that sends nothing, listed while it lasts.
+    const held = lab.exec("client", [
+      "bash",
+      "-c",
+      `exec 3<>/dev/tcp/${R6}/80; sleep 4`,
+    ], { timeoutMs: 30_000 });
+    let listed = "";
+    for (let i = 0; i < 50 && !listed.includes(`[${LAB_ADDR6.client}]`); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      listed = (await lab.exec("relay", [KRELAY_LAUNCHER, "nat", "--socket", socket])).stdout;
+    }
+    assert(listed.includes(`[${LAB_ADDR6.client}]`), listed);
+    assert(listed.includes(`[${LAB_ADDR6.server}]:80`), listed);
+    await held;
+    await krelay.stop();
+  },
+  { timeoutMs: 60_000 },
+);
