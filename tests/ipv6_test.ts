@@ -176,7 +176,46 @@ labTest(
     assert(listed.includes(`[${LAB_ADDR6.client}]`), listed);
     assert(listed.includes(`[${LAB_ADDR6.server}]:80`), listed);
     await held;
+    // A UDP flow over IPv6, which only the kernel carries, is listed from its set.
+    assertEquals((await dig(lab, R6, ["lab.example", "AAAA"])).stdout.trim(), LAB_ADDR6.dnsAnswer);
+    const nat = await lab.exec("relay", [KRELAY_LAUNCHER, "nat", "--socket", socket], {
+      check: true,
+    });
+    assert(nat.stdout.includes(`[${LAB_ADDR6.server}]:53`), nat.stdout);
+    const after = await lab.exec("relay", [KRELAY_LAUNCHER, "status", "--socket", socket], {
+      check: true,
+    });
+    assert(/of them IPv6\s+│\s+0 active, 1 total/.test(after.stdout), after.stdout);
     await krelay.stop();
   },
   { timeoutMs: 60_000 },
+);
+
+labTest(
+  "config set real_ip moves new IPv6 connections to the new IPv6 server, IPv4 ones stay",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const socket = controlSocket(lab);
+    const whoami = async (url: string) => (await curl(lab, [url])).stdout.split(" ")[0];
+    assertEquals(await whoami(`http://[${R6}]/whoami`), "srv1");
+    const set = await lab.exec("relay", [
+      KRELAY_LAUNCHER,
+      "config",
+      "set",
+      "--socket",
+      socket,
+      "real_ip",
+      `${LAB_ADDR.server},${LAB_ADDR6.server2}`,
+    ]);
+    assert(set.success, set.stderr + set.stdout);
+    assertEquals(await whoami(`http://[${R6}]/whoami`), "srv2");
+    assertEquals(await whoami(`http://${LAB_ADDR.relay}/whoami`), "srv1");
+    // UDP too: a new IPv6 flow is answered by the second server.
+    const txt = await dig(lab, R6, ["whoami.lab.example", "TXT"]);
+    assertEquals(txt.stdout.trim(), '"srv2"');
+    assertEquals(await krelay.stop(), 0);
+  },
+  { secondServer: true },
 );

@@ -65,6 +65,8 @@ export function sampleReport(): StatusReport {
       failed: 23,
       bytesToServer: 1_234_567,
       bytesToClient: 9_876_543_210,
+      ipv6Active: 0,
+      ipv6Total: 0,
     },
     relayThreads: [],
     nat: { entries: 24, created: 25_025, expired: 26_026, evicted: 27, refused: 28 },

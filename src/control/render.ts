@@ -79,7 +79,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["uptime", `${formatDuration(report.uptimeSeconds)} (since ${report.startedAt})`],
     ["relay ip", report.relayIp],
     ...(report.relayIp6 === undefined ? [] : [["relay ip6", report.relayIp6]]),
-  ].map(([k, v]) => `${k.padEnd(8)}  ${v}`).join("\n");
+  ].map(([k, v]) => `${k.padEnd(report.relayIp6 === undefined ? 8 : 9)}  ${v}`).join("\n");
 
   const packets: CounterGroup = ["packets", [
     ["seen", p.seen],
@@ -112,6 +112,14 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["active", t.active],
     ["total", t.total],
     ["failed", t.failed],
+    ...(t.ipv6Total > 0 || report.relayIp6 !== undefined
+      ? [
+        [
+          sub("of them IPv6"),
+          `${formatCount(t.ipv6Active)} active, ${formatCount(t.ipv6Total)} total`,
+        ] as [string, string],
+      ]
+      : []),
     ["bytes client -> server", formatBytes(t.bytesToServer)],
     ["bytes server -> client", formatBytes(t.bytesToClient)],
     ...report.relayThreads.map((r, i): [string, string] => [

@@ -194,3 +194,16 @@ Deno.test("renderNat() says so when the table is empty", () => {
 Deno.test("renderNat() counts one entry in the singular", () => {
   assertEquals(renderNat(sampleNat().slice(0, 1)).split("\n").at(-1), "1 NAT entry (1 udp, 0 tcp)");
 });
+
+Deno.test("renderStatus() shows the relay's IPv6 address and the IPv6 clients' connections", () => {
+  const report = {
+    ...sampleReport(),
+    relayIp6: "2001:db8:1::1",
+    tcp: { ...sampleReport().tcp, ipv6Active: 3, ipv6Total: 44 },
+  };
+  const text = renderStatus(report);
+  match(text, /^relay ip   198\.51\.100\.1$/m);
+  match(text, /^relay ip6  2001:db8:1::1$/m);
+  match(text, /of them IPv6\s+│\s+3 active, 44 total/);
+  ok(!renderStatus(sampleReport()).includes("IPv6"));
+});

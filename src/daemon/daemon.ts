@@ -33,10 +33,12 @@ import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { detectRelayIp, detectRelayIp6 } from "./relay_ip.ts";
+import { readIpv6Flows } from "../steering/ipv6_flows.ts";
 import { addressFamilies, firstOfEach } from "../config/addresses.ts";
 import {
   type ConfigChange,
   divertedView,
+  ipv6FlowView,
   type NatEntryView,
   natEntryView,
   type RelayState,
@@ -366,8 +368,13 @@ export class Daemon {
   async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
     const threads = await this.#threads?.diverted(now) ?? [];
+    // IPv6 UDP flows are the kernel's alone (no queue sees them): listed from its set.
+    const six = this.relayIp6 !== undefined && this.#state === "started"
+      ? await readIpv6Flows(this.deps.run)
+      : [];
     return [
       ...[...this.table.entries()].map((e) => natEntryView(e, now)),
+      ...six.map((f) => ipv6FlowView(f, this.relayIp6!)),
       ...[...this.relay.diverted(), ...threads].map((c) => divertedView(c, now)),
     ];
   }

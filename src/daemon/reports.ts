@@ -12,6 +12,7 @@ import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
 import { formatEndpoint6 } from "../packet/ipv6_address.ts";
+import type { Ipv6UdpFlow } from "../steering/ipv6_flows.ts";
 import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
 
 /** Whether krelay is relaying. */
@@ -104,5 +105,27 @@ export function natEntryView(e: ViewedFlow, now: number): NatEntryView {
     bytesToServer: e.bytesToServer,
     packetsToClient: e.packetsToClient,
     bytesToClient: e.bytesToClient,
+  };
+}
+
+/**
+ * An IPv6 UDP flow of the kernel's set (steering/ipv6_flows.ts) as a view: the kernel keeps
+ * no counters or creation time for it, so its idle time is what it shows.
+ */
+export function ipv6FlowView(f: Ipv6UdpFlow, relayIp6: string): NatEntryView {
+  const idle = Math.max(0, f.timeoutSeconds - f.expiresSeconds);
+  return {
+    protocol: "udp",
+    client: formatEndpoint6(f.client, f.clientPort),
+    relay: formatEndpoint6(relayIp6, f.servicePort),
+    relayPort: f.servicePort,
+    server: formatEndpoint6(f.server, f.servicePort),
+    ageSeconds: idle,
+    idleSeconds: idle,
+    state: "kernel",
+    packetsToServer: 0,
+    bytesToServer: 0,
+    packetsToClient: 0,
+    bytesToClient: 0,
   };
 }

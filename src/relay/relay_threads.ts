@@ -182,9 +182,11 @@ export class RelayThreads {
    * relays `warmUp` loopback connections before this resolves (see {@link TcpRelay.warmUp}).
    */
   async listen(port: number, warmUp = 0): Promise<void> {
-    const fds = await Promise.all(
+    const answers = await Promise.all(
       this.#threads.map((t) => t.request<[number, number]>({ op: "listen", port, warmUp })),
     );
+    // A thread without IPv6 listener answers -1 for it.
+    const fds = answers.map((a) => Array.isArray(a) ? a : [a, -1]);
     this.#listeners = fds.map(([v4]) => v4);
     this.#listeners6 = fds.map(([, v6]) => v6).filter((fd) => fd >= 0);
   }

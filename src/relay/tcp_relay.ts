@@ -76,6 +76,9 @@ export interface TcpRelayStats {
   /** Bytes relayed client -> server and server -> client, of finished and live connections. */
   bytesToServer: number;
   bytesToClient: number;
+  /** Of `active` and `total`: the IPv6 clients' connections. */
+  ipv6Active: number;
+  ipv6Total: number;
 }
 
 /** Counters of no connection at all. */
@@ -85,6 +88,8 @@ export const NO_STATS: Readonly<TcpRelayStats> = {
   failed: 0,
   bytesToServer: 0,
   bytesToClient: 0,
+  ipv6Active: 0,
+  ipv6Total: 0,
 };
 
 /** The counters of several relays (threads, or closed and live ones) together. */
@@ -184,7 +189,9 @@ export class TcpRelay {
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
   #finished = { toServer: -0, toClient: -0 };
-  #stats = { total: 0, failed: 0 };
+  #stats = { total: 0, failed: 0, total6: 0 };
+  /** Open connections of IPv6 clients. */
+  #active6 = 0;
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
   #stopping = false;
@@ -299,6 +306,8 @@ export class TcpRelay {
       failed: this.#stats.failed,
       bytesToServer: this.#finished.toServer + live.toServer,
       bytesToClient: this.#finished.toClient + live.toClient,
+      ipv6Active: this.#active6,
+      ipv6Total: this.#stats.total6,
     };
   }
 
@@ -408,6 +417,7 @@ export class TcpRelay {
   /** An IPv6 client's connection: relayed to the IPv6 real server, or reset when none. */
   #accept6(fd: number, client: string, clientPort: number): void {
     this.#stats.total++;
+    this.#stats.total6++;
     let c: Relayed | undefined;
     try {
       const local = localEndpoint6(fd);
@@ -433,6 +443,7 @@ export class TcpRelay {
       return;
     }
     this.#connections.set(c.id, c);
+    this.#active6++;
     this.#connect(c, fd);
   }
 
@@ -603,6 +614,6 @@ export class TcpRelay {
   }
 
   #remove(c: Relayed): void {
-    this.#connections.delete(c.id);
+    if (this.#connections.delete(c.id) && c.flow.v6 !== undefined) this.#active6--;
   }
 }
