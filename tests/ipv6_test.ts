@@ -219,3 +219,70 @@ labTest(
   },
   { secondServer: true },
 );
+
+/**
+ * Sends, from the server's namespace, an ICMPv6 "packet too big" (MTU 1280) to `client`
+ * quoting a TCP segment client:clientPort -> server:80 with sequence number `seq`, as a router
+ * on the way would (the kernel fills in the ICMPv6 checksum of a raw socket). TCP heeds it only
+ * for a sequence number it has sent and not had acknowledged.
+ */
+function packetTooBig(lab: Lab, client: string, clientPort: number, seq: number) {
+  const script = `
+import socket, struct, sys
+client, server, port, seq = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+inner = struct.pack("!IHBB", 6 << 28, 1440, 6, 64) + socket.inet_pton(socket.AF_INET6, client) \\
+  + socket.inet_pton(socket.AF_INET6, server) + struct.pack("!HHIIBBHHH", port, 80, seq, 0, 5 << 4, 0x10, 512, 0, 0)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.sendto(struct.pack("!BBHI", 2, 0, 0, 1280) + inner, (client, 0))
+`;
+  return lab.exec(
+    "server",
+    ["python3", "-c", script, client, LAB_ADDR6.server, String(clientPort), String(seq)],
+    {
+      check: true,
+    },
+  );
+}
+
+labTest(
+  "an ICMPv6 packet too big about the relay's connection to the server reaches its socket",
+  [...NEEDS, "cmd:python3"],
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    // The relay's SYN to the server, seen on the server's link: its port and sequence number.
+    const sniff = `
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86dd))
+s.settimeout(10)
+while True:
+  p = s.recv(2048)
+  if p[6] == 6 and p[40 + 13] & 0x12 == 0x02 and struct.unpack("!H", p[42:44])[0] == 80:
+    print(struct.unpack("!H", p[40:42])[0], struct.unpack("!I", p[44:48])[0])
+    break
+`;
+    const syn = lab.exec("server", ["python3", "-c", sniff], { timeoutMs: 15_000 });
+    // Python takes its time to start on a busy machine.
+    await new Promise((r) => setTimeout(r, 1500));
+    const held = lab.exec("client", ["bash", "-c", `exec 3<>/dev/tcp/${R6}/80; sleep 4`], {
+      timeoutMs: 30_000,
+    });
+    const sniffed = await syn;
+    assert(sniffed.success, sniffed.stderr);
+    const [port, isn] = sniffed.stdout.trim().split(" ").map(Number);
+    // Nothing sent yet: the next byte is the SYN's sequence number plus one.
+    const seq = (isn + 1) % 2 ** 32;
+    const pmtu = async () =>
+      (await lab.exec("relay", ["ss", "-Htin", "dst", `[${LAB_ADDR6.server}]`])).stdout;
+    assert(!(await pmtu()).includes("pmtu:1280"), await pmtu());
+    await packetTooBig(lab, LAB_ADDR6.client, port, seq);
+    let info = "";
+    for (let i = 0; i < 20 && !info.includes("pmtu:1280"); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      info = await pmtu();
+    }
+    assert(info.includes("pmtu:1280"), info);
+    await held;
+    await krelay.stop();
+  },
+);

@@ -10,3 +10,10 @@ export const TPROXY_MARK = 0x4b52;
 
 /** A new UDP flow's first packet, marked by nft.ts's chain for the queue to select. */
 export const UDP_FIRST_MARK = TPROXY_MARK + 1;
+
+/**
+ * An ICMPv6 error about a relayed UDP flow, marked by the ip6 table (icmp6_rules.ts) for the
+ * ip6tables rule that queues it to krelay, which translates it (nft cannot keep the ICMPv6
+ * checksum right when it rewrites the quoted packet).
+ */
+export const ICMP6_MARK = TPROXY_MARK + 2;

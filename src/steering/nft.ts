@@ -47,6 +47,8 @@
 
 import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import { TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
+import { renderIcmp6Rules } from "./icmp6_rules.ts";
+import { parseIpv6 } from "../packet/ipv6_address.ts";
 
 /** The table's name (family ip, and ip6 for IPv6 clients). */
 export const NFT_TABLE = "krelay";
@@ -75,6 +77,8 @@ export interface NatRules {
   divert: string[];
   udp_forward: string[];
   untrack_out: string[];
+  /** ip6 only: the relay's own ICMPv6 errors about requests it forwards (icmp6_rules.ts). */
+  icmp_out?: string[];
 }
 
 /** The chains, their hooks and priorities, in the order they are declared. */
@@ -85,8 +89,11 @@ const CHAINS: readonly [keyof NatRules, string][] = [
 ];
 
 /** The chains a spec's table has: the untrack one only without tcp_conntrack (not live). */
-function chainsOf(spec: SteeringSpec): readonly [keyof NatRules, string][] {
-  return spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
+function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRules, string][] {
+  const chains = spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
+  if (family === "ip") return chains;
+  // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
+  return [...chains, ["icmp_out", "type filter hook output priority raw"]];
 }
 
 /**
@@ -113,10 +120,13 @@ export function renderNatRules(
 ): NatRules {
   const rules = renderFamilyRules(spec, skLookup, family);
   if (family === "ip") return rules;
+  // UDP errors are not translated yet (they need the queue: icmp6_rules.ts).
+  const icmp = renderIcmp6Rules(spec, parseIpv6(spec.relayIp), parseIpv6(spec.realIp), []);
   return {
-    divert: rules.divert.map(asIpv6),
+    divert: [...rules.divert.map(asIpv6), ...icmp.divert],
     udp_forward: rules.udp_forward.map(asIpv6),
     untrack_out: rules.untrack_out.map(asIpv6),
+    icmp_out: icmp.icmp_out,
   };
 }
 
@@ -204,9 +214,9 @@ export function renderNatTable(
     `    meta l4proto tcp tproxy to :${spec.gport}`,
     `  }`,
   ];
-  for (const [chain, hook] of chainsOf(spec)) {
+  for (const [chain, hook] of chainsOf(spec, family)) {
     lines.push(`  chain ${chain} {`, `    ${hook}; policy accept;`);
-    lines.push(...rules[chain].map((r) => `    ${r}`), "  }");
+    lines.push(...(rules[chain] ?? []).map((r) => `    ${r}`), "  }");
   }
   lines.push("}", "");
   return lines.join("\n");
@@ -219,10 +229,12 @@ export function renderNatUpdate(
   family: NftFamily = "ip",
 ): string {
   const rules = renderNatRules(spec, skLookup, family);
-  const chains = chainsOf(spec);
+  const chains = chainsOf(spec, family);
   const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
   for (const [chain] of chains) {
-    lines.push(...rules[chain].map((r) => `add rule ${family} ${NFT_TABLE} ${chain} ${r}`));
+    lines.push(
+      ...(rules[chain] ?? []).map((r) => `add rule ${family} ${NFT_TABLE} ${chain} ${r}`),
+    );
   }
   lines.push("");
   return lines.join("\n");

@@ -130,7 +130,8 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, and the first packet sent t
   const six = labSpec({ relayIp: "2001:db8:1::1", realIp: "2001:db8:2::10", scriptedUdpPorts: [] });
   const key = "ip6 saddr . udp sport . udp dport";
   const rules = renderNatRules(six, false, "ip6");
-  assertEquals(rules.divert, [
+  // Then the ICMPv6 errors' rules (icmp6_rules_test.ts).
+  assertEquals(rules.divert.slice(0, 4), [
     "tcp sport { 80 } socket transparent 1 meta mark set 0x4b52 accept",
     "ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000 meta mark set 0x4b52 accept",
     // A known flow (a set: no server stored) goes to the IPv6 server.
@@ -142,6 +143,14 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, and the first packet sent t
   ]);
   assert(rules.udp_forward[2].endsWith("ip6 saddr set 2001:db8:1::1"), rules.udp_forward[2]);
   assert(!JSON.stringify(rules).match(/\bip (saddr|daddr)\b/));
+  assertEquals(rules.divert.length, 5);
+  assertEquals(rules.icmp_out?.length, 0);
+  assert(
+    renderNatTable(six, true, "ip6").includes(
+      "chain icmp_out {\n    type filter hook output priority raw;",
+    ),
+  );
+  assertEquals(renderNatRules(spec).icmp_out, undefined);
   const table = renderNatTable(six, true, "ip6");
   assert(table.startsWith("table ip6 krelay {\n  set udp_flows {"), table);
   assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
