@@ -132,18 +132,25 @@ labTest(
 );
 
 labTest(
-  "after a dual-stack krelay stops, no ip6 table, IPv6 policy rule or route is left",
-  [...NEEDS, "cmd:nft"],
+  "after a dual-stack krelay stops, no ip6 table, IPv6 policy rule, route or ip6tables rule is left",
+  [...NEEDS, "cmd:nft", "cmd:ip6tables"],
   async (lab) => {
+    const ruleset = async () =>
+      (await lab.exec("relay", ["nft", "list", "ruleset"], { check: true })).stdout.trim();
+    const before = await ruleset();
     const krelay = await startKrelay(lab, DUAL_FLAGS);
     const rules = await krelayRules(lab);
     assert(rules.some((l) => l.includes("ip6 krelay")), rules.join("\n"));
     const six = await lab.exec("relay", ["ip", "-6", "rule", "show", "priority", "19282"]);
     assert(six.stdout.includes("fwmark 0x4b52"), six.stdout);
+    const queued = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"]);
+    assert(queued.stdout.includes("--mark 0x4b54"), queued.stdout);
     assertEquals(await krelay.stop(), 0);
     assertEquals(await krelayRules(lab), []);
-    const ip6tables = await lab.exec("relay", ["ip6tables", "-w", "-S"]);
+    const ip6tables = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"]);
     assert(!/krelay|KRELAY/.test(ip6tables.stdout), ip6tables.stdout);
+    // Nothing of krelay's, not even the built-in chains ip6tables-nft made for its rules.
+    assertEquals(await ruleset(), before);
   },
 );
 
@@ -284,5 +291,31 @@ while True:
     assert(info.includes("pmtu:1280"), info);
     await held;
     await krelay.stop();
+  },
+);
+
+labTest(
+  "dig @2001:db8:1::1 with no DNS server hears the server's port unreachable at once",
+  [...NEEDS, "cmd:ip6tables"],
+  async (lab) => {
+    // No dnsmasq: the server's kernel answers the query with an ICMPv6 port unreachable,
+    // which krelay turns into one about the client's query to the relay.
+    const krelay = await startKrelay(lab, DUAL_FLAGS);
+    const started = performance.now();
+    const r = await lab.exec("client", [
+      "dig",
+      "+time=5",
+      "+tries=1",
+      `@${R6}`,
+      "lab.example",
+      "AAAA",
+    ], { timeoutMs: 15_000 });
+    const ms = performance.now() - started;
+    assert(/connection refused/i.test(r.stdout + r.stderr), r.stdout + r.stderr);
+    // Well before dig's 5 s timeout.
+    assert(ms < 4_000, `${ms} ms`);
+    assertEquals(await krelay.stop(), 0);
+    const c = await krelay.finalCounters();
+    assertEquals(c.rewritten, 1);
   },
 );

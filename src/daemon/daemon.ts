@@ -73,8 +73,11 @@ export function rewriterSettings(
   config: Config,
   relayIp: string,
   scriptedUdpPorts: readonly number[] = [],
+  relayIp6?: string,
 ): RewriterSettings {
   return {
+    // Only with an IPv6 server too: IPv6 clients are steered only then.
+    relayIp6: firstOfEach(config.real_ip).v6 === undefined ? undefined : relayIp6,
     relayIp: parseIpv4(relayIp),
     realIp: parseIpv4(firstOfEach(config.real_ip).v4!),
     realIp6: firstOfEach(config.real_ip).v6,
@@ -177,7 +180,7 @@ export class Daemon {
     readonly relayIp6?: string,
   ) {
     this.#config = config;
-    this.#settings = rewriterSettings(config, relayIp);
+    this.#settings = rewriterSettings(config, relayIp, [], relayIp6);
     this.#startedClock = deps.now();
     // Awaited by whoever runs the daemon (run.ts); unawaited, a failure is not an unhandled one.
     this.#fatal.promise.catch(() => {});
@@ -330,7 +333,12 @@ export class Daemon {
       await this.#listen(next.gport);
     }
     this.#config = next;
-    this.#settings = rewriterSettings(next, this.relayIp, this.scripts.scriptedPorts().udp);
+    this.#settings = rewriterSettings(
+      next,
+      this.relayIp,
+      this.scripts.scriptedPorts().udp,
+      this.relayIp6,
+    );
     await this.#threads?.configure(this.#threadSettings());
     if (key === "tcp_ports" && this.#state === "started") {
       if (next.tcp_ports.length > 0) await this.#listen(next.gport);
@@ -525,6 +533,7 @@ export class Daemon {
       this.#config,
       this.relayIp,
       this.scripts.scriptedPorts().udp,
+      this.relayIp6,
     );
     if (this.#state !== "started") return;
     await this.#syncSteering().catch((e) =>

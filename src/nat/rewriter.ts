@@ -19,6 +19,8 @@
  */
 
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
+import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
+import { translateIcmp6Error } from "./icmp6_errors.ts";
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
 import type { NatTable } from "./nat_table.ts";
@@ -41,6 +43,8 @@ export type Action = typeof Action[keyof typeof Action];
 export interface RewriterSettings extends UdpNatSettings, TcpTargetSettings {
   /** The relay address clients talk to. */
   relayIp: number;
+  /** The relay's IPv6 address, when IPv6 clients are relayed (ICMPv6 errors: icmp6_errors.ts). */
+  relayIp6?: string;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;
   /**
@@ -91,6 +95,8 @@ export class Rewriter {
    */
   process(hook: Hook, bytes: Uint8Array, checksumPartial: boolean): Action {
     this.counters.seen++;
+    // The queue has IPv6 packets only for the ICMPv6 errors of UDP flows (icmp6_rules.ts).
+    if (bytes[0] >>> 4 === 6) return this.#ipv6(bytes, checksumPartial);
     const packet = parseIpv4Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv4Packet)) return this.#pass("passedMalformed");
     const tcp = packet.protocol === IpProtocol.TCP;
@@ -137,6 +143,14 @@ export class Rewriter {
     if (this.#udp.reply(packet, this.now()) === undefined) return this.#pass("passedNoFlow");
     this.counters.udpReplies++;
     return this.#rewritten(packet);
+  }
+
+  #ipv6(bytes: Uint8Array, checksumPartial: boolean): Action {
+    const packet = parseIpv6Packet(bytes, checksumPartial);
+    if (!(packet instanceof Ipv6Packet)) return this.#pass("passedMalformed");
+    if (!translateIcmp6Error(packet, this.settings())) return this.#pass("passedOtherProtocol");
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
   }
 
   #rewritten(packet: Ipv4Packet): Action {

@@ -14,6 +14,7 @@ import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import { ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
+import { installIcmp6Queue, removeIcmp6Queue } from "./ip6_queue.ts";
 
 const log = logger("steering");
 
@@ -45,6 +46,7 @@ export class KernelPath implements Steering {
     private readonly nft = "nft",
     private readonly ip = "ip",
     private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
+    private readonly ip6tables = "ip6tables",
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
@@ -103,10 +105,13 @@ export class KernelPath implements Steering {
     await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(six, skLookup, "ip6"));
     this.#ipv6 = true;
     for (const args of routeInstallCommands(true)) await mustRun(this.run, this.ip, args);
+    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate.
+    await installIcmp6Queue(this.run, spec.queue, this.ip6tables);
   }
 
   async #removeIpv6(): Promise<void> {
     this.#ipv6 = false;
+    await removeIcmp6Queue(this.run, this.ip6tables, this.nft);
     await this.run(this.nft, ["delete", "table", "ip6", NFT_TABLE]);
     const route = routeRemovalCommands(true);
     for (let i = 0; i < MAX_STALE_RULES; i++) {

@@ -48,7 +48,29 @@ Deno.test("KernelPath.remove() deletes every TPROXY rule a crashed run left, the
   ]);
   assertEquals(calls.filter((c) => c.startsWith("nft ")), [
     "nft delete table ip krelay",
+    "nft -j list table ip6 mangle",
     "nft delete table ip6 krelay",
+  ]);
+  assertEquals(calls.filter((c) => c.startsWith("ip6tables ")), ["ip6tables -w -t mangle -S"]);
+});
+
+Deno.test("KernelPath.remove() deletes the ICMPv6 queue rules of any queue number, and nothing else", async () => {
+  const calls: string[] = [];
+  const listed = [
+    "-P PREROUTING ACCEPT",
+    "-A PREROUTING -p ipv6-icmp -m mark --mark 0x4b54 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+    "-A PREROUTING -p udp -j ACCEPT",
+    "-A OUTPUT -p ipv6-icmp -m mark --mark 0x4b54 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+  ].join("\n");
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    const stdout = cmd === "ip6tables" && args.includes("-S") ? listed : "";
+    return Promise.resolve({ code: cmd === "ip" ? 2 : 0, stdout, stderr: "" });
+  };
+  await new KernelPath(run).remove();
+  assertEquals(calls.filter((c) => c.startsWith("ip6tables ") && c.includes(" -D ")), [
+    "ip6tables -w -t mangle -D PREROUTING -p ipv6-icmp -m mark --mark 0x4b54 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+    "ip6tables -w -t mangle -D OUTPUT -p ipv6-icmp -m mark --mark 0x4b54 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
   ]);
 });
 

@@ -120,8 +120,12 @@ export function renderNatRules(
 ): NatRules {
   const rules = renderFamilyRules(spec, skLookup, family);
   if (family === "ip") return rules;
-  // UDP errors are not translated yet (they need the queue: icmp6_rules.ts).
-  const icmp = renderIcmp6Rules(spec, parseIpv6(spec.relayIp), parseIpv6(spec.realIp), []);
+  const icmp = renderIcmp6Rules(
+    spec,
+    parseIpv6(spec.relayIp),
+    parseIpv6(spec.realIp),
+    kernelUdpPorts(spec),
+  );
   return {
     divert: [...rules.divert.map(asIpv6), ...icmp.divert],
     udp_forward: rules.udp_forward.map(asIpv6),

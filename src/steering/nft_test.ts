@@ -143,8 +143,8 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, and the first packet sent t
   ]);
   assert(rules.udp_forward[2].endsWith("ip6 saddr set 2001:db8:1::1"), rules.udp_forward[2]);
   assert(!JSON.stringify(rules).match(/\bip (saddr|daddr)\b/));
-  assertEquals(rules.divert.length, 5);
-  assertEquals(rules.icmp_out?.length, 0);
+  assertEquals(rules.divert.length, 7);
+  assertEquals(rules.icmp_out?.length, 1);
   assert(
     renderNatTable(six, true, "ip6").includes(
       "chain icmp_out {\n    type filter hook output priority raw;",
