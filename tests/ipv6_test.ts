@@ -110,7 +110,7 @@ labTest(
 );
 
 labTest(
-  "without an IPv6 real server, IPv6 clients are not steered; IPv4 is relayed as before",
+  "without an IPv6 real server, IPv6 clients are not steered until one is set live",
   NEEDS,
   async (lab) => {
     await startServers(lab);
@@ -126,7 +126,25 @@ labTest(
     assert(/refused|Failed to connect/i.test(r.stderr), r.stderr);
     const nft = await lab.exec("relay", ["nft", "list", "tables"], { check: true });
     assert(!nft.stdout.includes("ip6 krelay"), nft.stdout);
+    // No IPv6 gateway listener either.
+    const listening = async () =>
+      (await lab.exec("relay", ["ss", "-Hltn", "sport", "16000"], { check: true })).stdout;
+    assert(!(await listening()).includes("[::]:16000"), await listening());
     assertEquals((await curl(lab, [`http://${LAB_ADDR.relay}/whoami`])).success, true);
+    // An IPv6 server given live: IPv6 clients are relayed from then on.
+    const set = await lab.exec("relay", [
+      KRELAY_LAUNCHER,
+      "config",
+      "set",
+      "--socket",
+      controlSocket(lab),
+      "real_ip",
+      `${LAB_ADDR.server},${LAB_ADDR6.server}`,
+    ]);
+    assert(set.success, set.stderr + set.stdout);
+    assert((await listening()).includes("[::]:16000"), await listening());
+    const r6 = await curl(lab, [`http://[${R6}]/whoami`]);
+    assert(r6.stdout.startsWith(`srv1 ${LAB_ADDR6.client}:`), r6.stdout + r6.stderr);
     await krelay.stop();
   },
 );

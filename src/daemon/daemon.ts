@@ -340,6 +340,10 @@ export class Daemon {
       this.relayIp6,
     );
     await this.#threads?.configure(this.#threadSettings());
+    // A new or no longer IPv6 real server: the relay's IPv6 listener follows.
+    if (key === "real_ip" && this.#state === "started" && next.tcp_ports.length > 0) {
+      await this.#listen(next.gport);
+    }
     if (key === "tcp_ports" && this.#state === "started") {
       if (next.tcp_ports.length > 0) await this.#listen(next.gport);
       else {

@@ -43,8 +43,6 @@ export type Action = typeof Action[keyof typeof Action];
 export interface RewriterSettings extends UdpNatSettings, TcpTargetSettings {
   /** The relay address clients talk to. */
   relayIp: number;
-  /** The relay's IPv6 address, when IPv6 clients are relayed (ICMPv6 errors: icmp6_errors.ts). */
-  relayIp6?: string;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;
   /**

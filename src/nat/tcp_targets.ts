@@ -20,6 +20,8 @@ export interface TcpTargetSettings {
   realIp: number;
   /** The IPv6 real server (canonical text); IPv6 clients are not relayed without one. */
   realIp6?: string;
+  /** The relay's IPv6 address, given only with an IPv6 real server (IPv6 is relayed then). */
+  relayIp6?: string;
   /** TCP service ports relayed through the gateway port. */
   tcpPorts: ReadonlySet<number>;
 }
@@ -81,6 +83,11 @@ export class TcpTargets {
   target6(servicePort: number): string | undefined {
     const s = this.settings();
     return s.realIp6 !== undefined && s.tcpPorts.has(servicePort) ? s.realIp6 : undefined;
+  }
+
+  /** True when IPv6 clients are relayed: the relay then listens for them too. */
+  ipv6(): boolean {
+    return this.settings().relayIp6 !== undefined;
   }
 
   /**

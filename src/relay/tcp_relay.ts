@@ -220,7 +220,12 @@ export class TcpRelay {
    * accepted on the old port go on.
    */
   listen(port: number): Promise<void> {
-    if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
+    if (this.#listener >= 0 && this.#port === port) {
+      // The same port: IPv6 may have come or gone with the real servers.
+      const wanted = this.options.targets.ipv6();
+      if (wanted !== this.#listener6 >= 0) this.#listen6(port, this.#shared!);
+      return Promise.resolve();
+    }
     const fd = gatewayListener(
       port,
       true,
@@ -250,13 +255,18 @@ export class TcpRelay {
   }
 
   /**
-   * The IPv6 listener on the same port, beside the IPv4 one. Where the host has no IPv6 (or the
-   * port is taken for IPv6 only), IPv4 goes on alone: said once.
+   * The IPv6 listener on the same port, beside the IPv4 one, when IPv6 clients are relayed
+   * (closed when they no longer are). Where the host has no IPv6 (or the port is taken for
+   * IPv6 only), IPv4 goes on alone: said once.
    */
   #listen6(port: number, shared: PumpShared): void {
     const old = this.#listener6;
     this.#listener6 = -1;
     let fd = -1;
+    if (!this.options.targets.ipv6()) {
+      if (old >= 0) this.#closeListener(old);
+      return;
+    }
     try {
       fd = gatewayListener6(port, true, this.options.reusePort === true, this.options.cpu);
       shared.poller.watch(fd, Ready.In, () => this.#acceptSome6(fd));
