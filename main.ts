@@ -4,8 +4,8 @@
  * @module
  */
 
-import { program } from "./src/cli/program.ts";
+import { main } from "./src/cli/program.ts";
 
 if (import.meta.main) {
-  await program().parseAsync(Deno.args, { from: "user" });
+  await main(Deno.args);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * krelay_abi.h - the NAT table interface of krelay.ko, shared by the module, user-space
- * clients (kmod/tools/krelay-nat.c) and krelay itself (src/datapath/kmod_abi.ts mirrors it).
+ * clients (kmod/tools/krelay-nat.c) and krelay itself (src/kmod/abi.ts mirrors it).
  *
  * Reached with getsockopt()/setsockopt() at level SOL_IP (IPPROTO_IP) on any AF_INET socket
  * (for example socket(AF_INET, SOCK_DGRAM, 0)), in any network namespace. The table is one,
@@ -14,8 +14,9 @@
  *   getsockopt(fd, SOL_IP, KRELAY_SO_GET_ENTRY, &entry, &len)           one entry by key
  *   getsockopt(fd, SOL_IP, KRELAY_SO_GET_TABLE, buf, &len)              header + entries
  *
- * The set calls need CAP_NET_ADMIN (in the initial user namespace); the get calls are open
- * to any process. Every struct starts with a __u32 version that must be KRELAY_ABI_VERSION
+ * The set calls, GET_ENTRY and GET_TABLE need CAP_NET_ADMIN in the initial user namespace
+ * (EPERM otherwise): entries name clients and servers, and conntrack's table is no more open.
+ * GET_INFO (counts and limits) is open to any process. Every struct starts with a __u32 version that must be KRELAY_ABI_VERSION
  * (otherwise EPROTO); lengths shorter than the struct give EINVAL.
  *
  * Byte order: addresses and ports are in network order (as in the packet, __be32/__be16);
@@ -68,7 +69,9 @@ enum krelay_nat_state {
  * Key: (protocol, client_addr, client_port, relay_addr, service_port). SET_ADD replaces an
  * entry with the same key (how krelay updates state and counters). With KRELAY_F_BY_RELAY_PORT
  * in flags, GET_ENTRY and SET_DEL find the entry by (protocol, relay_port) instead, the lookup
- * a server-side packet (S:server_port -> C:y) needs; relay_port must then be non-zero.
+ * a server-side packet (S:server_port -> C:y) needs; relay_port must then be non-zero. A
+ * non-zero relay_port is unique per protocol: SET_ADD fails with EEXIST when another entry
+ * (another key) has it, and changes nothing.
  */
 struct krelay_nat_entry {
 	__u32 version;       /*  0 host: KRELAY_ABI_VERSION */
@@ -106,7 +109,13 @@ struct krelay_nat_info {
  * GET_TABLE: the buffer is this 16-byte header followed by room for entries. The caller sets
  * version; the module fills as many entries as fit in len (in no particular order), sets
  * count (entries written) and total (entries in the table), and sets len to 16 + count * 64.
- * count < total means the buffer was too small: retry with a larger one.
+ * A buffer with room for none (len 16) gives count 0 and the total. count < total means the
+ * buffer was too small: retry with a larger one (GET_INFO's count, plus some slack).
+ *
+ * The module copies the entries in chunks of 64, dropping its lock in between, so the answer
+ * is not one snapshot: an entry added or removed during the call may or may not be in it,
+ * and total is the count at the last chunk. An entry that is in the table during the whole
+ * call is in the answer once (if it fits). Needs CAP_NET_ADMIN.
  */
 struct krelay_nat_table {
 	__u32 version;  /*  0 host: KRELAY_ABI_VERSION */

@@ -1,7 +1,9 @@
 // krelay with --datapath kmod, end to end inside the VM: krelay.ko loaded, a lab of
 // namespaces with dnsmasq and nginx, krelay run from the repository (over 9p) with Deno, dig
-// and curl through the relay, the module's NAT table read by getsockopt, nothing relayed with
-// start=0, relaying again after `krelay start`. Skipped, with the reason printed, where the VM
+// and curl through the relay on the default path (the module queues only first packets), a
+// packet script loaded and unloaded on TCP 80 (the module queues its segments, then not),
+// the module's NAT table read by getsockopt, nothing relayed with start=0, relaying again after
+// `krelay start`. Skipped, with the reason printed, where the VM
 // cannot run. A few minutes under TCG.
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -18,7 +20,13 @@ const CHECKS = [
   "nat_table_over_getsockopt",
   "curl_through_kmod",
   "http_sees_client",
-  "hooks_queued",
+  "hooks_queued_first_packet",
+  "script_load",
+  "scripted_port_to_module",
+  "curl_through_script",
+  "hooks_queued_scripted",
+  "script_unload",
+  "unscripted_port_off_module",
   "no_relay_with_start_0",
   "no_tcp_relay_with_start_0",
   "krelay_start",
@@ -46,7 +54,7 @@ Deno.test({
           "exit $rc",
         ].join("\n"),
         kmodDir: kmod.dir,
-        scriptTimeoutSec: 420,
+        scriptTimeoutSec: 720,
         memoryMb: 2048,
       });
       const failed = result.output.split("\n").filter((l) => l.startsWith("not ok"));

@@ -91,11 +91,21 @@ vmTest("krelay.ko loads with its /proc/krelay files and defaults", ["load", "pro
 vmTest("/proc/krelay files read back what is written", ["proc-write"]);
 vmTest("/proc/krelay refuses bad values with EINVAL and keeps the old one", ["proc-bad-values"]);
 vmTest("start 0 -> 1 -> 0 registers and unregisters the hooks", ["start-toggle"]);
-vmTest("the hooks select exactly U1, U3, T1-T4 and nothing else", ["hooks-select"]);
+vmTest("stats and GET_INFO answer at once while a stop sleeps", ["readers-during-stop"]);
+vmTest("the hooks select marked first UDP packets, U1, U3, T1, T2 and nothing else", [
+  "hooks-select",
+]);
 vmTest("with start=1 and no queue listener, bypass lets traffic pass", ["hooks-bypass"]);
 vmTest("the hooks live in the writer's netns and leave with it; veth traffic", ["hooks-netns"]);
-vmTest("krelay-nat adds, reads, replaces and removes entries through sockopt", ["nat-sockopt"]);
+vmTest(
+  "krelay-nat adds, reads, replaces and removes entries; EEXIST for a taken relay port",
+  ["nat-sockopt"],
+);
 vmTest("the NAT table is bounded by max_entries", ["nat-bound"]);
+vmTest("the NAT table's buckets grow with max_entries; its hash key is random", ["nat-hash"]);
+vmTest("GET_TABLE gives what fits plus the count, and a large table whole", [
+  "nat-dump-chunks",
+]);
 vmTest("krelay.ko unloads in every state", [
   "unload-stopped",
   "unload-started",

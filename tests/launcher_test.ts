@@ -18,7 +18,7 @@ interface Run {
  * current or stale, and an `npm` that succeeds or fails.
  */
 async function launch(
-  opts: { deno: boolean; stale: boolean; npmFails: boolean },
+  opts: { deno: boolean; stale: boolean; npmFails: boolean; hardNofile?: number },
   args: string[],
 ): Promise<Run> {
   const dir = await Deno.makeTempDir({ prefix: "krelay-launcher-" });
@@ -28,7 +28,7 @@ async function launch(
     await Deno.mkdir(`${dir}/node_modules/.bin`, { recursive: true });
     await Deno.mkdir(`${dir}/bin`);
     await Deno.copyFile(`${root}krelay`, `${dir}/krelay`);
-    for (const f of ["v8_flags.sh", "npm_deps.sh"]) {
+    for (const f of ["v8_flags.sh", "run_flags.sh", "npm_deps.sh"]) {
       await Deno.copyFile(`${root}tools/${f}`, `${dir}/tools/${f}`);
     }
     const stub = async (path: string, name: string, code: number) => {
@@ -44,8 +44,9 @@ async function launch(
     await Deno.utime(`${dir}/package-lock.json`, t, t);
     const s = opts.stale ? t - 60 : t + 60;
     await Deno.utime(`${dir}/node_modules/.package-lock.json`, s, s);
+    const limit = opts.hardNofile === undefined ? "" : `ulimit -Hn ${opts.hardNofile} && `;
     const out = await new Deno.Command("bash", {
-      args: [`${dir}/krelay`, ...args],
+      args: ["-c", `${limit}exec bash "$0" "$@"`, `${dir}/krelay`, ...args],
       env: { PATH: `${dir}/bin:${Deno.env.get("PATH")}` },
       stdout: "null",
       stderr: "piped",
@@ -93,4 +94,18 @@ Deno.test("launcher: a failed install with no Deno stops with a clear error", as
   assertEquals(r.code, 1);
   assert(r.stderr.includes("Deno is not installed"), r.stderr);
   assertEquals(r.calls.map((c) => c.split(" ")[0]), ["npm"]);
+});
+
+Deno.test("launcher: a hard fd limit below krelay's need is taken whole, and run says so", async () => {
+  const r = await launch(
+    { deno: true, stale: false, npmFails: false, hardNofile: 20_000 },
+    ["run", "--help"],
+  );
+  assertEquals(r.code, 0);
+  assert(/open files limited to 20000 \(hard limit 20000\)/.test(r.stderr), r.stderr);
+  const quiet = await launch(
+    { deno: true, stale: false, npmFails: false, hardNofile: 20_000 },
+    ["status"],
+  );
+  assertEquals(quiet.stderr.includes("open files limited"), false, quiet.stderr);
 });

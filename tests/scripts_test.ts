@@ -340,12 +340,24 @@ labTest(
 );
 
 labTest(
-  "the sandbox: a script cannot read or write files, connect, listen, run, load FFI or read env",
+  "the sandbox: a script cannot read or write files, connect, listen, run, load FFI, read env " +
+    "or start workers",
   NEEDS,
   async (lab) => {
     const k = await startKrelay(lab, [...LAB_FLAGS, "--script", fixture("sandbox_probe")]);
     const lines = (await scriptLines(k, "sandbox_probe")).filter((l) => l.startsWith("sandbox "));
-    const what = ["read", "write", "fetch", "connect", "listen", "run", "ffi", "env", "import"];
+    const what = [
+      "read",
+      "write",
+      "fetch",
+      "connect",
+      "listen",
+      "run",
+      "ffi",
+      "env",
+      "import",
+      "worker",
+    ];
     assertEquals(
       lines.map((l) => l.split(":")[0]).sort(),
       what.map((w) => `sandbox ${w}`).sort(),

@@ -1,5 +1,5 @@
 /**
- * End to end, as root: the transparent TCP relay (flows T1-T4) in a lab of namespaces with a
+ * End to end, as root: the transparent TCP relay in a lab of namespaces with a
  * real nginx, real curl, and krelay run through its launcher with real iptables and NFQUEUE.
  */
 
@@ -85,6 +85,30 @@ labTest(
     assertEquals([out.opened, out.completed], [1000, 1000]);
     assertEquals(out.digests, { [file.sha256]: 1000 });
     await krelay.stop();
+  },
+  { timeoutMs: 180_000 },
+);
+
+labTest(
+  "30,000 short connections, 50 at a time (ab against nginx), lose none",
+  [...NEEDS, "cmd:ab"],
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    // Bounded: a fixed count, each request timed out after 10 s, the whole after 120 s.
+    const r = await lab.exec(
+      "client",
+      ["ab", "-q", "-n", "30000", "-c", "50", "-s", "10", "-r", `http://${R}/`],
+      { timeoutMs: 120_000 },
+    );
+    const field = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(r.stdout)?.[1]);
+    assertEquals(
+      [field("Complete requests"), field("Failed requests"), field("Non-2xx responses") || 0],
+      [30000, 0, 0],
+      r.stdout + r.stderr,
+    );
+    assertEquals(await krelay.stop(), 0);
   },
   { timeoutMs: 180_000 },
 );
@@ -444,7 +468,7 @@ labTest(
     for (const tracked of [false, true]) {
       const krelay = await startKrelay(
         lab,
-        [...LAB_FLAGS, "--tcp-conntrack", String(tracked)],
+        [...LAB_FLAGS, tracked ? "--tcp-conntrack" : "--no-tcp-conntrack"],
         `krelay-${tracked}`,
       );
       const before = await count();

@@ -16,11 +16,11 @@ fi
 mkdir -p "$here/dist"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# The same permissions as the ./krelay launcher (see there why --allow-all). A worker's module is
-# not found by the compiler's analysis: the relay threads' is included by name.
-. "$here/tools/v8_flags.sh"
-if "$deno" compile --no-prompt --quiet --unstable-worker-options --allow-all \
-  --v8-flags="$KRELAY_V8_FLAGS" \
+# The same flags as the ./krelay launcher (tools/run_flags.sh). A worker's module is not found
+# by the compiler's analysis: the relay threads' is included by name. (tools/dist.sh builds a
+# single file without denort.)
+. "$here/tools/run_flags.sh"
+if "$deno" compile "${KRELAY_RUN_FLAGS[@]}" \
   --include "$here/krelay" --include "$here/tools/install-deps.sh" \
   --include "$here/src/relay/relay_thread.ts" \
   --output "$here/dist/krelay" "$here/main.ts" >"$log" 2>&1; then

@@ -18,6 +18,10 @@ declare -A need=(
   [procps]=/usr/bin/pgrep
   [iputils-ping]=/usr/bin/ping
   [nftables]=/usr/sbin/nft
+  # ab: the short-connection test (tests/tcp_relay_test.ts).
+  [apache2-utils]=/usr/bin/ab
+  # The fault suite's floods (tests/faults/fixtures/flood.py).
+  [python3-minimal]=/usr/bin/python3
 )
 missing=()
 for pkg in "${!need[@]}"; do

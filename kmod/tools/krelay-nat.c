@@ -5,10 +5,15 @@
  *
  *   krelay-nat info
  *   krelay-nat list
+ *   krelay-nat dump ROOM        one GET_TABLE with room for ROOM entries: "count C total T",
+ *                               then the entries
  *   krelay-nat get  tcp|udp CLIENT:PORT RELAY:PORT
  *   krelay-nat getport tcp|udp Y
  *   krelay-nat add  tcp|udp CLIENT:PORT RELAY:PORT SERVER:PORT [y=N] [state=N]
  *                   [bytes_in=N] [bytes_out=N] [packets_in=N] [packets_out=N]
+ *   krelay-nat add-range COUNT tcp|udp CLIENT:PORT RELAY:PORT SERVER:PORT [y=N] ...
+ *                   COUNT entries in one process, client port (then address) and y counting
+ *                   up from the ones given (y stays 0 when not given)
  *   krelay-nat del  tcp|udp CLIENT:PORT RELAY:PORT
  *   krelay-nat delport tcp|udp Y
  *   krelay-nat flush
@@ -41,6 +46,7 @@ static const char *errno_name(int e)
 	case EPROTO: return "EPROTO";
 	case ENOPROTOOPT: return "ENOPROTOOPT";
 	case EFAULT: return "EFAULT";
+	case EEXIST: return "EEXIST";
 	case ENOMEM: return "ENOMEM";
 	default: return "E?";
 	}
@@ -57,11 +63,12 @@ static int fail(const char *call)
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: krelay-nat info | list | flush\n"
+		"usage: krelay-nat info | list | flush | dump ROOM\n"
 		"       krelay-nat get|del tcp|udp CLIENT:PORT RELAY:PORT\n"
 		"       krelay-nat getport|delport tcp|udp Y\n"
 		"       krelay-nat add tcp|udp CLIENT:PORT RELAY:PORT SERVER:PORT [y=N] [state=N]\n"
-		"                  [bytes_in=N] [bytes_out=N] [packets_in=N] [packets_out=N]\n");
+		"                  [bytes_in=N] [bytes_out=N] [packets_in=N] [packets_out=N]\n"
+		"       krelay-nat add-range COUNT tcp|udp CLIENT:PORT RELAY:PORT SERVER:PORT [...]\n");
 	return 2;
 }
 
@@ -188,6 +195,36 @@ static int cmd_list(int fd)
 	return 1;
 }
 
+/* One GET_TABLE with room for @arg entries, as a reader with a small buffer makes it. */
+static int cmd_dump(int fd, int argc, char **argv)
+{
+	struct krelay_nat_table *t;
+	const struct krelay_nat_entry *e;
+	socklen_t len;
+	size_t size;
+	__u64 room;
+	__u32 i;
+
+	if (argc < 1 || parse_u64(argv[0], &room) || room > 1U << 20)
+		return usage();
+	size = sizeof(*t) + room * sizeof(*e);
+	t = calloc(1, size);
+	if (!t)
+		return fail("calloc");
+	t->version = KRELAY_ABI_VERSION;
+	len = (socklen_t)size;
+	if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_TABLE, t, &len) < 0) {
+		free(t);
+		return fail("getsockopt KRELAY_SO_GET_TABLE");
+	}
+	printf("count %u total %u len %u\n", t->count, t->total, (unsigned int)len);
+	e = (const struct krelay_nat_entry *)(t + 1);
+	for (i = 0; i < t->count; i++)
+		print_entry(&e[i]);
+	free(t);
+	return 0;
+}
+
 /* Fills the key of @e from argv: PROTO CLIENT:PORT RELAY:PORT, or PROTO Y with by_port. */
 static int parse_key(int argc, char **argv, struct krelay_nat_entry *e, int by_port)
 {
@@ -229,38 +266,76 @@ static int cmd_del(int fd, int argc, char **argv, int by_port)
 	return 0;
 }
 
-static int cmd_add(int fd, int argc, char **argv)
+/* Fills @e from argv: PROTO CLIENT:PORT RELAY:PORT SERVER:PORT [KEY=N]... */
+static int parse_add(int argc, char **argv, struct krelay_nat_entry *e)
 {
-	struct krelay_nat_entry e;
 	int i;
 
-	if (argc < 4 || parse_key(argc, argv, &e, 0) ||
-	    parse_endpoint(argv[3], &e.server_addr, &e.server_port))
-		return usage();
+	if (argc < 4 || parse_key(argc, argv, e, 0) ||
+	    parse_endpoint(argv[3], &e->server_addr, &e->server_port))
+		return -1;
 	for (i = 4; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');
 		__u64 v;
 
 		if (!eq || parse_u64(eq + 1, &v))
-			return usage();
+			return -1;
 		*eq = '\0';
 		if (!strcmp(argv[i], "y") && v <= 65535)
-			e.relay_port = htons((uint16_t)v);
+			e->relay_port = htons((uint16_t)v);
 		else if (!strcmp(argv[i], "state") && v <= 255)
-			e.state = (__u8)v;
+			e->state = (__u8)v;
 		else if (!strcmp(argv[i], "bytes_in"))
-			e.bytes_in = v;
+			e->bytes_in = v;
 		else if (!strcmp(argv[i], "bytes_out"))
-			e.bytes_out = v;
+			e->bytes_out = v;
 		else if (!strcmp(argv[i], "packets_in"))
-			e.packets_in = v;
+			e->packets_in = v;
 		else if (!strcmp(argv[i], "packets_out"))
-			e.packets_out = v;
+			e->packets_out = v;
 		else
-			return usage();
+			return -1;
 	}
+	return 0;
+}
+
+static int cmd_add(int fd, int argc, char **argv)
+{
+	struct krelay_nat_entry e;
+
+	if (parse_add(argc, argv, &e))
+		return usage();
 	if (setsockopt(fd, SOL_IP, KRELAY_SO_SET_ADD, &e, sizeof(e)) < 0)
 		return fail("setsockopt KRELAY_SO_SET_ADD");
+	return 0;
+}
+
+/* COUNT entries: client port + i (carried into the address), y + i when y is given. */
+static int cmd_add_range(int fd, int argc, char **argv)
+{
+	struct krelay_nat_entry e, one;
+	__u64 count, i;
+	uint32_t addr;
+	uint16_t y;
+
+	if (argc < 1 || parse_u64(argv[0], &count) || count > 1U << 20 ||
+	    parse_add(argc - 1, argv + 1, &e))
+		return usage();
+	addr = ntohl(e.client_addr);
+	y = ntohs(e.relay_port);
+	if (y && y + count - 1 > 65535)
+		return usage();
+	for (i = 0; i < count; i++) {
+		uint32_t port = ntohs(e.client_port) + (uint32_t)i;
+
+		one = e;
+		one.client_addr = htonl(addr + port / 65536);
+		one.client_port = htons((uint16_t)(port % 65536));
+		if (y)
+			one.relay_port = htons((uint16_t)(y + i));
+		if (setsockopt(fd, SOL_IP, KRELAY_SO_SET_ADD, &one, sizeof(one)) < 0)
+			return fail("setsockopt KRELAY_SO_SET_ADD");
+	}
 	return 0;
 }
 
@@ -292,8 +367,12 @@ int main(int argc, char **argv)
 		ret = cmd_get(fd, argc - 2, argv + 2, 0);
 	else if (!strcmp(cmd, "getport"))
 		ret = cmd_get(fd, argc - 2, argv + 2, 1);
+	else if (!strcmp(cmd, "dump"))
+		ret = cmd_dump(fd, argc - 2, argv + 2);
 	else if (!strcmp(cmd, "add"))
 		ret = cmd_add(fd, argc - 2, argv + 2);
+	else if (!strcmp(cmd, "add-range"))
+		ret = cmd_add_range(fd, argc - 2, argv + 2);
 	else if (!strcmp(cmd, "del"))
 		ret = cmd_del(fd, argc - 2, argv + 2, 0);
 	else if (!strcmp(cmd, "delport"))

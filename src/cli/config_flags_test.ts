@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Command } from "commander";
-import { addConfigFlags, configFromFlags } from "./config_flags.ts";
+import { addConfigFlags, configFromFlags, legacyBooleanFlags } from "./config_flags.ts";
 
 function parse(argv: string[]): Record<string, unknown> {
   const cmd = addConfigFlags(new Command("run").exitOverride());
@@ -14,6 +14,9 @@ Deno.test("addConfigFlags() gives every config key a flag with its default in th
     assert(help.includes(flag), flag);
   }
   assert(help.includes("[default: 16000]"));
+  assert(help.includes("--relay-cpu-affinity "), help);
+  assert(help.includes("--no-relay-cpu-affinity "), help);
+  assert(help.includes("[default: --relay-cpu-affinity]"), help);
 });
 
 Deno.test("configFromFlags() converts numbers and comma lists, and keeps bad text for validation", () => {
@@ -23,4 +26,43 @@ Deno.test("configFromFlags() converts numbers and comma lists, and keeps bad tex
     real_ip: "203.0.113.10",
   });
   assertEquals(parse(["--gport", "lots"]), { gport: "lots" });
+});
+
+Deno.test("a boolean key is --x / --no-x, and absent when neither is given", () => {
+  assertEquals(parse(["--no-relay-cpu-affinity"]), { relay_cpu_affinity: false });
+  assertEquals(parse(["--relay-cpu-affinity"]), { relay_cpu_affinity: true });
+  assertEquals(parse([]), {});
+});
+
+Deno.test("legacyBooleanFlags() rewrites --x true|false and --x=false, with a warning each", () => {
+  const warnings: string[] = [];
+  const out = legacyBooleanFlags(
+    ["run", "--relay-cpu-affinity", "false", "--tcp-conntrack=true", "--gport", "true", "--x"],
+    (m) => warnings.push(m),
+  );
+  assertEquals(out, [
+    "run",
+    "--no-relay-cpu-affinity",
+    "--tcp-conntrack",
+    "--gport",
+    "true",
+    "--x",
+  ]);
+  assertEquals(warnings.length, 2);
+  assert(warnings[0].includes("deprecated") && warnings[0].includes("--no-relay-cpu-affinity"));
+  assertEquals(parse(out.slice(1, 3)), { relay_cpu_affinity: false, tcp_conntrack: true });
+});
+
+Deno.test("legacyBooleanFlags() leaves a bare switch and everything after -- alone", () => {
+  const warnings: string[] = [];
+  const args = [
+    "run",
+    "--no-tcp-conntrack",
+    "--relay-cpu-affinity",
+    "--",
+    "--tcp-conntrack",
+    "false",
+  ];
+  assertEquals(legacyBooleanFlags(args, (m) => warnings.push(m)), args);
+  assertEquals(warnings, []);
 });

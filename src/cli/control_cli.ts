@@ -9,6 +9,7 @@
  */
 
 import { Command, InvalidArgumentError } from "commander";
+import { loadConfig } from "../config/load.ts";
 import { configKeys, valueToText } from "../config/text_values.ts";
 import { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, request } from "../control/client.ts";
 import {
@@ -19,6 +20,7 @@ import {
   type StatusReport,
 } from "../control/protocol.ts";
 import { renderConfig, renderNat, renderStatus } from "../control/render.ts";
+import { addConfigFlags, configFromFlags } from "./config_flags.ts";
 
 /** The environment variable naming the control socket when `--socket` is not given. */
 export const SOCKET_ENV = "KRELAY_SOCKET";
@@ -84,9 +86,10 @@ export function controlCommand(name: string, description: string, path = name): 
 
 /** Commander's usage errors exit with 1; ours are 2, apart from krelay's own refusals. */
 export function usageExit(command: Command, path: string): Command {
-  return command.showHelpAfterError(`(see krelay ${path} --help)`).exitOverride(
-    (error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE),
-  );
+  return command.showHelpAfterError(`(see ${path === "" ? "krelay" : `krelay ${path}`} --help)`)
+    .exitOverride(
+      (error) => Deno.exit(error.exitCode === 0 ? 0 : EXIT_USAGE),
+    );
 }
 
 /** Prints the reason after `krelay <command>: ` and exits with {@link EXIT_FAILED}. */
@@ -193,18 +196,20 @@ export function configCli(): Command {
     "config get",
   )
     .argument("[key]", "a config key, like real_ip")
+    .option("--json", "print the configuration as a JSON object (one key: its value as JSON)")
     .addHelpText("after", `\nLists are written like 53,5353; an unset key prints nothing.`)
     .action(async (key: string | undefined, options: ControlOptions, command: Command) => {
       if (key === undefined) {
         const config = await ask<Record<string, unknown>>("config get", options, {
           cmd: "config-get",
         });
-        console.log(renderConfig(config));
+        console.log(options.json ? JSON.stringify(config, null, 2) : renderConfig(config));
         return;
       }
       checkKey(command, "config get", key);
       const result = await ask<unknown>("config get", options, { cmd: "config-get", key });
-      console.log(valueToText(valueOf(result, key)));
+      const value = valueOf(result, key);
+      console.log(options.json ? JSON.stringify(value ?? null) : valueToText(value));
     });
 
   const set = controlCommand(
@@ -231,9 +236,47 @@ export function configCli(): Command {
     });
 
   return usageExit(new Command("config"), "config")
-    .description("show or change the configuration of the running krelay")
+    .description(
+      "check a configuration file, or show or change the configuration of the running krelay",
+    )
+    .addCommand(configCheckCli())
     .addCommand(get)
     .addCommand(set);
+}
+
+/** Exit code of `config check` for a configuration that is not valid. */
+export const EXIT_INVALID_CONFIG = 2;
+
+/**
+ * `config check [file]`: validates a config file and the flags given, as `krelay run` would,
+ * and prints the effective configuration or every error; it changes nothing and needs no
+ * running krelay (as `nginx -t`).
+ */
+export function configCheckCli(): Command {
+  const command = usageExit(new Command("check"), "config check")
+    .description(
+      "validate a config file (and any flags) as `krelay run` would, changing nothing; print " +
+        "the effective configuration, or every error (exit 2)",
+    )
+    .argument("[file]", "the TOML config file (default: none, only the defaults and flags)")
+    .option("--json", "print the effective configuration as JSON");
+  addConfigFlags(command);
+  return command.addHelpText(
+    "after",
+    "\nExit codes: 0 valid, 2 not valid (every error on stderr) or a usage error.\n" +
+      "  $ krelay config check /etc/krelay/krelay.toml",
+  ).action(async (file: string | undefined, options: Record<string, unknown>) => {
+    const result = await loadConfig({ file, flags: configFromFlags(options) });
+    if (!result.ok) {
+      console.error(
+        `krelay config check: ${file ?? "the configuration"} is not valid:\n  ` +
+          result.errors.join("\n  "),
+      );
+      Deno.exit(EXIT_INVALID_CONFIG);
+    }
+    const config = result.config as Record<string, unknown>;
+    console.log(options.json === true ? JSON.stringify(config, null, 2) : renderConfig(config));
+  });
 }
 
 /** The `start` or `stop` command. */

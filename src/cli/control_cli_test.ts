@@ -121,6 +121,19 @@ Deno.test("krelay config get KEY prints the value alone, lists with commas", asy
   });
 });
 
+Deno.test("krelay config get --json prints the configuration, or one value, as JSON", async () => {
+  const config = sampleReport().config;
+  await withDaemon(answering(config), async (path) => {
+    const run = await krelay(["config", "get", "--json", "--socket", path]);
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(JSON.parse(run.stdout), config);
+  });
+  await withDaemon(answering({ udp_ports: [53, 5353] }), async (path) => {
+    const run = await krelay(["config", "get", "udp_ports", "--json", "--socket", path]);
+    assertEquals(run, { code: 0, stdout: "[53,5353]\n", stderr: "" });
+  });
+});
+
 Deno.test("krelay config get with an unknown key exits 2 listing the keys", async () => {
   await withDaemon(answering({}), async (path, daemon) => {
     const run = await krelay(["config", "get", "udp_port", "--socket", path]);

@@ -9,6 +9,7 @@
 import { Command } from "commander";
 import type { ScriptInfo } from "../control/protocol.ts";
 import { renderScripts } from "../control/render_scripts.ts";
+import { API_SPECIFIER, API_URL } from "../script/check.ts";
 import { parseServices } from "../script/services.ts";
 import { ask, controlCommand, type ControlOptions, usageExit, useColor } from "./control_cli.ts";
 
@@ -54,7 +55,7 @@ export function scriptCli(): Command {
 
   const unload = controlCommand(
     "unload",
-    "unload a packet script: its worker and all its state end",
+    "unload a packet script: its process and all its state end",
     "script unload",
   )
     .argument("<name>", "the script's name")
@@ -78,9 +79,19 @@ export function scriptCli(): Command {
       );
     });
 
+  const api = new Command("api")
+    .description(
+      `print the packet-script API (TypeScript types); scripts import them with ` +
+        `\`import type { Packet } from "${API_SPECIFIER}"\``,
+    )
+    .action(async () => {
+      console.log(await Deno.readTextFile(new URL(API_URL)));
+    });
+
   return usageExit(new Command("script"), "script")
-    .description("load, unload and list packet scripts of the running krelay")
+    .description("load, unload and list packet scripts of the running krelay; print their API")
     .addCommand(load)
     .addCommand(unload)
-    .addCommand(list);
+    .addCommand(list)
+    .addCommand(api);
 }

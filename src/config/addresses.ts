@@ -14,7 +14,7 @@
  */
 
 import { isIpv4 } from "../packet/address.ts";
-import { canonicalIpv6, isIpv6 } from "../packet/ipv6_address.ts";
+import { canonicalIpv6, isIpv6, parseIpv6 } from "../packet/ipv6_address.ts";
 
 /** A list's addresses per family, IPv6 ones in canonical text. */
 export interface AddressFamilies {
@@ -67,4 +67,18 @@ export function firstOfEach(text: string | undefined): { v4?: string; v6?: strin
   if (text === undefined) return {};
   const f = addressFamilies(text);
   return { v4: f.v4[0], v6: f.v6[0] };
+}
+
+/**
+ * Why the IPv6 address `text` can be no relayed packet's source or destination (unspecified,
+ * loopback, multicast, or IPv4-mapped), or undefined: IPv6's side of real_ip.ts's rule.
+ */
+export function unusableIpv6(text: string): string | undefined {
+  const b = parseIpv6(text);
+  const zeroUpTo = (n: number) => b.subarray(0, n).every((x) => x === 0);
+  if (zeroUpTo(16)) return "is the unspecified address (::)";
+  if (zeroUpTo(15) && b[15] === 1) return "is the loopback address (::1)";
+  if (b[0] === 0xff) return "is a multicast address (ff00::/8)";
+  if (zeroUpTo(10) && b[10] === 0xff && b[11] === 0xff) return "is an IPv4-mapped address";
+  return undefined;
 }

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
-import { addressFamilies, addressListProblem, firstOfEach } from "./addresses.ts";
+import { addressFamilies, addressListProblem, firstOfEach, unusableIpv6 } from "./addresses.ts";
 
 Deno.test("addressFamilies() splits a list per family, IPv6 in canonical text", () => {
   assertEquals(addressFamilies("203.0.113.10"), { v4: ["203.0.113.10"], v6: [] });
@@ -32,4 +32,12 @@ Deno.test("firstOfEach() picks one address per family", () => {
     v4: "203.0.113.10",
     v6: "2001:db8:2::10",
   });
+});
+
+Deno.test("unusableIpv6() refuses addresses no packet can be relayed to", () => {
+  assertEquals(unusableIpv6("2001:db8:2::10"), undefined);
+  assertEquals(unusableIpv6("::"), "is the unspecified address (::)");
+  assertEquals(unusableIpv6("::1"), "is the loopback address (::1)");
+  assertEquals(unusableIpv6("ff02::1"), "is a multicast address (ff00::/8)");
+  assertEquals(unusableIpv6("::ffff:203.0.113.10"), "is an IPv4-mapped address");
 });

@@ -12,7 +12,8 @@
  */
 
 import { z } from "zod";
-import { addressFamilies, addressListProblem } from "./addresses.ts";
+import { addressFamilies, addressListProblem, unusableIpv6 } from "./addresses.ts";
+import { realIpProblem } from "./real_ip.ts";
 
 const port = z.number().int("must be a whole number").min(1, "must be 1-65535").max(
   65535,
@@ -22,12 +23,28 @@ const port = z.number().int("must be a whole number").min(1, "must be 1-65535").
  * A comma-separated list of addresses of either family (addresses.ts); `onePerFamily` for the
  * relay's own. The real servers need an IPv4 one: IPv6 is relayed beside IPv4, not instead.
  */
-const addressList = (onePerFamily: boolean, needsIpv4: boolean) =>
+const addressList = (onePerFamily: boolean, realServers: boolean) =>
   z.string().superRefine((text, ctx) => {
     const problem = addressListProblem(text, onePerFamily);
-    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
-    else if (needsIpv4 && addressFamilies(text).v4.length === 0) {
+    if (problem !== undefined) {
+      ctx.addIssue({ code: "custom", message: problem });
+      return;
+    }
+    if (!realServers) return;
+    const { v4, v6 } = addressFamilies(text);
+    if (v4.length === 0) {
       ctx.addIssue({ code: "custom", message: "must include an IPv4 address like 203.0.113.10" });
+    }
+    // Each must be an address packets can be relayed to (real_ip.ts); one of several is named.
+    const one = v4.length + v6.length === 1;
+    const problems = [
+      ...v4.map((ip) => [ip, realIpProblem(ip)]),
+      ...v6.map((ip) => [ip, unusableIpv6(ip)]),
+    ];
+    for (const [ip, why] of problems) {
+      if (why !== undefined) {
+        ctx.addIssue({ code: "custom", message: one ? why : `${ip} ${why}` });
+      }
     }
   });
 const seconds = z.number().positive("must be more than 0 seconds").max(86400 * 7, "too long");
@@ -108,6 +125,11 @@ export const configSchema = z.object({
   ),
   script_budget_ms: z.number().int("must be a whole number").min(1).max(10_000).default(50)
     .describe("milliseconds a script may take on one batch before its worker is terminated"),
+  script_memory_mb: z.number().int("must be a whole number").min(16).max(65536).default(128)
+    .describe(
+      "heap size (MB) of each script's own process (its resident memory may exceed it by 96 " +
+        "MB); past either the process is killed and the script disabled",
+    ),
   script_max_errors: z.number().int("must be a whole number").min(1).max(1_000_000).default(10)
     .describe("errors within script_error_window that disable a script"),
   script_error_window: seconds.default(60).describe(

@@ -35,6 +35,7 @@ export function sampleReport(): StatusReport {
       udp_stream_timeout: 120,
       script_default_verdict: "accept",
       script_budget_ms: 50,
+      script_memory_mb: 128,
       script_max_errors: 10,
       script_error_window: 60,
       nat_max_entries: 65536,
@@ -59,6 +60,14 @@ export function sampleReport(): StatusReport {
     },
     engineErrors: 16,
     datapath: { received: 1_234_517, verdicts: 1_234_518, enobufs: 19, errors: 20 },
+    queue: {
+      queue: 0,
+      portId: 4242,
+      waiting: 32,
+      queueDropped: 1_049_063,
+      userDropped: 33,
+      idSequence: 2_345_678,
+    },
     tcp: {
       active: 21,
       total: 22_022,
@@ -67,9 +76,17 @@ export function sampleReport(): StatusReport {
       bytesToClient: 9_876_543_210,
       ipv6Active: 0,
       ipv6Total: 0,
+      fdLimit: 31,
     },
     relayThreads: [],
-    nat: { entries: 24, created: 25_025, expired: 26_026, evicted: 27, refused: 28 },
+    nat: {
+      entries: 24,
+      created: 25_025,
+      expired: 26_026,
+      evicted: 27,
+      evictedUnanswered: 29,
+      refused: 28,
+    },
   };
 }
 

@@ -105,6 +105,12 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["verdicts", d.verdicts],
     ["ENOBUFS (kernel dropped queued packets)", d.enobufs],
     ["errors", d.errors],
+    ...(report.queue === undefined ? [] : [
+      [sub("kernel: dropped, queue full"), report.queue.queueDropped],
+      [sub("kernel: dropped, socket full"), report.queue.userDropped],
+      [sub("kernel: packets queued (id sequence)"), report.queue.idSequence],
+      [sub("kernel: waiting for a verdict"), report.queue.waiting],
+    ] as [string, number][]),
   ]];
 
   const t = report.tcp;
@@ -120,6 +126,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
         ] as [string, string],
       ]
       : []),
+    [sub("reset at the fd limit"), t.fdLimit],
     ["bytes client -> server", formatBytes(t.bytesToServer)],
     ["bytes server -> client", formatBytes(t.bytesToClient)],
     ...report.relayThreads.map((r, i): [string, string] => [
@@ -135,6 +142,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["created", n.created],
     ["expired", n.expired],
     ["evicted (full: oldest non-stream flow)", n.evicted],
+    [sub("of them unanswered (evicted first)"), n.evictedUnanswered],
     ["refused (full of streams)", n.refused],
   ]];
 

@@ -127,6 +127,17 @@ Deno.test("renderStatus() shows ENOBUFS", () => {
   match(row(text, "errors"), / 20 /);
 });
 
+Deno.test("renderStatus() shows the kernel's queue drops and the resets at the fd limit", () => {
+  const text = renderStatus(sampleReport());
+  match(row(text, "kernel: dropped, queue full"), /1,049,063/);
+  match(row(text, "kernel: dropped, socket full"), / 33 /);
+  match(row(text, "kernel: packets queued"), /2,345,678/);
+  match(row(text, "kernel: waiting"), / 32 /);
+  match(row(text, "reset at the fd"), / 31 /);
+  const without = renderStatus({ ...sampleReport(), queue: undefined });
+  assertEquals(without.includes("kernel: dropped"), false);
+});
+
 Deno.test("renderStatus() shows TCP connections with bytes in human units", () => {
   const text = renderStatus(sampleReport());
   match(row(text, "active"), / 21 /);

@@ -68,3 +68,78 @@ Deno.test("ControlServer refuses to start where another one answers, and replace
     await second.close();
   });
 });
+
+Deno.test("ControlServer leaves a busy socket alone: EAGAIN is not stale", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/krelay.sock`;
+    // A live server that does not accept, its backlog full: further connects get EAGAIN.
+    const busy = new Deno.Command("python3", {
+      args: [
+        "-c",
+        `import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind("${path}"); s.listen(0)
+held = []
+for i in range(64):
+    c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+    try: c.connect("${path}")
+    except BlockingIOError: break
+    held.append(c)
+print("busy", flush=True); time.sleep(30)`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    try {
+      const reader = busy.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      assertEquals((await reader.read()).value?.trim(), "busy");
+      await rejects(
+        ControlServer.listen(path, () => Promise.resolve(2)),
+        /cannot be checked .*nothing was changed/,
+      );
+      assertEquals((await Deno.lstat(path)).isSocket, true, "the busy socket stays");
+      reader.cancel();
+    } finally {
+      busy.kill();
+      await busy.status;
+    }
+  });
+});
+
+Deno.test("ControlServer survives descriptor exhaustion: clients closed, then answered again", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/krelay.sock`;
+    const fixture = new URL("./_fd_limit_fixture.ts", import.meta.url).pathname;
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        `ulimit -n 200 && exec "$0" run -A --no-prompt "$1" "$2"`,
+        Deno.execPath(),
+        fixture,
+        path,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const writer = child.stdin.getWriter();
+    const next = async () => (await out.read()).value?.trim();
+    try {
+      assertEquals(await next(), "full");
+      // At the limit: each client is accepted with the reserve fd and closed without answer.
+      for (let i = 0; i < 3; i++) {
+        await rejects(ask(path, '{"cmd":"status"}\n'));
+      }
+      await writer.write(new TextEncoder().encode("go\n"));
+      assertEquals(await next(), "free");
+      assertEquals(await ask(path, '{"cmd":"status"}\n'), { ok: true, result: "pong" });
+      await writer.write(new TextEncoder().encode("go\n"));
+      const counters = JSON.parse((await next())!);
+      assertEquals(counters.bursts, 1);
+      assertEquals(counters.refused >= 3, true, `refused ${counters.refused}`);
+    } finally {
+      await writer.close().catch(() => {});
+      out.cancel();
+      await child.status;
+    }
+  });
+});

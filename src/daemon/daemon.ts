@@ -20,19 +20,17 @@ import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { RelayThreads, type ThreadSettings } from "../relay/relay_threads.ts";
 import { warmUp } from "../relay/warm_up.ts";
-import {
-  addStats,
-  NO_STATS,
-  TcpRelay,
-  type TcpRelaySettings,
-  type TcpRelayStats,
-} from "../relay/tcp_relay.ts";
+import { TcpRelay, type TcpRelaySettings } from "../relay/tcp_relay.ts";
+import { addStats, NO_STATS, type TcpRelayStats } from "../relay/stats.ts";
 import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
+import { readKernelQueue } from "../queue/kernel_counters.ts";
+import { TablePressure } from "../nat/pressure.ts";
 import { PacketLoop } from "./packet_loop.ts";
-import { detectRelayIp, detectRelayIp6 } from "./relay_ip.ts";
+import { detectRelayIp, detectRelayIp6, ownAddresses } from "./relay_ip.ts";
+import { checkRealIp } from "../config/real_ip.ts";
 import { readIpv6Flows } from "../steering/ipv6_flows.ts";
 import { addressFamilies, firstOfEach } from "../config/addresses.ts";
 import {
@@ -104,6 +102,12 @@ export function scriptPolicy(config: Config): ScriptPolicy {
     budgetMs: config.script_budget_ms,
     maxErrors: config.script_max_errors,
     errorWindowMs: config.script_error_window * 1000,
+    limits: {
+      memoryMb: config.script_memory_mb,
+      // Timers count against the budget too: a second's CPU outside batches may take a few
+      // budgets (room for V8's own compiler and GC threads), within 200-400 ms.
+      idleCpuMsPerS: Math.min(400, Math.max(200, 4 * config.script_budget_ms)),
+    },
   };
 }
 
@@ -227,6 +231,7 @@ export class Daemon {
         return undefined;
       });
     }
+    checkRealServers(config.real_ip, [relayIp, ...await ownAddresses(deps.run)], relayIp6);
     return new Daemon(config, relayIp, deps, relayIp6);
   }
 
@@ -263,6 +268,8 @@ export class Daemon {
   /** Starts relaying: the gateway listener, then the steering. Undone if either fails. */
   async start(): Promise<void> {
     if (this.#state === "started") return;
+    // Until the steering is installed, the module's files hold its old values, not ours.
+    this.#starting = true;
     try {
       // The listener before the rules: a taken gateway port fails before anything is steered.
       if (this.#config.tcp_ports.length > 0) await this.#listen(this.#config.gport);
@@ -276,6 +283,8 @@ export class Daemon {
       await this.#closeThreads();
       await this.#steer(() => this.deps.steering.remove()).catch(() => {});
       throw e;
+    } finally {
+      this.#starting = false;
     }
     this.#state = "started";
     const c = this.#config;
@@ -328,6 +337,13 @@ export class Daemon {
     const result = parseConfig({ ...this.#config, [key]: valueFromText(key, text) });
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
+    if (key === "real_ip") {
+      checkRealServers(
+        next.real_ip,
+        [this.relayIp, ...await ownAddresses(this.deps.run)],
+        this.relayIp6,
+      );
+    }
     const from = this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
       await this.#listen(next.gport);
@@ -370,6 +386,7 @@ export class Daemon {
       packets: { ...this.engine.counters },
       engineErrors: this.#loop?.engineErrors ?? 0,
       datapath: this.#datapath?.stats() ?? { received: 0, verdicts: 0, enobufs: 0, errors: 0 },
+      queue: this.#datapath ? readKernelQueue(this.#config.queue) : undefined,
       tcp: this.#tcpStats(),
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
@@ -457,12 +474,20 @@ export class Daemon {
 
   #tick(): void {
     this.table.sweep();
+    const pressure = this.#pressure.check(this.table.stats(), this.deps.now());
+    if (pressure) {
+      log.warning(
+        "NAT table full ({entries} entries): {evicted} flows evicted ({unanswered} unanswered, " +
+          "the rest answered but not assured) and {refused} new flows refused in {seconds} s",
+        { ...pressure, unanswered: pressure.evictedUnanswered },
+      );
+    }
     if (this.#state === "started") {
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
       );
     }
-    if (this.deps.steering.observe && !this.#observing) {
+    if (this.deps.steering.observe && !this.#observing && !this.#starting) {
       this.#observing = true;
       this.#follow().catch((e) =>
         log.error("following the module failed: {error}", { error: String(e) })
@@ -472,6 +497,9 @@ export class Daemon {
   }
 
   #observing = false;
+  /** A start is installing the steering (see start()). */
+  #starting = false;
+  readonly #pressure = new TablePressure();
 
   /**
    * Follows what others wrote in the steering's own files (krelay.ko's /proc/krelay/gport and
@@ -561,6 +589,18 @@ export class Daemon {
     const run = this.#steeringQueue.then(op);
     this.#steeringQueue = run.catch(() => {});
     return run;
+  }
+}
+
+/**
+ * real_ip.ts's rule for each real server: the IPv4 ones against the relay's own IPv4 addresses
+ * (`own`), the IPv6 ones against its IPv6 address. Throws `real_ip: <why>`.
+ */
+function checkRealServers(realIp: string, own: readonly string[], relayIp6?: string): void {
+  const { v4, v6 } = addressFamilies(realIp);
+  for (const ip of v4) checkRealIp(ip, own);
+  if (relayIp6 !== undefined && v6.includes(relayIp6)) {
+    throw new Error(`real_ip: ${relayIp6} is one of the relay's own addresses`);
   }
 }
 

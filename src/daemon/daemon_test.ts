@@ -121,6 +121,14 @@ Deno.test("Daemon.setConfig() refuses a bad value or a key that cannot change, c
     daemon.setConfig("real_ip", "300.1.1.1"),
     /real_ip: must be IPv4 or IPv6 addresses/,
   );
+  await rejects(daemon.setConfig("real_ip", "127.0.0.1"), /real_ip: is a loopback address/);
+  await rejects(daemon.setConfig("real_ip", "0.0.0.0"), /real_ip: is an unspecified address/);
+  await rejects(daemon.setConfig("real_ip", "255.255.255.255"), /real_ip: is the broadcast/);
+  await rejects(daemon.setConfig("real_ip", "198.51.100.1"), /real_ip: is one of the relay's/);
+  await rejects(
+    daemon.setConfig("real_ip", "203.0.113.10,::1"),
+    /real_ip: ::1 is the loopback address/,
+  );
   await rejects(daemon.setConfig("udp_ports", "53,x"), /udp_ports.1: must be a number/);
   await rejects(daemon.setConfig("queue", "7"), /queue cannot change while krelay runs/);
   await rejects(daemon.setConfig("gprot", "7"), /unknown key gprot/);
@@ -172,4 +180,48 @@ Deno.test("relayThreadCount() is relay_threads, or one per usable CPU for 0", ()
   assertEquals(relayThreadCount(config({ relay_threads: 3 }), () => [0, 1]), 3);
   assertEquals(relayThreadCount(config({ relay_threads: 0 }), () => [0, 1, 2, 3]), 4);
   assertEquals(relayThreadCount(config({ relay_threads: 0 }), () => []), 1);
+});
+
+Deno.test("Daemon.create() refuses a real_ip that is one of the relay's own addresses", async () => {
+  const { deps } = harness();
+  const run = (cmd: string, args: string[]) =>
+    Promise.resolve(
+      cmd === "ip" && args.includes("addr")
+        ? {
+          code: 0,
+          stdout: "2: eth0    inet 192.0.2.7/24 brd 192.0.2.255 scope global\n",
+          stderr: "",
+        }
+        : { code: 1, stdout: "", stderr: "" },
+    );
+  await rejects(
+    Daemon.create({ ...config(), real_ip: "192.0.2.7" }, { ...deps, run }),
+    /real_ip: is one of the relay's own addresses/,
+  );
+});
+
+Deno.test("Daemon does not take the module's old values for its own while it installs", async () => {
+  const { deps } = harness();
+  // krelay.ko's files hold the module's defaults until the install writes krelay's values.
+  let written = false;
+  const install = deps.steering.install;
+  deps.steering.install = async (spec) => {
+    await new Promise((r) => setTimeout(r, 1_500)); // longer than a follow tick (1 s)
+    written = true;
+    return install(spec);
+  };
+  deps.steering.observe = () =>
+    Promise.resolve({
+      gport: 16000,
+      realIp: written ? "203.0.113.10" : "192.168.0.10",
+      started: written,
+    });
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  // Installed with krelay's own real_ip, which no tick replaced meanwhile.
+  assertEquals(daemon.config.real_ip, "203.0.113.10");
+  await new Promise((r) => setTimeout(r, 1_200)); // a follow tick after the install
+  assertEquals([daemon.config.real_ip, daemon.state], ["203.0.113.10", "started"]);
+  await daemon.close();
 });

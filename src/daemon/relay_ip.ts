@@ -26,11 +26,26 @@ export function chooseRelayIp(
   );
 }
 
+/** The IPv4 addresses in `ip -4 -o addr show` output. */
+function parseAddrs(stdout: string): string[] {
+  return [...stdout.matchAll(/\sinet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]);
+}
+
+/** The relay's own IPv4 addresses (what real_ip must not be); none when `ip` fails. */
+export async function ownAddresses(run: CommandRunner): Promise<string[]> {
+  try {
+    const addrs = await run("ip", ["-4", "-o", "addr", "show"]);
+    return addrs.code === 0 ? parseAddrs(addrs.stdout) : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Reads the addresses with `ip` and applies {@link chooseRelayIp}. */
 export async function detectRelayIp(run: CommandRunner, realIp: string): Promise<string> {
   const addrs = await run("ip", ["-4", "-o", "addr", "show"]);
   if (addrs.code !== 0) throw new Error(`relay_ip: ip addr failed: ${addrs.stderr.trim()}`);
-  const local = [...addrs.stdout.matchAll(/\sinet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]);
+  const local = parseAddrs(addrs.stdout);
   const route = await run("ip", ["-4", "-o", "route", "get", realIp]);
   const src = /\ssrc (\d+\.\d+\.\d+\.\d+)/.exec(route.stdout)?.[1];
   return chooseRelayIp(local, src);

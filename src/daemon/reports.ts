@@ -10,10 +10,12 @@ import type { DatapathStats } from "../queue/queue.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
+import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
 import { formatEndpoint6 } from "../packet/ipv6_address.ts";
 import type { Ipv6UdpFlow } from "../steering/ipv6_flows.ts";
-import type { DivertedConnection, TcpRelayStats } from "../relay/tcp_relay.ts";
+import type { DivertedConnection } from "../relay/relayed.ts";
+import type { TcpRelayStats } from "../relay/stats.ts";
 
 /** Whether krelay is relaying. */
 export type RelayState = "started" | "stopped";
@@ -34,6 +36,8 @@ export interface StatusReport {
   /** Packets whose processing threw (accepted unchanged). */
   engineErrors: number;
   datapath: DatapathStats;
+  /** The kernel's counters of krelay's queue (what it dropped); absent when it is not bound. */
+  queue?: KernelQueueCounters;
   tcp: TcpRelayStats;
   /** The relay threads (relay_threads > 1), each one's CPU and connections; empty otherwise. */
   relayThreads: RelayThreadView[];
@@ -67,7 +71,7 @@ export interface ConfigChange {
   to: unknown;
 }
 
-/** A diverted TCP connection (kernel_nat; no NAT entry) as a view, like {@link natEntryView}. */
+/** A relayed TCP connection (it has no NAT entry) as a view, like {@link natEntryView}. */
 export function divertedView(c: DivertedConnection, now: number): NatEntryView {
   // Segments are the kernel's business here; bytes are the relay's.
   const view = natEntryView(

@@ -2,9 +2,11 @@
  * The NAT table: one entry per relayed flow, reachable under several lookup keys (one per
  * direction), with idle timeouts and a bounded size. Pure: time comes from an injected clock.
  *
- * When the table is full, the oldest entry that is not yet assured (a flow that has not
- * proven itself by talking both ways for a while, like conntrack's non-assured entries) is
- * evicted to make room; when every entry is assured, the new flow is refused.
+ * When the table is full, expired entries go first; then the oldest unanswered entry (no
+ * reply seen: a flood of spoofed or scanning flows lands here), then the oldest answered one
+ * that is not yet assured (a flow that has not proven itself by talking both ways for a
+ * while, like conntrack's early drop of non-assured entries). Assured entries are never
+ * evicted for new ones: when every entry is assured, the new flow is refused.
  *
  * @example
  * ```ts
@@ -87,6 +89,8 @@ export interface NatTableStats {
   created: number;
   expired: number;
   evicted: number;
+  /** Of `evicted`: entries that had seen no reply. */
+  evictedUnanswered: number;
   /** New flows refused because the table was full of assured entries. */
   refused: number;
 }
@@ -96,13 +100,15 @@ export class NatTable {
   readonly #byKey = new Map<string, NatEntry>();
   /** All entries in creation order. */
   readonly #entries = new Map<number, NatEntry>();
-  /** Entries that may be evicted, oldest first. */
+  /** Entries that have seen no reply, evicted first, oldest first. */
+  readonly #unanswered = new Map<number, NatEntry>();
+  /** Answered entries that are not assured, evicted next, oldest answer first. */
   readonly #evictable = new Map<number, NatEntry>();
   #nextId = 1;
   #lastSweep = -Infinity;
   readonly #listeners: ((entry: NatEntry, reason: RemoveReason) => void)[] = [];
   readonly #changeListeners: ((entry: NatEntry) => void)[] = [];
-  #stats = { created: 0, expired: 0, evicted: 0, refused: 0 };
+  #stats = { created: 0, expired: 0, evicted: 0, evictedUnanswered: 0, refused: 0 };
 
   constructor(readonly options: NatTableOptions) {}
 
@@ -151,7 +157,7 @@ export class NatTable {
       keys: [...keys],
     };
     this.#entries.set(entry.id, entry);
-    this.#evictable.set(entry.id, entry);
+    this.#unanswered.set(entry.id, entry);
     for (const key of keys) this.#byKey.set(key, entry);
     this.#stats.created++;
     if (this.#changeListeners.length > 0) this.changed(entry);
@@ -192,9 +198,19 @@ export class NatTable {
     this.#listeners.push(listener);
   }
 
+  /**
+   * Marks an entry answered (a reply was seen): it is evicted to make room only when no
+   * unanswered entry is left. Idempotent; nothing for an assured entry.
+   */
+  answered(entry: NatEntry): void {
+    if (!this.#unanswered.delete(entry.id) || entry.assured) return;
+    this.#evictable.set(entry.id, entry);
+  }
+
   /** Marks an entry assured: it is no longer evicted to make room. */
   assure(entry: NatEntry): void {
     entry.assured = true;
+    this.#unanswered.delete(entry.id);
     this.#evictable.delete(entry.id);
   }
 
@@ -236,6 +252,12 @@ export class NatTable {
     // Expired entries go first; only then is a live flow sacrificed. The full scan runs at
     // most once a second so that a flood of new flows stays O(1) per flow.
     if (this.options.now() - this.#lastSweep >= 1000 && this.sweep() > 0) return true;
+    const unanswered = this.#unanswered.values().next();
+    if (!unanswered.done) {
+      this.#stats.evictedUnanswered++;
+      this.#remove(unanswered.value, "evicted");
+      return true;
+    }
     const oldest = this.#evictable.values().next();
     if (oldest.done) return false;
     this.#remove(oldest.value, "evicted");
@@ -244,6 +266,7 @@ export class NatTable {
 
   #remove(entry: NatEntry, reason: RemoveReason): void {
     this.#entries.delete(entry.id);
+    this.#unanswered.delete(entry.id);
     this.#evictable.delete(entry.id);
     for (const key of entry.keys) {
       if (this.#byKey.get(key) === entry) this.#byKey.delete(key);

@@ -74,6 +74,37 @@ Deno.test("NatTable evicts the oldest unassured entry when full", () => {
   assertEquals(table.stats().evicted, 1);
 });
 
+Deno.test("NatTable evicts the oldest unanswered entry before any answered one", () => {
+  const { table, add, removed } = fixture(3);
+  const a = add(1);
+  const b = add(2);
+  const c = add(3);
+  // The oldest two were answered; the newest was not: it goes first, then the older answer.
+  table.answered(b);
+  table.answered(a);
+  const d = add(4);
+  assertEquals(removed, [[c.id, "evicted"]]);
+  const e = add(5);
+  assertEquals(removed, [[c.id, "evicted"], [d.id, "evicted"]]);
+  table.assure(a);
+  table.answered(add(6));
+  assertEquals(removed.at(-1), [e.id, "evicted"]);
+  add(7);
+  assertEquals(removed.at(-1), [b.id, "evicted"], "then the oldest answered, never assured a");
+  assertEquals(table.get("f1"), a);
+  assertEquals(table.stats().evicted, 4);
+  assertEquals(table.stats().evictedUnanswered, 3);
+});
+
+Deno.test("NatTable under a flood of unanswered flows keeps every answered one", () => {
+  const { table, add } = fixture(100);
+  const live = Array.from({ length: 50 }, (_, i) => add(i));
+  for (const e of live) table.answered(e);
+  for (let i = 1000; i < 11_000; i++) add(i);
+  for (const e of live) assertEquals(table.get(`f${e.client}`), e);
+  assertEquals(table.stats().evictedUnanswered, 10_000 - 50);
+});
+
 Deno.test("NatTable refuses a new flow when every entry is assured", () => {
   const { table, add } = fixture(2);
   table.assure(add(1));

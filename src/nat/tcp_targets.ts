@@ -15,6 +15,8 @@
  * @module
  */
 
+import { signed32 } from "../system/v8_shapes.ts";
+
 /** What the targets follow; read on every lookup, so live changes apply to new connections. */
 export interface TcpTargetSettings {
   realIp: number;
@@ -28,7 +30,7 @@ export interface TcpTargetSettings {
 
 /**
  * Where a diverted connection goes. Addresses signed, as the socket layer reads them, so that
- * they are the same kind of number to V8 whatever their value (see docs/design/v8_shapes.md).
+ * they are the same kind of number to V8 whatever their value (system/v8_shapes.ts, rule 2).
  */
 export interface DivertedTarget {
   readonly server: number;
@@ -38,7 +40,7 @@ export interface DivertedTarget {
 }
 
 function divertedTarget(server: number, serverPort: number, local: number): DivertedTarget {
-  return { server: server | 0, serverPort, local: local | 0 };
+  return { server: signed32(server), serverPort, local: signed32(local) };
 }
 
 /** Flow states, as shown by status displays. */

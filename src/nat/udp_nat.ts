@@ -95,7 +95,10 @@ export class UdpNat {
     entry.lastSeen = now;
     entry.packetsToClient++;
     entry.bytesToClient += packet.bytes.length;
-    if (entry.state === "unreplied") entry.state = "replied";
+    if (entry.state === "unreplied") {
+      entry.state = "replied";
+      this.table.answered(entry);
+    }
     this.#maybeAssure(entry, now);
     packet.setSrc(entry.relay);
     if (entry.servicePort !== entry.serverPort) packet.setSrcPort(entry.servicePort);

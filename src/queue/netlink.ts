@@ -7,6 +7,9 @@
  * order (big-endian), attributes are 4-byte aligned and their type is masked with 0x3fff.
  * Nothing here throws on kernel bytes or reads past the end it is given.
  *
+ * About 400 lines on purpose: the kernel's constants, the parser and the encoder of one wire
+ * format, each needing the others' offsets; about a third are the constants' documentation.
+ *
  * @module
  */
 

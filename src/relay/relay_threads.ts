@@ -26,13 +26,9 @@
 import type { TcpTargetSettings } from "../nat/tcp_targets.ts";
 import { cpuForThread } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
-import {
-  addStats,
-  type DivertedConnection,
-  NO_STATS,
-  type TcpRelaySettings,
-  type TcpRelayStats,
-} from "./tcp_relay.ts";
+import type { DivertedConnection } from "./relayed.ts";
+import { addStats, NO_STATS, type TcpRelayStats } from "./stats.ts";
+import type { TcpRelaySettings } from "./tcp_relay.ts";
 
 /** What a thread's relay reads: where diverted connections go, and the timeouts. */
 export interface ThreadSettings {

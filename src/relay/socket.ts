@@ -46,7 +46,7 @@ export class SocketError extends Error {
 
 /**
  * An IPv4 endpoint. The address is its 32 bits as a number: read back signed (`| 0`), so that it
- * is a small integer for V8 whatever the address (see {@link localEndpoint}); given, either form.
+ * is a small integer for V8 whatever the address (system/v8_shapes.ts, rule 2) (see {@link localEndpoint}); given, either form.
  * `>>> 0` gives the unsigned form the NAT table and the packet layer use.
  */
 export interface Endpoint {

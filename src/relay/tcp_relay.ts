@@ -27,6 +27,8 @@ import { closeGracefully, reserveFd } from "./close.ts";
 import { connectUpstream, connectUpstream6 } from "./upstream.ts";
 import { acceptFrom6, gatewayListener6, localEndpoint6 } from "./socket6.ts";
 import { formatEndpoint6 } from "../packet/ipv6_address.ts";
+import { type DivertedConnection, Relayed } from "./relayed.ts";
+import type { TcpRelayStats } from "./stats.ts";
 import type { PumpShared } from "./pump.ts";
 import { type ConnectionEnd, Connections } from "./connections.ts";
 import {
@@ -36,6 +38,7 @@ import {
   WarmUpOrigin,
   type WarmUpResult,
 } from "./warm_up.ts";
+import { DOUBLE_ZERO, restoreInPlace } from "../system/v8_shapes.ts";
 
 const log = logger("relay");
 
@@ -65,42 +68,6 @@ export interface TcpRelayOptions {
   cpu?: number;
 }
 
-/** Connection counters. */
-export interface TcpRelayStats {
-  /** Connections being relayed now. */
-  active: number;
-  /** Connections accepted since start. */
-  total: number;
-  /** Connections that could not be relayed (no service, server refused or silent, no fd). */
-  failed: number;
-  /** Bytes relayed client -> server and server -> client, of finished and live connections. */
-  bytesToServer: number;
-  bytesToClient: number;
-  /** Of `active` and `total`: the IPv6 clients' connections. */
-  ipv6Active: number;
-  ipv6Total: number;
-}
-
-/** Counters of no connection at all. */
-export const NO_STATS: Readonly<TcpRelayStats> = {
-  active: 0,
-  total: 0,
-  failed: 0,
-  bytesToServer: 0,
-  bytesToClient: 0,
-  ipv6Active: 0,
-  ipv6Total: 0,
-};
-
-/** The counters of several relays (threads, or closed and live ones) together. */
-export function addStats(...all: TcpRelayStats[]): TcpRelayStats {
-  const sum = { ...NO_STATS };
-  for (const s of all) {
-    for (const k of Object.keys(sum) as (keyof TcpRelayStats)[]) sum[k] += s[k];
-  }
-  return sum;
-}
-
 // Connections accepted per listener event; the rest wait for the next round (level-triggered).
 const ACCEPTS_PER_EVENT = 64;
 // Bytes a splice pipe holds: more per call than the default 64 KiB (kernel memory, lent only
@@ -108,70 +75,6 @@ const ACCEPTS_PER_EVENT = 64;
 const PIPE_SIZE = 256 * 1024;
 // The copy buffer of the pumps: a read that fills it switches its direction to splice.
 const COPY_SIZE = 64 * 1024;
-
-/**
- * Who a relayed connection is from, where the client meant to go, and where it is relayed. A
- * diverted connection's addresses are signed while it is open, as socket.ts reads them; listed
- * ({@link TcpRelay.diverted}), they are unsigned, as everywhere else.
- */
-export interface RelayedFlow {
-  client: number;
-  clientPort: number;
-  /** The relay's address the client connected to, and the service port it asked. */
-  relay: number;
-  servicePort: number;
-  server: number;
-  serverPort: number;
-  /**
-   * An IPv6 connection's addresses (canonical text; the numbers above are then 0), undefined
-   * for IPv4. Always present, so that every flow has one shape.
-   */
-  v6: RelayedAddresses6 | undefined;
-}
-
-/** The addresses of an IPv6 relayed connection. */
-export interface RelayedAddresses6 {
-  client: string;
-  relay: string;
-  server: string;
-}
-
-/** A relayed connection as listed: it has no NAT entry. */
-export interface DivertedConnection extends RelayedFlow {
-  /** The relay's port toward the server (the kernel's pick), 0 before the connect started. */
-  relayPort: number;
-  state: "connecting" | "established";
-  /** Clock values (`now`) of the accept and of the last byte relayed. */
-  created: number;
-  lastSeen: number;
-  bytesToServer: number;
-  bytesToClient: number;
-}
-
-/** One relayed connection, as long as it is open. */
-class Relayed {
-  /** The socket toward the server, once made. */
-  upstream = -1;
-  established = false;
-
-  constructor(
-    readonly id: number,
-    readonly flow: RelayedFlow,
-    readonly created: number,
-  ) {}
-
-  get who(): string {
-    const v6 = this.flow.v6;
-    if (v6 !== undefined) return formatEndpoint6(v6.client, this.flow.clientPort);
-    return formatEndpoint(this.flow.client, this.flow.clientPort);
-  }
-
-  get target(): string {
-    const v6 = this.flow.v6;
-    if (v6 !== undefined) return formatEndpoint6(v6.server, this.flow.serverPort);
-    return formatEndpoint(this.flow.server, this.flow.serverPort);
-  }
-}
 
 /** The gateway-port listener and its connections. */
 export class TcpRelay {
@@ -188,8 +91,10 @@ export class TcpRelay {
   readonly #connections = new Map<number, Relayed>();
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
-  #finished = { toServer: -0, toClient: -0 };
-  #stats = { total: 0, failed: 0, total6: 0 };
+  #finished = { toServer: DOUBLE_ZERO, toClient: DOUBLE_ZERO };
+  #stats = { total: 0, failed: 0, fdLimit: 0, total6: 0 };
+  /** Within a burst of accepts at the fd limit (logged once per burst). */
+  #atLimit = false;
   /** Open connections of IPv6 clients. */
   #active6 = 0;
   /** The connect and idle timeouts last passed to the host. */
@@ -316,6 +221,7 @@ export class TcpRelay {
       failed: this.#stats.failed,
       bytesToServer: this.#finished.toServer + live.toServer,
       bytesToClient: this.#finished.toClient + live.toClient,
+      fdLimit: this.#stats.fdLimit,
       ipv6Active: this.#active6,
       ipv6Total: this.#stats.total6,
     };
@@ -411,9 +317,7 @@ export class TcpRelay {
   }
 
   #refuseAtLimit6(listener: number, e: number): void {
-    log.warning("no file descriptor left for a new connection ({error}): resetting it", {
-      error: errnoText(e),
-    });
+    this.#noteFdLimit(errnoText(e));
     if (this.#spare >= 0) closeFd(this.#spare);
     const got = acceptFrom6(listener);
     if (typeof got !== "number") {
@@ -470,9 +374,7 @@ export class TcpRelay {
    * fd to accept it, reset it, and take the spare back.
    */
   #refuseAtLimit(listener: number, e: number): void {
-    log.warning("no file descriptor left for a new connection ({error}): resetting it", {
-      error: errnoText(e),
-    });
+    this.#noteFdLimit(errnoText(e));
     if (this.#spare >= 0) closeFd(this.#spare);
     const got = acceptFrom(listener);
     if (typeof got !== "number") {
@@ -481,6 +383,19 @@ export class TcpRelay {
       resetFd(got.fd);
     }
     this.#spare = reserveFd();
+  }
+
+  /**
+   * Counts a client reset for want of a descriptor; logs once per burst (until a connection
+   * is relayed again).
+   */
+  #noteFdLimit(error: string): void {
+    this.#stats.fdLimit++;
+    if (this.#atLimit) return;
+    this.#atLimit = true;
+    log.warning("no file descriptor left for new connections ({error}): resetting them", {
+      error,
+    });
   }
 
   #accept(fd: number, client: number, clientPort: number): void {
@@ -550,9 +465,9 @@ export class TcpRelay {
       }
       this.options.targets.undivertOwn(port);
       origin.close();
-      // In place: objects of another shape would undo what V8 optimised for these.
-      Object.assign(this.#stats, stats);
-      Object.assign(this.#finished, finished);
+      // In place (system/v8_shapes.ts, rule 3).
+      restoreInPlace(this.#stats, stats);
+      restoreInPlace(this.#finished, finished);
     }
   }
 
@@ -571,6 +486,7 @@ export class TcpRelay {
     });
     if (typeof outcome !== "string") {
       c.upstream = outcome.fd;
+      this.#atLimit = false;
       this.#host.add(c.id, client, outcome.fd, outcome.connecting);
       return;
     }
@@ -581,6 +497,9 @@ export class TcpRelay {
         who: c.who,
       });
       this.#fail(c, client, (fd) => closeGracefully(this.#shared!.poller, fd));
+    } else if (outcome === "EMFILE" || outcome === "ENFILE") {
+      this.#noteFdLimit(outcome);
+      this.#fail(c, client, resetFd);
     } else {
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,

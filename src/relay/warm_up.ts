@@ -21,7 +21,7 @@
  * first.
  *
  * Why: V8 optimises a function only after hundreds of calls, and a relay started cold served
- * its first seconds of clients at 0.75-0.8x its later rate (README, Performance). This spends
+ * its first seconds of clients at 0.75-0.8x its later rate (docs/performance.md). This spends
  * that time before the steering sends any client to the relay.
  *
  * Bounded in connections and time; every socket it opened is closed when it resolves.

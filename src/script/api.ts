@@ -18,14 +18,18 @@
  * these are the client's segments (handshake, data, FIN, RST); the relay's own connection to
  * the server is not shown to scripts.
  *
- * Scripts run in a Deno Worker without any permission: no files, no network, no subprocesses,
- * no FFI, no environment. Module-level variables keep state between packets for as long as the
- * script is loaded; `setTimeout` and `setInterval` work; `console.log` (and `info`, `warn`,
- * `error`, `debug`) lines go to krelay's log with the script's name. A script that throws, or
- * takes longer than `script_budget_ms` on a batch, gets the default verdict
- * (`script_default_verdict`, accept unless configured otherwise) for the packets concerned, and
- * is disabled after `script_max_errors` errors within `script_error_window` seconds. Functions
- * are synchronous: a returned promise is an error.
+ * Each script runs in a Deno process of its own without any permission: no files, no network,
+ * no subprocesses, no FFI, no environment, no workers. Module-level variables keep state
+ * between packets for as long as the script is loaded; `setTimeout` and `setInterval` work;
+ * `console.log` (and `info`, `warn`, `error`, `debug`) lines go to krelay's log with the
+ * script's name, at most 50 a second. A script that throws, or takes longer than
+ * `script_budget_ms` on a batch, gets the default verdict (`script_default_verdict`, accept
+ * unless configured otherwise) for the packets concerned, and is disabled after
+ * `script_max_errors` errors within `script_error_window` seconds. A script whose process uses
+ * more memory than `script_memory_mb` (plus 96 MB outside the heap), spends more CPU outside
+ * batches than 4 budgets a second (200-400 ms: a timer that runs too long) or writes more than
+ * 1 MB of console output a second is killed and disabled at once. Functions are synchronous:
+ * a returned promise is an error.
  *
  * Import the types with a path to this file (relative, or absolute):
  *

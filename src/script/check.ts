@@ -20,7 +20,15 @@ export class ScriptCheckError extends Error {
 /** How long `deno check` may take. */
 export const CHECK_TIMEOUT_MS = 60_000;
 
-const API_URL = new URL("./api.ts", import.meta.url).href;
+/** The script API file; the single file and the .deb ship it beside krelay's bundle. */
+export const API_URL: string = new URL("./api.ts", import.meta.url).href;
+
+/**
+ * The bare specifier a script may import the API's types from wherever it is, with
+ * `import type { Packet } from "krelay/script"` (the check maps it to {@link API_URL}; a type
+ * import leaves nothing to resolve at run time).
+ */
+export const API_SPECIFIER = "krelay/script";
 
 /** The module `deno check` compiles for `scriptUrl`. */
 export function checkModule(scriptUrl: string): string {
@@ -57,8 +65,10 @@ export async function checkScript(file: string, timeoutMs = CHECK_TIMEOUT_MS): P
   try {
     const wrapper = `${dir}/check.ts`;
     await Deno.writeTextFile(wrapper, checkModule(scriptUrl(file)));
+    const importMap = `${dir}/import_map.json`;
+    await Deno.writeTextFile(importMap, JSON.stringify({ imports: { [API_SPECIFIER]: API_URL } }));
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["check", "--no-config", "--quiet", wrapper],
+      args: ["check", "--no-config", "--quiet", `--import-map=${importMap}`, wrapper],
       env: { NO_COLOR: "1" },
       stdin: "null",
       stdout: "piped",

@@ -6,9 +6,12 @@
  * per script concerned, not one per packet.
  *
  * Failures never stop the relay: a packet whose script threw, or every packet of a batch the
- * script did not decide within the budget (the worker is then terminated and restarted), gets
+ * script did not decide within the budget (its process is then killed and restarted), gets
  * the default verdict; errors are counted and logged with the script's name, and a script with
  * `maxErrors` errors within the window is disabled (its packets then get the default verdict).
+ * A script whose process goes past a limit (memory, CPU outside batches, console output; see
+ * script_worker.ts) is killed and disabled at once. Its console lines reach krelay's log at
+ * most {@link LOG_LINES_PER_S} a second; the rest are counted and reported.
  *
  * @example
  * ```ts ignore
@@ -20,16 +23,26 @@
  * @module
  */
 
+import { unusableAddress } from "../config/real_ip.ts";
+import { formatIpv4 } from "../packet/address.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { logger } from "../system/log.ts";
 import type { Verdict } from "./api.ts";
 import { checkScript, scriptUrl } from "./check.ts";
 import { ErrorWindow } from "./error_window.ts";
-import { type BatchResult, ScriptWorker } from "./script_worker.ts";
+import {
+  type BatchResult,
+  DEFAULT_LIMITS,
+  type ScriptLimits,
+  ScriptWorker,
+} from "./script_worker.ts";
 import { formatServices, keyOf, type Service, serviceKey } from "./services.ts";
 import { type BatchPacket, type LogLine, Outcome } from "./wire.ts";
 
 const log = logger("script");
+
+/** Console lines of one script written to krelay's log per second (a burst of twice that). */
+export const LOG_LINES_PER_S = 50;
 
 /** How scripts fail; read on every batch. */
 export interface ScriptPolicy {
@@ -40,6 +53,8 @@ export interface ScriptPolicy {
   /** Errors within `errorWindowMs` that disable a script. */
   maxErrors: number;
   errorWindowMs: number;
+  /** The limits of each script's process; default {@link DEFAULT_LIMITS}. */
+  limits?: Partial<ScriptLimits>;
 }
 
 /** What the host needs from the daemon. */
@@ -101,6 +116,8 @@ export interface ScriptInfo {
   /** Mean time per packet it decided, in microseconds (round trips included). */
   usPerPacket: number;
   lastError?: string;
+  /** The id of the script's process while it runs. */
+  pid?: number;
 }
 
 /** One loaded script. */
@@ -112,6 +129,11 @@ class ScriptEntry {
   readonly errors: ErrorWindow;
   timeMs = 0;
   decided = 0;
+  /** Console lines: tokens left, when last refilled, and lines suppressed since the last note. */
+  logTokens = 2 * LOG_LINES_PER_S;
+  logRefilled = 0;
+  logSuppressed = 0;
+  logNotedAt = 0;
 
   constructor(
     readonly name: string,
@@ -314,10 +336,11 @@ export class ScriptHost {
         info.timeouts++;
         this.#error(
           entry,
-          `no verdict for ${jobs.length} packets within ${policy.budgetMs} ms: worker terminated`,
+          `no verdict for ${jobs.length} packets within ${policy.budgetMs} ms: its process was ` +
+            "killed",
         );
       } else {
-        this.#error(entry, `the worker failed: ${result.error}`);
+        this.#error(entry, `the script's process failed: ${result.error}`);
       }
       this.#restart(entry);
       return;
@@ -390,13 +413,34 @@ export class ScriptHost {
   }
 
   #startWorker(entry: ScriptEntry): Promise<ScriptWorker> {
+    const limits = { ...DEFAULT_LIMITS, ...this.options.policy().limits };
     return ScriptWorker.start(scriptUrl(entry.file), entry.name, {
-      onLog: (lines) => scriptLog(entry.name, lines),
+      onLog: (lines) => this.#log(entry, lines),
       onCrash: (error) => {
-        this.#error(entry, `the worker failed: ${error}`);
+        this.#error(entry, `the script's process failed: ${error}`);
         this.#restart(entry);
       },
-    });
+      onLimit: (why) => {
+        if (entry.info.state === "disabled") return;
+        entry.info.errors++;
+        entry.info.lastError = why;
+        this.#disable(entry, why);
+      },
+    }, limits);
+  }
+
+  #log(entry: ScriptEntry, lines: LogLine[]): void {
+    const { pass, note } = rateLimitLines(entry, lines.length, this.options.now());
+    for (const line of lines.slice(0, pass)) {
+      log[line.level]("{script}: {line}", { script: entry.name, line: line.text });
+    }
+    if (note > 0) {
+      log.warning("{script}: {n} console lines suppressed (over {rate} a second)", {
+        script: entry.name,
+        n: note,
+        rate: LOG_LINES_PER_S,
+      });
+    }
   }
 
   #index(): void {
@@ -414,6 +458,7 @@ export class ScriptHost {
       exports: { ...e.info.exports },
       verdicts: { ...e.info.verdicts },
       usPerPacket: Math.round(us * 10) / 10,
+      pid: e.worker?.alive ? e.worker.pid : undefined,
     };
   }
 
@@ -465,6 +510,12 @@ export function fixChanged(job: ScriptJob, bytes: Uint8Array): string | undefine
   if (p.protocol !== job.protocol || !p.hasPorts || p.isFragment) {
     return "the changed packet is not a whole datagram of the same protocol";
   }
+  // The rule on real_ip: a script may not send a client's packet to this host's loopback,
+  // nor anywhere no server can be.
+  for (const [what, address] of [["destination", p.dst], ["source", p.src]] as const) {
+    const why = unusableAddress(address);
+    if (why !== undefined) return `the changed packet's ${what} ${formatIpv4(address)} ${why}`;
+  }
   p.recomputeIpChecksum();
   // A UDP checksum of 0 means none: it stays none.
   const check = (p.bytes[p.l4ChecksumOffset] << 8) | p.bytes[p.l4ChecksumOffset + 1];
@@ -474,8 +525,34 @@ export function fixChanged(job: ScriptJob, bytes: Uint8Array): string | undefine
   return undefined;
 }
 
-function scriptLog(name: string, lines: LogLine[]): void {
-  for (const line of lines) {
-    log[line.level]("{script}: {line}", { script: name, line: line.text });
+/** A script's console-line budget (a token bucket) and what it suppressed. */
+export interface LogBucket {
+  logTokens: number;
+  logRefilled: number;
+  logSuppressed: number;
+  logNotedAt: number;
+}
+
+/**
+ * Refills the bucket and takes one token per line: `pass` lines may be logged; `note` > 0 is
+ * the count of lines suppressed so far, to be told (at most once a second).
+ */
+export function rateLimitLines(
+  bucket: LogBucket,
+  lines: number,
+  now: number,
+): { pass: number; note: number } {
+  const elapsed = Math.max(0, now - bucket.logRefilled) / 1000;
+  bucket.logTokens = Math.min(2 * LOG_LINES_PER_S, bucket.logTokens + elapsed * LOG_LINES_PER_S);
+  bucket.logRefilled = now;
+  const pass = Math.min(lines, Math.floor(bucket.logTokens));
+  bucket.logTokens -= pass;
+  bucket.logSuppressed += lines - pass;
+  let note = 0;
+  if (bucket.logSuppressed > 0 && now - bucket.logNotedAt >= 1000) {
+    note = bucket.logSuppressed;
+    bucket.logSuppressed = 0;
+    bucket.logNotedAt = now;
   }
+  return { pass, note };
 }

@@ -5,7 +5,7 @@ import {
 } from "node:assert/strict";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildTcpPacket, buildUdpPacket, checksumsValid } from "../packet/build.ts";
-import { ScriptHost, type ScriptJob, type ScriptPolicy } from "./host.ts";
+import { fixChanged, ScriptHost, type ScriptJob, type ScriptPolicy } from "./host.ts";
 import { parseServices } from "./services.ts";
 
 const R = parseIpv4("198.51.100.1");
@@ -222,5 +222,31 @@ Deno.test("a script that throws while loading is refused with its error", async 
   } finally {
     await h.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fixChanged refuses a changed packet sent to loopback, broadcast, multicast or 0/8", async () => {
+  const h = host();
+  try {
+    await h.load("t", fixture("accept_all"), parseServices("udp:53"));
+    for (
+      const [dst, why] of [
+        ["127.0.0.1", /destination 127\.0\.0\.1 is a loopback address/],
+        ["255.255.255.255", /destination 255\.255\.255\.255 is the broadcast address/],
+        ["224.0.0.251", /destination 224\.0\.0\.251 is a multicast address/],
+        ["0.0.0.0", /destination 0\.0\.0\.0 is an unspecified address/],
+      ] as const
+    ) {
+      const j = h.request(request(1000))!;
+      const changed = buildUdpPacket({ src: C, dst: parseIpv4(dst), srcPort: 1000, dstPort: 53 });
+      assert(why.test(fixChanged(j, changed) ?? ""), `${dst}: ${fixChanged(j, changed)}`);
+      assertEquals(j.changed, false);
+    }
+    const j = h.request(request(1000))!;
+    const ok = buildUdpPacket({ src: C, dst: S, srcPort: 1000, dstPort: 53 });
+    assertEquals(fixChanged(j, ok), undefined);
+    assertEquals(j.changed, true);
+  } finally {
+    await h.close();
   }
 });

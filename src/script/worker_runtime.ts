@@ -1,12 +1,15 @@
 /**
- * The worker side of a script: decides each batch the host sends with the script's `match`
- * and `target`, one outcome per packet, and forwards the script's console lines. Runs inside
- * the sandboxed worker, whose entry module imports the script and calls {@link serve}.
+ * The script's side: decides each batch the host sends with the script's `match` and
+ * `target`, one outcome per packet, and forwards the script's console lines. Runs in the
+ * script's own process (a Deno with no permission and a memory limit), whose entry module
+ * imports this runtime, then the script, and calls {@link serve}; messages travel as frames
+ * (frame.ts) on its stdin and stdout.
  *
  * @module
  */
 
 import { formatIpv4 } from "../packet/address.ts";
+import { decodeFrame, encodeFrame, FrameReader } from "./frame.ts";
 import type {
   Endpoint,
   Flow,
@@ -32,12 +35,14 @@ export const MAX_LOG_LINES = 200;
 /** Characters kept of one console line. */
 export const MAX_LOG_LINE = 2000;
 
-interface WorkerScope {
-  postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
-  onmessage: ((event: MessageEvent) => void) | null;
-}
+// Taken before the script runs: the host reads only frames from stdout.
+const stdout = Deno.stdout;
 
-const scope = globalThis as unknown as WorkerScope;
+/** Sends one message to the host (blocking: a host that does not read holds the script). */
+function send(message: WorkerMessage): void {
+  const frame = encodeFrame(message);
+  for (let at = 0; at < frame.length;) at += stdout.writeSync(frame.subarray(at));
+}
 
 /** The flow of one packet, read from the batch's numbers on demand. */
 class MetaFlow implements Flow {
@@ -172,7 +177,7 @@ class ConsoleCapture {
       queueMicrotask(() => {
         this.#scheduled = false;
         if (!this.#inBatch && this.#lines.length > 0) {
-          scope.postMessage({ kind: "log", logs: this.take() });
+          send({ kind: "log", logs: this.take() });
         }
       });
     }
@@ -194,21 +199,45 @@ export function serve(mod: Record<string, unknown>, name: string): void {
   const match = typeof mod.match === "function" ? mod.match as MatchFunction : undefined;
   const target = typeof mod.target === "function" ? mod.target as TargetFunction : undefined;
   if (match === undefined && target === undefined) {
-    scope.postMessage({
+    send({
       kind: "failed",
       error: "the script exports neither a match nor a target function",
     });
     return;
   }
-  scope.onmessage = (event: MessageEvent) => {
-    const message = event.data as BatchMessage;
-    if (message?.kind !== "batch") return;
+  send({ kind: "ready", match: match !== undefined, target: target !== undefined });
+  readBatches((message) => {
     capture.begin();
     const result = decideBatch(message, name, match, target) as ResultMessage;
     result.logs = capture.take();
-    const transfer: Transferable[] = [result.outcomes.buffer as ArrayBuffer];
-    for (const [, bytes] of result.changed) transfer.push(bytes.buffer as ArrayBuffer);
-    scope.postMessage(result, transfer);
-  };
-  scope.postMessage({ kind: "ready", match: match !== undefined, target: target !== undefined });
+    send(result);
+  });
 }
+
+/** Reads frames from stdin until it closes (the host is done with the script), then exits. */
+async function readBatches(decide: (message: BatchMessage) => void): Promise<void> {
+  const frames = new FrameReader();
+  for await (const chunk of Deno.stdin.readable) {
+    for (const body of frames.push(chunk)) {
+      const message = decodeFrame(body) as BatchMessage;
+      if (message?.kind === "batch") decide(message);
+    }
+  }
+  Deno.exit(0);
+}
+
+/**
+ * No threads of the script's own: a Worker would run outside the budget's reach (the host
+ * kills the whole process, so none would outlive the script anyway).
+ */
+function forbidWorkers(): void {
+  const refuse = function Worker(): never {
+    throw new Deno.errors.NotCapable("a packet script cannot start workers");
+  };
+  Object.defineProperty(globalThis, "Worker", {
+    value: refuse,
+    writable: false,
+    configurable: false,
+  });
+}
+forbidWorkers();

@@ -1,5 +1,5 @@
 /**
- * kernel_nat's way for a client's connection to reach the gateway listener without TPROXY: a
+ * The kernel path's way for a client's connection to reach the gateway listener without TPROXY: a
  * BPF sk_lookup program, attached to the network namespace, that the kernel runs when it
  * looks for the listener of a new TCP connection to a local address. For the relay's address
  * and a TCP service port, it picks the gateway listener from a socket map (the kernel then

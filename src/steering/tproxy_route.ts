@@ -1,5 +1,5 @@
 /**
- * kernel_nat's policy route for TPROXY: a packet the nft rules mark with {@link TPROXY_MARK}
+ * The kernel path's policy route for TPROXY: a packet the nft rules mark with {@link TPROXY_MARK}
  * (see nft_nat.ts) is delivered to a local socket whatever its destination. That is how the
  * server's answers to a client's address reach the relay's transparent socket bound to it.
  *

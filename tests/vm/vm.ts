@@ -121,7 +121,11 @@ export async function buildKmod(kver: string): Promise<KmodBuild> {
   };
   try {
     await Deno.mkdir(`${dir}/src/tools`, { recursive: true });
-    for (const f of ["krelay.c", "krelay_abi.h", "Makefile", "tools/krelay-nat.c"]) {
+    const sources = ["Makefile", "tools/krelay-nat.c"];
+    for await (const e of Deno.readDir(`${REPO}/kmod`)) {
+      if (e.isFile && /\.[ch]$/.test(e.name)) sources.push(e.name);
+    }
+    for (const f of sources) {
       await Deno.copyFile(`${REPO}/kmod/${f}`, `${dir}/src/${f}`);
     }
     const r = await run("make", ["-C", `${dir}/src`, `KVER=${kver}`, "W=1", "all"], {

@@ -1,6 +1,6 @@
 /**
  * Test fixture: tries what the sandbox must deny (files, network, subprocesses, FFI,
- * environment) when loaded, and logs one line per attempt: `sandbox <what>: denied|ALLOWED`.
+ * environment, workers) when loaded, and logs one line per attempt: `sandbox <what>: denied|ALLOWED`.
  */
 
 async function attempt(what: string, fn: () => unknown): Promise<void> {
@@ -23,6 +23,7 @@ await attempt("env", () => Deno.env.get("HOME"));
 // Not a literal: `deno check` would follow it.
 const hostname = ["file:", "", "", "etc", "hostname"].join("/");
 await attempt("import", () => import(hostname));
+await attempt("worker", () => new Worker("data:application/javascript,", { type: "module" }));
 
 /** Accepts. */
 export function target(): "accept" {

@@ -90,8 +90,11 @@ t_load() {
 	insmod $KO || die "insmod failed"
 	loaded || die "not in /proc/modules"
 	local f
-	for f in gport real_ip relay_ip udp_ports tcp_ports relay_ports gports queue stats; do
+	for f in gport real_ip relay_ip udp_ports tcp_ports first_mark queue stats; do
 		[[ -f $P/$f ]] || die "missing $P/$f"
+	done
+	for f in relay_ports gports; do
+		[[ ! -e $P/$f ]] || die "$P/$f still exists"
 	done
 	expect_eq start "$(cat $START)" 0
 }
@@ -102,11 +105,11 @@ t_defaults() {
 	expect_eq relay_ip "$(cat $P/relay_ip)" 0.0.0.0
 	expect_eq udp_ports "$(cat $P/udp_ports)" 53
 	expect_eq tcp_ports "$(cat $P/tcp_ports)" 80
-	expect_eq relay_ports "$(cat $P/relay_ports)" 20000-29999
-	expect_eq gports "$(cat $P/gports)" ""
+	expect_eq first_mark "$(cat $P/first_mark)" 0
 	expect_eq queue "$(cat $P/queue)" 0
 	expect_eq stats.started "$(stat_of started)" 0
 	expect_eq stats.nat_max "$(stat_of nat_max)" 65536
+	expect_eq stats.nat_buckets "$(stat_of nat_buckets)" 65536
 }
 
 t_proc_write() {
@@ -119,10 +122,11 @@ t_proc_write() {
 	good $P/tcp_ports "8080,80,443" 80,443,8080
 	good $P/tcp_ports "" ""
 	good $P/tcp_ports 80 80
-	good $P/relay_ports 20000-20010 20000-20010
-	good $P/relay_ports 20000-29999 20000-29999
-	good $P/gports "16001,16002" 16001,16002
-	good $P/gports "" ""
+	good $P/first_mark 0x4b53 19283
+	good $P/first_mark 0X4B53 19283
+	good $P/first_mark 19283 19283
+	good $P/first_mark 0xffffffff 4294967295
+	good $P/first_mark 0 0
 	good $P/queue 7 7
 	good $P/queue 0 0
 	# Without a trailing newline too.
@@ -143,18 +147,17 @@ t_proc_bad() {
 	for v in 0 70000 "53,,80" "53," a "53 80" -5; do
 		bad $P/udp_ports "$v" || return 1
 		bad $P/tcp_ports "$v" || return 1
-		bad $P/gports "$v" || return 1
 	done
 	many=$(seq -s, 1000 1128) # 129 ports: one too many
 	bad $P/tcp_ports "$many" || return 1
 	good $P/tcp_ports "$(seq -s, 1000 1127)" "$(seq -s, 1000 1127)" || return 1
 	good $P/tcp_ports 80 80 || return 1
-	for v in 20000 30000-20000 0-10 1-70000 a-b "20000-" "-20000" "1-2-3"; do
-		bad $P/relay_ports "$v" || return 1
+	for v in -1 x "" 0x 0x0x5 +5 " +5" 4294967296 0x100000000 "5 6" 1.5 0x4g 5x; do
+		bad $P/first_mark "$v" || return 1
 	done
 	for v in 65536 -1 x ""; do bad $P/queue "$v" || return 1; done
 	# Too long for one write, and a write at an offset.
-	bad $P/gports "$(seq -s, 1 400)" || return 1
+	bad $P/udp_ports "$(seq -s, 1 400)" || return 1
 	if out=$(dd if=/dev/zero bs=1 count=1 seek=1 of=$P/gport conv=notrunc 2>&1); then
 		die "write at offset 1 accepted"
 	fi
@@ -179,15 +182,40 @@ t_start_toggle() {
 	dmesg | grep -q 'krelay: stopped: hooks unregistered' || die "no 'stopped' in dmesg"
 }
 
+# A stop sleeps 500 ms under krelay_start_lock; readers (stats, GET_INFO, which anyone may
+# call) do not take it, so they answer at once while a stop is in progress (and still say
+# started). Under TCG a slow exec can miss the stop: up to 3 tries.
+t_readers_during_stop() {
+	local pid t0 dt started out try why=""
+	for try in 1 2 3; do
+		good $START 1 1 || return 1
+		(echo 0 >$START) &
+		pid=$!
+		sleep 0.1
+		t0=${EPOCHREALTIME/./}
+		started=$(stat_of started)
+		out=$(/kmod/krelay-nat info 2>&1)
+		dt=$(((${EPOCHREALTIME/./} - t0) / 1000))
+		wait $pid
+		expect_eq "start after the stop" "$(cat $START)" 0 || return 1
+		if [[ $started == 1 ]] && grep -qx 'started 1' <<<"$out" && ((dt < 300)); then
+			echo "# readers answered in $dt ms during a stop (try $try)"
+			return 0
+		fi
+		why+="try $try: stats started=$started, GET_INFO $(grep started <<<"$out"), $dt ms; "
+	done
+	die "readers did not answer during a stop: $why"
+}
+
 # ---- the hooks select exactly krelay's packets ----
 
 counters() {
 	local k v
 	declare -A c
 	while read -r k v; do c[$k]=$v; done <$P/stats
-	echo "${c[u1]} ${c[u3]} ${c[t1]} ${c[t2]} ${c[t3]} ${c[t4]}"
+	echo "${c[first]} ${c[u1]} ${c[u3]} ${c[t1]} ${c[t2]}"
 }
-# probe WANT CMD...: runs CMD and checks the u1 u3 t1 t2 t3 t4 counters moved by WANT.
+# probe WANT CMD...: runs CMD and checks the first u1 u3 t1 t2 counters moved by WANT.
 probe() {
 	local want=$1 a b d="" i
 	shift
@@ -195,8 +223,8 @@ probe() {
 	"$@" >/dev/null 2>&1
 	sleep 0.05
 	read -ra b <<<"$(counters)"
-	for i in 0 1 2 3 4 5; do d+="$((b[i] - a[i])) "; done
-	expect_eq "u1 u3 t1 t2 t3 t4 after '$*'" "${d% }" "$want"
+	for i in 0 1 2 3 4; do d+="$((b[i] - a[i])) "; done
+	expect_eq "first u1 u3 t1 t2 after '$*'" "${d% }" "$want"
 }
 # tcp_probe SPORT ADDR PORT / udp_probe SPORT ADDR PORT [COUNT]: netprobe (static, from the
 # test) sends exactly one connection attempt or datagram from a chosen source port.
@@ -208,40 +236,65 @@ selection_config() {
 		good $P/udp_ports 5353 5353 &&
 		good $P/tcp_ports 8080 8080 &&
 		good $P/gport 16000 16000 &&
-		good $P/gports "" "" &&
-		good $P/relay_ports 20000-20010 20000-20010
+		good $P/first_mark 0x4b53 19283
+}
+
+# Marks UDP to port 7777 (and TCP to 7777) with 0x4b53 in a chain at raw priority, as krelay's
+# nftables chain marks a new flow's first packet. Made before start=1: of two hooks at the same
+# priority the later runs first, so a hook at raw priority itself would miss the mark.
+nft_mark() {
+	nft -f - <<'NFT'
+table ip kmodtest {
+	chain raw {
+		type filter hook prerouting priority raw;
+		udp dport 7777 meta mark set 0x4b53
+		tcp dport 7777 meta mark set 0x4b53
+	}
+}
+NFT
 }
 
 t_hooks_select() {
+	local out
 	selection_config || return 1
+	out=$(nft_mark 2>&1) || die "nft: $out"
 	good $START 1 1 || return 1
-	# T3 (SYN out from a relay port to a tcp port), T1 (SYN in to relay_ip:tcp port),
-	# T4 (RST in from the tcp port to the relay port).
-	probe "0 0 1 0 1 1" tcp_probe 20005 127.0.0.1 8080 || return 1
-	# T2: from relay_ip:gport.
-	probe "0 0 0 1 0 0" tcp_probe 16000 127.0.0.1 9 || return 1
-	# T2 for an older gateway port listed in gports, not before.
-	probe "0 0 0 0 0 0" tcp_probe 16001 127.0.0.1 9 || return 1
-	good $P/gports 16001 16001 || return 1
-	probe "0 0 0 1 0 0" tcp_probe 16001 127.0.0.1 9 || return 1
-	# U1: to relay_ip:udp port; U3: from a udp port.
-	probe "1 0 0 0 0 0" udp_probe 0 127.0.0.1 5353 || return 1
-	probe "0 1 0 0 0 0" udp_probe 5353 127.0.0.1 9 || return 1
-	probe "0 3 0 0 0 0" udp_probe 5353 127.0.0.2 9 3 || return 1
-	# Nothing else: other ports, other addresses, ICMP.
-	probe "0 0 0 0 0 0" tcp_probe 30000 127.0.0.1 9 || return 1
-	probe "0 0 0 0 0 0" tcp_probe 30001 127.0.0.2 8080 || return 1
-	probe "0 0 0 0 0 0" udp_probe 0 127.0.0.1 9 || return 1
-	probe "0 0 0 0 0 0" udp_probe 5354 127.0.0.2 5353 || return 1
-	probe "0 0 0 0 0 0" tcp_probe 5353 127.0.0.1 9 || return 1
-	probe "0 0 0 0 0 0" ping -c 1 -W 1 127.0.0.1 || return 1
-	# A relay port toward a port that is not a tcp port; a tcp port toward a non-relay port.
-	probe "0 0 0 0 0 0" tcp_probe 20006 127.0.0.2 9 || return 1
+	# first: a marked UDP packet to a port no list has is queued; an unmarked one is not.
+	probe "1 0 0 0 0" udp_probe 0 127.0.0.1 7777 || return 1
+	probe "0 0 0 0 0" udp_probe 0 127.0.0.1 7778 || return 1
+	probe "3 0 0 0 0" udp_probe 0 127.0.0.2 7777 3 || return 1
+	# The mark of TCP is not looked at.
+	probe "0 0 0 0 0" tcp_probe 0 127.0.0.1 7777 || return 1
+	# Another mark, or first_mark 0 (none): not queued.
+	good $P/first_mark 0x4b54 19284 || return 1
+	probe "0 0 0 0 0" udp_probe 0 127.0.0.1 7777 || return 1
+	good $P/first_mark 0 0 || return 1
+	probe "0 0 0 0 0" udp_probe 0 127.0.0.1 7777 || return 1
+	good $P/first_mark 0x4b53 19283 || return 1
+	# U1: to relay_ip:udp port; U3: from a udp port (replies); both when both.
+	probe "0 1 0 0 0" udp_probe 0 127.0.0.1 5353 || return 1
+	probe "0 0 1 0 0" udp_probe 5353 127.0.0.2 9 || return 1
+	probe "0 0 3 0 0" udp_probe 5353 127.0.0.2 9 3 || return 1
+	probe "0 1 1 0 0" udp_probe 5353 127.0.0.1 5353 || return 1
+	# T1: SYN to relay_ip:tcp port; T2: the RST that relay_ip answers from that port.
+	probe "0 0 0 1 1" tcp_probe 0 127.0.0.1 8080 || return 1
+	probe "0 0 0 2 2" tcp_probe 0 127.0.0.1 8080 2 || return 1
+	# Nothing else: the tcp port on another address, other ports, the old relay and gateway
+	# ports (T3, T4 and the gateway's T2 are gone), ICMP.
+	probe "0 0 0 0 0" tcp_probe 0 127.0.0.2 8080 || return 1
+	probe "0 0 0 0 0" tcp_probe 30000 127.0.0.1 9 || return 1
+	probe "0 0 0 0 0" tcp_probe 20005 127.0.0.2 9 || return 1
+	probe "0 0 0 0 0" tcp_probe 16000 127.0.0.1 9 || return 1
+	probe "0 0 0 0 0" udp_probe 0 127.0.0.1 9 || return 1
+	probe "0 0 0 0 0" udp_probe 5354 127.0.0.2 5353 || return 1
+	probe "0 0 0 0 0" tcp_probe 5353 127.0.0.1 9 || return 1
+	probe "0 0 0 0 0" ping -c 1 -W 1 127.0.0.1 || return 1
 	# Stopped: the same packets are not selected.
 	good $START 0 0 || return 1
-	probe "0 0 0 0 0 0" tcp_probe 20005 127.0.0.1 8080 || return 1
-	probe "0 0 0 0 0 0" udp_probe 0 127.0.0.1 5353 || return 1
-	good $P/gports "" "" || return 1
+	probe "0 0 0 0 0" udp_probe 0 127.0.0.1 7777 || return 1
+	probe "0 0 0 0 0" tcp_probe 0 127.0.0.1 8080 || return 1
+	probe "0 0 0 0 0" udp_probe 0 127.0.0.1 5353 || return 1
+	nft delete table ip kmodtest
 }
 
 # With start=1 and nobody on the queue, bypass lets the selected traffic through.
@@ -336,6 +389,24 @@ t_nat() {
 	if out=$(krelay-nat getport tcp 20001 2>&1); then die "old relay port still found: $out"; fi
 	krelay-nat getport tcp 20003 >/dev/null || die "new relay port not found"
 	expect_eq "count after replace" "$(krelay-nat list | wc -l)" 3 || return 1
+	# A relay port names one flow: another key with the same relay port is refused (EEXIST),
+	# the table unchanged; the same port for the other protocol, or a free one, is fine.
+	out=$(krelay-nat add tcp 198.51.100.12:40001 198.51.100.1:80 203.0.113.10:80 y=20003 2>&1) &&
+		die "duplicate relay port accepted"
+	[[ $out == *EEXIST* ]] || die "duplicate relay port: $out"
+	out=$(krelay-nat add tcp 198.51.100.11:40001 198.51.100.1:80 203.0.113.10:80 y=20003 2>&1) &&
+		die "relay port of another entry taken by a replacement"
+	[[ $out == *EEXIST* ]] || die "replacement onto a taken relay port: $out"
+	out=$(krelay-nat getport tcp 20002) || die "getport after EEXIST: $out"
+	[[ $out == "tcp 198.51.100.11:40001 "* ]] || die "entry changed by a refused add: $out"
+	if krelay-nat get tcp 198.51.100.12:40001 198.51.100.1:80 >/dev/null 2>&1; then
+		die "refused entry was added"
+	fi
+	krelay-nat add udp 198.51.100.12:40001 198.51.100.1:53 203.0.113.10:53 y=20003 ||
+		die "same relay port for udp refused"
+	krelay-nat del udp 198.51.100.12:40001 198.51.100.1:53 || die "del udp y=20003"
+	krelay-nat add tcp 198.51.100.10:40001 198.51.100.1:80 203.0.113.10:80 y=20003 state=3 bytes_in=5 ||
+		die "replace with its own relay port"
 	# Missing entries.
 	out=$(krelay-nat get tcp 198.51.100.99:1 198.51.100.1:80 2>&1) && die "get missing: $out"
 	[[ $out == *ENOENT* ]] || die "get missing: $out"
@@ -350,13 +421,24 @@ t_nat() {
 	krelay-nat flush || die "flush"
 	expect_eq "list after flush" "$(krelay-nat list | wc -l)" 0 || return 1
 	expect_eq "stats nat_entries" "$(stat_of nat_entries)" 0 || return 1
-	# Readable by anyone, writable only with CAP_NET_ADMIN.
+	# Entries are read and written only with CAP_NET_ADMIN; the counts are open to anyone.
 	krelay-nat add udp 198.51.100.10:40000 198.51.100.1:53 203.0.113.10:53 || die "re-add"
-	out=$(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all krelay-nat list 2>&1) ||
-		die "list as nobody: $out"
-	[[ $out == udp* ]] || die "list as nobody: $out"
-	out=$(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all \
-		krelay-nat add udp 198.51.100.12:1 198.51.100.1:53 203.0.113.10:53 2>&1) && die "add as nobody worked"
+	local nobody=(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all)
+	out=$("${nobody[@]}" krelay-nat list 2>&1) && die "list as nobody worked: $out"
+	[[ $out == *"GET_TABLE: EPERM"* ]] || die "list as nobody: $out"
+	out=$("${nobody[@]}" krelay-nat get udp 198.51.100.10:40000 198.51.100.1:53 2>&1) &&
+		die "get as nobody worked: $out"
+	[[ $out == *"GET_ENTRY: EPERM"* ]] || die "get as nobody: $out"
+	out=$("${nobody[@]}" krelay-nat info 2>&1) || die "info as nobody: $out"
+	grep -qx 'count 1' <<<"$out" || die "info as nobody: $out"
+	# Without CAP_NET_ADMIN even as root (the bounding set dropped): refused too.
+	out=$(setpriv --bounding-set=-net_admin --inh-caps=-net_admin krelay-nat list 2>&1) &&
+		die "list without CAP_NET_ADMIN worked: $out"
+	[[ $out == *EPERM* ]] || die "list without CAP_NET_ADMIN: $out"
+	out=$(krelay-nat list) || die "list as root: $out"
+	[[ $out == udp* ]] || die "list as root: $out"
+	out=$("${nobody[@]}" krelay-nat add udp 198.51.100.12:1 198.51.100.1:53 203.0.113.10:53 2>&1) &&
+		die "add as nobody worked"
 	[[ $out == *EPERM* ]] || die "add as nobody: $out"
 	# Reachable from another network namespace too.
 	ip netns add kn && out=$(ip netns exec kn krelay-nat list) && ip netns del kn
@@ -383,8 +465,58 @@ t_nat_bound() {
 	krelay-nat del udp 198.51.100.1:1000 198.51.100.1:53 || die "del"
 	krelay-nat add udp 198.51.100.5:1000 198.51.100.1:53 203.0.113.10:53 || die "add after del"
 	expect_eq "stats nat_max" "$(stat_of nat_max)" 4 || return 1
+	expect_eq "stats nat_buckets" "$(stat_of nat_buckets)" 16 || return 1
 	unload || return 1
 	dmesg | tail -n 5 | grep -q 'unloaded (4 NAT entries freed)' || die "no 'unloaded (4 NAT entries freed)'"
+}
+
+# The buckets grow with max_entries (the power of two at or above it), and the hash key is
+# random: the same 24 entries come out of the dump (bucket order) in another order after a
+# reload, which a fixed seed would never do.
+t_nat_hash() {
+	local order1 order2 i
+	unload || return 1
+	insmod $KO max_entries=1000 || die "insmod max_entries=1000"
+	expect_eq "nat_buckets for 1000" "$(stat_of nat_buckets)" 1024 || return 1
+	for i in $(seq 24); do
+		krelay-nat add udp 198.51.100.$i:1000 198.51.100.1:53 203.0.113.10:53 || die "add $i"
+	done
+	order1=$(krelay-nat list | awk '{print $2}' | tr '\n' ' ')
+	unload || return 1
+	insmod $KO max_entries=1000 || die "insmod again"
+	for i in $(seq 24); do
+		krelay-nat add udp 198.51.100.$i:1000 198.51.100.1:53 203.0.113.10:53 || die "add $i again"
+	done
+	order2=$(krelay-nat list | awk '{print $2}' | tr '\n' ' ')
+	expect_eq "entries listed" "$(wc -w <<<"$order2")" 24 || return 1
+	[[ $order1 != "$order2" ]] || die "same dump order after a reload: $order1"
+	unload
+}
+
+# A large table through small buffers: what fits plus the count, and all of it (each entry
+# once) through a buffer with room for all; the kernel copies it in chunks of 64.
+t_nat_dump() {
+	local out n=5000
+	insmod $KO || die insmod
+	krelay-nat add-range $n udp 198.51.100.10:1000 198.51.100.1:53 203.0.113.10:53 || die "add-range"
+	krelay-nat add-range 100 tcp 198.51.100.20:2000 198.51.100.1:80 203.0.113.10:80 y=20000 ||
+		die "add-range tcp"
+	n=$((n + 100))
+	out=$(krelay-nat dump 0) || die "dump 0: $out"
+	expect_eq "dump 0" "$out" "count 0 total $n len 16" || return 1
+	out=$(krelay-nat dump 10) || die "dump 10: $out"
+	expect_eq "dump 10 header" "$(head -n 1 <<<"$out")" "count 10 total $n len 656" || return 1
+	expect_eq "dump 10 entries" "$(tail -n +2 <<<"$out" | sort -u | wc -l)" 10 || return 1
+	out=$(krelay-nat dump 100) || die "dump 100: $out"
+	expect_eq "dump 100 entries" "$(tail -n +2 <<<"$out" | sort -u | wc -l)" 100 || return 1
+	out=$(krelay-nat dump $((n + 5))) || die "dump all: $out"
+	expect_eq "dump all header" "$(head -n 1 <<<"$out")" "count $n total $n len $((16 + 64 * n))" || return 1
+	expect_eq "dump all, each once" "$(tail -n +2 <<<"$out" | awk '{print $1, $2}' | sort -u | wc -l)" $n || return 1
+	grep -q '^udp 198.51.100.10:5999 ' <<<"$out" || die "last udp entry missing"
+	grep -q '^tcp 198.51.100.20:2099 198.51.100.1:80 203.0.113.10:80 y=20099 ' <<<"$out" ||
+		die "last tcp entry missing"
+	expect_eq "list" "$(krelay-nat list | wc -l)" $n || return 1
+	unload
 }
 
 # ---- unload in each state ----
@@ -441,7 +573,7 @@ t_stress() {
 		echo $((16000 + i % 50)) >$P/gport
 		echo "5353,$((100 + i % 50))" >$P/udp_ports
 		echo "8080,$((200 + i % 50))" >$P/tcp_ports
-		echo "16001,$((16100 + i % 50))" >$P/gports
+		echo "$((19283 + i % 2))" >$P/first_mark
 		cat $P/stats $P/udp_ports >/dev/null
 	done 2>/dev/null) &
 	pids+=($!)
@@ -476,12 +608,15 @@ check proc-defaults t_defaults
 check proc-write t_proc_write
 check proc-bad-values t_proc_bad
 check start-toggle t_start_toggle
+check readers-during-stop t_readers_during_stop
 check hooks-select t_hooks_select
 check hooks-bypass t_hooks_bypass
 check hooks-netns t_hooks_netns
 check nat-sockopt t_nat
 check dmesg-after-checks dmesg_clean
 check nat-bound t_nat_bound
+check nat-hash t_nat_hash
+check nat-dump-chunks t_nat_dump
 check unload-stopped t_unload_stopped
 check unload-started t_unload_started
 check unload-start-param t_unload_start_param

@@ -1,0 +1,32 @@
+/**
+ * Fault: malformed datagrams at the relay's services (UDP and TCP headers cut short or
+ * lying about their length, bad checksums, impossible flags, fragments, IP options, other
+ * protocols) while a TCP connection and a UDP flow are live. krelay passes or drops each
+ * without harm: nothing live is lost and the relay still relays.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { startServers } from "../../src/lab/servers.ts";
+import { startKrelay } from "../support/krelay.ts";
+import { labTest } from "../support/requirements.ts";
+import { assertRelays, faultFlags, Keeper, NEEDS, python, R, status } from "./support.ts";
+
+labTest(
+  "faults: malformed datagrams of 29 kinds harm nothing live",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const k = await startKrelay(lab, faultFlags());
+    const keeper = await Keeper.start(lab, 6);
+    const sent = await python(lab, ["malformed", R, "40"]);
+    assertEquals(sent.kinds, 29);
+    assert(sent.sent >= 29 * 40 * 0.9, JSON.stringify(sent));
+    await keeper.assertNothingLost("malformed datagrams");
+    await assertRelays(lab, srv1.web.indexText, "after the malformed datagrams");
+    const s = await status(k);
+    assertEquals(s.state, "started");
+    assert(s.packets.seen >= 29 * 20, `krelay saw them: ${JSON.stringify(s.packets)}`);
+    assertEquals(await k.stop(), 0);
+  },
+  { timeoutMs: 90_000 },
+);

@@ -1,0 +1,55 @@
+/**
+ * Fault: a bounded SYN flood from random (spoofed) sources at the relay's TCP service while a
+ * TCP connection and a UDP flow are live. The live connection keeps working, a new one gets
+ * through during the flood and after it, and the packets the kernel dropped because krelay's
+ * queue was full are counted in `krelay status`.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { startServers } from "../../src/lab/servers.ts";
+import { startKrelay } from "../support/krelay.ts";
+import { labTest } from "../support/requirements.ts";
+import {
+  assertRelays,
+  curl,
+  faultFlags,
+  Keeper,
+  krelay,
+  NEEDS,
+  python,
+  R,
+  status,
+} from "./support.ts";
+
+labTest(
+  "faults: a SYN flood keeps the live connection, lets a new one in, and counts queue drops",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    // A short queue, so that the flood overflows it: the kernel's drops must show.
+    const k = await startKrelay(
+      lab,
+      faultFlags("--nat-max-entries", "1024", "--queue-maxlen", "32"),
+    );
+    const keeper = await Keeper.start(lab, 12);
+    const flood = python(lab, ["syn", R, "80", "30000"]);
+    // New UDP flows at the same time: their first packets are queued whatever the datapath
+    // (the kernel path queues no TCP), so the queue overflows either way.
+    const udpFlood = python(lab, ["udp", R, "53", "3000"]);
+    const during = await curl(lab);
+    const [sent, udpSent] = await Promise.all([flood, udpFlood]);
+    assert(sent.sent >= 29_000 && udpSent.sent >= 2900, JSON.stringify([sent, udpSent]));
+    assertEquals([during.code, during.body], [0, srv1.web.indexText], "curl during the flood");
+    // The flood overflows the queue the live UDP flow shares: some of its queries may go.
+    await keeper.assertNothingLost("SYN flood", true);
+    await assertRelays(lab, srv1.web.indexText, "after the SYN flood");
+    const s = await status(k);
+    assert(s.queue !== undefined, "status shows the kernel's queue counters");
+    assert(s.queue.queueDropped > 0, `the kernel's drops are counted: ${JSON.stringify(s.queue)}`);
+    assert(s.queue.idSequence >= s.datapath.received, JSON.stringify(s));
+    const text = await krelay(k, "status");
+    assert(/kernel: dropped, queue full\s+│\s+[\d,]+/.test(text.stdout), text.stdout);
+    assertEquals(await k.stop(), 0);
+  },
+  { timeoutMs: 90_000 },
+);
