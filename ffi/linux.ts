@@ -20,6 +20,7 @@ export const EFD_CLOEXEC = O_CLOEXEC;
 // --- sockets ---
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;
+export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOL_SOCKET = 1;
@@ -39,6 +40,10 @@ export const SO_INCOMING_CPU = 49;
 export const SOL_IP = 0;
 export const IP_TRANSPARENT = 19;
 export const IP_BIND_ADDRESS_NO_PORT = 24;
+export const SOL_IPV6 = 41;
+/** An AF_INET6 socket takes IPv6 only (no IPv4-mapped peers). */
+export const IPV6_V6ONLY = 26;
+export const IPV6_TRANSPARENT = 75;
 export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
 export const TCP_INFO = 11;

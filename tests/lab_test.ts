@@ -2,7 +2,7 @@
 // nothing behind. Everything runs inside namespaces with random `krt-` prefixes.
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
+import { LAB_ADDR, LAB_ADDR6, LAB_IF } from "../src/lab/addresses.ts";
 import { cleanupStale, listNamespaces, OWNER_DIR } from "../src/lab/cleanup.ts";
 import { allLabNamespaces, randomTestPrefix } from "../src/lab/names.ts";
 import { pidExists, run, runIn } from "../src/lab/process.ts";
@@ -23,25 +23,40 @@ labTest("Lab.up() gives the client a route to the server through the relay", [],
   assert(back.stdout.includes(`via ${LAB_ADDR.relayServerSide}`), back.stdout);
 });
 
-labTest("Lab.up() sets the relay's forwarding and the client's two addresses", [], async (lab) => {
-  const sysctl = async (where: string, key: string) =>
-    (await lab.exec(where, ["sysctl", "-n", key], { check: true })).stdout.trim();
-  assertEquals(await sysctl("relay", "net.ipv4.ip_forward"), "1");
-  assertEquals(await sysctl("relay", "net.ipv4.conf.all.rp_filter"), "0");
-  assertEquals(await sysctl("relay", `net.ipv4.conf.${LAB_IF.relayClient}.rp_filter`), "0");
-  for (const where of ["client", "relay", "server"]) {
-    assertEquals(await sysctl(where, "net.ipv6.conf.all.disable_ipv6"), "1");
-  }
-  const addrs = await lab.exec("client", ["ip", "-4", "-o", "addr", "show", "dev", LAB_IF.host]);
-  assert(addrs.stdout.includes(`${LAB_ADDR.client}/24`), addrs.stdout);
-  assert(addrs.stdout.includes(`${LAB_ADDR.client2}/24`), addrs.stdout);
-  const relay = await lab.exec("relay", ["ip", "-4", "-o", "addr"]);
-  assert(relay.stdout.includes(`${LAB_IF.relayClient}    inet ${LAB_ADDR.relay}/24`), relay.stdout);
-  assert(
-    relay.stdout.includes(`${LAB_IF.relayServer}    inet ${LAB_ADDR.relayServerSide}/24`),
-    relay.stdout,
-  );
-});
+labTest(
+  "Lab.up() sets the relay's forwarding and the client's two addresses, in both families",
+  [],
+  async (lab) => {
+    const sysctl = async (where: string, key: string) =>
+      (await lab.exec(where, ["sysctl", "-n", key], { check: true })).stdout.trim();
+    assertEquals(await sysctl("relay", "net.ipv4.ip_forward"), "1");
+    assertEquals(await sysctl("relay", "net.ipv4.conf.all.rp_filter"), "0");
+    assertEquals(await sysctl("relay", `net.ipv4.conf.${LAB_IF.relayClient}.rp_filter`), "0");
+    // Dual stack: IPv6 on, forwarded by the relay, static addresses only.
+    assertEquals(await sysctl("relay", "net.ipv6.conf.all.forwarding"), "1");
+    for (const where of ["client", "relay", "server"]) {
+      assertEquals(await sysctl(where, "net.ipv6.conf.all.disable_ipv6"), "0");
+    }
+    const addrs6 = await lab.exec("client", ["ip", "-6", "-o", "addr", "show", "dev", LAB_IF.host]);
+    assert(addrs6.stdout.includes(`${LAB_ADDR6.client}/64`), addrs6.stdout);
+    assert(addrs6.stdout.includes(`${LAB_ADDR6.client2}/64`), addrs6.stdout);
+    const relay6 = await lab.exec("relay", ["ip", "-6", "-o", "addr"]);
+    assert(relay6.stdout.includes(`${LAB_ADDR6.relay}/64`), relay6.stdout);
+    assert(relay6.stdout.includes(`${LAB_ADDR6.relayServerSide}/64`), relay6.stdout);
+    const addrs = await lab.exec("client", ["ip", "-4", "-o", "addr", "show", "dev", LAB_IF.host]);
+    assert(addrs.stdout.includes(`${LAB_ADDR.client}/24`), addrs.stdout);
+    assert(addrs.stdout.includes(`${LAB_ADDR.client2}/24`), addrs.stdout);
+    const relay = await lab.exec("relay", ["ip", "-4", "-o", "addr"]);
+    assert(
+      relay.stdout.includes(`${LAB_IF.relayClient}    inet ${LAB_ADDR.relay}/24`),
+      relay.stdout,
+    );
+    assert(
+      relay.stdout.includes(`${LAB_IF.relayServer}    inet ${LAB_ADDR.relayServerSide}/24`),
+      relay.stdout,
+    );
+  },
+);
 
 labTest(
   "dnsmasq answers the client by plain routing and logs its address",

@@ -1,17 +1,17 @@
 /**
  * `krelay lab`: builds a client / relay / real-server lab of network namespaces with dnsmasq
  * and nginx on the server, runs krelay in the relay namespace, and shows a real `dig` and a real
- * `curl` from the client answered through the relay. With `--keep` it stays up for exploring until Ctrl-C.
+ * `curl` from the client answered through the relay, over IPv4 and over IPv6 (dual stack). With `--keep` it stays up for exploring until Ctrl-C.
  *
  * @module
  */
 
 import { Command } from "commander";
-import { LAB_ADDR } from "../lab/addresses.ts";
-import { LAB_RELAY_FLAGS, spawnKrelay } from "../lab/krelay_process.ts";
+import { LAB_ADDR, LAB_ADDR6 } from "../lab/addresses.ts";
+import { LAB_RELAY_FLAGS_DUAL, spawnKrelay } from "../lab/krelay_process.ts";
 import { CLI_LAB_PREFIX } from "../lab/names.ts";
 import { run } from "../lab/process.ts";
-import { startServers } from "../lab/servers.ts";
+import { type LabServers, startServers } from "../lab/servers.ts";
 import { Lab } from "../lab/topology.ts";
 import { waitFor } from "../lab/wait.ts";
 
@@ -19,6 +19,65 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 function say(text: string): void {
   console.log(text);
+}
+
+/** One address family of the lab, as the demo shows it. */
+interface Family {
+  name: string;
+  client: string;
+  relay: string;
+  server: string;
+  /** The record type dig asks for, and what the lab's DNS answers. */
+  type: string;
+  answer: string;
+  /** The relay's address as a URL host. */
+  host: string;
+}
+
+const FAMILIES: readonly Family[] = [
+  {
+    name: "IPv4",
+    client: LAB_ADDR.client,
+    relay: LAB_ADDR.relay,
+    server: LAB_ADDR.server,
+    type: "A",
+    answer: LAB_ADDR.dnsAnswer,
+    host: LAB_ADDR.relay,
+  },
+  {
+    name: "IPv6",
+    client: LAB_ADDR6.client,
+    relay: LAB_ADDR6.relay,
+    server: LAB_ADDR6.server,
+    type: "AAAA",
+    answer: LAB_ADDR6.dnsAnswer,
+    host: `[${LAB_ADDR6.relay}]`,
+  },
+];
+
+/** A real dig and a real curl through the relay over one family; true when both were answered. */
+async function showFamily(lab: Lab, srv1: LabServers["srv1"], f: Family): Promise<boolean> {
+  say(`\n--- ${f.name} ---`);
+  const digArgs = ["dig", "+time=2", "+tries=1", `@${f.relay}`, "lab.example", f.type];
+  say(`$ ip netns exec ${lab.ns.client} ${digArgs.join(" ")}`);
+  const dig = await lab.exec("client", digArgs, { timeoutMs: 10_000 });
+  say(dig.stdout.trim());
+  const query = await srv1.dns.waitForQuery(
+    (q) => q.name === "lab.example" && q.type === f.type,
+    5_000,
+  ).catch(() => undefined);
+  say(`\nthe real server (dnsmasq on ${f.server}) saw the query from ${query?.client}`);
+  const digOk = dig.stdout.includes(f.answer) && dig.stdout.includes(`SERVER: ${f.relay}#53`) &&
+    query?.client === f.client;
+
+  const curlArgs = ["curl", "-sS", "--max-time", "5", `http://${f.host}/`];
+  say(`\n$ ip netns exec ${lab.ns.client} ${curlArgs.join(" ")}`);
+  const curl = await lab.exec("client", curlArgs, { timeoutMs: 10_000 });
+  say(curl.stdout.trim() || curl.stderr.trim());
+  const hit = await srv1.web.waitForRequest((e) => e.remoteAddr === f.client, 5_000)
+    .catch(() => undefined);
+  say(`the real server (nginx on ${f.server}) logged the request from ${hit?.remoteAddr}`);
+  return digOk && curl.stdout === srv1.web.indexText && hit !== undefined;
 }
 
 async function demo(keep: boolean): Promise<number> {
@@ -48,39 +107,30 @@ async function demo(keep: boolean): Promise<number> {
     await lab.up();
     say(
       `lab up: client ${lab.ns.client} (${LAB_ADDR.client}), relay ${lab.ns.relay} ` +
-        `(${LAB_ADDR.relay} | ${LAB_ADDR.relayServerSide}), server ${lab.ns.server} (${LAB_ADDR.server})`,
+        `(${LAB_ADDR.relay} | ${LAB_ADDR.relayServerSide}), server ${lab.ns.server} ` +
+        `(${LAB_ADDR.server}); IPv6 too: ${LAB_ADDR6.client}, ${LAB_ADDR6.relay} | ` +
+        `${LAB_ADDR6.relayServerSide}, ${LAB_ADDR6.server}`,
     );
     const { srv1 } = await startServers(lab);
-    say(`servers: dnsmasq and nginx on ${LAB_ADDR.server}`);
-    const krelay = await spawnKrelay(lab, LAB_RELAY_FLAGS);
-    say(`krelay relaying (log: ${krelay.logPath})\n`);
-
-    const digArgs = ["dig", "+time=2", "+tries=1", `@${LAB_ADDR.relay}`, "lab.example"];
-    say(`$ ip netns exec ${lab.ns.client} ${digArgs.join(" ")}`);
-    const dig = await lab.exec("client", digArgs, { timeoutMs: 10_000 });
-    say(dig.stdout.trim());
-    const query = await srv1.dns.waitForQuery((q) => q.name === "lab.example", 5_000);
-    say(`\nthe real server (dnsmasq on ${LAB_ADDR.server}) saw the query from ${query.client}`);
-    const digOk = dig.stdout.includes(LAB_ADDR.dnsAnswer) &&
-      dig.stdout.includes(`SERVER: ${LAB_ADDR.relay}#53`);
-
-    const curlArgs = ["curl", "-sS", "--max-time", "5", `http://${LAB_ADDR.relay}/`];
-    say(`\n$ ip netns exec ${lab.ns.client} ${curlArgs.join(" ")}`);
-    const curl = await lab.exec("client", curlArgs, { timeoutMs: 10_000 });
-    say(curl.stdout.trim() || curl.stderr.trim());
-    const hit = await srv1.web.waitForRequest(() => true, 5_000).catch(() => undefined);
-    say(`the real server (nginx on ${LAB_ADDR.server}) logged the request from ${hit?.remoteAddr}`);
-    const curlOk = curl.stdout === srv1.web.indexText && hit?.remoteAddr === LAB_ADDR.client;
-    const answered = digOk && curlOk;
+    say(`servers: dnsmasq and nginx on ${LAB_ADDR.server} and ${LAB_ADDR6.server}`);
+    const krelay = await spawnKrelay(lab, LAB_RELAY_FLAGS_DUAL);
+    say(`krelay relaying both families (log: ${krelay.logPath})`);
+    let answered = true;
+    for (const family of FAMILIES) {
+      answered = await showFamily(lab, srv1, family) && answered;
+    }
     say(
       answered
-        ? "\nOK: DNS and HTTP answered through the relay, and the server saw the client's address"
+        ? "\nOK: DNS and HTTP answered through the relay over IPv4 and IPv6, and the server saw " +
+          "the client's address"
         : "\nFAILED",
     );
     if (keep && answered) {
       say(
         `\nThe lab stays up; try:\n  ip netns exec ${lab.ns.client} dig @${LAB_ADDR.relay} lab.example` +
           `\n  ip netns exec ${lab.ns.client} curl http://${LAB_ADDR.relay}/` +
+          `\n  ip netns exec ${lab.ns.client} dig @${LAB_ADDR6.relay} lab.example AAAA` +
+          `\n  ip netns exec ${lab.ns.client} curl http://[${LAB_ADDR6.relay}]/` +
           `\n  ip netns exec ${lab.ns.relay} iptables -t raw -S\nCtrl-C stops krelay and removes the lab.`,
       );
       await waitFor(() => stopping || !krelay.running, {

@@ -68,7 +68,7 @@ Deno.test("krelay config check lists every error of a bad file and exits 2", asy
     const run = await krelay(["config", "check", path]);
     assertEquals([run.code, run.stdout], [2, ""]);
     match(run.stderr, /is not valid/);
-    match(run.stderr, /real_ip: must be an IPv4 address/);
+    match(run.stderr, /real_ip: must be an IPv4 or IPv6 address/);
     match(run.stderr, /gport: must be 1-65535/);
     match(run.stderr, /unknown key: udp_port/);
   });

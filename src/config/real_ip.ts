@@ -16,6 +16,7 @@
 
 import { isIpv4, parseIpv4 } from "../packet/address.ts";
 import { parseServerList } from "../servers/list.ts";
+import { addressFamilies, unusableIpv6 } from "./addresses.ts";
 
 /**
  * Why `ip` cannot be the real server, or undefined when it can. `own` lists the relay's own
@@ -50,9 +51,16 @@ export function unusableAddress(a: number): string | undefined {
 export function realIpListProblem(text: string, own: readonly string[] = []): string | undefined {
   const list = parseServerList(text);
   if (typeof list === "string") return list;
+  const { v6 } = addressFamilies(text);
+  const one = list.length + v6.length === 1;
   for (const server of list) {
     const why = realIpProblem(server.address, own);
-    if (why !== undefined) return list.length === 1 ? why : `${server.address} ${why}`;
+    if (why !== undefined) return one ? why : `${server.address} ${why}`;
+  }
+  for (const ip of v6) {
+    const why = unusableIpv6(ip) ??
+      (own.includes(ip) ? "is one of the relay's own addresses" : undefined);
+    if (why !== undefined) return `${ip} ${why}`;
   }
   return undefined;
 }

@@ -12,14 +12,19 @@
  */
 
 import { z } from "zod";
-import { isIpv4 } from "../packet/address.ts";
+import { addressListProblem } from "./addresses.ts";
 import { realIpListProblem } from "./real_ip.ts";
 
 const port = z.number().int("must be a whole number").min(1, "must be 1-65535").max(
   65535,
   "must be 1-65535",
 );
-const ipv4 = z.string().refine(isIpv4, "must be an IPv4 address like 203.0.113.10");
+/** A comma-separated list of addresses of either family (addresses.ts), one per family. */
+const addressList = (onePerFamily: boolean) =>
+  z.string().superRefine((text, ctx) => {
+    const problem = addressListProblem(text, onePerFamily);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+  });
 const seconds = z.number().positive("must be more than 0 seconds").max(86400 * 7, "too long");
 const serverList = z.string().superRefine((text, ctx) => {
   const why = realIpListProblem(text);
@@ -34,7 +39,8 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
 export const configSchema = z.object({
   real_ip: serverList.default("192.168.0.10").describe(
     "the real servers: one address, or a comma-separated list (ADDRESS[@WEIGHT][@backup], " +
-      "e.g. 203.0.113.10,203.0.113.20@3) over which new flows are spread",
+      "e.g. 203.0.113.10,203.0.113.20@3) over which new flows are spread; an IPv6 address " +
+      "(2001:db8:2::10) is the IPv6 clients' server",
   ),
   balance: z.enum(["client-hash", "round-robin"]).default("client-hash").describe(
     "how new flows are spread over the servers up: client-hash (a client's flows stick to " +
@@ -69,8 +75,8 @@ export const configSchema = z.object({
     /^(\.|([A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?)$/,
     "must be a domain name like example.org or . for the root",
   ).default(".").describe("the name health_udp_probe dns asks for (an NS query for the root)"),
-  relay_ip: ipv4.optional().describe(
-    "the relay's address that clients talk to (default: detected)",
+  relay_ip: addressList(true).optional().describe(
+    "the relay's address that clients talk to, one per family (default: detected)",
   ),
   gport: port.default(16000).describe("TCP gateway port the relay listens on"),
   udp_ports: portList.default([53]).describe("UDP service ports relayed by NAT"),

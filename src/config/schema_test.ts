@@ -17,7 +17,7 @@ Deno.test("parseConfig() names the key and the reason for each bad value", () =>
   assertEquals(r.errors.sort(), [
     "gport: must be 1-65535",
     "queue: must be a number",
-    "real_ip: must be an IPv4 address like 203.0.113.10",
+    "real_ip: must be an IPv4 or IPv6 address like 203.0.113.10 or 2001:db8:2::10",
     "udp_ports: has a port twice",
   ]);
 });

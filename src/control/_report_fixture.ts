@@ -86,6 +86,8 @@ export function sampleReport(): StatusReport {
       noServer: 30,
       bytesToServer: 1_234_567,
       bytesToClient: 9_876_543_210,
+      ipv6Active: 0,
+      ipv6Total: 0,
       fdLimit: 31,
     },
     relayThreads: [],

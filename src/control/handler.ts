@@ -27,7 +27,10 @@ export function controlHandler(daemon: Daemon): ControlHandler {
       case "nat":
         return daemon.nat();
       case "config-get": {
-        const config: Record<string, unknown> = { ...daemon.config, relay_ip: daemon.relayIp };
+        const config: Record<string, unknown> = {
+          ...daemon.config,
+          relay_ip: [daemon.relayIp, daemon.relayIp6].filter((a) => a !== undefined).join(","),
+        };
         if (r.key === undefined) return config;
         if (!(r.key in config) && r.key !== "metrics") {
           throw new Error(`unknown key ${r.key}; keys: ${Object.keys(config).join(", ")}`);

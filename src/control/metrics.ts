@@ -81,6 +81,12 @@ export function renderMetrics(r: StatusReport): string {
       {},
       r.tcp.total,
     ]]),
+    family(
+      "krelay_tcp_ipv6_connections_total",
+      "counter",
+      "TCP connections accepted from IPv6 clients (of krelay_tcp_connections_total).",
+      [[{}, r.tcp.ipv6Total]],
+    ),
     family("krelay_tcp_connections_failed_total", "counter", "TCP connections not relayed.", [[
       {},
       r.tcp.failed,

@@ -78,7 +78,8 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["pid", String(report.pid)],
     ["uptime", `${formatDuration(report.uptimeSeconds)} (since ${report.startedAt})`],
     ["relay ip", report.relayIp],
-  ].map(([k, v]) => `${k.padEnd(8)}  ${v}`).join("\n");
+    ...(report.relayIp6 === undefined ? [] : [["relay ip6", report.relayIp6]]),
+  ].map(([k, v]) => `${k.padEnd(report.relayIp6 === undefined ? 8 : 9)}  ${v}`).join("\n");
 
   const packets: CounterGroup = ["packets", [
     ["seen", p.seen],
@@ -119,6 +120,14 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["active", t.active],
     ["total", t.total],
     ["failed", t.failed],
+    ...(t.ipv6Total > 0 || report.relayIp6 !== undefined
+      ? [
+        [
+          sub("of them IPv6"),
+          `${formatCount(t.ipv6Active)} active, ${formatCount(t.ipv6Total)} total`,
+        ] as [string, string],
+      ]
+      : []),
     [sub("reset at the fd limit"), t.fdLimit],
     [sub("no server up (reset at once)"), t.noServer ?? 0],
     ["bytes client -> server", formatBytes(t.bytesToServer)],

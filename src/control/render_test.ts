@@ -242,3 +242,16 @@ Deno.test("renderStatus() lists the servers with their state, checks and flows",
   match(row(text, "UDP first packet, no server up"), / 29 /);
   match(row(text, "no server up (reset at once)"), / 30 /);
 });
+
+Deno.test("renderStatus() shows the relay's IPv6 address and the IPv6 clients' connections", () => {
+  const report = {
+    ...sampleReport(),
+    relayIp6: "2001:db8:1::1",
+    tcp: { ...sampleReport().tcp, ipv6Active: 3, ipv6Total: 44 },
+  };
+  const text = renderStatus(report);
+  ok(text.includes("\nrelay ip   198.51.100.1\n"), text);
+  ok(text.includes("\nrelay ip6  2001:db8:1::1\n"), text);
+  match(text, /of them IPv6\s+│\s+3 active, 44 total/);
+  ok(!renderStatus(sampleReport()).includes("IPv6"));
+});

@@ -35,11 +35,14 @@ import { TablePressure } from "../nat/pressure.ts";
 import { SynGate } from "../relay/syn_gate.ts";
 import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { PacketLoop } from "./packet_loop.ts";
-import { detectRelayIp, ownAddresses } from "./relay_ip.ts";
+import { detectRelayIp, detectRelayIp6, ownAddresses } from "./relay_ip.ts";
 import { checkRealIp } from "../config/real_ip.ts";
+import { readIpv6Flows } from "../steering/ipv6_flows.ts";
+import { addressFamilies, firstOfEach } from "../config/addresses.ts";
 import {
   type ConfigChange,
   divertedView,
+  ipv6FlowView,
   type NatEntryView,
   natEntryView,
   type RelayState,
@@ -80,10 +83,14 @@ export function rewriterSettings(
   relayIp: string,
   scriptedUdpPorts: readonly number[] = [],
   pool: ServerPool = staticPool(config),
+  relayIp6?: string,
 ): RewriterSettings {
   return {
+    // Only with an IPv6 server too: IPv6 clients are steered only then.
+    relayIp6: firstOfEach(config.real_ip).v6 === undefined ? undefined : relayIp6,
     relayIp: parseIpv4(relayIp),
     pool,
+    realIp6: firstOfEach(config.real_ip).v6,
     udpPorts: new Set(config.udp_ports),
     udpTimeoutMs: config.udp_timeout * 1000,
     udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
@@ -127,7 +134,13 @@ export function steeringSpec(
   relayIp: string,
   live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number> },
   scripted: { udp: readonly number[]; tcp: readonly number[] } = { udp: [], tcp: [] },
+  relayIp6?: string,
 ): SteeringSpec {
+  const real = firstOfEach(config.real_ip);
+  // IPv6 clients are steered only to an IPv6 server, and only with an IPv6 relay address.
+  const ipv6 = relayIp6 !== undefined && real.v6 !== undefined
+    ? { relayIp6, realIp6: real.v6 }
+    : {};
   const union = (a: readonly number[], b: Iterable<number>) =>
     [...new Set([...a, ...b])].sort((x, y) => x - y);
   const udpPorts = union(config.udp_ports, live.udpPorts);
@@ -136,6 +149,7 @@ export function steeringSpec(
     queue: config.queue,
     relayIp,
     realIp: firstServer(config),
+    ...ipv6,
     gport: config.gport,
     udpPorts,
     tcpPorts,
@@ -185,7 +199,13 @@ export class Daemon {
   readonly registry = new UpstreamRegistry();
   #gate?: SynGate;
 
-  private constructor(config: Config, readonly relayIp: string, private readonly deps: DaemonDeps) {
+  private constructor(
+    config: Config,
+    readonly relayIp: string,
+    private readonly deps: DaemonDeps,
+    /** The relay's IPv6 address, when IPv6 clients are relayed. */
+    readonly relayIp6?: string,
+  ) {
     this.#config = config;
     this.servers = new Servers({
       now: deps.now,
@@ -193,7 +213,7 @@ export class Daemon {
       probes: deps.probes,
     });
     this.servers.configure(config);
-    this.#settings = rewriterSettings(config, relayIp, [], this.servers.pool());
+    this.#settings = rewriterSettings(config, relayIp, [], this.servers.pool(), relayIp6);
     this.#startedClock = deps.now();
     // Awaited by whoever runs the daemon (run.ts); unawaited, a failure is not an unhandled one.
     this.#fatal.promise.catch(() => {});
@@ -240,9 +260,18 @@ export class Daemon {
 
   /** Builds a daemon for `config`, detecting the relay address if it is not set. */
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
-    const relayIp = config.relay_ip ?? await detectRelayIp(deps.run, firstServer(config));
-    checkRealIp(config.real_ip, [relayIp, ...await ownAddresses(deps.run)]);
-    return new Daemon(config, relayIp, deps);
+    const real = firstOfEach(config.real_ip);
+    const relay = firstOfEach(config.relay_ip);
+    const relayIp = relay.v4 ?? await detectRelayIp(deps.run, real.v4!);
+    let relayIp6 = relay.v6;
+    if (relayIp6 === undefined && real.v6 !== undefined) {
+      relayIp6 = await detectRelayIp6(deps.run, real.v6).catch((e) => {
+        log.warning("IPv6 clients are not relayed: {error}", { error: String(e) });
+        return undefined;
+      });
+    }
+    checkRealServers(config.real_ip, [relayIp, ...await ownAddresses(deps.run)], relayIp6);
+    return new Daemon(config, relayIp, deps, relayIp6);
   }
 
   /** The configuration in force. */
@@ -356,7 +385,11 @@ export class Daemon {
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
     if (key === "real_ip") {
-      checkRealIp(next.real_ip, [this.relayIp, ...await ownAddresses(this.deps.run)]);
+      checkRealServers(
+        next.real_ip,
+        [this.relayIp, ...await ownAddresses(this.deps.run)],
+        this.relayIp6,
+      );
     }
     const from = this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
@@ -366,6 +399,10 @@ export class Daemon {
     this.servers.configure(next);
     this.#settings = this.#rewriterSettings();
     await this.#threads?.configure(this.#threadSettings());
+    // A new or no longer IPv6 real server: the relay's IPv6 listener follows.
+    if (key === "real_ip" && this.#state === "started" && next.tcp_ports.length > 0) {
+      await this.#listen(next.gport);
+    }
     if (key === "tcp_ports" && this.#state === "started") {
       if (next.tcp_ports.length > 0) await this.#listen(next.gport);
       else {
@@ -387,6 +424,7 @@ export class Daemon {
       startedAt: this.#startedAt.toISOString(),
       uptimeSeconds: (this.deps.now() - this.#startedClock) / 1000,
       relayIp: this.relayIp,
+      ...(this.relayIp6 === undefined ? {} : { relayIp6: this.relayIp6 }),
       config: this.#config,
       packets: { ...this.engine.counters },
       engineErrors: this.#loop?.engineErrors ?? 0,
@@ -414,6 +452,7 @@ export class Daemon {
       this.relayIp,
       this.scripts.scriptedPorts().udp,
       this.servers.pool(),
+      this.relayIp6,
     );
   }
 
@@ -437,8 +476,13 @@ export class Daemon {
   async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
     const threads = await this.#threads?.diverted(now) ?? [];
+    // IPv6 UDP flows are the kernel's alone (no queue sees them): listed from its set.
+    const six = this.relayIp6 !== undefined && this.#state === "started"
+      ? await readIpv6Flows(this.deps.run)
+      : [];
     return [
       ...[...this.table.entries()].map((e) => natEntryView(e, now)),
+      ...six.map((f) => ipv6FlowView(f, this.relayIp6!)),
       ...[...this.relay.diverted(), ...threads].map((c) => divertedView(c, now)),
     ];
   }
@@ -551,9 +595,12 @@ export class Daemon {
     if (seen.gport !== this.#config.gport) {
       await this.#adopt("gport", String(seen.gport));
     }
-    // The module holds one address: the first server. Another one written there is a list of
-    // that one server, as the specification's single real_ip was.
-    if (seen.realIp !== firstServer(this.#config)) await this.#adopt("real_ip", seen.realIp);
+    // The module holds one address: the first IPv4 server. Another one written there is a list
+    // of that one server, as the specification's single real_ip was (IPv6 servers stay).
+    if (seen.realIp !== firstServer(this.#config)) {
+      const v6 = addressFamilies(this.#config.real_ip).v6;
+      await this.#adopt("real_ip", [seen.realIp, ...v6].join(","));
+    }
     if (seen.started && this.#state === "stopped") {
       log.info("krelay.ko was started: relaying");
       await this.start();
@@ -584,8 +631,10 @@ export class Daemon {
       this.relayIp,
       { udpPorts: udp, tcpPorts: tcp },
       this.scripts.scriptedPorts(),
+      this.relayIp6,
     );
     const main = this.relay.listenerFd;
+    const main6 = this.relay.listenerFd6;
     const pool = this.#settings.pool;
     const refused = this.#config.udp_ports.filter((p) =>
       pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
@@ -593,6 +642,7 @@ export class Daemon {
     return {
       ...spec,
       listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
+      listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
       ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
     };
   }
@@ -626,6 +676,14 @@ export class Daemon {
     this.#steeringQueue = run.catch(() => {});
     return run;
   }
+}
+
+/**
+ * real_ip.ts's rule for each real server: the IPv4 ones against the relay's own IPv4 addresses
+ * (`own`), the IPv6 ones against its IPv6 address. Throws `real_ip: <why>`.
+ */
+function checkRealServers(realIp: string, own: readonly string[], relayIp6?: string): void {
+  checkRealIp(realIp, relayIp6 === undefined ? own : [...own, relayIp6]);
 }
 
 /** The CPUs the relay threads keep to: the process's own (a cpuset or taskset narrows them). */

@@ -122,11 +122,18 @@ Deno.test("Daemon.setConfig() refuses a bad value or a key that cannot change, c
   const daemon = await Daemon.create(config(), deps);
   await daemon.open();
   await daemon.start();
-  await rejects(daemon.setConfig("real_ip", "300.1.1.1"), /real_ip: must be an IPv4 address/);
+  await rejects(
+    daemon.setConfig("real_ip", "300.1.1.1"),
+    /real_ip: must be an IPv4 or IPv6 address/,
+  );
   await rejects(daemon.setConfig("real_ip", "127.0.0.1"), /real_ip: is a loopback address/);
   await rejects(daemon.setConfig("real_ip", "0.0.0.0"), /real_ip: is an unspecified address/);
   await rejects(daemon.setConfig("real_ip", "255.255.255.255"), /real_ip: is the broadcast/);
   await rejects(daemon.setConfig("real_ip", "198.51.100.1"), /real_ip: is one of the relay's/);
+  await rejects(
+    daemon.setConfig("real_ip", "203.0.113.10,::1"),
+    /real_ip: ::1 is the loopback address/,
+  );
   await rejects(daemon.setConfig("udp_ports", "53,x"), /udp_ports.1: must be a number/);
   await rejects(daemon.setConfig("queue", "7"), /queue cannot change while krelay runs/);
   await rejects(daemon.setConfig("gprot", "7"), /unknown key gprot/);

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
-import { chooseRelayIp } from "./relay_ip.ts";
+import { chooseRelayIp, detectRelayIp6 } from "./relay_ip.ts";
+import type { CommandRunner } from "../system/command.ts";
 
 Deno.test("chooseRelayIp() takes the address not used toward the server", () => {
   assertEquals(
@@ -18,4 +19,24 @@ Deno.test("chooseRelayIp() asks for --relay-ip when it cannot tell", () => {
     /--relay-ip/,
   );
   throws(() => chooseRelayIp(["127.0.0.1"], undefined), /no IPv4 address/);
+});
+
+Deno.test("detectRelayIp6() takes the global IPv6 address not used toward the IPv6 server", async () => {
+  // What `ip -6 -o addr show scope global` and `ip -6 -o route get` print in the lab's relay.
+  const out: Record<string, string> = {
+    addr: "2: cli0    inet6 2001:db8:1::1/64 scope global \\       valid_lft forever\n" +
+      "3: srv0    inet6 2001:DB8:2:0::1/64 scope global \\       valid_lft forever\n",
+    route: "2001:db8:2::10 from :: dev srv0 proto kernel src 2001:db8:2::1 metric 256 pref medium",
+  };
+  const run: CommandRunner = (_cmd, args) =>
+    Promise.resolve({
+      code: 0,
+      stdout: out[args.includes("route") ? "route" : "addr"],
+      stderr: "",
+    });
+  assertEquals(await detectRelayIp6(run, "2001:db8:2::10"), "2001:db8:1::1");
+  out.addr = "";
+  let error = "";
+  await detectRelayIp6(run, "2001:db8:2::10").catch((e) => (error = String(e)));
+  assertEquals(/no IPv6 address found; set --relay-ip/.test(error), true);
 });

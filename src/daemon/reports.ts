@@ -12,6 +12,8 @@ import type { NatEntry, NatTableStats } from "../nat/nat_table.ts";
 import { formatEndpoint } from "../packet/address.ts";
 import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
+import { formatEndpoint6 } from "../packet/ipv6_address.ts";
+import type { Ipv6UdpFlow } from "../steering/ipv6_flows.ts";
 import type { DivertedConnection } from "../relay/relayed.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { ServerView } from "./servers.ts";
@@ -28,6 +30,8 @@ export interface StatusReport {
   uptimeSeconds: number;
   /** The relay address in use (configured or detected). */
   relayIp: string;
+  /** The relay's IPv6 address, when IPv6 clients are relayed. */
+  relayIp6?: string;
   config: Config;
   packets: PacketCounters;
   /** Packets whose processing threw (accepted unchanged). */
@@ -73,7 +77,18 @@ export interface ConfigChange {
 /** A relayed TCP connection (it has no NAT entry) as a view, like {@link natEntryView}. */
 export function divertedView(c: DivertedConnection, now: number): NatEntryView {
   // Segments are the kernel's business here; bytes are the relay's.
-  return natEntryView({ ...c, protocol: "tcp", packetsToServer: 0, packetsToClient: 0 }, now);
+  const view = natEntryView(
+    { ...c, protocol: "tcp", packetsToServer: 0, packetsToClient: 0 },
+    now,
+  );
+  const v6 = c.v6;
+  if (v6 === undefined) return view;
+  return {
+    ...view,
+    client: formatEndpoint6(v6.client, c.clientPort),
+    relay: formatEndpoint6(v6.relay, c.servicePort),
+    server: formatEndpoint6(v6.server, c.serverPort),
+  };
 }
 
 /** What a view is made of: a NAT entry, or a diverted connection given the same fields. */
@@ -97,5 +112,27 @@ export function natEntryView(e: ViewedFlow, now: number): NatEntryView {
     bytesToServer: e.bytesToServer,
     packetsToClient: e.packetsToClient,
     bytesToClient: e.bytesToClient,
+  };
+}
+
+/**
+ * An IPv6 UDP flow of the kernel's set (steering/ipv6_flows.ts) as a view: the kernel keeps
+ * no counters or creation time for it, so its idle time is what it shows.
+ */
+export function ipv6FlowView(f: Ipv6UdpFlow, relayIp6: string): NatEntryView {
+  const idle = Math.max(0, f.timeoutSeconds - f.expiresSeconds);
+  return {
+    protocol: "udp",
+    client: formatEndpoint6(f.client, f.clientPort),
+    relay: formatEndpoint6(relayIp6, f.servicePort),
+    relayPort: f.servicePort,
+    server: formatEndpoint6(f.server, f.servicePort),
+    ageSeconds: idle,
+    idleSeconds: idle,
+    state: "kernel",
+    packetsToServer: 0,
+    bytesToServer: 0,
+    packetsToClient: 0,
+    bytesToClient: 0,
   };
 }

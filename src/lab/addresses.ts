@@ -11,6 +11,10 @@
  *  <p>-srv  eth0 203.0.113.10  <p>-srv2  eth0 203.0.113.20  default via 203.0.113.1
  * ```
  *
+ * Dual stack: each interface also has an IPv6 address ({@link LAB_ADDR6}, added `nodad`):
+ * client 2001:db8:1::10 (+ ::11), relay 2001:db8:1::1 and 2001:db8:2::1, servers
+ * 2001:db8:2::10 and ::20, each routing through the relay.
+ *
  * @example
  * ```ts
  * import { LAB_ADDR } from "./addresses.ts";
@@ -36,6 +40,21 @@ export const LAB_ADDR = {
   /** What the lab's DNS servers answer for `lab.example` (and every name under it). */
   dnsAnswer: "203.0.113.80",
 } as const;
+
+/** The IPv6 addresses of the lab's hosts, beside {@link LAB_ADDR}'s (2001:db8::/32 only). */
+export const LAB_ADDR6 = {
+  client: "2001:db8:1::10",
+  client2: "2001:db8:1::11",
+  relay: "2001:db8:1::1",
+  relayServerSide: "2001:db8:2::1",
+  server: "2001:db8:2::10",
+  server2: "2001:db8:2::20",
+  /** What the lab's DNS servers answer for AAAA queries of `lab.example`. */
+  dnsAnswer: "2001:db8:2::80",
+} as const;
+
+/** Prefix length of both lab IPv6 subnets. */
+export const LAB_PREFIX_LEN6 = 64;
 
 /** Prefix length of both lab subnets. */
 export const LAB_PREFIX_LEN = 24;

@@ -15,12 +15,14 @@
  * @module
  */
 
-import { LAB_ADDR, LAB_DOMAIN, WHOAMI_TXT } from "./addresses.ts";
+import { LAB_ADDR, LAB_ADDR6, LAB_DOMAIN, WHOAMI_TXT } from "./addresses.ts";
 
 /** What {@link dnsmasqArgs} needs. */
 export interface DnsmasqConfig {
   /** The address to listen on (port 53 unless `port` says otherwise). */
   address: string;
+  /** Its IPv6 address, listened on too when given. */
+  address6?: string;
   port?: number;
   /** The server's name, answered for the TXT name {@link WHOAMI_TXT}. */
   name: string;
@@ -41,6 +43,8 @@ export interface DnsmasqConfig {
 /** The dnsmasq argv for one lab DNS server. */
 export function dnsmasqArgs(cfg: DnsmasqConfig): string[] {
   const a = cfg.a ?? { [LAB_DOMAIN]: LAB_ADDR.dnsAnswer };
+  // The default domain answers AAAA queries too.
+  const aaaa = cfg.a === undefined ? [`--address=/${LAB_DOMAIN}/${LAB_ADDR6.dnsAnswer}`] : [];
   const txt = { [WHOAMI_TXT]: cfg.name, ...cfg.txt };
   return [
     "dnsmasq",
@@ -51,6 +55,7 @@ export function dnsmasqArgs(cfg: DnsmasqConfig): string[] {
     "--no-poll",
     "--bind-interfaces",
     `--listen-address=${cfg.address}`,
+    ...(cfg.address6 === undefined ? [] : [`--listen-address=${cfg.address6}`]),
     `--port=${cfg.port ?? 53}`,
     // Keep root: the run directory is private to root, and the log file lives there.
     "--user=root",
@@ -61,6 +66,7 @@ export function dnsmasqArgs(cfg: DnsmasqConfig): string[] {
     `--log-facility=${cfg.logPath}`,
     "--cache-size=0",
     ...Object.entries(a).map(([domain, addr]) => `--address=/${domain}/${addr}`),
+    ...aaaa,
     ...Object.entries(txt).map(([name, text]) => `--txt-record=${name},${text}`),
     ...(cfg.extraArgs ?? []),
   ];
@@ -81,7 +87,7 @@ export interface DnsQuery {
 }
 
 const QUERY =
-  /(?:\s(\d+)\s+([0-9.]+)\/(\d+))?\s+query\[([A-Za-z0-9]+)\]\s+(\S+)\s+from\s+([0-9.]+)\s*$/;
+  /(?:\s(\d+)\s+([0-9a-fA-F.:]+)\/(\d+))?\s+query\[([A-Za-z0-9]+)\]\s+(\S+)\s+from\s+([0-9a-fA-F.:]+)\s*$/;
 
 /** The queries in a dnsmasq log (other lines are skipped). */
 export function parseDnsmasqLog(text: string): DnsQuery[] {

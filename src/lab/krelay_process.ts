@@ -6,7 +6,7 @@
  * @module
  */
 
-import { LAB_ADDR } from "./addresses.ts";
+import { LAB_ADDR, LAB_ADDR6 } from "./addresses.ts";
 import type { LabProcess } from "./process.ts";
 import type { Lab } from "./topology.ts";
 import { waitFor } from "./wait.ts";
@@ -20,6 +20,14 @@ export const LAB_RELAY_FLAGS: readonly string[] = [
   LAB_ADDR.server,
   "--relay-ip",
   LAB_ADDR.relay,
+];
+
+/** {@link LAB_RELAY_FLAGS} with the lab's IPv6 server and relay addresses too (dual stack). */
+export const LAB_RELAY_FLAGS_DUAL: readonly string[] = [
+  "--real-ip",
+  `${LAB_ADDR.server},${LAB_ADDR6.server}`,
+  "--relay-ip",
+  `${LAB_ADDR.relay},${LAB_ADDR6.relay}`,
 ];
 
 /** Options of {@link spawnKrelay}. */

@@ -46,6 +46,8 @@ export interface NginxConfig {
   paths: NginxPaths;
   /** The address to listen on. */
   address: string;
+  /** Its IPv6 address, listened on too when given. */
+  address6?: string;
   /** Default 80. */
   port?: number;
   /** The server's name, shown by the index page and /whoami. */
@@ -104,7 +106,11 @@ http {
 
     server {
         listen ${cfg.address}:${port} backlog=4096;
-        server_name _;
+${
+    cfg.address6 === undefined
+      ? ""
+      : `        listen [${cfg.address6}]:${port} backlog=4096;\n`
+  }        server_name _;
         root ${p.root};
         index index.html;
         # Who the server believes it talks to: the relay must keep the client's address.

@@ -60,6 +60,7 @@ export async function startDnsmasq(
   const queryLogPath = `${lab.runDir}/dns-${id}-queries.log`;
   const argv = dnsmasqArgs({
     address: server.address,
+    address6: server.address6,
     name: id,
     logPath: queryLogPath,
     pidPath: `${lab.runDir}/dnsmasq-${id}.pid`,
@@ -149,6 +150,7 @@ export async function startNginx(
     renderNginxConfig({
       paths,
       address: server.address,
+      address6: server.address6,
       name: id,
       workerConnections: opts.workerConnections,
       workerProcesses: opts.workerProcesses,

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { LAB_ADDR, LAB_IF, LAB_PREFIX_LEN } from "./addresses.ts";
+import { LAB_ADDR, LAB_ADDR6, LAB_IF, LAB_PREFIX_LEN, LAB_PREFIX_LEN6 } from "./addresses.ts";
 import { readOwner, removeLab, writeOwner } from "./cleanup.ts";
 import { type LabNamespaces, labNamespaces, type Role } from "./names.ts";
 import {
@@ -54,6 +54,8 @@ export interface LabServer {
   ns: string;
   /** Its address. */
   address: string;
+  /** Its IPv6 address. */
+  address6: string;
   /** Its role name, for {@link Lab.exec}. */
   role: "server" | "server2";
 }
@@ -71,6 +73,8 @@ export class Lab {
   readonly ns: LabNamespaces;
   /** The addresses (the same for every lab). */
   readonly addr: typeof LAB_ADDR = LAB_ADDR;
+  /** The IPv6 addresses (the same for every lab). */
+  readonly addr6: typeof LAB_ADDR6 = LAB_ADDR6;
   readonly #opts: LabOptions;
   readonly #log: (message: string) => void;
   readonly #processes: LabProcess[] = [];
@@ -110,10 +114,22 @@ export class Lab {
   /** The real servers: srv1, and srv2 when the lab has it. */
   get servers(): LabServer[] {
     const list: LabServer[] = [
-      { id: "srv1", ns: this.ns.server, address: LAB_ADDR.server, role: "server" },
+      {
+        id: "srv1",
+        ns: this.ns.server,
+        address: LAB_ADDR.server,
+        address6: LAB_ADDR6.server,
+        role: "server",
+      },
     ];
     if (this.ns.server2) {
-      list.push({ id: "srv2", ns: this.ns.server2, address: LAB_ADDR.server2, role: "server2" });
+      list.push({
+        id: "srv2",
+        ns: this.ns.server2,
+        address: LAB_ADDR.server2,
+        address6: LAB_ADDR6.server2,
+        role: "server2",
+      });
     }
     return list;
   }
@@ -168,13 +184,21 @@ export class Lab {
       check: true,
     });
 
-    // Before any link exists, so every interface inherits "IPv6 off" and rp_filter=0.
-    const common = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"];
+    // Before any link exists, so every interface inherits them: dual stack with static
+    // addresses only (no router advertisements or autoconfiguration), and rp_filter=0.
+    const common = [
+      "net.ipv6.conf.all.disable_ipv6=0",
+      "net.ipv6.conf.default.disable_ipv6=0",
+      "net.ipv6.conf.all.accept_ra=0",
+      "net.ipv6.conf.default.accept_ra=0",
+      "net.ipv6.conf.default.autoconf=0",
+    ];
     await Promise.all([
       sysctl(ns.client, [...common, "net.ipv4.tcp_tw_reuse=1"]),
       sysctl(ns.relay, [
         ...common,
         "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
         "net.ipv4.conf.all.rp_filter=0",
         "net.ipv4.conf.default.rp_filter=0",
         "net.ipv4.conf.all.send_redirects=0",
@@ -200,12 +224,16 @@ export class Lab {
     ]);
 
     const P = LAB_PREFIX_LEN;
+    const P6 = LAB_PREFIX_LEN6;
     const ends = [
       ipBatch(ns.client, [
         "link set lo up",
         `link add ${LAB_IF.host} type veth peer name ${LAB_IF.relayClient} netns ${ns.relay}`,
         `addr add ${LAB_ADDR.client}/${P} dev ${LAB_IF.host}`,
         `addr add ${LAB_ADDR.client2}/${P} dev ${LAB_IF.host}`,
+        `addr add ${LAB_ADDR6.client}/${P6} dev ${LAB_IF.host} nodad`,
+        // Deprecated (preferred_lft 0): a source only when asked for, as client2 is for IPv4.
+        `addr add ${LAB_ADDR6.client2}/${P6} dev ${LAB_IF.host} nodad preferred_lft 0`,
         `link set ${LAB_IF.host} up`,
       ]),
       ...this.servers.map((s) => {
@@ -214,6 +242,7 @@ export class Lab {
           "link set lo up",
           `link add ${LAB_IF.host} type veth peer name ${port} netns ${ns.relay}`,
           `addr add ${s.address}/${P} dev ${LAB_IF.host}`,
+          `addr add ${s.address6}/${P6} dev ${LAB_IF.host} nodad`,
           `link set ${LAB_IF.host} up`,
         ]);
       }),
@@ -227,6 +256,8 @@ export class Lab {
       ...ports.map((p) => `link set ${p} master ${LAB_IF.relayServer}`),
       `addr add ${LAB_ADDR.relay}/${P} dev ${LAB_IF.relayClient}`,
       `addr add ${LAB_ADDR.relayServerSide}/${P} dev ${LAB_IF.relayServer}`,
+      `addr add ${LAB_ADDR6.relay}/${P6} dev ${LAB_IF.relayClient} nodad`,
+      `addr add ${LAB_ADDR6.relayServerSide}/${P6} dev ${LAB_IF.relayServer} nodad`,
       `link set ${LAB_IF.relayClient} up`,
       ...ports.map((p) => `link set ${p} up`),
     ]);
@@ -235,9 +266,13 @@ export class Lab {
       // An explicit source, so the second client address is used only when asked for.
       ipBatch(ns.client, [
         `route add default via ${LAB_ADDR.relay} dev ${LAB_IF.host} src ${LAB_ADDR.client}`,
+        `route add ::/0 via ${LAB_ADDR6.relay} dev ${LAB_IF.host} src ${LAB_ADDR6.client}`,
       ]),
       ...this.servers.map((s) =>
-        ipBatch(s.ns, [`route add default via ${LAB_ADDR.relayServerSide} dev ${LAB_IF.host}`])
+        ipBatch(s.ns, [
+          `route add default via ${LAB_ADDR.relayServerSide} dev ${LAB_IF.host}`,
+          `route add ::/0 via ${LAB_ADDR6.relayServerSide} dev ${LAB_IF.host}`,
+        ])
       ),
     ]);
   }
@@ -248,18 +283,24 @@ export class Lab {
    * Retries for up to `timeoutMs` while links settle.
    */
   async checkRouting(timeoutMs = 8_000): Promise<void> {
-    for (const s of this.servers) {
+    for (
+      const [s, address] of this.servers.flatMap((s) => [[s, s.address], [s, s.address6]] as const)
+    ) {
       const deadline = performance.now() + timeoutMs;
       let last = "failed";
       for (let i = 0; i < 40 && performance.now() < deadline; i++) {
-        last = await probeTcp(this.ns.client, s.address, 9, 2_000);
+        last = await probeTcp(this.ns.client, address, 9, 2_000);
         if (last !== "failed") break;
         await sleep(100);
       }
       if (last === "failed") {
-        const routes = await runIn(this.ns.client, ["ip", "route"], { timeoutMs: 2_000 });
+        const routes = await runIn(this.ns.client, [
+          "ip",
+          address.includes(":") ? "-6" : "-4",
+          "route",
+        ], { timeoutMs: 2_000 });
         throw new Error(
-          `lab ${this.prefix}: the client cannot reach ${s.id} (${s.address}) through the relay; ` +
+          `lab ${this.prefix}: the client cannot reach ${s.id} (${address}) through the relay; ` +
             `client routes: ${routes.stdout.trim().replaceAll("\n", "; ")}`,
         );
       }

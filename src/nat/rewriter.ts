@@ -20,6 +20,8 @@
 
 import { parseIcmpError } from "../packet/icmp_error.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
+import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
+import { translateIcmp6Error } from "./icmp6_errors.ts";
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
 import type { NatTable } from "./nat_table.ts";
@@ -92,6 +94,8 @@ export class Rewriter {
    */
   process(hook: Hook, bytes: Uint8Array, checksumPartial: boolean): Action {
     this.counters.seen++;
+    // The queue has IPv6 packets only for the ICMPv6 errors of UDP flows (icmp6_rules.ts).
+    if (bytes[0] >>> 4 === 6) return this.#ipv6(bytes, checksumPartial);
     const packet = parseIpv4Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv4Packet)) return this.#pass("passedMalformed");
     if (packet.protocol === IpProtocol.ICMP) return this.#icmpError(hook, bytes);
@@ -192,6 +196,14 @@ export class Rewriter {
     } else return this.#pass("passedOtherPort");
     e.finalize();
     this.counters.icmpErrors++;
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
+  }
+
+  #ipv6(bytes: Uint8Array, checksumPartial: boolean): Action {
+    const packet = parseIpv6Packet(bytes, checksumPartial);
+    if (!(packet instanceof Ipv6Packet)) return this.#pass("passedMalformed");
+    if (!translateIcmp6Error(packet, this.settings())) return this.#pass("passedOtherProtocol");
     this.counters.rewritten++;
     return Action.AcceptRewritten;
   }

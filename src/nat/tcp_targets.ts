@@ -23,6 +23,10 @@ import { Balancer, type ServerPool, serviceKey } from "../servers/balancer.ts";
 export interface TcpTargetSettings {
   /** The real servers, how new flows are spread over them, and which are up. */
   pool: ServerPool;
+  /** The IPv6 real server (canonical text); IPv6 clients are not relayed without one. */
+  realIp6?: string;
+  /** The relay's IPv6 address, given only with an IPv6 real server (IPv6 is relayed then). */
+  relayIp6?: string;
   /** TCP service ports relayed through the gateway port. */
   tcpPorts: ReadonlySet<number>;
 }
@@ -112,6 +116,21 @@ export class TcpTargets {
     if (t === undefined || (t.local !== 0 && t.local !== local)) return undefined;
     const i = t.balancer.pick(client);
     return i < 0 ? null : t.targets[i];
+  }
+
+  /**
+   * Where an IPv6 connection to service port `servicePort` goes: the IPv6 real server on the
+   * same port, or undefined (no IPv6 server, or not a service). IPv4 and IPv6 clients are
+   * each relayed within their family.
+   */
+  target6(servicePort: number): string | undefined {
+    const s = this.settings();
+    return s.realIp6 !== undefined && s.tcpPorts.has(servicePort) ? s.realIp6 : undefined;
+  }
+
+  /** True when IPv6 clients are relayed: the relay then listens for them too. */
+  ipv6(): boolean {
+    return this.settings().relayIp6 !== undefined;
   }
 
   /**

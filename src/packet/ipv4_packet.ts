@@ -39,6 +39,7 @@ export const TcpFlag = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 }
 export type MalformedReason =
   | "too-short"
   | "not-ipv4"
+  | "not-ipv6"
   | "bad-header-length"
   | "bad-total-length"
   | "truncated-l4-header";

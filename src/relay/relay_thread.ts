@@ -85,7 +85,8 @@ async function serve(request: ThreadRequest): Promise<unknown> {
     case "listen":
       await relay!.listen(request.port);
       await warmUp(relay!, request.warmUp);
-      return relay!.listenerFd;
+      // The IPv4 listener's descriptor, and the IPv6 one's (-1: none).
+      return [relay!.listenerFd, relay!.listenerFd6];
     case "unlisten":
       return await relay!.unlisten();
     case "diverted": {

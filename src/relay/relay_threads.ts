@@ -142,6 +142,7 @@ class Thread {
 export class RelayThreads {
   readonly #threads: Thread[];
   #listeners: readonly number[] = [];
+  #listeners6: readonly number[] = [];
 
   private constructor(threads: Thread[]) {
     this.#threads = threads;
@@ -193,20 +194,30 @@ export class RelayThreads {
    * relays `warmUp` loopback connections before this resolves (see {@link TcpRelay.warmUp}).
    */
   async listen(port: number, warmUp = 0): Promise<void> {
-    this.#listeners = await Promise.all(
-      this.#threads.map((t) => t.request<number>({ op: "listen", port, warmUp })),
+    const answers = await Promise.all(
+      this.#threads.map((t) => t.request<[number, number]>({ op: "listen", port, warmUp })),
     );
+    // A thread without IPv6 listener answers -1 for it.
+    const fds = answers.map((a) => Array.isArray(a) ? a : [a, -1]);
+    this.#listeners = fds.map(([v4]) => v4);
+    this.#listeners6 = fds.map(([, v6]) => v6).filter((fd) => fd >= 0);
   }
 
   /** Every thread stops listening; relayed connections go on. */
   async unlisten(): Promise<void> {
     this.#listeners = [];
+    this.#listeners6 = [];
     await Promise.all(this.#threads.map((t) => t.request({ op: "unlisten" })));
   }
 
   /** The threads' listeners' descriptors (threads share the process's descriptors). */
   get listeners(): readonly number[] {
     return this.#listeners;
+  }
+
+  /** The threads' IPv6 listeners' descriptors (none where the host has no IPv6). */
+  get listeners6(): readonly number[] {
+    return this.#listeners6;
   }
 
   /** The threads' counters, as last reported. */

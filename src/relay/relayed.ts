@@ -7,6 +7,7 @@
 
 import type { FlowCounts } from "../nat/tcp_targets.ts";
 import { formatEndpoint } from "../packet/address.ts";
+import { formatEndpoint6 } from "../packet/ipv6_address.ts";
 
 /**
  * Who a relayed connection is from, where the client meant to go, and where it is relayed. A
@@ -21,6 +22,18 @@ export interface RelayedFlow {
   servicePort: number;
   server: number;
   serverPort: number;
+  /**
+   * An IPv6 connection's addresses (canonical text; the numbers above are then 0), undefined
+   * for IPv4. Always present, so that every flow has one shape.
+   */
+  v6: RelayedAddresses6 | undefined;
+}
+
+/** The addresses of an IPv6 relayed connection. */
+export interface RelayedAddresses6 {
+  client: string;
+  relay: string;
+  server: string;
 }
 
 /** A relayed connection as listed: it has no NAT entry. */
@@ -50,10 +63,14 @@ export class Relayed {
   ) {}
 
   get who(): string {
+    const v6 = this.flow.v6;
+    if (v6 !== undefined) return formatEndpoint6(v6.client, this.flow.clientPort);
     return formatEndpoint(this.flow.client, this.flow.clientPort);
   }
 
   get target(): string {
+    const v6 = this.flow.v6;
+    if (v6 !== undefined) return formatEndpoint6(v6.server, this.flow.serverPort);
     return formatEndpoint(this.flow.server, this.flow.serverPort);
   }
 }

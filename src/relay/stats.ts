@@ -24,6 +24,9 @@ export interface TcpRelayStats {
   fdLimit: number;
   /** Of those failed, connections reset at once because no server of their service was up. */
   noServer: number;
+  /** Of `active` and `total`: the IPv6 clients' connections. */
+  ipv6Active: number;
+  ipv6Total: number;
 }
 
 /** Counters of no connection at all. */
@@ -35,6 +38,8 @@ export const NO_STATS: Readonly<TcpRelayStats> = {
   bytesToClient: 0,
   fdLimit: 0,
   noServer: 0,
+  ipv6Active: 0,
+  ipv6Total: 0,
 };
 
 /** The counters of several relays (threads, or closed and live ones) together. */

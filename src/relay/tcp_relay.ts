@@ -24,7 +24,9 @@ import { PipePool } from "./pipe_pool.ts";
 import { Poller, Ready } from "./poller.ts";
 import { acceptFrom, closeFd, gatewayListener, localEndpoint, resetFd } from "./socket.ts";
 import { closeGracefully, reserveFd } from "./close.ts";
-import { connectUpstream } from "./upstream.ts";
+import { connectUpstream, connectUpstream6 } from "./upstream.ts";
+import { acceptFrom6, gatewayListener6, localEndpoint6 } from "./socket6.ts";
+import { formatEndpoint6 } from "../packet/ipv6_address.ts";
 import { type DivertedConnection, Relayed } from "./relayed.ts";
 import type { TcpRelayStats } from "./stats.ts";
 import type { UpstreamRegistry } from "./upstream_registry.ts";
@@ -85,6 +87,9 @@ export class TcpRelay {
   #shared?: PumpShared;
   #host?: Connections;
   #listener = -1;
+  /** The IPv6 gateway listener, -1 when IPv6 is unavailable or not listening. */
+  #listener6 = -1;
+  #ipv6Refused = false;
   #port = 0;
   /** An fd held in reserve, given up to accept (and reset) a client at the fd limit. */
   #spare = -1;
@@ -93,9 +98,13 @@ export class TcpRelay {
   #nextId = 1;
   /** Bytes of finished connections: doubles from the start, as a Pump's (see Direction.moved). */
   #finished = { toServer: DOUBLE_ZERO, toClient: DOUBLE_ZERO };
-  #stats = { total: 0, failed: 0, fdLimit: 0, noServer: 0 };
+  #stats = { total: 0, failed: 0, fdLimit: 0, noServer: 0, total6: 0 };
+  /** IPv6 connections' counts: their one server is no pool's, and has no health checks. */
+  readonly #counts6 = { active: 0, total: 0, connected: 0, failed: 0 };
   /** Within a burst of accepts at the fd limit (logged once per burst). */
   #atLimit = false;
+  /** Open connections of IPv6 clients. */
+  #active6 = 0;
   /** The connect and idle timeouts last passed to the host. */
   #timeouts = [-1, -1];
   #stopping = false;
@@ -113,13 +122,23 @@ export class TcpRelay {
     return this.#listener;
   }
 
+  /** The IPv6 listener's descriptor, -1 when none (not listening, or no IPv6 here). */
+  get listenerFd6(): number {
+    return this.#listener6;
+  }
+
   /**
    * Listens on `port` (all addresses); rejects with a clear error if it is taken. Already
    * listening elsewhere, the new listener replaces the old one once it is up: connections
    * accepted on the old port go on.
    */
   listen(port: number): Promise<void> {
-    if (this.#listener >= 0 && this.#port === port) return Promise.resolve();
+    if (this.#listener >= 0 && this.#port === port) {
+      // The same port: IPv6 may have come or gone with the real servers.
+      const wanted = this.options.targets.ipv6();
+      if (wanted !== this.#listener6 >= 0) this.#listen6(port, this.#shared!);
+      return Promise.resolve();
+    }
     const fd = gatewayListener(
       port,
       true,
@@ -144,9 +163,36 @@ export class TcpRelay {
     this.#listener = fd;
     this.#port = port;
     if (old >= 0) this.#closeListener(old);
+    this.#listen6(port, shared);
     return Promise.resolve();
   }
 
+  /**
+   * The IPv6 listener on the same port, beside the IPv4 one, when IPv6 clients are relayed
+   * (closed when they no longer are). Where the host has no IPv6 (or the port is taken for
+   * IPv6 only), IPv4 goes on alone: said once.
+   */
+  #listen6(port: number, shared: PumpShared): void {
+    const old = this.#listener6;
+    this.#listener6 = -1;
+    let fd = -1;
+    if (!this.options.targets.ipv6()) {
+      if (old >= 0) this.#closeListener(old);
+      return;
+    }
+    try {
+      fd = gatewayListener6(port, true, this.options.reusePort === true, this.options.cpu);
+      shared.poller.watch(fd, Ready.In, () => this.#acceptSome6(fd));
+      this.#listener6 = fd;
+    } catch (e) {
+      if (fd >= 0) closeFd(fd);
+      if (!this.#ipv6Refused) {
+        log.warning("no IPv6 gateway listener: {error}", { error: String(e) });
+        this.#ipv6Refused = true;
+      }
+    }
+    if (old >= 0) this.#closeListener(old);
+  }
   #newHost(shared: PumpShared): Connections {
     // A new host starts with its own defaults: the next accept passes the settings on.
     this.#timeouts = [-1, -1];
@@ -165,6 +211,8 @@ export class TcpRelay {
   unlisten(): Promise<void> {
     if (this.#listener >= 0) this.#closeListener(this.#listener);
     this.#listener = -1;
+    if (this.#listener6 >= 0) this.#closeListener(this.#listener6);
+    this.#listener6 = -1;
     return Promise.resolve();
   }
 
@@ -184,6 +232,8 @@ export class TcpRelay {
       bytesToServer: this.#finished.toServer + live.toServer,
       bytesToClient: this.#finished.toClient + live.toClient,
       fdLimit: this.#stats.fdLimit,
+      ipv6Active: this.#active6,
+      ipv6Total: this.#stats.total6,
     };
   }
 
@@ -238,7 +288,11 @@ export class TcpRelay {
         client: client >>> 0,
         relay: relay >>> 0,
         server: server >>> 0,
-        relayPort: c.upstream >= 0 ? localEndpoint(c.upstream).port : 0,
+        relayPort: c.upstream < 0
+          ? 0
+          : c.flow.v6 !== undefined
+          ? localEndpoint6(c.upstream).port
+          : localEndpoint(c.upstream).port,
         state: c.established ? TcpState.Established : TcpState.Connecting,
         created: c.created,
         lastSeen: activity?.lastMove ?? c.created,
@@ -263,6 +317,75 @@ export class TcpRelay {
       }
       return;
     }
+  }
+
+  /** {@link TcpRelay.#acceptSome} for the IPv6 listener. */
+  #acceptSome6(listener: number): void {
+    this.#syncTimeouts();
+    for (let i = 0; i < ACCEPTS_PER_EVENT; i++) {
+      const got = acceptFrom6(listener);
+      if (typeof got !== "number") {
+        this.#accept6(got.fd, got.peer.address, got.peer.port);
+        continue;
+      }
+      if (got === Errno.EMFILE || got === Errno.ENFILE) this.#refuseAtLimit6(listener, got);
+      else if (got !== Errno.EAGAIN && got !== Errno.ECONNABORTED && got !== Errno.EINTR) {
+        log.error("accept on the IPv6 gateway port failed: {error}", { error: errnoText(got) });
+      }
+      return;
+    }
+  }
+
+  #refuseAtLimit6(listener: number, e: number): void {
+    this.#noteFdLimit(errnoText(e));
+    if (this.#spare >= 0) closeFd(this.#spare);
+    const got = acceptFrom6(listener);
+    if (typeof got !== "number") {
+      this.#stats.total++;
+      this.#stats.failed++;
+      resetFd(got.fd);
+    }
+    this.#spare = reserveFd();
+  }
+
+  /** An IPv6 client's connection: relayed to the IPv6 real server, or reset when none. */
+  #accept6(fd: number, client: string, clientPort: number): void {
+    this.#stats.total++;
+    this.#stats.total6++;
+    let c: Relayed | undefined;
+    try {
+      const local = localEndpoint6(fd);
+      const server = this.options.targets.target6(local.port);
+      if (server !== undefined) {
+        c = new Relayed(
+          this.#nextId++,
+          {
+            client: 0,
+            clientPort,
+            relay: 0,
+            servicePort: local.port,
+            server: 0,
+            serverPort: local.port,
+            v6: { client, relay: local.address, server },
+          },
+          this.options.now(),
+          this.#counts6,
+        );
+      }
+    } catch {
+      c = undefined;
+    }
+    if (c === undefined) {
+      log.debug("no IPv6 service for {who}: reset", { who: formatEndpoint6(client, clientPort) });
+      this.#stats.failed++;
+      resetFd(fd);
+      return;
+    }
+    this.#connections.set(c.id, c);
+    this.#active6++;
+    c.counts.total++;
+    c.counts.active++;
+    this.#connect(c, fd);
   }
 
   /** Passes the timeouts on when the settings changed. */
@@ -346,6 +469,7 @@ export class TcpRelay {
       servicePort: local.port,
       server: target.server,
       serverPort: target.serverPort,
+      v6: undefined,
     };
     return new Relayed(this.#nextId++, flow, this.options.now(), target.counts);
   }
@@ -397,7 +521,13 @@ export class TcpRelay {
       this.#host.add(c.id, client, made, false);
       return;
     }
-    const outcome = connectUpstream(c.flow);
+    const v6 = c.flow.v6;
+    const outcome = v6 === undefined ? connectUpstream(c.flow) : connectUpstream6({
+      client: v6.client,
+      clientPort: c.flow.clientPort,
+      server: v6.server,
+      serverPort: c.flow.serverPort,
+    });
     if (typeof outcome !== "string") {
       c.upstream = outcome.fd;
       this.#atLimit = false;
@@ -459,7 +589,7 @@ export class TcpRelay {
   }
 
   #remove(c: Relayed): void {
-    this.#connections.delete(c.id);
+    if (this.#connections.delete(c.id) && c.flow.v6 !== undefined) this.#active6--;
     c.counts.active--;
   }
 }

@@ -10,6 +10,7 @@
 
 import { Errno, errnoName } from "../system/errno.ts";
 import { closeFd, SocketError, startConnect, upstreamSocket } from "./socket.ts";
+import { startConnect6, upstreamSocket6 } from "./socket6.ts";
 
 /** Who a connection is from and where it goes; addresses signed, as socket.ts reads them. */
 export interface UpstreamFlow {
@@ -49,6 +50,39 @@ function connectFrom(flow: UpstreamFlow, port: number): Omit<Upstream, "portChan
     return e instanceof SocketError ? e.code : String(e);
   }
   const started = startConnect(fd, { address: flow.server, port: flow.serverPort });
+  if (started === 0 || started === Errno.EINPROGRESS) return { fd, connecting: started !== 0 };
+  closeFd(fd);
+  return errnoName(started);
+}
+
+/** An IPv6 connection's ends, addresses in canonical text (socket6.ts). */
+export interface UpstreamFlow6 {
+  readonly client: string;
+  readonly clientPort: number;
+  readonly server: string;
+  readonly serverPort: number;
+}
+
+/** {@link connectUpstream} for an IPv6 client and server. */
+export function connectUpstream6(flow: UpstreamFlow6): Upstream | string {
+  const own = connectFrom6(flow, flow.clientPort);
+  if (typeof own !== "string") return { ...own, portChanged: false };
+  if (own !== "EADDRINUSE" && own !== "EADDRNOTAVAIL") return own;
+  const picked = connectFrom6(flow, 0);
+  return typeof picked === "string" ? picked : { ...picked, portChanged: true };
+}
+
+function connectFrom6(
+  flow: UpstreamFlow6,
+  port: number,
+): Omit<Upstream, "portChanged"> | string {
+  let fd: number;
+  try {
+    fd = upstreamSocket6(flow.client, port);
+  } catch (e) {
+    return e instanceof SocketError ? e.code : String(e);
+  }
+  const started = startConnect6(fd, { address: flow.server, port: flow.serverPort });
   if (started === 0 || started === Errno.EINPROGRESS) return { fd, connecting: started !== 0 };
   closeFd(fd);
   return errnoName(started);

@@ -4,8 +4,9 @@
  * `@backup` flag (a backup server gets new flows only while no other server is up). One address
  * alone is the one-server relay of earlier versions.
  *
- * Entries are {address, family, weight, backup}: only IPv4 is accepted now, but the address is
- * parsed by family (see {@link parseAddress}), so IPv6 (`[2001:db8::10]@2`) is one case more.
+ * Entries are {address, family, weight, backup} of IPv4 servers: the balancing pool. An IPv6
+ * address in the list is the IPv6 clients' server (config/addresses.ts takes it): it is
+ * accepted here, without weight or backup, and kept out of the IPv4 pool.
  *
  * @example
  * ```ts
@@ -17,6 +18,7 @@
  */
 
 import { isIpv4, parseIpv4 } from "../packet/address.ts";
+import { isIpv6 } from "../packet/ipv6_address.ts";
 
 /** How many servers one list may hold. */
 export const MAX_SERVERS = 64;
@@ -54,12 +56,18 @@ export function parseServerList(text: string): ServerEntry[] | string {
   if (parts.length === 0 || parts.every((p) => p === "")) return "must name a server";
   if (parts.length > MAX_SERVERS) return `at most ${MAX_SERVERS} servers`;
   const list: ServerEntry[] = [];
+  let ipv6 = 0;
   for (const part of parts) {
     if (part === "") return "has an empty entry (two commas)";
     const [host, ...options] = part.split("@");
+    if (isIpv6(host)) {
+      if (options.length > 0) return `${part}: weights and backups are for IPv4 servers`;
+      ipv6++;
+      continue;
+    }
     const addr = parseAddress(host);
     if (addr === undefined) {
-      const why = "must be an IPv4 address like 203.0.113.10";
+      const why = "must be an IPv4 or IPv6 address like 203.0.113.10 or 2001:db8:2::10";
       return parts.length === 1 && options.length === 0 ? why : `${host}: ${why}`;
     }
     let weight = 1;
@@ -74,6 +82,11 @@ export function parseServerList(text: string): ServerEntry[] | string {
     }
     if (list.some((s) => s.ip === addr.ip)) return `${addr.address}: listed twice`;
     list.push({ ...addr, weight, backup });
+  }
+  if (list.length === 0) {
+    return ipv6 > 0
+      ? "must include an IPv4 address like 203.0.113.10 (IPv6 is relayed beside IPv4)"
+      : "must name a server";
   }
   if (list.every((s) => s.backup)) return "every server is a backup: at least one must not be";
   return list;

@@ -31,9 +31,14 @@ Deno.test("parseServerList refuses bad lists, naming the entry at fault", () => 
   const cases: [string, string][] = [
     ["", "must name a server"],
     ["203.0.113.10,,203.0.113.20", "has an empty entry (two commas)"],
-    ["203.0.113.300", "must be an IPv4 address like 203.0.113.10"],
-    ["203.0.113.10,203.0.113.300", "203.0.113.300: must be an IPv4 address like 203.0.113.10"],
-    ["2001:db8::1@2", "2001:db8::1: must be an IPv4 address like 203.0.113.10"],
+    ["203.0.113.300", "must be an IPv4 or IPv6 address like 203.0.113.10 or 2001:db8:2::10"],
+    [
+      "203.0.113.10,203.0.113.300",
+      "203.0.113.300: must be an IPv4 or IPv6 address like 203.0.113.10 or 2001:db8:2::10",
+    ],
+    // An IPv6 server is the IPv6 clients' one: no weight, and an IPv4 server is still needed.
+    ["2001:db8::1@2", "2001:db8::1@2: weights and backups are for IPv4 servers"],
+    ["2001:db8::1", "must include an IPv4 address like 203.0.113.10 (IPv6 is relayed beside IPv4)"],
     ["203.0.113.10@0", '203.0.113.10@0: "@0" must be a weight 1-256 or "backup"'],
     ["203.0.113.10@257", '203.0.113.10@257: "@257" must be a weight 1-256 or "backup"'],
     ["203.0.113.10@heavy", '203.0.113.10@heavy: "@heavy" must be a weight 1-256 or "backup"'],

@@ -12,8 +12,9 @@ import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { logger } from "../system/log.ts";
 import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
-import type { Steering, SteeringSpec } from "./steering.ts";
+import { ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
+import { installIcmp6Queue, removeIcmp6Queue } from "./ip6_queue.ts";
 
 const log = logger("steering");
 
@@ -35,6 +36,8 @@ const MAX_STALE_RULES = 16;
 /** {@link Steering}'s kernel path, through `nft`, `ip` and the bpf(2) system call. */
 export class KernelPath implements Steering {
   #listeners?: ListenerSteering;
+  /** The IPv6 table and route are installed (IPv6 clients are steered). */
+  #ipv6 = false;
   /** Said once: why TPROXY diverts instead of sk_lookup. */
   #fallbackLogged = false;
 
@@ -43,6 +46,7 @@ export class KernelPath implements Steering {
     private readonly nft = "nft",
     private readonly ip = "ip",
     private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
+    private readonly ip6tables = "ip6tables",
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
@@ -52,6 +56,7 @@ export class KernelPath implements Steering {
       const skLookup = this.#listeners !== undefined;
       await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec, skLookup));
       for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+      await this.#syncIpv6(spec, skLookup);
     } catch (e) {
       await this.remove();
       throw e;
@@ -80,6 +85,39 @@ export class KernelPath implements Steering {
     else this.#listeners.update(spec, spec.listeners ?? []);
     const skLookup = this.#listeners !== undefined;
     await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec, skLookup));
+    await this.#syncIpv6(spec, skLookup);
+  }
+
+  /**
+   * The IPv6 table (nft.ts, family ip6) and policy route when `spec` steers IPv6 clients:
+   * created, updated in place (its flows kept), or removed as the spec asks.
+   */
+  async #syncIpv6(spec: SteeringSpec, skLookup: boolean): Promise<void> {
+    const six = ipv6Spec(spec);
+    if (six === undefined) {
+      if (this.#ipv6) await this.#removeIpv6();
+      return;
+    }
+    if (this.#ipv6) {
+      await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(six, skLookup, "ip6"));
+      return;
+    }
+    await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(six, skLookup, "ip6"));
+    this.#ipv6 = true;
+    for (const args of routeInstallCommands(true)) await mustRun(this.run, this.ip, args);
+    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate.
+    await installIcmp6Queue(this.run, spec.queue, this.ip6tables);
+  }
+
+  async #removeIpv6(): Promise<void> {
+    this.#ipv6 = false;
+    await removeIcmp6Queue(this.run, this.ip6tables, this.nft);
+    await this.run(this.nft, ["delete", "table", "ip6", NFT_TABLE]);
+    const route = routeRemovalCommands(true);
+    for (let i = 0; i < MAX_STALE_RULES; i++) {
+      if ((await this.run(this.ip, route.rule)).code !== 0) break;
+    }
+    await this.run(this.ip, route.routes);
   }
 
   async remove(): Promise<void> {
@@ -92,5 +130,6 @@ export class KernelPath implements Steering {
       if ((await this.run(this.ip, route.rule)).code !== 0) break;
     }
     await this.run(this.ip, route.routes);
+    await this.#removeIpv6();
   }
 }

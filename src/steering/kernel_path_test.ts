@@ -29,12 +29,13 @@ Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", a
   ]);
 });
 
-Deno.test("KernelPath.remove() deletes every TPROXY rule a crashed run left, then the route", async () => {
+Deno.test("KernelPath.remove() deletes every TPROXY rule a crashed run left, then the route, for both families", async () => {
   const calls: string[] = [];
-  let staleRules = 2;
+  const stale: Record<string, number> = { "4": 2, "6": 1 };
   const run: CommandRunner = (cmd, args) => {
     calls.push(`${cmd} ${args.join(" ")}`);
-    const fails = cmd === "ip" && args[1] === "del" && staleRules-- <= 0;
+    const family = args[0] === "-6" ? "6" : "4";
+    const fails = cmd === "ip" && args.includes("del") && stale[family]-- <= 0;
     return Promise.resolve({ code: fails ? 2 : 0, stdout: "", stderr: "" });
   };
   await new KernelPath(run).remove();
@@ -42,7 +43,60 @@ Deno.test("KernelPath.remove() deletes every TPROXY rule a crashed run left, the
   assertEquals(ip, [
     ...Array(3).fill("ip rule del fwmark 0x4b52 lookup 19282 priority 19282"),
     "ip route flush table 19282",
+    ...Array(2).fill("ip -6 rule del fwmark 0x4b52 lookup 19282 priority 19282"),
+    "ip -6 route flush table 19282",
   ]);
+  assertEquals(calls.filter((c) => c.startsWith("nft ")), [
+    "nft delete table ip krelay",
+    "nft -j list table ip6 mangle",
+    "nft delete table ip6 krelay",
+  ]);
+  assertEquals(calls.filter((c) => c.startsWith("ip6tables ")), ["ip6tables -w -t mangle -S"]);
+});
+
+Deno.test("KernelPath.remove() deletes the ICMPv6 queue rules of any queue number, and nothing else", async () => {
+  const calls: string[] = [];
+  const listed = [
+    "-P PREROUTING ACCEPT",
+    "-A PREROUTING -p ipv6-icmp -m mark --mark 0x4b55 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+    "-A PREROUTING -p udp -j ACCEPT",
+    "-A OUTPUT -p ipv6-icmp -m mark --mark 0x4b55 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+  ].join("\n");
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    const stdout = cmd === "ip6tables" && args.includes("-S") ? listed : "";
+    return Promise.resolve({ code: cmd === "ip" ? 2 : 0, stdout, stderr: "" });
+  };
+  await new KernelPath(run).remove();
+  assertEquals(calls.filter((c) => c.startsWith("ip6tables ") && c.includes(" -D ")), [
+    "ip6tables -w -t mangle -D PREROUTING -p ipv6-icmp -m mark --mark 0x4b55 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+    "ip6tables -w -t mangle -D OUTPUT -p ipv6-icmp -m mark --mark 0x4b55 -m comment --comment krelay -j NFQUEUE --queue-num 7 --queue-bypass",
+  ]);
+});
+
+Deno.test("KernelPath installs the ip6 table and IPv6 route only with an IPv6 relay and server, and updates it in place", async () => {
+  const calls: { cmd: string; stdin?: string }[] = [];
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  await path.install(labSpec({ relayIp6: "2001:db8:1::1" }));
+  const scripts = () => calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
+  assertEquals(scripts().length, 1);
+  assert(!calls.some((c) => c.cmd.startsWith("ip -6 rule add")));
+  const dual = labSpec({ relayIp6: "2001:db8:1::1", realIp6: "2001:db8:2::10" });
+  await path.update(dual);
+  assert(scripts()[2].startsWith("table ip6 krelay {"), scripts()[2]);
+  assert(scripts()[2].includes("ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000"));
+  assert(calls.some((c) => c.cmd === "ip -6 route replace local ::/0 dev lo table 19282"));
+  await path.update(dual);
+  assert(scripts()[4].startsWith("flush chain ip6 krelay divert"), scripts()[4]);
+  calls.length = 0;
+  await path.update(labSpec());
+  assert(calls.some((c) => c.cmd === "nft delete table ip6 krelay"));
 });
 
 /** A runner that records each command with what it was given on stdin. */

@@ -16,3 +16,10 @@ export const UDP_FIRST_MARK = TPROXY_MARK + 1;
  * krelay translates it as kernel NAT would (its addresses, outer and embedded).
  */
 export const ICMP_ERROR_MARK = TPROXY_MARK + 2;
+
+/**
+ * An ICMPv6 error about a relayed UDP flow, marked by the ip6 table (icmp6_rules.ts) for the
+ * ip6tables rule that queues it to krelay, which translates it (nft cannot keep the ICMPv6
+ * checksum right when it rewrites the quoted packet).
+ */
+export const ICMP6_MARK = TPROXY_MARK + 3;

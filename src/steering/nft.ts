@@ -61,9 +61,24 @@
 
 import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import { ICMP_ERROR_MARK, TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
+import { renderIcmp6Rules } from "./icmp6_rules.ts";
+import { parseIpv6 } from "../packet/ipv6_address.ts";
 
-/** The table's name (family ip). */
+/** The table's name (family ip, and ip6 for IPv6 clients). */
 export const NFT_TABLE = "krelay";
+
+/**
+ * The table's family: `ip` for IPv4, `ip6` for IPv6. The IPv6 table has the same chains and
+ * rules over IPv6 addresses, with one difference: no queue selects IPv6 packets, so a new UDP
+ * flow's first packet is sent to the IPv6 real server by its rule (and learnt by
+ * `udp_forward` as an IPv4 one is once krelay has rewritten it).
+ */
+export type NftFamily = "ip" | "ip6";
+
+/** IPv4 selectors of a rule as the IPv6 table writes them. */
+function asIpv6(rule: string): string {
+  return rule.replace(/\bip (saddr|daddr)\b/g, "ip6 $1");
+}
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
@@ -76,6 +91,8 @@ export interface NatRules {
   divert: string[];
   udp_forward: string[];
   untrack_out: string[];
+  /** ip6 only: the relay's own ICMPv6 errors about requests it forwards (icmp6_rules.ts). */
+  icmp_out?: string[];
 }
 
 /** The chains, their hooks and priorities, in the order they are declared. */
@@ -86,8 +103,11 @@ const CHAINS: readonly [keyof NatRules, string][] = [
 ];
 
 /** The chains a spec's table has: the untrack one only without tcp_conntrack (not live). */
-function chainsOf(spec: SteeringSpec): readonly [keyof NatRules, string][] {
-  return spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
+function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRules, string][] {
+  const chains = spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
+  if (family === "ip") return chains;
+  // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
+  return [...chains, ["icmp_out", "type filter hook output priority raw"]];
 }
 
 /**
@@ -115,7 +135,28 @@ const ABOUT_UDP = `${ICMP_ERRORS} @th,64,8 0x45 @th,136,8 17`;
  * The rules of the table's chains; `skLookup`: the client's connections reach the gateway
  * listener by sk_lookup.ts, so no TPROXY rule.
  */
-export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
+export function renderNatRules(
+  spec: SteeringSpec,
+  skLookup = false,
+  family: NftFamily = "ip",
+): NatRules {
+  const rules = renderFamilyRules(spec, skLookup, family);
+  if (family === "ip") return rules;
+  const icmp = renderIcmp6Rules(
+    spec,
+    parseIpv6(spec.relayIp),
+    parseIpv6(spec.realIp),
+    kernelUdpPorts(spec),
+  );
+  return {
+    divert: [...rules.divert.map(asIpv6), ...icmp.divert],
+    udp_forward: rules.udp_forward.map(asIpv6),
+    untrack_out: rules.untrack_out.map(asIpv6),
+    icmp_out: icmp.icmp_out,
+  };
+}
+
+function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFamily): NatRules {
   const rules: NatRules = { divert: [], udp_forward: [], untrack_out: [] };
   if (spec.tcpPorts.length > 0) {
     const ports = set(spec.tcpPorts);
@@ -129,8 +170,9 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
     if (!skLookup) rules.divert.push(`${clients} ${notrack}tproxy to :${spec.gport} ${mark}`);
     else if (notrack) rules.divert.push(`${clients} notrack accept`);
     // An error about the relay's own connection to the server, addressed to the client's
-    // address: the socket it is about learns of it (path MTU discovery).
-    rules.divert.push(`${ICMP_ERRORS} socket transparent 1 ${mark}`);
+    // address: the socket it is about learns of it (path MTU discovery). IPv6's are
+    // icmp6_rules.ts's.
+    if (family === "ip") rules.divert.push(`${ICMP_ERRORS} socket transparent 1 ${mark}`);
     if (!spec.tcpConntrack) {
       // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
       rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
@@ -142,17 +184,30 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
     const request = `ip daddr ${spec.relayIp} udp dport ${set(udpPorts)}`;
     const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
     const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
+    // IPv4: udp_flows maps a flow to its server. IPv6: nft (1.0.6) cannot add a 16-byte
+    // value under a concatenated key (it aborts), so udp_flows is a set of flows, which go to
+    // the configured IPv6 server: a live real_ip change moves IPv6 flows along with new ones
+    // (their whole tuple is learnt anew, so the new server's answers pass).
+    const v4 = family === "ip";
+    const toServer = v4 ? " : ip daddr" : "";
+    const toServerReply = v4 ? " : ip saddr" : "";
     rules.divert.push(
       // A known flow goes to its own server (a live real_ip change moves new flows only); both
       // of its entries live on. With no entry, the lookup ends the rule.
-      `${request} ip daddr set ${REQUEST_KEY} map @udp_flows ` +
-        `update @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
+      (v4
+        ? `${request} ip daddr set ${REQUEST_KEY} map @udp_flows `
+        : `${request} ${REQUEST_KEY} @udp_flows ip daddr set ${spec.realIp} `) +
+        `update @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
         `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`,
-      ...refused(spec, udpPorts),
-      `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`,
+      // With no IPv4 server up, a new flow is left to the relay's own stack (refused); IPv6
+      // has one server and no health checks.
+      ...(v4 ? refused(spec, udpPorts) : []),
+      v4
+        ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`
+        : `${request} meta mark set ${hex(UDP_FIRST_MARK)} ip daddr set ${spec.realIp} accept`,
     );
     rules.udp_forward.push(
-      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
+      `${first} add @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
         `add @udp_replies { ${REQUEST_TUPLE} ${timeout} } meta mark set 0x0 accept`,
       // The table is full: the answer could not find its way back.
       `${first} drop`,
@@ -160,11 +215,12 @@ export function renderNatRules(spec: SteeringSpec, skLookup = false): NatRules {
       // a datagram injected by any other host never reaches the client from relay:port.
       `udp sport ${set(udpPorts)} ${REPLY_TUPLE} @udp_replies ` +
         `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
-        `update @udp_flows { ${REPLY_KEY} ${timeout} : ip saddr } ip saddr set ${spec.relayIp}`,
+        `update @udp_flows { ${REPLY_KEY} ${timeout}${toServerReply} } ` +
+        `ip saddr set ${spec.relayIp}`,
     );
   }
-  if (spec.udpPorts.length > 0) {
-    // Scripted services' flows too: their NAT is krelay's own.
+  if (spec.udpPorts.length > 0 && family === "ip") {
+    // Scripted services' flows too: their NAT is krelay's own. (ICMPv6: icmp6_rules.ts.)
     const ports = set(spec.udpPorts);
     const icmpMark = `meta mark set ${hex(ICMP_ERROR_MARK)}`;
     // From the client's side, about a reply from relay:port.
@@ -192,16 +248,23 @@ function refused(spec: SteeringSpec, udpPorts: readonly number[]): string[] {
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */
-export function renderNatTable(spec: SteeringSpec, skLookup = false): string {
-  const rules = renderNatRules(spec, skLookup);
+export function renderNatTable(
+  spec: SteeringSpec,
+  skLookup = false,
+  family: NftFamily = "ip",
+): string {
+  const rules = renderNatRules(spec, skLookup, family);
+  const addr = family === "ip" ? "ipv4_addr" : "ipv6_addr";
   const lines = [
-    `table ip ${NFT_TABLE} {`,
-    `  map udp_flows {`,
-    `    type ipv4_addr . inet_service . inet_service : ipv4_addr; flags dynamic,timeout;`,
+    `table ${family} ${NFT_TABLE} {`,
+    family === "ip" ? `  map udp_flows {` : `  set udp_flows {`,
+    `    type ${addr} . inet_service . inet_service${
+      family === "ip" ? ` : ${addr}` : ""
+    }; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
     `  }`,
     `  set udp_replies {`,
-    `    type ipv4_addr . inet_service . ipv4_addr . inet_service; flags dynamic,timeout;`,
+    `    type ${addr} . inet_service . ${addr} . inet_service; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
     `  }`,
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
@@ -209,21 +272,27 @@ export function renderNatTable(spec: SteeringSpec, skLookup = false): string {
     `    meta l4proto tcp tproxy to :${spec.gport}`,
     `  }`,
   ];
-  for (const [chain, hook] of chainsOf(spec)) {
+  for (const [chain, hook] of chainsOf(spec, family)) {
     lines.push(`  chain ${chain} {`, `    ${hook}; policy accept;`);
-    lines.push(...rules[chain].map((r) => `    ${r}`), "  }");
+    lines.push(...(rules[chain] ?? []).map((r) => `    ${r}`), "  }");
   }
   lines.push("}", "");
   return lines.join("\n");
 }
 
 /** An `nft -f` script replacing the chains' rules in one transaction. */
-export function renderNatUpdate(spec: SteeringSpec, skLookup = false): string {
-  const rules = renderNatRules(spec, skLookup);
-  const chains = chainsOf(spec);
-  const lines = chains.map(([chain]) => `flush chain ip ${NFT_TABLE} ${chain}`);
+export function renderNatUpdate(
+  spec: SteeringSpec,
+  skLookup = false,
+  family: NftFamily = "ip",
+): string {
+  const rules = renderNatRules(spec, skLookup, family);
+  const chains = chainsOf(spec, family);
+  const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
   for (const [chain] of chains) {
-    lines.push(...rules[chain].map((r) => `add rule ip ${NFT_TABLE} ${chain} ${r}`));
+    lines.push(
+      ...(rules[chain] ?? []).map((r) => `add rule ${family} ${NFT_TABLE} ${chain} ${r}`),
+    );
   }
   lines.push("");
   return lines.join("\n");

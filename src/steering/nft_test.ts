@@ -145,3 +145,34 @@ Deno.test("renderNatRules() leaves a new flow of a service with no server up to 
   assert(rules.divert[mark - 2].includes("map @udp_flows"));
   assertEquals(renderNatRules(labSpec({ udpPorts: [53] })).divert.some((r) => r === refuse), false);
 });
+
+Deno.test("renderNatRules() for ip6: IPv6 selectors, and the first packet sent to the IPv6 server by its rule", () => {
+  const six = labSpec({ relayIp: "2001:db8:1::1", realIp: "2001:db8:2::10", scriptedUdpPorts: [] });
+  const key = "ip6 saddr . udp sport . udp dport";
+  const rules = renderNatRules(six, false, "ip6");
+  // Then the ICMPv6 errors' rules (icmp6_rules_test.ts).
+  assertEquals(rules.divert.slice(0, 4), [
+    "tcp sport { 80 } socket transparent 1 meta mark set 0x4b52 accept",
+    "ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000 meta mark set 0x4b52 accept",
+    // A known flow (a set: no server stored) goes to the IPv6 server.
+    `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows ip6 daddr set 2001:db8:2::10 ` +
+    `update @udp_flows { ${key} timeout 30000ms } ` +
+    `update @udp_replies { ip6 daddr . udp dport . ip6 saddr . udp sport timeout 30000ms } accept`,
+    // No queue takes IPv6: the rule itself sends a new flow's first packet to the server.
+    "ip6 daddr 2001:db8:1::1 udp dport { 53 } meta mark set 0x4b53 ip6 daddr set 2001:db8:2::10 accept",
+  ]);
+  assert(rules.udp_forward[2].endsWith("ip6 saddr set 2001:db8:1::1"), rules.udp_forward[2]);
+  assert(!JSON.stringify(rules).match(/\bip (saddr|daddr)\b/));
+  assertEquals(rules.divert.length, 7);
+  assertEquals(rules.icmp_out?.length, 1);
+  assert(
+    renderNatTable(six, true, "ip6").includes(
+      "chain icmp_out {\n    type filter hook output priority raw;",
+    ),
+  );
+  assertEquals(renderNatRules(spec).icmp_out, undefined);
+  const table = renderNatTable(six, true, "ip6");
+  assert(table.startsWith("table ip6 krelay {\n  set udp_flows {"), table);
+  assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
+  assert(renderNatUpdate(six, true, "ip6").startsWith("flush chain ip6 krelay divert\n"));
+});

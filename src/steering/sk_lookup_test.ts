@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
 import { Helper } from "./bpf.ts";
-import { ipWord, MAX_LISTENERS, skLookupProgram } from "./sk_lookup.ts";
+import { ip6Words, IPV6_KEYS, ipWord, MAX_LISTENERS, skLookupProgram } from "./sk_lookup.ts";
 
 const MAP_FD = 7;
 
@@ -17,14 +17,22 @@ interface FakeSocket {
  */
 function runProgram(
   code: Uint8Array,
-  ctx: { protocol: number; localIp4: number; localPort: number },
+  ctx: {
+    protocol: number;
+    localIp4: number;
+    localPort: number;
+    family?: number;
+    localIp6?: number[];
+  },
   map: (FakeSocket | undefined)[],
 ) {
   const v = new DataView(code.buffer);
   const regs = new Array<bigint>(11).fill(0n);
   const stack = new DataView(new ArrayBuffer(512));
   const ctxMem = new DataView(new ArrayBuffer(72));
+  ctxMem.setUint32(8, ctx.family ?? 2, true);
   ctxMem.setUint32(12, ctx.protocol, true);
+  (ctx.localIp6 ?? []).forEach((w, i) => ctxMem.setUint32(44 + 4 * i, w, true));
   ctxMem.setUint32(40, ctx.localIp4, true);
   ctxMem.setUint32(60, ctx.localPort, true);
   const CTX = 1n << 40n, FP = 2n << 40n, MAP = 3n << 40n, SOCK = 4n << 40n;
@@ -168,4 +176,56 @@ Deno.test("sk_lookup program: with no service port, nothing is assigned", () => 
   const none = skLookupProgram({ relayIp: "198.51.100.1", tcpPorts: [] }, MAP_FD);
   const r = runProgram(none, { protocol: 6, localIp4: relay, localPort: 80 }, [listener("a")]);
   assertEquals(r, { verdict: 1, assigned: undefined, balanced: true });
+});
+
+const dual = { ...target, relayIp6: "2001:db8:1::1" };
+const dualCode = skLookupProgram(dual, MAP_FD);
+const relay6 = ip6Words("2001:db8:1::1");
+/** A map with IPv4 listener "v4" at key 0 and IPv6 listener "v6" at the first IPv6 key. */
+const dualMap = (): (FakeSocket | undefined)[] => {
+  const map = new Array<FakeSocket | undefined>(2 * MAX_LISTENERS).fill(undefined);
+  map[0] = listener("v4");
+  map[IPV6_KEYS] = listener("v6");
+  return map;
+};
+
+Deno.test("ip6Words: each 32-bit group's bytes in network order, read little-endian", () => {
+  assertEquals(ip6Words("2001:db8:1::1"), [0xb80d0120, 0x00000100, 0, 0x01000000]);
+  throws(() => ip6Words("198.51.100.1"), /not an IPv6 address/);
+});
+
+Deno.test("sk_lookup program: TCP to the relay's IPv6 address gets an IPv6 listener", () => {
+  for (const port of dual.tcpPorts) {
+    const r = runProgram(dualCode, {
+      protocol: 6,
+      family: 10,
+      localIp4: 0,
+      localIp6: relay6,
+      localPort: port,
+    }, dualMap());
+    assertEquals(r, { verdict: 1, assigned: "v6", balanced: true });
+  }
+  // IPv4 still gets the IPv4 listener from the same program.
+  const r4 = runProgram(dualCode, { protocol: 6, localIp4: relay, localPort: 80 }, dualMap());
+  assertEquals(r4.assigned, "v4");
+});
+
+Deno.test("sk_lookup program: other IPv6 addresses and ports, or no IPv6 relay, pass", () => {
+  const other = ip6Words("2001:db8:1::2");
+  const cases = [
+    { protocol: 6, family: 10, localIp4: 0, localIp6: other, localPort: 80 },
+    { protocol: 6, family: 10, localIp4: 0, localIp6: relay6, localPort: 81 },
+    { protocol: 17, family: 10, localIp4: 0, localIp6: relay6, localPort: 80 },
+    // Only the last word differs.
+    { protocol: 6, family: 10, localIp4: 0, localIp6: [...relay6.slice(0, 3), 2], localPort: 80 },
+  ];
+  for (const ctx of cases) {
+    assertEquals(runProgram(dualCode, ctx, dualMap()), {
+      verdict: 1,
+      assigned: undefined,
+      balanced: true,
+    });
+  }
+  const v6ctx = { protocol: 6, family: 10, localIp4: 0, localIp6: relay6, localPort: 80 };
+  assertEquals(runProgram(code, v6ctx, dualMap()).assigned, undefined);
 });

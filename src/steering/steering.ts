@@ -53,6 +53,24 @@ export interface SteeringSpec {
    * TPROXY does.
    */
   listeners?: readonly number[];
+  /**
+   * The relay's IPv6 address and the IPv6 real server: IPv6 clients are steered only when
+   * both are given (IPv4 and IPv6 clients are each relayed within their family).
+   */
+  relayIp6?: string;
+  realIp6?: string;
+  /** The IPv6 gateway listeners' descriptors, for sk_lookup. */
+  listeners6?: readonly number[];
+}
+
+/**
+ * The spec of the IPv6 side, in the IPv4 spec's fields (relayIp and realIp the IPv6 ones), or
+ * undefined when IPv6 clients are not steered. Packet scripts see IPv4 only, so the kernel
+ * NATs every IPv6 UDP service.
+ */
+export function ipv6Spec(spec: SteeringSpec): SteeringSpec | undefined {
+  if (spec.relayIp6 === undefined || spec.realIp6 === undefined) return undefined;
+  return { ...spec, relayIp: spec.relayIp6, realIp: spec.realIp6, scriptedUdpPorts: [] };
 }
 
 /** The UDP ports the kernel NATs: those without a script. */

@@ -15,8 +15,17 @@ import { TPROXY_MARK } from "./marks.ts";
 const TABLE = String(TPROXY_MARK);
 const MARK = `0x${TPROXY_MARK.toString(16)}`;
 
-/** `ip` argument lists that install the rule and the table's one route. */
-export function routeInstallCommands(): string[][] {
+/**
+ * `ip` argument lists that install the rule and the table's one route; `ipv6`: IPv6's (`ip -6`:
+ * its own rule and table, same numbers), for the IPv6 servers' answers.
+ */
+export function routeInstallCommands(ipv6 = false): string[][] {
+  if (ipv6) {
+    return [
+      ["-6", "rule", "add", "fwmark", MARK, "lookup", TABLE, "priority", TABLE],
+      ["-6", "route", "replace", "local", "::/0", "dev", "lo", "table", TABLE],
+    ];
+  }
   return [
     ["rule", "add", "fwmark", MARK, "lookup", TABLE, "priority", TABLE],
     ["route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TABLE],
@@ -28,14 +37,20 @@ export function routeInstallCommands(): string[][] {
  * remove; the rule's deletion is repeated by the caller until it fails, since a crashed run
  * may have left more than one.
  */
-export function routeRemovalCommands(): { rule: string[]; routes: string[] } {
+export function routeRemovalCommands(ipv6 = false): { rule: string[]; routes: string[] } {
+  const six = ipv6 ? ["-6"] : [];
   return {
-    rule: ["rule", "del", "fwmark", MARK, "lookup", TABLE, "priority", TABLE],
-    routes: ["route", "flush", "table", TABLE],
+    rule: [...six, "rule", "del", "fwmark", MARK, "lookup", TABLE, "priority", TABLE],
+    routes: [...six, "route", "flush", "table", TABLE],
   };
 }
 
-/** `ip` argument lists whose output shows the rule and the route, for checks. */
+/** `ip` argument lists whose output shows the rules and the routes (both families), for checks. */
 export function routeShowCommands(): string[][] {
-  return [["rule", "show", "priority", TABLE], ["route", "show", "table", TABLE]];
+  return [
+    ["rule", "show", "priority", TABLE],
+    ["route", "show", "table", TABLE],
+    ["-6", "rule", "show", "priority", TABLE],
+    ["-6", "route", "show", "table", TABLE],
+  ];
 }

@@ -1,0 +1,79 @@
+/**
+ * The ip6tables rules that queue to krelay the ICMPv6 errors the ip6 table marks
+ * ({@link ICMP6_MARK}, icmp6_rules.ts): nft's own `queue` statement is not available
+ * (platform facts), and krelay.ko's hooks are IPv4's, so IPv6's queue selection is by these
+ * rules whatever steers IPv4. In `mangle`, after the ip6 table's raw-priority chains have
+ * marked them: PREROUTING for errors passing through the relay, OUTPUT for the relay's own.
+ * Both bypass the queue when krelay is gone: an error then passes untranslated, never lost.
+ *
+ * @module
+ */
+
+import { type CommandRunner, mustRun } from "../system/command.ts";
+import { ICMP6_MARK } from "./marks.ts";
+import { idleBuiltinChains } from "./iptables_steering.ts";
+import { RULE_COMMENT } from "./iptables.ts";
+
+/** The built-in chains the rules go in. */
+const CHAINS = ["PREROUTING", "OUTPUT"] as const;
+// A crashed run can leave a few duplicates; this bounds the removal.
+const MAX_STALE = 16;
+
+/** The rule's arguments after `-A CHAIN` / `-D CHAIN`. */
+export function icmp6QueueRule(queue: number): string[] {
+  return [
+    "-p",
+    "ipv6-icmp",
+    "-m",
+    "mark",
+    "--mark",
+    `0x${ICMP6_MARK.toString(16)}`,
+    "-m",
+    "comment",
+    "--comment",
+    RULE_COMMENT,
+    "-j",
+    "NFQUEUE",
+    "--queue-num",
+    String(queue),
+    "--queue-bypass",
+  ];
+}
+
+/** Adds the rules (after removing any left by an earlier run). */
+export async function installIcmp6Queue(
+  run: CommandRunner,
+  queue: number,
+  ip6tables = "ip6tables",
+): Promise<void> {
+  for (const chain of CHAINS) {
+    await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", chain, ...icmp6QueueRule(queue)]);
+  }
+}
+
+/**
+ * Removes the rules, whatever queue number the run that added them used (a crashed run's
+ * too), and what ip6tables-nft left of its `mangle` table for them: empty built-in chains are
+ * hooks every packet passes.
+ */
+export async function removeIcmp6Queue(
+  run: CommandRunner,
+  ip6tables = "ip6tables",
+  nft = "nft",
+): Promise<void> {
+  const listed = await run(ip6tables, ["-w", "-t", "mangle", "-S"]);
+  if (listed.code !== 0) return;
+  const mark = `--mark 0x${ICMP6_MARK.toString(16)}`;
+  const ours = listed.stdout.split("\n").filter((line) =>
+    CHAINS.some((c) => line.startsWith(`-A ${c} `)) && line.includes(mark) &&
+    line.includes(`--comment ${RULE_COMMENT}`)
+  );
+  for (const line of ours.slice(0, 2 * MAX_STALE)) {
+    await run(ip6tables, ["-w", "-t", "mangle", "-D", ...line.split(" ").slice(1)]);
+  }
+  const list = await run(nft, ["-j", "list", "table", "ip6", "mangle"]);
+  if (list.code !== 0) return;
+  const idle = idleBuiltinChains(list.stdout);
+  for (const chain of idle.chains) await run(nft, ["delete", "chain", "ip6", "mangle", chain]);
+  if (idle.all) await run(nft, ["delete", "table", "ip6", "mangle"]);
+}
