@@ -385,7 +385,7 @@ labTest("bad config set values are refused and change nothing", NEEDS, async (la
     const [key, value, why] of [
       ["gport", "70000", "gport: must be 1-65535"],
       ["gport", "16005", "gateway port 16005 is already in use"],
-      ["real_ip", "203.0.113.999", "real_ip: must be IPv4 or IPv6 addresses"],
+      ["real_ip", "203.0.113.999", "real_ip: must be an IPv4 or IPv6 address"],
       ["udp_ports", "53,x", "must be a number"],
       ["queue", "3", "queue cannot change while krelay runs"],
     ]

@@ -162,7 +162,7 @@ labTest(
     const six = await lab.exec("relay", ["ip", "-6", "rule", "show", "priority", "19282"]);
     assert(six.stdout.includes("fwmark 0x4b52"), six.stdout);
     const queued = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"]);
-    assert(queued.stdout.includes("--mark 0x4b54"), queued.stdout);
+    assert(queued.stdout.includes("--mark 0x4b55"), queued.stdout);
     assertEquals(await krelay.stop(), 0);
     assertEquals(await krelayRules(lab), []);
     const ip6tables = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"]);

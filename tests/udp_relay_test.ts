@@ -125,7 +125,7 @@ labTest(
     for (
       const [args, key] of [
         [["--gport", "70000"], "gport: must be 1-65535"],
-        [["--real-ip", "203.0.113.999"], "real_ip: must be IPv4 or IPv6 addresses"],
+        [["--real-ip", "203.0.113.999"], "real_ip: must be an IPv4 or IPv6 address"],
         [["--config", file], "udp_ports.1: must be 1-65535"],
         [["--queue", "many"], "queue: must be a number"],
       ] as const
