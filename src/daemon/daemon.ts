@@ -7,6 +7,10 @@
  * listener come and go, like the specification's module registering and unregistering its
  * hooks.
  *
+ * Longer than 400 lines: it is the one place where the parts meet (queue, engine, relay and its
+ * threads, scripts, servers, steering), each wired in a few lines; what can stand alone has
+ * moved out (settings.ts, steering_sync.ts, kmod_follow.ts, servers.ts, reports.ts).
+ *
  * @module
  */
 
@@ -17,28 +21,35 @@ import type { Steering, SteeringSpec } from "../steering/steering.ts";
 import { type NatEntry, NatTable } from "../nat/nat_table.ts";
 import { requestKey as udpRequestKey } from "../nat/udp_nat.ts";
 import { Rewriter, type RewriterSettings } from "../nat/rewriter.ts";
-import { parseIpv4 } from "../packet/address.ts";
 import { RelayThreads, sumCounts, type ThreadSettings } from "../relay/relay_threads.ts";
 import { warmUp } from "../relay/warm_up.ts";
-import { TcpRelay, type TcpRelaySettings } from "../relay/tcp_relay.ts";
+import { TcpRelay } from "../relay/tcp_relay.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "../relay/stats.ts";
-import { ScriptHost, type ScriptPolicy } from "../script/host.ts";
-import { type ServerPool, serviceKey } from "../servers/balancer.ts";
-import { serverList } from "../servers/list.ts";
-import { Servers, staticPool } from "./servers.ts";
+import { ScriptHost } from "../script/host.ts";
+import { serviceKey } from "../servers/balancer.ts";
+import { Servers } from "./servers.ts";
 import type { CheckerOptions } from "../servers/checker.ts";
 import type { CommandRunner } from "../system/command.ts";
-import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { readKernelQueue } from "../queue/kernel_counters.ts";
 import { TablePressure } from "../nat/pressure.ts";
 import { SynGate } from "../relay/syn_gate.ts";
 import { UpstreamRegistry } from "../relay/upstream_registry.ts";
+import { ModuleFollower } from "./kmod_follow.ts";
 import { PacketLoop } from "./packet_loop.ts";
+import { SteeringSync } from "./steering_sync.ts";
+import {
+  checkRealServers,
+  relayCpus,
+  relaySettings,
+  relayThreadCount,
+  rewriterSettings,
+  scriptPolicy,
+  steeringSpec,
+} from "./settings.ts";
 import { detectRelayIp, detectRelayIp6, ownAddresses } from "./relay_ip.ts";
-import { checkRealIp } from "../config/real_ip.ts";
 import { readIpv6Flows } from "../steering/ipv6_flows.ts";
-import { addressFamilies, firstOfEach } from "../config/addresses.ts";
+import { firstOfEach } from "../config/addresses.ts";
 import {
   type ConfigChange,
   divertedView,
@@ -77,98 +88,6 @@ export interface NatMirror {
   close(): void;
 }
 
-/** The engine's settings derived from a config and the ports that have packet scripts. */
-export function rewriterSettings(
-  config: Config,
-  relayIp: string,
-  scriptedUdpPorts: readonly number[] = [],
-  pool: ServerPool = staticPool(config),
-  relayIp6?: string,
-): RewriterSettings {
-  return {
-    // Only with an IPv6 server too: IPv6 clients are steered only then.
-    relayIp6: firstOfEach(config.real_ip).v6 === undefined ? undefined : relayIp6,
-    relayIp: parseIpv4(relayIp),
-    pool,
-    realIp6: firstOfEach(config.real_ip).v6,
-    udpPorts: new Set(config.udp_ports),
-    udpTimeoutMs: config.udp_timeout * 1000,
-    udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
-    tcpPorts: new Set(config.tcp_ports),
-    scriptedUdpPorts: new Set(scriptedUdpPorts),
-  };
-}
-
-/** The TCP relay's settings from a config. */
-export function relaySettings(config: Config): TcpRelaySettings {
-  return {
-    connectTimeoutMs: config.tcp_connect_timeout * 1000,
-    idleTimeoutMs: config.tcp_idle_timeout * 1000,
-  };
-}
-
-/** How packet scripts fail, from a config. */
-export function scriptPolicy(config: Config): ScriptPolicy {
-  return {
-    defaultVerdict: config.script_default_verdict,
-    budgetMs: config.script_budget_ms,
-    maxErrors: config.script_max_errors,
-    errorWindowMs: config.script_error_window * 1000,
-    limits: {
-      memoryMb: config.script_memory_mb,
-      // Timers count against the budget too: a second's CPU outside batches may take a few
-      // budgets (room for V8's own compiler and GC threads), within 200-400 ms.
-      idleCpuMsPerS: Math.min(400, Math.max(200, 4 * config.script_budget_ms)),
-    },
-  };
-}
-
-/** The first server of the config's list: the one krelay.ko's real_ip shows. */
-export function firstServer(config: Config): string {
-  return serverList(config.real_ip)[0].address;
-}
-
-/** The steering for a config, widened by the ports of live flows so that they can finish. */
-export function steeringSpec(
-  config: Config,
-  relayIp: string,
-  live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number> },
-  scripted: { udp: readonly number[]; tcp: readonly number[] } = { udp: [], tcp: [] },
-  relayIp6?: string,
-): SteeringSpec {
-  const real = firstOfEach(config.real_ip);
-  // IPv6 clients are steered only to an IPv6 server, and only with an IPv6 relay address.
-  const ipv6 = relayIp6 !== undefined && real.v6 !== undefined
-    ? { relayIp6, realIp6: real.v6 }
-    : {};
-  const union = (a: readonly number[], b: Iterable<number>) =>
-    [...new Set([...a, ...b])].sort((x, y) => x - y);
-  const udpPorts = union(config.udp_ports, live.udpPorts);
-  const tcpPorts = union(config.tcp_ports, live.tcpPorts);
-  return {
-    queue: config.queue,
-    relayIp,
-    realIp: firstServer(config),
-    ...ipv6,
-    gport: config.gport,
-    udpPorts,
-    tcpPorts,
-    // A script on a port krelay does not relay sees nothing: nothing is queued for it.
-    scriptedUdpPorts: scripted.udp.filter((p) => udpPorts.includes(p)),
-    scriptedTcpPorts: scripted.tcp.filter((p) => tcpPorts.includes(p)),
-    tcpConntrack: config.tcp_conntrack,
-    tcpHoldSyn: config.tcp_hold_syn,
-    udpTimeout: config.udp_timeout,
-    natMaxEntries: config.nat_max_entries,
-  };
-}
-
-/** How many relay threads a config asks for: relay_threads, or 0 for one per usable CPU. */
-export function relayThreadCount(config: Config, cpus: () => number[] = relayCpus): number {
-  if (config.relay_threads > 0) return config.relay_threads;
-  return Math.max(1, Math.min(64, cpus().length));
-}
-
 /** The relay daemon. Create with {@link Daemon.create}, then {@link Daemon.open}. */
 export class Daemon {
   #config: Config;
@@ -178,14 +97,15 @@ export class Daemon {
   #loop?: PacketLoop;
   #loopDone: Promise<void> = new Promise(() => {});
   #sweeper?: ReturnType<typeof setInterval>;
-  #installed = "";
+  /** The steering, changed one step at a time and only when its spec changed. */
+  readonly #steering: SteeringSync;
+  /** krelay.ko's files followed, when the steering has them (see kmod_follow.ts). */
+  readonly #follower?: ModuleFollower;
   /** The relay threads (relay_threads > 1), and the counters of those closed. */
   #threads?: RelayThreads;
   #threadsDone: TcpRelayStats = NO_STATS;
   /** Rejects when a relay thread fails: krelay cannot repair it and exits (see run.ts). */
   readonly #fatal = Promise.withResolvers<never>();
-  /** Steering changes run one at a time, in order (a sync tick must not follow a removal). */
-  #steeringQueue: Promise<void> = Promise.resolve();
   readonly #startedAt = new Date();
   readonly #startedClock: number;
   readonly table: NatTable;
@@ -207,6 +127,15 @@ export class Daemon {
     readonly relayIp6?: string,
   ) {
     this.#config = config;
+    this.#steering = new SteeringSync(deps.steering);
+    const observe = deps.steering.observe?.bind(deps.steering);
+    if (observe) {
+      this.#follower = new ModuleFollower(
+        observe,
+        this,
+        () => this.#steering.reinstall(() => this.#spec()),
+      );
+    }
     this.servers = new Servers({
       now: deps.now,
       onChange: () => this.#poolChanged(),
@@ -318,15 +247,11 @@ export class Daemon {
     try {
       // The listener before the rules: a taken gateway port fails before anything is steered.
       if (this.#config.tcp_ports.length > 0) await this.#listen(this.#config.gport);
-      await this.#steer(async () => {
-        const spec = this.#spec();
-        await this.deps.steering.install(spec);
-        this.#installed = JSON.stringify(spec);
-      });
+      await this.#steering.install(() => this.#spec());
     } catch (e) {
       this.relay.unlisten();
       await this.#closeThreads();
-      await this.#steer(() => this.deps.steering.remove()).catch(() => {});
+      await this.#steering.remove().catch(() => {});
       throw e;
     } finally {
       this.#starting = false;
@@ -358,10 +283,9 @@ export class Daemon {
     await this.servers.stop();
     await this.relay.close();
     await this.#closeThreads();
-    await this.#steer(async () => {
-      await this.deps.steering.remove();
-      this.#installed = "";
-    }).catch((e) => log.error("removing steering failed: {error}", { error: String(e) }));
+    await this.#steering.remove().catch((e) =>
+      log.error("removing steering failed: {error}", { error: String(e) })
+    );
     this.table.flush();
     log.info("stopped relaying");
   }
@@ -572,53 +496,12 @@ export class Daemon {
         log.error("updating steering failed: {error}", { error: String(e) })
       );
     }
-    if (this.deps.steering.observe && !this.#observing && !this.#starting) {
-      this.#observing = true;
-      this.#follow().catch((e) =>
-        log.error("following the module failed: {error}", { error: String(e) })
-      )
-        .finally(() => (this.#observing = false));
-    }
+    if (!this.#starting) this.#follower?.tick();
   }
 
-  #observing = false;
   /** A start is installing the steering (see start()). */
   #starting = false;
   readonly #pressure = new TablePressure();
-
-  /**
-   * Follows what others wrote in the steering's own files (krelay.ko's /proc/krelay/gport and
-   * real_ip, and its start parameter), as the specification's tcp_relay followed them.
-   */
-  async #follow(): Promise<void> {
-    const seen = await this.deps.steering.observe!();
-    if (seen.gport !== this.#config.gport) {
-      await this.#adopt("gport", String(seen.gport));
-    }
-    // The module holds one address: the first IPv4 server. Another one written there is a list
-    // of that one server, as the specification's single real_ip was (IPv6 servers stay).
-    if (seen.realIp !== firstServer(this.#config)) {
-      const v6 = addressFamilies(this.#config.real_ip).v6;
-      await this.#adopt("real_ip", [seen.realIp, ...v6].join(","));
-    }
-    if (seen.started && this.#state === "stopped") {
-      log.info("krelay.ko was started: relaying");
-      await this.start();
-    } else if (!seen.started && this.#state === "started") {
-      log.info("krelay.ko was stopped: not relaying");
-      await this.stop();
-    }
-  }
-
-  async #adopt(key: "gport" | "real_ip", value: string): Promise<void> {
-    try {
-      await this.setConfig(key, value);
-    } catch (e) {
-      // The module took a value krelay cannot use (e.g. a gport that is taken): put ours back.
-      log.error("{key} {value} from krelay.ko refused: {error}", { key, value, error: String(e) });
-      if (this.#state === "started") await this.deps.steering.install(this.#spec());
-    }
-  }
 
   /** The spec for the current config, live flows and scripts. */
   #spec(): SteeringSpec {
@@ -660,38 +543,6 @@ export class Daemon {
   }
 
   #syncSteering(): Promise<void> {
-    return this.#steer(async () => {
-      // Stopped meanwhile: updating would recreate chains that stop() just removed.
-      if (this.#state !== "started" || this.#installed === "") return;
-      const spec = this.#spec();
-      const key = JSON.stringify(spec);
-      if (key === this.#installed) return;
-      await this.deps.steering.update(spec);
-      this.#installed = key;
-    });
-  }
-
-  #steer(op: () => Promise<void>): Promise<void> {
-    const run = this.#steeringQueue.then(op);
-    this.#steeringQueue = run.catch(() => {});
-    return run;
-  }
-}
-
-/**
- * real_ip.ts's rule for each real server: the IPv4 ones against the relay's own IPv4 addresses
- * (`own`), the IPv6 ones against its IPv6 address. Throws `real_ip: <why>`.
- */
-function checkRealServers(realIp: string, own: readonly string[], relayIp6?: string): void {
-  checkRealIp(realIp, relayIp6 === undefined ? own : [...own, relayIp6]);
-}
-
-/** The CPUs the relay threads keep to: the process's own (a cpuset or taskset narrows them). */
-function relayCpus(): number[] {
-  try {
-    return allowedCpus();
-  } catch (e) {
-    log.warning("relay threads run on any CPU: {error}", { error: (e as Error).message });
-    return [];
+    return this.#steering.update(() => this.#spec());
   }
 }

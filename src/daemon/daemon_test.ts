@@ -6,7 +6,8 @@ import type { Steering, SteeringSpec } from "../steering/steering.ts";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
 import { waitFor } from "../lab/wait.ts";
-import { Daemon, relayThreadCount, steeringSpec } from "./daemon.ts";
+import { Daemon } from "./daemon.ts";
+import { relayThreadCount, steeringSpec } from "./settings.ts";
 
 function config(extra: Record<string, unknown> = {}): Config {
   // No TCP service: these tests bind no port on the machine.

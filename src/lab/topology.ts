@@ -14,6 +14,9 @@
  *   await lab.down();
  * }
  * ```
+ * Longer than 400 lines: the namespaces, links, addresses (both families), routes and their
+ * clean-up are one topology, built and torn down together.
+ *
  * @module
  */
 

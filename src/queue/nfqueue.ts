@@ -7,6 +7,10 @@
  * thread into one large buffer (each datagram at its own offset, so packets are views), and
  * send all verdicts of a batch concatenated in as few send() calls as possible.
  *
+ * Longer than 400 lines: the queue's socket, its acknowledged configuration and its receive
+ * and verdict loop share one buffer discipline; the wire format is netlink.ts, the kernel's
+ * counters kernel_counters.ts.
+ *
  * @module
  */
 

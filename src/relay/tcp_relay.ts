@@ -13,6 +13,11 @@
  * // ...
  * await relay.close();
  * ```
+ * Longer than 400 lines: one listener per family and one connection table, whose accept,
+ * connect and end share the relay's counters and shapes (system/v8_shapes.ts); the connect, the
+ * close, the counters and the connection record live in upstream.ts, close.ts, stats.ts and
+ * relayed.ts.
+ *
  * @module
  */
 

@@ -20,6 +20,10 @@
  * const job = host.request(bytes); // a BatchPacket when a script covers its service
  * if (job) await host.run([job]); // job.drop, job.changed, job.bytes
  * ```
+ * Longer than 400 lines: the scripts' life (load, swap, unload, restart, disable) and the
+ * batches' verdicts act on the same entries and error windows; the process, its framing and
+ * its limits live in script_worker.ts, frame.ts and worker_runtime.ts.
+ *
  * @module
  */
 

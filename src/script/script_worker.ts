@@ -12,6 +12,9 @@
  * spinning timer) and the bytes it writes; past a limit it is killed with everything it
  * started, and the host disables the script. krelay's own loop never waits on it.
  *
+ * Longer than 400 lines: a script's process, its framed pipe and its watchdog (memory, CPU,
+ * output) share one lifecycle that must end them together.
+ *
  * @module
  */
 
