@@ -1,112 +1,331 @@
 /**
- * Prometheus metrics: the counters of `krelay status` in the text exposition format, served
- * over HTTP at /metrics.
+ * Prometheus metrics: the counters of `krelay status`, served over HTTP at /metrics through
+ * prom-client, with its process metrics (CPU, memory, file descriptors, start time).
+ *
+ * Every series comes from {@link METRICS}, one table mapping status fields to metrics; the
+ * status fields that have no series of their own are listed, with the reason, in
+ * {@link NOT_EXPORTED}. The test walks the status report against both, so a new counter
+ * cannot be left out. Names follow Prometheus' conventions: `_total` on counters only, no
+ * counter and gauge sharing a stem, a start time rather than an uptime.
  *
  * @module
  */
 
+import { Counter, Gauge, Registry } from "prom-client";
+// prom-client's process collectors, one by one: its collectDefaultMetrics also adds
+// Node-specific ones that mean little under Deno (event loop lag, heap spaces) and a gauge
+// named `nodejs_active_resources_total`.
+import processCpuTotal from "prom-client/lib/metrics/processCpuTotal.js";
+import processStartTime from "prom-client/lib/metrics/processStartTime.js";
+import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
+import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
+import processMaxFileDescriptors from "prom-client/lib/metrics/processMaxFileDescriptors.js";
+import { VERSION } from "../cli/version.ts";
+import type { DatapathStats } from "../queue/queue.ts";
+import type { PacketCounters } from "../nat/counters.ts";
+import type { NatTableStats } from "../nat/nat_table.ts";
+import type { RelayThreadView } from "../relay/relay_threads.ts";
+import type { TcpRelayStats } from "../relay/stats.ts";
 import type { StatusReport } from "../daemon/reports.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("metrics");
 
-type Sample = [labels: Record<string, string>, value: number];
+type NumberKeys<T> = { [K in keyof T]-?: T[K] extends number ? K : never }[keyof T] & string;
 
-function family(name: string, type: "counter" | "gauge", help: string, samples: Sample[]): string {
-  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`];
-  for (const [labels, value] of samples) {
-    const l = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(",");
-    lines.push(`${name}${l ? `{${l}}` : ""} ${value}`);
+/** The sections of the status report whose numbers are metrics. */
+interface Sections {
+  packets: PacketCounters;
+  datapath: DatapathStats;
+  tcp: TcpRelayStats;
+  nat: NatTableStats;
+}
+
+/** A number in the status report, by its path: "packets.udpRequests", "engineErrors". */
+export type StatusField =
+  | "engineErrors"
+  | { [S in keyof Sections]: `${S}.${NumberKeys<Sections[S]>}` }[keyof Sections];
+
+/** A number of each relay thread's view: "relayThreads[].total". */
+export type ThreadField = `relayThreads[].${NumberKeys<RelayThreadView>}`;
+
+/** One series: a status field, with the labels that tell it from its family's others. */
+export interface SeriesSpec {
+  field: StatusField | ThreadField;
+  /** Fixed labels. A thread field has one series per relay thread, labelled thread and cpu. */
+  labels?: Record<string, string>;
+}
+
+/** One metric family and the status fields of its series. */
+export interface MetricSpec {
+  name: string;
+  type: "counter" | "gauge";
+  help: string;
+  series: readonly SeriesSpec[];
+}
+
+const THREAD_LABELS = ["thread", "cpu"];
+
+/** Every metric of the status report (beside up, start time and build info, see below). */
+export const METRICS: readonly MetricSpec[] = [
+  {
+    name: "krelay_packets_seen_total",
+    type: "counter",
+    help: "Packets the engine looked at.",
+    series: [{ field: "packets.seen" }],
+  },
+  {
+    name: "krelay_packets_rewritten_total",
+    type: "counter",
+    help: "Packets rewritten, by flow.",
+    series: [
+      { field: "packets.udpRequests", labels: { flow: "udp_request" } },
+      { field: "packets.udpReplies", labels: { flow: "udp_reply" } },
+    ],
+  },
+  {
+    name: "krelay_udp_first_packets_total",
+    type: "counter",
+    help: "UDP flows' first packets recorded and left to the kernel's NAT.",
+    series: [{ field: "packets.toKernel" }],
+  },
+  {
+    name: "krelay_tcp_scripted_segments_total",
+    type: "counter",
+    help: "TCP segments of scripted services passed on after their scripts.",
+    series: [{ field: "packets.tcpSegments" }],
+  },
+  {
+    name: "krelay_packets_passed_total",
+    type: "counter",
+    help: "Packets accepted untouched, by reason.",
+    series: [
+      { field: "packets.passedOtherProtocol", labels: { reason: "other_protocol" } },
+      { field: "packets.passedOtherPort", labels: { reason: "other_port" } },
+      { field: "packets.passedNoFlow", labels: { reason: "no_flow" } },
+      { field: "packets.passedFragment", labels: { reason: "fragment" } },
+      { field: "packets.passedMalformed", labels: { reason: "malformed" } },
+    ],
+  },
+  {
+    name: "krelay_packets_dropped_total",
+    type: "counter",
+    help: "Packets dropped, by reason.",
+    series: [{ field: "packets.droppedNatFull", labels: { reason: "nat_full" } }],
+  },
+  {
+    name: "krelay_engine_errors_total",
+    type: "counter",
+    help: "Packets whose processing failed.",
+    series: [{ field: "engineErrors" }],
+  },
+  {
+    name: "krelay_queue_received_total",
+    type: "counter",
+    help: "Packets received from the kernel.",
+    series: [{ field: "datapath.received" }],
+  },
+  {
+    name: "krelay_queue_verdicts_total",
+    type: "counter",
+    help: "Verdicts sent to the kernel.",
+    series: [{ field: "datapath.verdicts" }],
+  },
+  {
+    name: "krelay_queue_enobufs_total",
+    type: "counter",
+    help: "Times the kernel dropped queued packets.",
+    series: [{ field: "datapath.enobufs" }],
+  },
+  {
+    name: "krelay_queue_errors_total",
+    type: "counter",
+    help: "Netlink errors.",
+    series: [{ field: "datapath.errors" }],
+  },
+  {
+    name: "krelay_tcp_connections_active",
+    type: "gauge",
+    help: "TCP connections being relayed.",
+    series: [{ field: "tcp.active" }],
+  },
+  {
+    name: "krelay_tcp_connections_total",
+    type: "counter",
+    help: "TCP connections accepted.",
+    series: [{ field: "tcp.total" }],
+  },
+  {
+    name: "krelay_tcp_connections_failed_total",
+    type: "counter",
+    help: "TCP connections not relayed.",
+    series: [{ field: "tcp.failed" }],
+  },
+  {
+    name: "krelay_tcp_bytes_total",
+    type: "counter",
+    help: "Bytes relayed over TCP, by direction.",
+    series: [
+      { field: "tcp.bytesToServer", labels: { direction: "to_server" } },
+      { field: "tcp.bytesToClient", labels: { direction: "to_client" } },
+    ],
+  },
+  {
+    name: "krelay_relay_thread_connections_active",
+    type: "gauge",
+    help: "TCP connections being relayed by each relay thread (relay_threads > 1), and its CPU.",
+    series: [{ field: "relayThreads[].active" }],
+  },
+  {
+    name: "krelay_relay_thread_connections_total",
+    type: "counter",
+    help: "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
+    series: [{ field: "relayThreads[].total" }],
+  },
+  {
+    name: "krelay_nat_entries",
+    type: "gauge",
+    help: "NAT table entries.",
+    series: [{ field: "nat.entries" }],
+  },
+  {
+    name: "krelay_nat_events_total",
+    type: "counter",
+    help: "NAT entries created, expired, evicted, and new flows refused (table full).",
+    series: [
+      { field: "nat.created", labels: { event: "created" } },
+      { field: "nat.expired", labels: { event: "expired" } },
+      { field: "nat.evicted", labels: { event: "evicted" } },
+      { field: "nat.refused", labels: { event: "refused" } },
+    ],
+  },
+];
+
+/** Numbers of the status report with no series of their own, and why. */
+export const NOT_EXPORTED: Readonly<Record<string, string>> = {
+  pid: "the process metrics describe the process",
+  uptimeSeconds: "krelay_start_time_seconds instead: time() - it is the uptime",
+  "packets.rewritten": "the sum of krelay_packets_rewritten_total's series",
+  "packets.passed": "the sum of krelay_packets_passed_total's series",
+  "packets.dropped": "the sum of krelay_packets_dropped_total's series",
+  "relayThreads[].cpu": "a label of the relay thread series",
+};
+
+/** The metrics not read from a status number. */
+const UP = "krelay_up";
+const START_TIME = "krelay_start_time_seconds";
+const BUILD_INFO = "krelay_build_info";
+
+/** The value of `field` in `r` (a thread field: of thread `thread`). */
+function valueOf(r: StatusReport, field: StatusField | ThreadField, thread?: RelayThreadView) {
+  const [section, key] = field.split(".") as [string, string | undefined];
+  if (section === "relayThreads[]") return thread![key as NumberKeys<RelayThreadView>];
+  if (key === undefined) return r[section as "engineErrors"];
+  return (r[section as keyof Sections] as unknown as Record<string, number>)[key];
+}
+
+/** The labels of each series of `s` in `r`, with its value. */
+function samples(s: SeriesSpec, r: StatusReport): [Record<string, string>, number][] {
+  if (!s.field.startsWith("relayThreads[].")) return [[s.labels ?? {}, valueOf(r, s.field)]];
+  return r.relayThreads.map((t, i) => [
+    { ...s.labels, thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) },
+    valueOf(r, s.field, t),
+  ]);
+}
+
+/** Options of {@link metricsRenderer}. */
+export interface RendererOptions {
+  /** Add prom-client's process metrics (CPU, memory, file descriptors, start time). */
+  process?: boolean;
+}
+
+/**
+ * A renderer of status reports as Prometheus text: one registry, kept for the life of the
+ * endpoint (the process CPU counters count from its creation).
+ */
+export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) => Promise<string> {
+  const registry = new Registry();
+  // Set just before each scrape: prom-client calls every collect() synchronously within
+  // registry.metrics(), so concurrent scrapes each see their own report.
+  let report: StatusReport | undefined;
+  new Gauge({
+    name: UP,
+    help: "1 while relaying (started), 0 when stopped.",
+    registers: [registry],
+    collect() {
+      this.set(report!.state === "started" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: START_TIME,
+    help: "When krelay started, in seconds since the Unix epoch.",
+    registers: [registry],
+    collect() {
+      this.set(Date.parse(report!.startedAt) / 1000);
+    },
+  });
+  new Gauge({
+    name: BUILD_INFO,
+    help: "Always 1; the labels say which krelay and Deno run.",
+    labelNames: ["version", "deno"],
+    registers: [registry],
+  }).set({ version: VERSION, deno: Deno.version.deno }, 1);
+  for (const m of METRICS) {
+    const labelNames = [
+      ...new Set(
+        m.series.flatMap((s) => [
+          ...Object.keys(s.labels ?? {}),
+          ...(s.field.startsWith("relayThreads[].") ? THREAD_LABELS : []),
+        ]),
+      ),
+    ];
+    const config = { name: m.name, help: m.help, labelNames, registers: [registry] };
+    if (m.type === "counter") {
+      new Counter({
+        ...config,
+        collect() {
+          this.reset();
+          for (const s of m.series) {
+            for (const [labels, value] of samples(s, report!)) this.inc(labels, value);
+          }
+        },
+      });
+    } else {
+      new Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          for (const s of m.series) {
+            for (const [labels, value] of samples(s, report!)) this.set(labels, value);
+          }
+        },
+      });
+    }
   }
-  return lines.join("\n");
+  if (opts.process) {
+    for (
+      const add of [
+        processCpuTotal,
+        processStartTime,
+        osMemoryHeap,
+        processOpenFileDescriptors,
+        processMaxFileDescriptors,
+      ]
+    ) add(registry, {});
+  }
+  return (r) => {
+    report = r;
+    return registry.metrics();
+  };
 }
 
-/** The report as Prometheus text. */
-export function renderMetrics(r: StatusReport): string {
-  const p = r.packets;
-  return [
-    family("krelay_up", "gauge", "1 while relaying (started), 0 when stopped.", [[
-      {},
-      r.state === "started" ? 1 : 0,
-    ]]),
-    family("krelay_uptime_seconds", "gauge", "Seconds since krelay started.", [[
-      {},
-      r.uptimeSeconds,
-    ]]),
-    family("krelay_packets_seen_total", "counter", "Packets the engine looked at.", [[{}, p.seen]]),
-    family("krelay_packets_rewritten_total", "counter", "Packets rewritten, by flow.", [
-      [{ flow: "udp_request" }, p.udpRequests],
-      [{ flow: "udp_reply" }, p.udpReplies],
-    ]),
-    family(
-      "krelay_udp_first_packets_total",
-      "counter",
-      "UDP flows' first packets recorded and left to the kernel's NAT.",
-      [[{}, p.toKernel]],
-    ),
-    family(
-      "krelay_tcp_scripted_segments_total",
-      "counter",
-      "TCP segments of scripted services passed on after their scripts.",
-      [[{}, p.tcpSegments]],
-    ),
-    family("krelay_packets_passed_total", "counter", "Packets accepted untouched, by reason.", [
-      [{ reason: "other_protocol" }, p.passedOtherProtocol],
-      [{ reason: "other_port" }, p.passedOtherPort],
-      [{ reason: "no_flow" }, p.passedNoFlow],
-      [{ reason: "fragment" }, p.passedFragment],
-      [{ reason: "malformed" }, p.passedMalformed],
-    ]),
-    family("krelay_packets_dropped_total", "counter", "Packets dropped, by reason.", [
-      [{ reason: "nat_full" }, p.droppedNatFull],
-    ]),
-    family("krelay_engine_errors_total", "counter", "Packets whose processing failed.", [[
-      {},
-      r.engineErrors,
-    ]]),
-    family("krelay_queue_received_total", "counter", "Packets received from the kernel.", [[
-      {},
-      r.datapath.received,
-    ]]),
-    family("krelay_queue_enobufs_total", "counter", "Times the kernel dropped queued packets.", [[
-      {},
-      r.datapath.enobufs,
-    ]]),
-    family("krelay_queue_errors_total", "counter", "Netlink errors.", [[{}, r.datapath.errors]]),
-    family("krelay_tcp_connections_active", "gauge", "TCP connections being relayed.", [[
-      {},
-      r.tcp.active,
-    ]]),
-    family("krelay_tcp_connections_total", "counter", "TCP connections accepted.", [[
-      {},
-      r.tcp.total,
-    ]]),
-    family("krelay_tcp_connections_failed_total", "counter", "TCP connections not relayed.", [[
-      {},
-      r.tcp.failed,
-    ]]),
-    family("krelay_tcp_bytes_total", "counter", "Bytes relayed over TCP, by direction.", [
-      [{ direction: "to_server" }, r.tcp.bytesToServer],
-      [{ direction: "to_client" }, r.tcp.bytesToClient],
-    ]),
-    family(
-      "krelay_relay_thread_connections_total",
-      "counter",
-      "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
-      r.relayThreads.map((t, i) => [
-        { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) },
-        t.total,
-      ]),
-    ),
-    family("krelay_nat_entries", "gauge", "NAT table entries.", [[{}, r.nat.entries]]),
-    family("krelay_nat_entries_total", "counter", "NAT entries created, expired, evicted.", [
-      [{ event: "created" }, r.nat.created],
-      [{ event: "expired" }, r.nat.expired],
-      [{ event: "evicted" }, r.nat.evicted],
-      [{ event: "refused" }, r.nat.refused],
-    ]),
-  ].join("\n") + "\n";
+/** The report as Prometheus text, without process metrics. */
+export function renderMetrics(r: StatusReport): Promise<string> {
+  return metricsRenderer()(r);
 }
+
+/** The content type of the exposition. */
+export const METRICS_CONTENT_TYPE: string = new Registry().contentType;
 
 /** A running metrics endpoint. */
 export interface MetricsServer {
@@ -118,14 +337,15 @@ export function serveMetrics(address: string, report: () => StatusReport): Metri
   const at = address.lastIndexOf(":");
   const hostname = address.slice(0, at);
   const port = Number(address.slice(at + 1));
+  const render = metricsRenderer({ process: true });
   let server: Deno.HttpServer;
   try {
-    server = Deno.serve({ hostname, port, onListen: () => {} }, (req) => {
+    server = Deno.serve({ hostname, port, onListen: () => {} }, async (req) => {
       if (new URL(req.url).pathname !== "/metrics") {
         return new Response("not found\n", { status: 404 });
       }
-      return new Response(renderMetrics(report()), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      return new Response(await render(report()), {
+        headers: { "content-type": METRICS_CONTENT_TYPE },
       });
     });
   } catch (e) {

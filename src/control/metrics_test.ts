@@ -1,50 +1,179 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { renderMetrics, serveMetrics } from "./metrics.ts";
+import {
+  METRICS,
+  METRICS_CONTENT_TYPE,
+  metricsRenderer,
+  NOT_EXPORTED,
+  renderMetrics,
+  serveMetrics,
+} from "./metrics.ts";
+import { parseExposition, sampleKey } from "./_exposition.ts";
 import { sampleReport } from "./_report_fixture.ts";
+import type { StatusReport } from "../daemon/reports.ts";
 
-Deno.test("renderMetrics() gives every counter of the status report its sample", () => {
+/** The sample report with two relay threads, every number still different. */
+function report(): StatusReport {
   const r = sampleReport();
-  const text = renderMetrics(r);
-  const sample = (line: string) => assert(text.split("\n").includes(line), `missing: ${line}`);
-  sample(`krelay_packets_seen_total ${r.packets.seen}`);
-  sample(`krelay_packets_rewritten_total{flow="udp_request"} ${r.packets.udpRequests}`);
-  sample(`krelay_udp_first_packets_total ${r.packets.toKernel}`);
-  sample(`krelay_packets_passed_total{reason="malformed"} ${r.packets.passedMalformed}`);
-  sample(`krelay_packets_dropped_total{reason="nat_full"} ${r.packets.droppedNatFull}`);
-  sample(`krelay_queue_enobufs_total ${r.datapath.enobufs}`);
-  sample(`krelay_tcp_connections_active ${r.tcp.active}`);
-  sample(`krelay_tcp_bytes_total{direction="to_client"} ${r.tcp.bytesToClient}`);
-  sample(`krelay_nat_entries ${r.nat.entries}`);
-  sample(`krelay_up ${r.state === "started" ? 1 : 0}`);
+  r.relayThreads = [{ cpu: 1, active: 29, total: 30 }, { cpu: null, active: 31, total: 32 }];
+  return r;
+}
+
+/**
+ * Every number of a report, walked without the production code: path -> value; a relay
+ * thread's number under "relayThreads[].x" with one value per thread. The configuration
+ * is no metric.
+ */
+function numbers(r: StatusReport): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const walk = (v: unknown, path: string) => {
+    if (typeof v === "number") out.set(path, [...(out.get(path) ?? []), v]);
+    else if (Array.isArray(v)) { for (const x of v) walk(x, `${path}[]`); }
+    else if (v !== null && typeof v === "object") {
+      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+    }
+  };
+  walk({ ...r, config: undefined }, "");
+  // relayThreads[].cpu is null for the second thread: a label, not a number.
+  return out;
+}
+
+/** The metrics of the report not read from one status number. */
+const DERIVED = ["krelay_up", "krelay_start_time_seconds", "krelay_build_info"];
+
+Deno.test("every number of the status report is a series or listed as not exported, never both", () => {
+  const fields = new Set(METRICS.flatMap((m) => m.series.map((s) => s.field as string)));
+  const all = [...numbers(report()).keys()];
+  for (const path of all) {
+    assert(
+      fields.has(path) !== (path in NOT_EXPORTED),
+      `${path}: ${
+        fields.has(path) ? "both a series and not exported" : "neither a series nor listed"
+      }`,
+    );
+  }
+  for (const f of [...fields, ...Object.keys(NOT_EXPORTED)]) {
+    assert(all.includes(f), `${f} is no number of the status report`);
+  }
+  // Each field is one series.
+  const series = METRICS.flatMap((m) => m.series.map((s) => s.field));
+  assertEquals(series.length, fields.size);
 });
 
-Deno.test("renderMetrics() counts each relay thread's connections, labelled with its CPU", () => {
-  const r = sampleReport();
-  r.relayThreads = [{ cpu: 1, active: 2, total: 30 }, { cpu: null, active: 0, total: 4 }];
-  const lines = renderMetrics(r).split("\n")
-    .filter((l) => l.startsWith("krelay_relay_thread_connections_total"));
-  assertEquals(lines, [
-    'krelay_relay_thread_connections_total{thread="1",cpu="1"} 30',
-    'krelay_relay_thread_connections_total{thread="2",cpu="any"} 4',
-  ]);
+Deno.test("renderMetrics() gives every series exactly the value of its status field", async () => {
+  const r = report();
+  const values = numbers(r);
+  const scrape = parseExposition(await renderMetrics(r));
+  const expected: Record<string, number> = {};
+  for (const m of METRICS) {
+    for (const s of m.series) {
+      const v = values.get(s.field)!;
+      if (s.field.startsWith("relayThreads[].")) {
+        r.relayThreads.forEach((t, i) => {
+          const labels = { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) };
+          expected[sampleKey(m.name, { ...s.labels, ...labels })] = v[i];
+        });
+      } else {
+        expected[sampleKey(m.name, s.labels ?? {})] = v[0];
+      }
+    }
+    assertEquals(scrape.families.get(m.name), { type: m.type, help: m.help }, m.name);
+  }
+  const actual = Object.fromEntries(
+    scrape.samples.filter((s) => !DERIVED.includes(s.name))
+      .map((s) => [sampleKey(s.name, s.labels), s.value]),
+  );
+  assertEquals(actual, expected);
 });
 
-Deno.test("renderMetrics() declares HELP and TYPE once per family", () => {
-  const text = renderMetrics(sampleReport());
-  const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));
-  const names = types.map((l) => l.split(" ")[2]);
-  assertEquals(new Set(names).size, names.length);
-  assertEquals(text.split("\n").filter((l) => l.startsWith("# HELP ")).length, types.length);
+// Splits a name into words and takes plurals to the singular: "udpReplies" -> udp, reply.
+const words = (s: string) =>
+  s.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase().split(/[_.\[\]]+/).filter((w) => w)
+    .map((w) => w.replace(/ies$/, "y").replace(/s$/, ""));
+/** The words a field's section stands for in metric names. */
+const SECTION: Record<string, string[]> = {
+  packets: ["packet"],
+  datapath: ["queue"],
+  tcp: ["tcp"],
+  nat: ["nat"],
+  relayThreads: ["relay", "thread"],
+};
+
+/** Series named otherwise than their field: the words their names carry instead. */
+const NAMED_OTHERWISE: Record<string, string[]> = {
+  "packets.toKernel": ["udp", "first", "packet"],
+  "packets.tcpSegments": ["tcp", "segment"],
+};
+
+Deno.test("each series is named after its status field (no counter wired to another's field)", () => {
+  for (const m of METRICS) {
+    for (const s of m.series) {
+      const [section, key] = s.field.includes(".") ? s.field.split(/\[\]\.|\./) : ["", s.field];
+      const want = NAMED_OTHERWISE[s.field] ?? [...(SECTION[section] ?? []), ...words(key)];
+      const have = new Set([...words(m.name), ...Object.values(s.labels ?? {}).flatMap(words)]);
+      const lacking = want.filter((w) => !have.has(w));
+      assertEquals(lacking, [], `${sampleKey(m.name, s.labels ?? {})} shows ${s.field}`);
+    }
+  }
+});
+
+Deno.test("krelay_up, krelay_start_time_seconds and krelay_build_info", async () => {
+  const r = report();
+  const pkg = JSON.parse(await Deno.readTextFile(new URL("../../package.json", import.meta.url)));
+  const values = (text: string) =>
+    Object.fromEntries(
+      parseExposition(text).samples.filter((s) => DERIVED.includes(s.name))
+        .map((s) => [sampleKey(s.name, s.labels), s.value]),
+    );
+  assertEquals(values(await renderMetrics(r)), {
+    krelay_up: 1,
+    krelay_start_time_seconds: Date.UTC(2026, 10, 21, 1, 22, 11) / 1000,
+    [`krelay_build_info{deno="${Deno.version.deno}",version="${pkg.version}"}`]: 1,
+  });
+  r.state = "stopped";
+  assertEquals(values(await renderMetrics(r)).krelay_up, 0);
+});
+
+Deno.test("the metrics follow Prometheus' naming conventions, process metrics included", async () => {
+  const scrape = parseExposition(await metricsRenderer({ process: true })(report()));
+  const types = new Map([...scrape.families].map(([name, f]) => [name, f.type]));
+  for (const [name, type] of types) {
+    assert(type === "counter" || type === "gauge", `${name}: ${type}`);
+    assert(name.endsWith("_total") === (type === "counter"), `${name} is a ${type}`);
+    if (type === "counter") {
+      const stem = name.slice(0, -"_total".length);
+      assert(!types.has(stem), `${name} and ${stem} share a stem`);
+    }
+    assert(scrape.families.get(name)!.help !== "", `${name} has no HELP`);
+  }
+  // Every sample belongs to a declared family.
+  for (const s of scrape.samples) assert(types.has(s.name), `${s.name} has no TYPE`);
+  for (
+    const name of [
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "process_start_time_seconds",
+      "process_open_fds",
+    ]
+  ) {
+    const sample = scrape.samples.find((s) => s.name === name);
+    assert(sample !== undefined && sample.value > 0, `${name}: ${JSON.stringify(sample)}`);
+  }
+  assert(!types.has("krelay_uptime_seconds"), "an uptime gauge");
 });
 
 Deno.test("serveMetrics() serves /metrics and refuses a port in use", async () => {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
-  const server = serveMetrics(`127.0.0.1:${port}`, sampleReport);
+  const r = report();
+  const server = serveMetrics(`127.0.0.1:${port}`, () => r);
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-    assert((await res.text()).includes("krelay_packets_seen_total"));
+    assertEquals(res.headers.get("content-type"), METRICS_CONTENT_TYPE);
+    const scrape = parseExposition(await res.text());
+    const seen = scrape.samples.find((s) => s.name === "krelay_packets_seen_total");
+    assertEquals(seen?.value, r.packets.seen);
+    assert(scrape.families.has("process_cpu_seconds_total"));
     assertEquals(
       await fetch(`http://127.0.0.1:${port}/other`).then(async (r) => {
         await r.body?.cancel();
