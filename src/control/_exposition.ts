@@ -1,9 +1,13 @@
 /**
  * Test helper: parses Prometheus' text exposition into families and samples, so tests compare
- * values exactly instead of searching the text.
+ * values exactly instead of searching the text, and says what each series of the metrics
+ * table should show, from the status report walked without the production code.
  *
  * @module
  */
+
+import type { StatusReport } from "../daemon/reports.ts";
+import type { MetricSpec } from "./metrics.ts";
 
 /** One sample line. */
 export interface Sample {
@@ -58,4 +62,45 @@ export function parseExposition(text: string): Exposition {
 export function sampleKey(name: string, labels: Record<string, string>): string {
   const l = Object.keys(labels).sort().map((k) => `${k}="${labels[k]}"`).join(",");
   return l ? `${name}{${l}}` : name;
+}
+
+/**
+ * Every number of a report: path -> value; a relay thread's number under "relayThreads[].x",
+ * one value per thread (none for a null). The configuration is no metric.
+ */
+export function statusNumbers(r: StatusReport): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const walk = (v: unknown, path: string) => {
+    if (typeof v === "number") out.set(path, [...(out.get(path) ?? []), v]);
+    else if (Array.isArray(v)) { for (const x of v) walk(x, `${path}[]`); }
+    else if (v !== null && typeof v === "object") {
+      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+    }
+  };
+  walk({ ...r, config: undefined }, "");
+  return out;
+}
+
+/** What each series of `table` should show for `r`: sample key -> value. */
+export function expectedSeries(
+  r: StatusReport,
+  table: readonly MetricSpec[],
+): Record<string, number> {
+  const values = statusNumbers(r);
+  const expected: Record<string, number> = {};
+  for (const m of table) {
+    for (const s of m.series) {
+      const v = values.get(s.field);
+      if (s.field.startsWith("relayThreads[].")) {
+        r.relayThreads.forEach((t, i) => {
+          const labels = { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) };
+          expected[sampleKey(m.name, { ...s.labels, ...labels })] = v![i];
+        });
+      } else {
+        if (v === undefined) throw new Error(`${s.field} is no number of the status report`);
+        expected[sampleKey(m.name, s.labels ?? {})] = v[0];
+      }
+    }
+  }
+  return expected;
 }

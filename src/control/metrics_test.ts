@@ -7,7 +7,7 @@ import {
   renderMetrics,
   serveMetrics,
 } from "./metrics.ts";
-import { parseExposition, sampleKey } from "./_exposition.ts";
+import { expectedSeries, parseExposition, sampleKey, statusNumbers } from "./_exposition.ts";
 import { sampleReport } from "./_report_fixture.ts";
 import type { StatusReport } from "../daemon/reports.ts";
 
@@ -18,27 +18,9 @@ function report(): StatusReport {
   return r;
 }
 
-/**
- * Every number of a report, walked without the production code: path -> value; a relay
- * thread's number under "relayThreads[].x" with one value per thread. The configuration
- * is no metric.
- */
-function numbers(r: StatusReport): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  const walk = (v: unknown, path: string) => {
-    if (typeof v === "number") out.set(path, [...(out.get(path) ?? []), v]);
-    else if (Array.isArray(v)) { for (const x of v) walk(x, `${path}[]`); }
-    else if (v !== null && typeof v === "object") {
-      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
-    }
-  };
-  walk({ ...r, config: undefined }, "");
-  // relayThreads[].cpu is null for the second thread: a label, not a number.
-  return out;
-}
-
 /** The metrics of the report not read from one status number. */
 const DERIVED = ["krelay_up", "krelay_start_time_seconds", "krelay_build_info"];
+const numbers = statusNumbers;
 
 Deno.test("every number of the status report is a series or listed as not exported, never both", () => {
   const fields = new Set(METRICS.flatMap((m) => m.series.map((s) => s.field as string)));
@@ -61,23 +43,11 @@ Deno.test("every number of the status report is a series or listed as not export
 
 Deno.test("renderMetrics() gives every series exactly the value of its status field", async () => {
   const r = report();
-  const values = numbers(r);
   const scrape = parseExposition(await renderMetrics(r));
-  const expected: Record<string, number> = {};
   for (const m of METRICS) {
-    for (const s of m.series) {
-      const v = values.get(s.field)!;
-      if (s.field.startsWith("relayThreads[].")) {
-        r.relayThreads.forEach((t, i) => {
-          const labels = { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) };
-          expected[sampleKey(m.name, { ...s.labels, ...labels })] = v[i];
-        });
-      } else {
-        expected[sampleKey(m.name, s.labels ?? {})] = v[0];
-      }
-    }
     assertEquals(scrape.families.get(m.name), { type: m.type, help: m.help }, m.name);
   }
+  const expected = expectedSeries(r, METRICS);
   const actual = Object.fromEntries(
     scrape.samples.filter((s) => !DERIVED.includes(s.name))
       .map((s) => [sampleKey(s.name, s.labels), s.value]),
