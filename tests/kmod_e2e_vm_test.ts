@@ -27,6 +27,7 @@ const CHECKS = [
   "hooks_queued_scripted",
   "script_unload",
   "unscripted_port_off_module",
+  "krelay_follows_start_0",
   "no_relay_with_start_0",
   "no_tcp_relay_with_start_0",
   "krelay_start",
