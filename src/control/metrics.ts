@@ -22,6 +22,7 @@ import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileD
 import processMaxFileDescriptors from "prom-client/lib/metrics/processMaxFileDescriptors.js";
 import { VERSION } from "../cli/version.ts";
 import type { DatapathStats } from "../queue/queue.ts";
+import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatTableStats } from "../nat/nat_table.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
@@ -37,6 +38,8 @@ type NumberKeys<T> = { [K in keyof T]-?: T[K] extends number ? K : never }[keyof
 interface Sections {
   packets: PacketCounters;
   datapath: DatapathStats;
+  /** Absent while no queue is bound: its series are left out then. */
+  queue: KernelQueueCounters;
   tcp: TcpRelayStats;
   nat: NatTableStats;
 }
@@ -144,6 +147,27 @@ export const METRICS: readonly MetricSpec[] = [
     series: [{ field: "datapath.errors" }],
   },
   {
+    name: "krelay_queue_waiting_packets",
+    type: "gauge",
+    help: "Packets in krelay's queue waiting for a verdict (the kernel's count).",
+    series: [{ field: "queue.waiting" }],
+  },
+  {
+    name: "krelay_queue_dropped_total",
+    type: "counter",
+    help: "Packets the kernel dropped from krelay's queue: the queue full, or the socket's buffer.",
+    series: [
+      { field: "queue.queueDropped", labels: { reason: "queue_full" } },
+      { field: "queue.userDropped", labels: { reason: "user_buffer_full" } },
+    ],
+  },
+  {
+    name: "krelay_queue_kernel_queued_total",
+    type: "counter",
+    help: "Packets the kernel queued since krelay bound its queue (the id sequence).",
+    series: [{ field: "queue.idSequence" }],
+  },
+  {
     name: "krelay_tcp_connections_active",
     type: "gauge",
     help: "TCP connections being relayed.",
@@ -169,6 +193,12 @@ export const METRICS: readonly MetricSpec[] = [
       { field: "tcp.bytesToServer", labels: { direction: "to_server" } },
       { field: "tcp.bytesToClient", labels: { direction: "to_client" } },
     ],
+  },
+  {
+    name: "krelay_tcp_fd_limit_resets_total",
+    type: "counter",
+    help: "Clients reset because no file descriptor was left (EMFILE, ENFILE).",
+    series: [{ field: "tcp.fdLimit" }],
   },
   {
     name: "krelay_relay_thread_connections_active",
@@ -199,6 +229,12 @@ export const METRICS: readonly MetricSpec[] = [
       { field: "nat.refused", labels: { event: "refused" } },
     ],
   },
+  {
+    name: "krelay_nat_evicted_unanswered_total",
+    type: "counter",
+    help: "Of the NAT entries evicted, those that had seen no reply.",
+    series: [{ field: "nat.evictedUnanswered" }],
+  },
 ];
 
 /** Numbers of the status report with no series of their own, and why. */
@@ -209,6 +245,8 @@ export const NOT_EXPORTED: Readonly<Record<string, string>> = {
   "packets.passed": "the sum of krelay_packets_passed_total's series",
   "packets.dropped": "the sum of krelay_packets_dropped_total's series",
   "relayThreads[].cpu": "a label of the relay thread series",
+  "queue.queue": "the queue's number: configuration (queue)",
+  "queue.portId": "an identifier, no measurement",
 };
 
 /** The metrics not read from a status number. */
@@ -221,15 +259,18 @@ function valueOf(r: StatusReport, field: StatusField | ThreadField, thread?: Rel
   const [section, key] = field.split(".") as [string, string | undefined];
   if (section === "relayThreads[]") return thread![key as NumberKeys<RelayThreadView>];
   if (key === undefined) return r[section as "engineErrors"];
-  return (r[section as keyof Sections] as unknown as Record<string, number>)[key];
+  return (r[section as keyof Sections] as unknown as Record<string, number> | undefined)?.[key];
 }
 
 /** The labels of each series of `s` in `r`, with its value. */
 function samples(s: SeriesSpec, r: StatusReport): [Record<string, string>, number][] {
-  if (!s.field.startsWith("relayThreads[].")) return [[s.labels ?? {}, valueOf(r, s.field)]];
+  if (!s.field.startsWith("relayThreads[].")) {
+    const value = valueOf(r, s.field);
+    return value === undefined ? [] : [[s.labels ?? {}, value]];
+  }
   return r.relayThreads.map((t, i) => [
     { ...s.labels, thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) },
-    valueOf(r, s.field, t),
+    valueOf(r, s.field, t)!,
   ]);
 }
 
@@ -285,9 +326,10 @@ export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) =
         ...config,
         collect() {
           this.reset();
-          for (const s of m.series) {
-            for (const [labels, value] of samples(s, report!)) this.inc(labels, value);
-          }
+          const all = m.series.flatMap((s) => samples(s, report!));
+          for (const [labels, value] of all) this.inc(labels, value);
+          // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
+          if (all.length === 0 && labelNames.length === 0) this.remove({});
         },
       });
     } else {
@@ -295,9 +337,10 @@ export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) =
         ...config,
         collect() {
           this.reset();
-          for (const s of m.series) {
-            for (const [labels, value] of samples(s, report!)) this.set(labels, value);
-          }
+          const all = m.series.flatMap((s) => samples(s, report!));
+          for (const [labels, value] of all) this.set(labels, value);
+          // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
+          if (all.length === 0 && labelNames.length === 0) this.remove({});
         },
       });
     }

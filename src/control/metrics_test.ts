@@ -65,6 +65,7 @@ const SECTION: Record<string, string[]> = {
   datapath: ["queue"],
   tcp: ["tcp"],
   nat: ["nat"],
+  queue: ["queue"],
   relayThreads: ["relay", "thread"],
 };
 
@@ -72,6 +73,7 @@ const SECTION: Record<string, string[]> = {
 const NAMED_OTHERWISE: Record<string, string[]> = {
   "packets.toKernel": ["udp", "first", "packet"],
   "packets.tcpSegments": ["tcp", "segment"],
+  "queue.idSequence": ["queue", "kernel", "queued"],
 };
 
 Deno.test("each series is named after its status field (no counter wired to another's field)", () => {
@@ -160,5 +162,15 @@ Deno.test("serveMetrics() serves /metrics and refuses a port in use", async () =
     assert(refused.startsWith(`cannot serve metrics on 127.0.0.1:${port}`), refused);
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("without a bound queue, the kernel's queue series are left out, the rest kept", async () => {
+  const r = report();
+  delete r.queue;
+  const names = new Set(parseExposition(await renderMetrics(r)).samples.map((s) => s.name));
+  for (const m of METRICS) {
+    const fromQueue = m.series.every((s) => s.field.startsWith("queue."));
+    assertEquals(names.has(m.name), !fromQueue, m.name);
   }
 });
