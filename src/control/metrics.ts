@@ -20,7 +20,7 @@ import processStartTime from "prom-client/lib/metrics/processStartTime.js";
 import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
 import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
 import processMaxFileDescriptors from "prom-client/lib/metrics/processMaxFileDescriptors.js";
-import { VERSION } from "../cli/version.ts";
+import pkg from "../../package.json" with { type: "json" };
 import type { DatapathStats } from "../queue/queue.ts";
 import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { PacketCounters } from "../nat/counters.ts";
@@ -310,7 +310,7 @@ export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) =
     help: "Always 1; the labels say which krelay and Deno run.",
     labelNames: ["version", "deno"],
     registers: [registry],
-  }).set({ version: VERSION, deno: Deno.version.deno }, 1);
+  }).set({ version: pkg.version, deno: Deno.version.deno }, 1);
   for (const m of METRICS) {
     const labelNames = [
       ...new Set(
