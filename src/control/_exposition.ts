@@ -81,25 +81,41 @@ export function statusNumbers(r: StatusReport): Map<string, number[]> {
   return out;
 }
 
+/** How the test tells the elements of each list apart: the labels each series should carry. */
+const ELEMENT_LABELS: Record<string, (element: never, index: number) => Record<string, string>> = {
+  relayThreads: (t: { cpu: number | null }, i: number) => ({
+    thread: String(i + 1),
+    cpu: t.cpu === null ? "any" : String(t.cpu),
+  }),
+  servers: (s: { address: string }) => ({ server: s.address }),
+  checks: (c: { service: string }) => ({ service: c.service }),
+};
+
 /** What each series of `table` should show for `r`: sample key -> value. */
 export function expectedSeries(
   r: StatusReport,
   table: readonly MetricSpec[],
 ): Record<string, number> {
-  const values = statusNumbers(r);
   const expected: Record<string, number> = {};
   for (const m of table) {
     for (const s of m.series) {
-      const v = values.get(s.field);
-      if (s.field.startsWith("relayThreads[].")) {
-        r.relayThreads.forEach((t, i) => {
-          const labels = { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) };
-          expected[sampleKey(m.name, { ...s.labels, ...labels })] = v![i];
-        });
-      } else {
-        // Absent from this report (the kernel's queue counters before a queue is bound).
-        if (v !== undefined) expected[sampleKey(m.name, s.labels ?? {})] = v[0];
-      }
+      // Absent parts (the kernel's queue counters before a queue is bound) have no series.
+      const walk = (at: unknown, parts: string[], labels: Record<string, string>): void => {
+        if (at === undefined || at === null) return;
+        const [part, ...rest] = parts;
+        if (part.endsWith("[]")) {
+          const name = part.slice(0, -2);
+          const list = (at as Record<string, unknown[]>)[name];
+          list.forEach((e, i) =>
+            walk(e, rest, { ...labels, ...ELEMENT_LABELS[name](e as never, i) })
+          );
+        } else if (rest.length > 0) {
+          walk((at as Record<string, unknown>)[part], rest, labels);
+        } else if (typeof (at as Record<string, unknown>)[part] === "number") {
+          expected[sampleKey(m.name, labels)] = (at as Record<string, number>)[part];
+        }
+      };
+      walk(r, s.field.split("."), { ...s.labels });
     }
   }
   return expected;

@@ -26,6 +26,7 @@ import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { PacketCounters } from "../nat/counters.ts";
 import type { NatTableStats } from "../nat/nat_table.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
+import type { CheckView, ServerView } from "../daemon/servers.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { StatusReport } from "../daemon/reports.ts";
 import { logger } from "../system/log.ts";
@@ -49,13 +50,20 @@ export type StatusField =
   | "engineErrors"
   | { [S in keyof Sections]: `${S}.${NumberKeys<Sections[S]>}` }[keyof Sections];
 
-/** A number of each relay thread's view: "relayThreads[].total". */
-export type ThreadField = `relayThreads[].${NumberKeys<RelayThreadView>}`;
+/**
+ * A number of each element of a list in the report, one series per element: a relay thread's
+ * "relayThreads[].total", a server's "servers[].tcpActive", a server's check of a service
+ * "servers[].checks[].checks".
+ */
+export type ListField =
+  | `relayThreads[].${NumberKeys<RelayThreadView>}`
+  | `servers[].${NumberKeys<ServerView>}`
+  | `servers[].checks[].${NumberKeys<CheckView>}`;
 
 /** One series: a status field, with the labels that tell it from its family's others. */
 export interface SeriesSpec {
-  field: StatusField | ThreadField;
-  /** Fixed labels. A thread field has one series per relay thread, labelled thread and cpu. */
+  field: StatusField | ListField;
+  /** Fixed labels. A list field has one series per element, with its {@link LIST_LABELS}. */
   labels?: Record<string, string>;
 }
 
@@ -67,7 +75,20 @@ export interface MetricSpec {
   series: readonly SeriesSpec[];
 }
 
-const THREAD_LABELS = ["thread", "cpu"];
+/** The labels that tell the elements of each list apart, and how each element gets them. */
+export const LIST_LABELS: Readonly<
+  Record<string, { names: string[]; of: (element: never, index: number) => Record<string, string> }>
+> = {
+  "relayThreads[]": {
+    names: ["thread", "cpu"],
+    of: (t: RelayThreadView, i: number) => ({
+      thread: String(i + 1),
+      cpu: t.cpu === null ? "any" : String(t.cpu),
+    }),
+  },
+  "servers[]": { names: ["server"], of: (s: ServerView) => ({ server: s.address }) },
+  "checks[]": { names: ["service"], of: (c: CheckView) => ({ service: c.service }) },
+};
 
 /** Every metric of the status report (beside up, start time and build info, see below). */
 export const METRICS: readonly MetricSpec[] = [
@@ -84,6 +105,7 @@ export const METRICS: readonly MetricSpec[] = [
     series: [
       { field: "packets.udpRequests", labels: { flow: "udp_request" } },
       { field: "packets.udpReplies", labels: { flow: "udp_reply" } },
+      { field: "packets.icmpErrors", labels: { flow: "icmp_error" } },
     ],
   },
   {
@@ -114,7 +136,10 @@ export const METRICS: readonly MetricSpec[] = [
     name: "krelay_packets_dropped_total",
     type: "counter",
     help: "Packets dropped, by reason.",
-    series: [{ field: "packets.droppedNatFull", labels: { reason: "nat_full" } }],
+    series: [
+      { field: "packets.droppedNatFull", labels: { reason: "nat_full" } },
+      { field: "packets.droppedNoServer", labels: { reason: "no_server" } },
+    ],
   },
   {
     name: "krelay_engine_errors_total",
@@ -186,6 +211,12 @@ export const METRICS: readonly MetricSpec[] = [
     series: [{ field: "tcp.failed" }],
   },
   {
+    name: "krelay_tcp_connections_no_server_total",
+    type: "counter",
+    help: "Of the TCP connections not relayed, those reset at once: no server of theirs was up.",
+    series: [{ field: "tcp.noServer" }],
+  },
+  {
     name: "krelay_tcp_bytes_total",
     type: "counter",
     help: "Bytes relayed over TCP, by direction.",
@@ -211,6 +242,48 @@ export const METRICS: readonly MetricSpec[] = [
     type: "counter",
     help: "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
     series: [{ field: "relayThreads[].total" }],
+  },
+  {
+    name: "krelay_server_tcp_connections_active",
+    type: "gauge",
+    help: "TCP connections relayed to each real server now.",
+    series: [{ field: "servers[].tcpActive" }],
+  },
+  {
+    name: "krelay_server_tcp_connections_total",
+    type: "counter",
+    help: "TCP connections relayed to each real server.",
+    series: [{ field: "servers[].tcpTotal" }],
+  },
+  {
+    name: "krelay_server_tcp_connections_failed_total",
+    type: "counter",
+    help: "TCP connections to each real server refused or unreachable.",
+    series: [{ field: "servers[].tcpFailed" }],
+  },
+  {
+    name: "krelay_server_udp_flows",
+    type: "gauge",
+    help: "UDP flows to each real server in krelay's NAT table.",
+    series: [{ field: "servers[].udpFlows" }],
+  },
+  {
+    name: "krelay_server_checks_total",
+    type: "counter",
+    help: "Health probes of each real server's service.",
+    series: [{ field: "servers[].checks[].checks" }],
+  },
+  {
+    name: "krelay_server_check_failures_total",
+    type: "counter",
+    help: "Health probes of each real server's service that failed.",
+    series: [{ field: "servers[].checks[].checkFailures" }],
+  },
+  {
+    name: "krelay_server_check_passive_failures_total",
+    type: "counter",
+    help: "Flows of the relay that could not reach each real server's service.",
+    series: [{ field: "servers[].checks[].passiveFailures" }],
   },
   {
     name: "krelay_nat_entries",
@@ -245,6 +318,8 @@ export const NOT_EXPORTED: Readonly<Record<string, string>> = {
   "packets.passed": "the sum of krelay_packets_passed_total's series",
   "packets.dropped": "the sum of krelay_packets_dropped_total's series",
   "relayThreads[].cpu": "a label of the relay thread series",
+  "servers[].weight": "configuration (a server's weight in real_ip)",
+  "servers[].checks[].forSeconds": "grows with the clock; status shows it with the state it times",
   "queue.queue": "the queue's number: configuration (queue)",
   "queue.portId": "an identifier, no measurement",
 };
@@ -254,24 +329,27 @@ const UP = "krelay_up";
 const START_TIME = "krelay_start_time_seconds";
 const BUILD_INFO = "krelay_build_info";
 
-/** The value of `field` in `r` (a thread field: of thread `thread`). */
-function valueOf(r: StatusReport, field: StatusField | ThreadField, thread?: RelayThreadView) {
-  const [section, key] = field.split(".") as [string, string | undefined];
-  if (section === "relayThreads[]") return thread![key as NumberKeys<RelayThreadView>];
-  if (key === undefined) return r[section as "engineErrors"];
-  return (r[section as keyof Sections] as unknown as Record<string, number> | undefined)?.[key];
-}
-
-/** The labels of each series of `s` in `r`, with its value. */
+/** The labels and value of each series of `s` in `r` (none when its section is absent). */
 function samples(s: SeriesSpec, r: StatusReport): [Record<string, string>, number][] {
-  if (!s.field.startsWith("relayThreads[].")) {
-    const value = valueOf(r, s.field);
-    return value === undefined ? [] : [[s.labels ?? {}, value]];
-  }
-  return r.relayThreads.map((t, i) => [
-    { ...s.labels, thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) },
-    valueOf(r, s.field, t)!,
-  ]);
+  const out: [Record<string, string>, number][] = [];
+  // "servers[].checks[].checks": into each server, into each of its checks, then the number.
+  const walk = (at: unknown, parts: string[], labels: Record<string, string>) => {
+    if (at === undefined || at === null) return;
+    const [part, ...rest] = parts;
+    if (part.endsWith("[]")) {
+      const list = (at as Record<string, unknown[]>)[part.slice(0, -2)] ?? [];
+      list.forEach((element, i) =>
+        walk(element, rest, { ...labels, ...LIST_LABELS[part].of(element as never, i) })
+      );
+    } else if (rest.length > 0) {
+      walk((at as Record<string, unknown>)[part], rest, labels);
+    } else {
+      const value = (at as Record<string, unknown>)[part];
+      if (typeof value === "number") out.push([labels, value]);
+    }
+  };
+  walk(r, s.field.split("."), { ...s.labels });
+  return out;
 }
 
 /** Options of {@link metricsRenderer}. */
@@ -316,7 +394,8 @@ export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) =
       ...new Set(
         m.series.flatMap((s) => [
           ...Object.keys(s.labels ?? {}),
-          ...(s.field.startsWith("relayThreads[].") ? THREAD_LABELS : []),
+          ...s.field.split(".").filter((p) => p.endsWith("[]"))
+            .flatMap((p) => LIST_LABELS[p].names),
         ]),
       ),
     ];

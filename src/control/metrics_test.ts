@@ -67,6 +67,7 @@ const SECTION: Record<string, string[]> = {
   nat: ["nat"],
   queue: ["queue"],
   relayThreads: ["relay", "thread"],
+  servers: ["server"],
 };
 
 /** Series named otherwise than their field: the words their names carry instead. */
@@ -79,8 +80,9 @@ const NAMED_OTHERWISE: Record<string, string[]> = {
 Deno.test("each series is named after its status field (no counter wired to another's field)", () => {
   for (const m of METRICS) {
     for (const s of m.series) {
-      const [section, key] = s.field.includes(".") ? s.field.split(/\[\]\.|\./) : ["", s.field];
-      const want = NAMED_OTHERWISE[s.field] ?? [...(SECTION[section] ?? []), ...words(key)];
+      const [section, ...rest] = s.field.includes(".") ? s.field.split(/\[\]\.|\./) : ["", s.field];
+      const want = NAMED_OTHERWISE[s.field] ??
+        [...(SECTION[section] ?? []), ...rest.flatMap(words)];
       const have = new Set([...words(m.name), ...Object.values(s.labels ?? {}).flatMap(words)]);
       const lacking = want.filter((w) => !have.has(w));
       assertEquals(lacking, [], `${sampleKey(m.name, s.labels ?? {})} shows ${s.field}`);
