@@ -8,9 +8,9 @@
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { buildKmod, dmesgProblems, REPO, runVm, vmKernel, vmMissing } from "./vm/vm.ts";
+import { testOrSkip } from "./support/skip.ts";
 
 const why = await vmMissing();
-if (why) console.log(`SKIP krelay --datapath kmod in the VM: ${why}`);
 
 const CHECKS = [
   "kmod_started_by_krelay",
@@ -27,6 +27,7 @@ const CHECKS = [
   "hooks_queued_scripted",
   "script_unload",
   "unscripted_port_off_module",
+  "krelay_follows_start_0",
   "no_relay_with_start_0",
   "no_tcp_relay_with_start_0",
   "krelay_start",
@@ -34,9 +35,8 @@ const CHECKS = [
   "stopped_on_exit",
 ];
 
-Deno.test({
+testOrSkip(why, {
   name: "krelay --datapath kmod relays dig and curl in the VM, and nothing with start=0",
-  ignore: why !== undefined,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

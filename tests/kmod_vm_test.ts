@@ -9,12 +9,12 @@
 import { ok as assert } from "node:assert/strict";
 import { buildKmod, buildStatic, dmesgProblems, runVm, vmKernel, vmMissing } from "./vm/vm.ts";
 import type { VmResult } from "./vm/vm.ts";
+import { testOrSkip } from "./support/skip.ts";
 
 const GUEST = new URL("./vm/guest/", import.meta.url).pathname;
 const SCRIPT_TIMEOUT_SEC = 240;
 
 const why = await vmMissing();
-if (why) console.log(`SKIP kmod VM tests: ${why}`);
 
 interface Run {
   result: VmResult;
@@ -58,9 +58,8 @@ function describe(r: VmResult): string {
 
 /** A test that passes when every named guest check printed "ok". */
 function vmTest(name: string, checks: string[]): void {
-  Deno.test({
+  testOrSkip(why, {
     name,
-    ignore: why !== undefined,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
@@ -74,9 +73,8 @@ function vmTest(name: string, checks: string[]): void {
   });
 }
 
-Deno.test({
+testOrSkip(why, {
   name: "kmod builds with W=1 without warnings",
-  ignore: why !== undefined,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -116,9 +114,8 @@ vmTest("krelay.ko unloads in every state", [
 ]);
 vmTest("concurrent start toggles, /proc writes, sockopt calls and traffic", ["stress"]);
 
-Deno.test({
+testOrSkip(why, {
   name: "the guest finished every check and its dmesg has no BUG, WARNING, Oops or taint",
-  ignore: why !== undefined,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {

@@ -9,6 +9,7 @@
 
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { Hook } from "../src/queue/queue.ts";
+import { testOrSkip } from "./support/skip.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.execPath();
@@ -43,7 +44,6 @@ function skipReason(): string | null {
 }
 
 const skip = skipReason();
-if (skip !== null) console.log(`tests/nfqueue_test.ts: skipped: ${skip}`);
 
 /** Runs a command to completion (killed after `timeoutMs`) and returns its stdout. */
 async function run(cmd: string[], timeoutMs = 20_000): Promise<string> {
@@ -202,9 +202,8 @@ async function serveAndProbe(
   }
 }
 
-Deno.test({
+testOrSkip(skip, {
   name: "NfqueueDatapath accepts, drops and mangles UDP datagrams the kernel queued",
-  ignore: skip !== null,
   fn: () =>
     withQueue(async (ns, queue, port) => {
       const sent = ["hello", "drop-me", "mangle-me", "bye"];
@@ -225,9 +224,8 @@ Deno.test({
     }),
 });
 
-Deno.test({
+testOrSkip(skip, {
   name: "NfqueueDatapath with gso off gets complete checksums, and mangling still works",
-  ignore: skip !== null,
   fn: () =>
     withQueue(async (ns, queue, port) => {
       const { arrived, summary } = await serveAndProbe(ns, queue, port, false, [
@@ -240,9 +238,8 @@ Deno.test({
     }),
 });
 
-Deno.test({
+testOrSkip(skip, {
   name: "NfqueueDatapath.open() names the queue and EPERM when another process holds it",
-  ignore: skip !== null,
   fn: () =>
     withQueue(async (ns, queue) => {
       const holder = new Fixture(ns, ["--queue", `${queue}`, "--mode", "serve"]);
@@ -261,9 +258,8 @@ Deno.test({
     }),
 });
 
-Deno.test({
+testOrSkip(skip, {
   name: "NfqueueDatapath counts ENOBUFS when its socket overflows, and keeps receiving",
-  ignore: skip !== null,
   fn: () =>
     withQueue(async (ns, queue, port) => {
       const fixture = new Fixture(ns, ["--queue", `${queue}`, "--mode", "enobufs"]);

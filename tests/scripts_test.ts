@@ -12,6 +12,7 @@ import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
 import { waitFor } from "../src/lab/wait.ts";
 import type { ScriptInfo } from "../src/script/host.ts";
+import { ATTEMPTS, isDenied, probeScript } from "../src/script/_fixtures/sandbox_probe.ts";
 import { KRELAY, krelayRules, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
@@ -406,27 +407,48 @@ labTest(
 labTest(
   "the sandbox: a script cannot read or write files, connect, listen, run, load FFI, read env " +
     "or start workers",
-  NEEDS,
+  [...NEEDS, "curl", "cmd:python3"],
   async (lab) => {
-    const k = await startKrelay(lab, [...LAB_FLAGS, "--script", fixture("sandbox_probe")]);
-    const lines = (await scriptLines(k, "sandbox_probe")).filter((l) => l.startsWith("sandbox "));
-    const what = [
-      "read",
-      "write",
-      "fetch",
-      "connect",
-      "listen",
-      "run",
-      "ffi",
-      "env",
-      "import",
-      "worker",
-    ];
-    assertEquals(
-      lines.map((l) => l.split(":")[0]).sort(),
-      what.map((w) => `sandbox ${w}`).sort(),
+    // The network attempts go to a live HTTP listener on 127.0.0.1 in the relay namespace,
+    // started before krelay, so they would succeed with any network permission.
+    const [hostname, port] = ["127.0.0.1", 9817];
+    const listener = lab.spawn("relay", "listener", [
+      "python3",
+      "-m",
+      "http.server",
+      "--bind",
+      hostname,
+      String(port),
+    ]);
+    await waitFor(async () => {
+      const r = await lab.exec("relay", [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        `http://${hostname}:${port}/`,
+      ]);
+      return r.success;
+    }, { timeoutMs: 10_000, what: "the listener" });
+    const file = await writeScript(
+      lab,
+      "sandbox_probe",
+      probeScript({
+        hostname,
+        port,
+        module: new URL(`file://${fixture("accept_all")}`).href,
+        file: fixture("accept_all"),
+      }),
     );
-    assert(lines.every((l) => l.includes(": denied")), lines.join("\n"));
+    const k = await startKrelay(lab, [...LAB_FLAGS, "--script", file]);
+    const lines = (await scriptLines(k, "sandbox_probe")).filter((l) => l.startsWith("sandbox "));
+    const outcomes = Object.fromEntries(lines.map((l) => {
+      const at = l.indexOf(": ");
+      const [what, how] = [l.slice("sandbox ".length, at), l.slice(at + 2)];
+      return [what, isDenied(how) ? "denied" : how];
+    }));
+    assertEquals(outcomes, Object.fromEntries(ATTEMPTS.map((a) => [a, "denied"])));
     assertEquals(await k.stop(), 0);
+    await listener.stop();
   },
 );

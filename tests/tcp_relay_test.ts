@@ -188,28 +188,40 @@ labTest(
     ]);
     await lab.waitForListen("server", "tcp", port);
     const krelay = await startKrelay(lab, [...LAB_FLAGS, "--tcp-ports", String(port)]);
-    // The client waits for the greeting before it says anything.
+    // The client waits for the greeting before it says anything; five connections, one after
+    // another.
     const r = await lab.exec("client", [
       "python3",
       "-c",
       [
         "import json, socket, time",
-        `c = socket.create_connection(('${R}', ${port}), timeout=5)`,
-        "t = time.monotonic()",
-        "greeting = c.recv(100).decode()",
-        "ms = (time.monotonic() - t) * 1000",
-        "c.sendall(b'HELO\\r\\n')",
-        "reply = b''",
-        "while (d := c.recv(100)): reply += d",
-        "print(json.dumps({'greeting': greeting, 'reply': reply.decode(), 'ms': ms}))",
+        "out = []",
+        "for _ in range(5):",
+        `    c = socket.create_connection(('${R}', ${port}), timeout=5)`,
+        "    t = time.monotonic()",
+        "    greeting = c.recv(100).decode()",
+        "    ms = (time.monotonic() - t) * 1000",
+        "    c.sendall(b'HELO\\r\\n')",
+        "    reply = b''",
+        "    while (d := c.recv(100)): reply += d",
+        "    c.close()",
+        "    out.append({'greeting': greeting, 'reply': reply.decode(), 'ms': ms})",
+        "print(json.dumps(out))",
       ].join("\n"),
-    ], { timeoutMs: 15_000 });
+    ], { timeoutMs: 30_000 });
     assert(r.success, r.stderr);
-    const out = JSON.parse(r.stdout);
-    assertEquals([out.greeting, out.reply], ["220 ready\r\n", `250 ${LAB_ADDR.client} HELO\r\n`]);
+    const out = JSON.parse(r.stdout) as { greeting: string; reply: string; ms: number }[];
+    for (const o of out) {
+      assertEquals([o.greeting, o.reply], ["220 ready\r\n", `250 ${LAB_ADDR.client} HELO\r\n`]);
+    }
     // The relay's handshake ACK, held back for the client's first bytes, goes at once when
-    // there are none: the kernel's own timer would send it only after 200 ms.
-    assert(out.ms < 150, `the greeting took ${out.ms} ms`);
+    // there are none: the kernel's own timer would send it only after 200 ms, every time. The
+    // fastest of five is judged, so a stall of the machine on some of them does not count.
+    const ms = out.map((o) => o.ms);
+    assert(
+      Math.min(...ms) < 150,
+      `the greetings took ${ms.map((m) => m.toFixed(0)).join(", ")} ms`,
+    );
     assertEquals(await krelay.stop(), 0);
     await server.stop();
   },

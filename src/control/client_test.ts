@@ -3,6 +3,7 @@ import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict
 import { withDaemon, withDir } from "./_fake_daemon.ts";
 import { connectError, request } from "./client.ts";
 import type { Request } from "./protocol.ts";
+import { testOrSkip } from "../../tests/support/skip.ts";
 
 const STATUS: Request = { cmd: "status" };
 
@@ -108,10 +109,8 @@ async function requestAsNobody(path: string): Promise<string> {
 }
 
 const noNobody = Deno.uid() === 0 && !hasSetpriv();
-if (noNobody) console.log("SKIP request() permission denied: root, and no setpriv to drop it");
-Deno.test({
+testOrSkip(noNobody ? "root, and no setpriv to drop it" : undefined, {
   name: "request() says permission denied and to run as root",
-  ignore: noNobody,
   fn: async () => {
     await withDaemon(() => JSON.stringify({ ok: true, result: 1 }) + "\n", async (path) => {
       // As the daemon makes it: only its owner may connect. The temp dir must let nobody in.

@@ -1,118 +1,465 @@
 /**
- * Prometheus metrics: the counters of `krelay status` in the text exposition format, served
- * over HTTP at /metrics.
+ * Prometheus metrics: the counters of `krelay status`, served over HTTP at /metrics through
+ * prom-client, with its process metrics (CPU, memory, file descriptors, start time).
+ *
+ * Every series comes from {@link METRICS}, one table mapping status fields to metrics; the
+ * status fields that have no series of their own are listed, with the reason, in
+ * {@link NOT_EXPORTED}. The test walks the status report against both, so a new counter
+ * cannot be left out. Names follow Prometheus' conventions: `_total` on counters only, no
+ * counter and gauge sharing a stem, a start time rather than an uptime.
  *
  * @module
  */
 
+import { Counter, Gauge, Registry } from "prom-client";
+// prom-client's process collectors, one by one: its collectDefaultMetrics also adds
+// Node-specific ones that mean little under Deno (event loop lag, heap spaces) and a gauge
+// named `nodejs_active_resources_total`.
+import processCpuTotal from "prom-client/lib/metrics/processCpuTotal.js";
+import processStartTime from "prom-client/lib/metrics/processStartTime.js";
+import osMemoryHeap from "prom-client/lib/metrics/osMemoryHeap.js";
+import processOpenFileDescriptors from "prom-client/lib/metrics/processOpenFileDescriptors.js";
+import processMaxFileDescriptors from "prom-client/lib/metrics/processMaxFileDescriptors.js";
+import pkg from "../../package.json" with { type: "json" };
+import type { DatapathStats } from "../queue/queue.ts";
+import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
+import type { PacketCounters } from "../nat/counters.ts";
+import type { NatTableStats } from "../nat/nat_table.ts";
+import type { RelayThreadView } from "../relay/relay_threads.ts";
+import type { CheckView, ServerView } from "../daemon/servers.ts";
+import type { TcpRelayStats } from "../relay/stats.ts";
 import type { StatusReport } from "../daemon/reports.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("metrics");
 
-type Sample = [labels: Record<string, string>, value: number];
+type NumberKeys<T> = { [K in keyof T]-?: T[K] extends number ? K : never }[keyof T] & string;
 
-function family(name: string, type: "counter" | "gauge", help: string, samples: Sample[]): string {
-  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`];
-  for (const [labels, value] of samples) {
-    const l = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(",");
-    lines.push(`${name}${l ? `{${l}}` : ""} ${value}`);
+/** The sections of the status report whose numbers are metrics. */
+interface Sections {
+  packets: PacketCounters;
+  datapath: DatapathStats;
+  /** Absent while no queue is bound: its series are left out then. */
+  queue: KernelQueueCounters;
+  tcp: TcpRelayStats;
+  nat: NatTableStats;
+}
+
+/** A number in the status report, by its path: "packets.udpRequests", "engineErrors". */
+export type StatusField =
+  | "engineErrors"
+  | { [S in keyof Sections]: `${S}.${NumberKeys<Sections[S]>}` }[keyof Sections];
+
+/**
+ * A number of each element of a list in the report, one series per element: a relay thread's
+ * "relayThreads[].total", a server's "servers[].tcpActive", a server's check of a service
+ * "servers[].checks[].checks".
+ */
+export type ListField =
+  | `relayThreads[].${NumberKeys<RelayThreadView>}`
+  | `servers[].${NumberKeys<ServerView>}`
+  | `servers[].checks[].${NumberKeys<CheckView>}`;
+
+/** One series: a status field, with the labels that tell it from its family's others. */
+export interface SeriesSpec {
+  field: StatusField | ListField;
+  /** Fixed labels. A list field has one series per element, with its {@link LIST_LABELS}. */
+  labels?: Record<string, string>;
+}
+
+/** One metric family and the status fields of its series. */
+export interface MetricSpec {
+  name: string;
+  type: "counter" | "gauge";
+  help: string;
+  series: readonly SeriesSpec[];
+}
+
+/** The labels that tell the elements of each list apart, and how each element gets them. */
+export const LIST_LABELS: Readonly<
+  Record<string, { names: string[]; of: (element: never, index: number) => Record<string, string> }>
+> = {
+  "relayThreads[]": {
+    names: ["thread", "cpu"],
+    of: (t: RelayThreadView, i: number) => ({
+      thread: String(i + 1),
+      cpu: t.cpu === null ? "any" : String(t.cpu),
+    }),
+  },
+  "servers[]": { names: ["server"], of: (s: ServerView) => ({ server: s.address }) },
+  "checks[]": { names: ["service"], of: (c: CheckView) => ({ service: c.service }) },
+};
+
+/** Every metric of the status report (beside up, start time and build info, see below). */
+export const METRICS: readonly MetricSpec[] = [
+  {
+    name: "krelay_packets_seen_total",
+    type: "counter",
+    help: "Packets the engine looked at.",
+    series: [{ field: "packets.seen" }],
+  },
+  {
+    name: "krelay_packets_rewritten_total",
+    type: "counter",
+    help: "Packets rewritten, by flow.",
+    series: [
+      { field: "packets.udpRequests", labels: { flow: "udp_request" } },
+      { field: "packets.udpReplies", labels: { flow: "udp_reply" } },
+      { field: "packets.icmpErrors", labels: { flow: "icmp_error" } },
+    ],
+  },
+  {
+    name: "krelay_udp_first_packets_total",
+    type: "counter",
+    help: "UDP flows' first packets recorded and left to the kernel's NAT.",
+    series: [{ field: "packets.toKernel" }],
+  },
+  {
+    name: "krelay_tcp_scripted_segments_total",
+    type: "counter",
+    help: "TCP segments of scripted services passed on after their scripts.",
+    series: [{ field: "packets.tcpSegments" }],
+  },
+  {
+    name: "krelay_packets_passed_total",
+    type: "counter",
+    help: "Packets accepted untouched, by reason.",
+    series: [
+      { field: "packets.passedOtherProtocol", labels: { reason: "other_protocol" } },
+      { field: "packets.passedOtherPort", labels: { reason: "other_port" } },
+      { field: "packets.passedNoFlow", labels: { reason: "no_flow" } },
+      { field: "packets.passedFragment", labels: { reason: "fragment" } },
+      { field: "packets.passedMalformed", labels: { reason: "malformed" } },
+    ],
+  },
+  {
+    name: "krelay_packets_dropped_total",
+    type: "counter",
+    help: "Packets dropped, by reason.",
+    series: [
+      { field: "packets.droppedNatFull", labels: { reason: "nat_full" } },
+      { field: "packets.droppedNoServer", labels: { reason: "no_server" } },
+    ],
+  },
+  {
+    name: "krelay_engine_errors_total",
+    type: "counter",
+    help: "Packets whose processing failed.",
+    series: [{ field: "engineErrors" }],
+  },
+  {
+    name: "krelay_queue_received_total",
+    type: "counter",
+    help: "Packets received from the kernel.",
+    series: [{ field: "datapath.received" }],
+  },
+  {
+    name: "krelay_queue_verdicts_total",
+    type: "counter",
+    help: "Verdicts sent to the kernel.",
+    series: [{ field: "datapath.verdicts" }],
+  },
+  {
+    name: "krelay_queue_enobufs_total",
+    type: "counter",
+    help: "Times the kernel dropped queued packets.",
+    series: [{ field: "datapath.enobufs" }],
+  },
+  {
+    name: "krelay_queue_errors_total",
+    type: "counter",
+    help: "Netlink errors.",
+    series: [{ field: "datapath.errors" }],
+  },
+  {
+    name: "krelay_queue_waiting_packets",
+    type: "gauge",
+    help: "Packets in krelay's queue waiting for a verdict (the kernel's count).",
+    series: [{ field: "queue.waiting" }],
+  },
+  {
+    name: "krelay_queue_dropped_total",
+    type: "counter",
+    help: "Packets the kernel dropped from krelay's queue: the queue full, or the socket's buffer.",
+    series: [
+      { field: "queue.queueDropped", labels: { reason: "queue_full" } },
+      { field: "queue.userDropped", labels: { reason: "user_buffer_full" } },
+    ],
+  },
+  {
+    name: "krelay_queue_kernel_queued_total",
+    type: "counter",
+    help: "Packets the kernel queued since krelay bound its queue (the id sequence).",
+    series: [{ field: "queue.idSequence" }],
+  },
+  {
+    name: "krelay_tcp_connections_active",
+    type: "gauge",
+    help: "TCP connections being relayed.",
+    series: [{ field: "tcp.active" }],
+  },
+  {
+    name: "krelay_tcp_ipv6_connections_active",
+    type: "gauge",
+    help: "TCP connections from IPv6 clients being relayed (of krelay_tcp_connections_active).",
+    series: [{ field: "tcp.ipv6Active" }],
+  },
+  {
+    name: "krelay_tcp_ipv6_connections_total",
+    type: "counter",
+    help: "TCP connections accepted from IPv6 clients (of krelay_tcp_connections_total).",
+    series: [{ field: "tcp.ipv6Total" }],
+  },
+  {
+    name: "krelay_tcp_connections_total",
+    type: "counter",
+    help: "TCP connections accepted.",
+    series: [{ field: "tcp.total" }],
+  },
+  {
+    name: "krelay_tcp_connections_failed_total",
+    type: "counter",
+    help: "TCP connections not relayed.",
+    series: [{ field: "tcp.failed" }],
+  },
+  {
+    name: "krelay_tcp_connections_no_server_total",
+    type: "counter",
+    help: "Of the TCP connections not relayed, those reset at once: no server of theirs was up.",
+    series: [{ field: "tcp.noServer" }],
+  },
+  {
+    name: "krelay_tcp_bytes_total",
+    type: "counter",
+    help: "Bytes relayed over TCP, by direction.",
+    series: [
+      { field: "tcp.bytesToServer", labels: { direction: "to_server" } },
+      { field: "tcp.bytesToClient", labels: { direction: "to_client" } },
+    ],
+  },
+  {
+    name: "krelay_tcp_fd_limit_resets_total",
+    type: "counter",
+    help: "Clients reset because no file descriptor was left (EMFILE, ENFILE).",
+    series: [{ field: "tcp.fdLimit" }],
+  },
+  {
+    name: "krelay_relay_thread_connections_active",
+    type: "gauge",
+    help: "TCP connections being relayed by each relay thread (relay_threads > 1), and its CPU.",
+    series: [{ field: "relayThreads[].active" }],
+  },
+  {
+    name: "krelay_relay_thread_connections_total",
+    type: "counter",
+    help: "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
+    series: [{ field: "relayThreads[].total" }],
+  },
+  {
+    name: "krelay_server_tcp_connections_active",
+    type: "gauge",
+    help: "TCP connections relayed to each real server now.",
+    series: [{ field: "servers[].tcpActive" }],
+  },
+  {
+    name: "krelay_server_tcp_connections_total",
+    type: "counter",
+    help: "TCP connections relayed to each real server.",
+    series: [{ field: "servers[].tcpTotal" }],
+  },
+  {
+    name: "krelay_server_tcp_connections_failed_total",
+    type: "counter",
+    help: "TCP connections to each real server refused or unreachable.",
+    series: [{ field: "servers[].tcpFailed" }],
+  },
+  {
+    name: "krelay_server_udp_flows",
+    type: "gauge",
+    help: "UDP flows to each real server in krelay's NAT table.",
+    series: [{ field: "servers[].udpFlows" }],
+  },
+  {
+    name: "krelay_server_checks_total",
+    type: "counter",
+    help: "Health probes of each real server's service.",
+    series: [{ field: "servers[].checks[].checks" }],
+  },
+  {
+    name: "krelay_server_check_failures_total",
+    type: "counter",
+    help: "Health probes of each real server's service that failed.",
+    series: [{ field: "servers[].checks[].checkFailures" }],
+  },
+  {
+    name: "krelay_server_check_passive_failures_total",
+    type: "counter",
+    help: "Flows of the relay that could not reach each real server's service.",
+    series: [{ field: "servers[].checks[].passiveFailures" }],
+  },
+  {
+    name: "krelay_nat_entries",
+    type: "gauge",
+    help: "NAT table entries.",
+    series: [{ field: "nat.entries" }],
+  },
+  {
+    name: "krelay_nat_events_total",
+    type: "counter",
+    help: "NAT entries created, expired, evicted, and new flows refused (table full).",
+    series: [
+      { field: "nat.created", labels: { event: "created" } },
+      { field: "nat.expired", labels: { event: "expired" } },
+      { field: "nat.evicted", labels: { event: "evicted" } },
+      { field: "nat.refused", labels: { event: "refused" } },
+    ],
+  },
+  {
+    name: "krelay_nat_evicted_unanswered_total",
+    type: "counter",
+    help: "Of the NAT entries evicted, those that had seen no reply.",
+    series: [{ field: "nat.evictedUnanswered" }],
+  },
+];
+
+/** Numbers of the status report with no series of their own, and why. */
+export const NOT_EXPORTED: Readonly<Record<string, string>> = {
+  pid: "the process metrics describe the process",
+  uptimeSeconds: "krelay_start_time_seconds instead: time() - it is the uptime",
+  "packets.rewritten": "the sum of krelay_packets_rewritten_total's series",
+  "packets.passed": "the sum of krelay_packets_passed_total's series",
+  "packets.dropped": "the sum of krelay_packets_dropped_total's series",
+  "relayThreads[].cpu": "a label of the relay thread series",
+  "servers[].weight": "configuration (a server's weight in real_ip)",
+  "servers[].checks[].forSeconds": "grows with the clock; status shows it with the state it times",
+  "queue.queue": "the queue's number: configuration (queue)",
+  "queue.portId": "an identifier, no measurement",
+};
+
+/** The metrics not read from a status number. */
+const UP = "krelay_up";
+const START_TIME = "krelay_start_time_seconds";
+const BUILD_INFO = "krelay_build_info";
+
+/** The labels and value of each series of `s` in `r` (none when its section is absent). */
+function samples(s: SeriesSpec, r: StatusReport): [Record<string, string>, number][] {
+  const out: [Record<string, string>, number][] = [];
+  // "servers[].checks[].checks": into each server, into each of its checks, then the number.
+  const walk = (at: unknown, parts: string[], labels: Record<string, string>) => {
+    if (at === undefined || at === null) return;
+    const [part, ...rest] = parts;
+    if (part.endsWith("[]")) {
+      const list = (at as Record<string, unknown[]>)[part.slice(0, -2)] ?? [];
+      list.forEach((element, i) =>
+        walk(element, rest, { ...labels, ...LIST_LABELS[part].of(element as never, i) })
+      );
+    } else if (rest.length > 0) {
+      walk((at as Record<string, unknown>)[part], rest, labels);
+    } else {
+      const value = (at as Record<string, unknown>)[part];
+      if (typeof value === "number") out.push([labels, value]);
+    }
+  };
+  walk(r, s.field.split("."), { ...s.labels });
+  return out;
+}
+
+/** Options of {@link metricsRenderer}. */
+export interface RendererOptions {
+  /** Add prom-client's process metrics (CPU, memory, file descriptors, start time). */
+  process?: boolean;
+}
+
+/**
+ * A renderer of status reports as Prometheus text: one registry, kept for the life of the
+ * endpoint (the process CPU counters count from its creation).
+ */
+export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) => Promise<string> {
+  const registry = new Registry();
+  // Set just before each scrape: prom-client calls every collect() synchronously within
+  // registry.metrics(), so concurrent scrapes each see their own report.
+  let report: StatusReport | undefined;
+  new Gauge({
+    name: UP,
+    help: "1 while relaying (started), 0 when stopped.",
+    registers: [registry],
+    collect() {
+      this.set(report!.state === "started" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: START_TIME,
+    help: "When krelay started, in seconds since the Unix epoch.",
+    registers: [registry],
+    collect() {
+      this.set(Date.parse(report!.startedAt) / 1000);
+    },
+  });
+  new Gauge({
+    name: BUILD_INFO,
+    help: "Always 1; the labels say which krelay and Deno run.",
+    labelNames: ["version", "deno"],
+    registers: [registry],
+  }).set({ version: pkg.version, deno: Deno.version.deno }, 1);
+  for (const m of METRICS) {
+    const labelNames = [
+      ...new Set(
+        m.series.flatMap((s) => [
+          ...Object.keys(s.labels ?? {}),
+          ...s.field.split(".").filter((p) => p.endsWith("[]"))
+            .flatMap((p) => LIST_LABELS[p].names),
+        ]),
+      ),
+    ];
+    const config = { name: m.name, help: m.help, labelNames, registers: [registry] };
+    if (m.type === "counter") {
+      new Counter({
+        ...config,
+        collect() {
+          this.reset();
+          const all = m.series.flatMap((s) => samples(s, report!));
+          for (const [labels, value] of all) this.inc(labels, value);
+          // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
+          if (all.length === 0 && labelNames.length === 0) this.remove({});
+        },
+      });
+    } else {
+      new Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          const all = m.series.flatMap((s) => samples(s, report!));
+          for (const [labels, value] of all) this.set(labels, value);
+          // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
+          if (all.length === 0 && labelNames.length === 0) this.remove({});
+        },
+      });
+    }
   }
-  return lines.join("\n");
+  if (opts.process) {
+    for (
+      const add of [
+        processCpuTotal,
+        processStartTime,
+        osMemoryHeap,
+        processOpenFileDescriptors,
+        processMaxFileDescriptors,
+      ]
+    ) add(registry, {});
+  }
+  return (r) => {
+    report = r;
+    return registry.metrics();
+  };
 }
 
-/** The report as Prometheus text. */
-export function renderMetrics(r: StatusReport): string {
-  const p = r.packets;
-  return [
-    family("krelay_up", "gauge", "1 while relaying (started), 0 when stopped.", [[
-      {},
-      r.state === "started" ? 1 : 0,
-    ]]),
-    family("krelay_uptime_seconds", "gauge", "Seconds since krelay started.", [[
-      {},
-      r.uptimeSeconds,
-    ]]),
-    family("krelay_packets_seen_total", "counter", "Packets the engine looked at.", [[{}, p.seen]]),
-    family("krelay_packets_rewritten_total", "counter", "Packets rewritten, by flow.", [
-      [{ flow: "udp_request" }, p.udpRequests],
-      [{ flow: "udp_reply" }, p.udpReplies],
-    ]),
-    family(
-      "krelay_udp_first_packets_total",
-      "counter",
-      "UDP flows' first packets recorded and left to the kernel's NAT.",
-      [[{}, p.toKernel]],
-    ),
-    family(
-      "krelay_tcp_scripted_segments_total",
-      "counter",
-      "TCP segments of scripted services passed on after their scripts.",
-      [[{}, p.tcpSegments]],
-    ),
-    family("krelay_packets_passed_total", "counter", "Packets accepted untouched, by reason.", [
-      [{ reason: "other_protocol" }, p.passedOtherProtocol],
-      [{ reason: "other_port" }, p.passedOtherPort],
-      [{ reason: "no_flow" }, p.passedNoFlow],
-      [{ reason: "fragment" }, p.passedFragment],
-      [{ reason: "malformed" }, p.passedMalformed],
-    ]),
-    family("krelay_packets_dropped_total", "counter", "Packets dropped, by reason.", [
-      [{ reason: "nat_full" }, p.droppedNatFull],
-    ]),
-    family("krelay_engine_errors_total", "counter", "Packets whose processing failed.", [[
-      {},
-      r.engineErrors,
-    ]]),
-    family("krelay_queue_received_total", "counter", "Packets received from the kernel.", [[
-      {},
-      r.datapath.received,
-    ]]),
-    family("krelay_queue_enobufs_total", "counter", "Times the kernel dropped queued packets.", [[
-      {},
-      r.datapath.enobufs,
-    ]]),
-    family("krelay_queue_errors_total", "counter", "Netlink errors.", [[{}, r.datapath.errors]]),
-    family("krelay_tcp_connections_active", "gauge", "TCP connections being relayed.", [[
-      {},
-      r.tcp.active,
-    ]]),
-    family("krelay_tcp_connections_total", "counter", "TCP connections accepted.", [[
-      {},
-      r.tcp.total,
-    ]]),
-    family(
-      "krelay_tcp_ipv6_connections_total",
-      "counter",
-      "TCP connections accepted from IPv6 clients (of krelay_tcp_connections_total).",
-      [[{}, r.tcp.ipv6Total]],
-    ),
-    family("krelay_tcp_connections_failed_total", "counter", "TCP connections not relayed.", [[
-      {},
-      r.tcp.failed,
-    ]]),
-    family("krelay_tcp_bytes_total", "counter", "Bytes relayed over TCP, by direction.", [
-      [{ direction: "to_server" }, r.tcp.bytesToServer],
-      [{ direction: "to_client" }, r.tcp.bytesToClient],
-    ]),
-    family(
-      "krelay_relay_thread_connections_total",
-      "counter",
-      "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
-      r.relayThreads.map((t, i) => [
-        { thread: String(i + 1), cpu: t.cpu === null ? "any" : String(t.cpu) },
-        t.total,
-      ]),
-    ),
-    family("krelay_nat_entries", "gauge", "NAT table entries.", [[{}, r.nat.entries]]),
-    family("krelay_nat_entries_total", "counter", "NAT entries created, expired, evicted.", [
-      [{ event: "created" }, r.nat.created],
-      [{ event: "expired" }, r.nat.expired],
-      [{ event: "evicted" }, r.nat.evicted],
-      [{ event: "refused" }, r.nat.refused],
-    ]),
-  ].join("\n") + "\n";
+/** The report as Prometheus text, without process metrics. */
+export function renderMetrics(r: StatusReport): Promise<string> {
+  return metricsRenderer()(r);
 }
+
+/** The content type of the exposition. */
+export const METRICS_CONTENT_TYPE: string = new Registry().contentType;
 
 /** A running metrics endpoint. */
 export interface MetricsServer {
@@ -124,14 +471,15 @@ export function serveMetrics(address: string, report: () => StatusReport): Metri
   const at = address.lastIndexOf(":");
   const hostname = address.slice(0, at);
   const port = Number(address.slice(at + 1));
+  const render = metricsRenderer({ process: true });
   let server: Deno.HttpServer;
   try {
-    server = Deno.serve({ hostname, port, onListen: () => {} }, (req) => {
+    server = Deno.serve({ hostname, port, onListen: () => {} }, async (req) => {
       if (new URL(req.url).pathname !== "/metrics") {
         return new Response("not found\n", { status: 404 });
       }
-      return new Response(renderMetrics(report()), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      return new Response(await render(report()), {
+        headers: { "content-type": METRICS_CONTENT_TYPE },
       });
     });
   } catch (e) {

@@ -17,6 +17,7 @@ import {
   type NatEntry,
   TABLE_HEADER_SIZE,
 } from "./abi.ts";
+import { testOrSkip } from "../../tests/support/skip.ts";
 
 const HEADER = new URL("../../kmod/krelay_abi.h", import.meta.url).pathname;
 
@@ -181,11 +182,9 @@ function which(cmd: string): boolean {
 }
 
 const noGcc = !which("gcc");
-if (noGcc) console.log("SKIP kmod_abi layout check against krelay_abi.h: gcc is not installed");
 
-Deno.test({
+testOrSkip(noGcc ? "gcc is not installed" : undefined, {
   name: "LAYOUT, KRELAY_SO and encodeNatEntry() match krelay_abi.h as gcc compiles it",
-  ignore: noGcc,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "krelay-abi-" });
     try {

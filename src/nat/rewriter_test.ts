@@ -103,7 +103,14 @@ Deno.test("malformed packets pass untouched, are counted, and never throw", () =
   assertEquals(engine.counters.passedMalformed, 3);
 });
 
-Deno.test("an unreplied flow expires after udp_timeout; a reply after that finds no flow", () => {
+Deno.test("an unreplied flow lives exactly udp_timeout; a reply after that finds no flow", () => {
+  // Alive just before: a reply at udp_timeout (30 s) after the request is still relayed.
+  const alive = fixture();
+  alive.engine.process(Hook.PreRouting, query(C, 7), false);
+  alive.tick(30_000);
+  assertEquals(alive.table.sweep(), 0);
+  assertEquals(alive.engine.process(Hook.PostRouting, answer(C, 7), false), Action.AcceptRewritten);
+  // Gone just after.
   const { engine, table, tick } = fixture();
   engine.process(Hook.PreRouting, query(C, 7), false);
   tick(30_001);
@@ -119,7 +126,29 @@ Deno.test("a flow talking both ways past 2 s becomes a stream with the longer ti
   engine.process(Hook.PreRouting, query(C, 7), false);
   const [entry] = [...table.entries()];
   assertEquals([entry.state, entry.assured, entry.timeoutMs], ["stream", true, 120_000]);
-  tick(100_000);
+  // Alive at udp_stream_timeout (120 s) after its last packet, gone just after.
+  tick(120_000);
+  assertEquals(table.sweep(), 0);
+  assertEquals(engine.process(Hook.PostRouting, answer(C, 7), false), Action.AcceptRewritten);
+  tick(120_001);
+  assertEquals(engine.process(Hook.PostRouting, answer(C, 7), false), Action.Accept);
+  assertEquals(table.size, 0);
+});
+
+Deno.test("a reply matches its flow only from the flow's server address and port", () => {
+  const { engine } = fixture();
+  engine.process(Hook.PreRouting, query(C, 7), false);
+  for (const [src, srcPort] of [[S2, 53], [S, 5353]]) {
+    const stray = buildUdpPacket({ src, dst: C, srcPort, dstPort: 7 });
+    const before = stray.slice();
+    assertEquals(
+      engine.process(Hook.PostRouting, stray, false),
+      Action.Accept,
+      `${src}:${srcPort}`,
+    );
+    assertEquals(stray, before);
+  }
+  assertEquals(engine.counters.passedNoFlow, 2);
   assertEquals(engine.process(Hook.PostRouting, answer(C, 7), false), Action.AcceptRewritten);
 });
 

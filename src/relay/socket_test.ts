@@ -14,6 +14,7 @@ import {
   tcpSocket,
 } from "./socket.ts";
 import { segmentsIn, segmentsOut } from "./_tcp_info.ts";
+import { testOrSkip } from "../../tests/support/skip.ts";
 
 const LOOPBACK = 0x7f000001;
 
@@ -116,10 +117,9 @@ Deno.test("gatewayListener: given a CPU, the listener takes that CPU's connectio
   }
 });
 
-Deno.test({
+testOrSkip(Deno.uid() === 0 ? undefined : "needs root", {
   name: "localEndpoint: an address of 128.0.0.0 or above reads back signed, and binds either way " +
     "(needs root: a transparent socket binds an address the host does not have)",
-  ignore: Deno.uid() !== 0,
   fn() {
     const server = 0xcb00710a; // 203.0.113.10: bound, never connected; no address is added
     for (const given of [server, server | 0]) {

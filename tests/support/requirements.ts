@@ -17,6 +17,7 @@ import { cleanupStale } from "../../src/lab/cleanup.ts";
 import { randomTestPrefix } from "../../src/lab/names.ts";
 import { Lab } from "../../src/lab/topology.ts";
 import { allowedCpus } from "../../src/system/cpu_affinity.ts";
+import { skipLine, testOrSkip } from "./skip.ts";
 
 /** Commands the helpers know by name, each checked on the PATH (and the sbin directories). */
 const COMMANDS = {
@@ -157,9 +158,7 @@ export function requiringTest(
   needs: readonly Requirement[],
   fn: (t: Deno.TestContext) => Promise<void>,
 ): void {
-  const why = missing(needs);
-  if (why) console.log(`SKIP ${name}: ${why}`);
-  Deno.test({ name, ignore: why !== undefined, fn });
+  testOrSkip(missing(needs), { name, fn });
 }
 
 /**
@@ -177,7 +176,7 @@ export function labTest(
 ): void {
   const why = missing([...LAB_BASE, ...needs]);
   if (why) {
-    console.log(`SKIP ${name}: ${why}`);
+    console.log(skipLine(name, why));
     Deno.test({ name, ignore: true, fn: () => {} });
     return;
   }
