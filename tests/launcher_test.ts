@@ -28,7 +28,7 @@ async function launch(
     await Deno.mkdir(`${dir}/node_modules/.bin`, { recursive: true });
     await Deno.mkdir(`${dir}/bin`);
     await Deno.copyFile(`${root}krelay`, `${dir}/krelay`);
-    for (const f of ["v8_flags.sh", "run_flags.sh", "npm_deps.sh"]) {
+    for (const f of ["v8_flags.sh", "run_flags.sh", "npm_deps.sh", "nofile.sh"]) {
       await Deno.copyFile(`${root}tools/${f}`, `${dir}/tools/${f}`);
     }
     const stub = async (path: string, name: string, code: number) => {

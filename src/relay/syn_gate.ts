@@ -63,7 +63,17 @@ export interface SynGateCounters {
   /** SYNs let go on unheld (no service, no local port) and retransmissions dropped. */
   passed: number;
   dropped: number;
+  /** SYNs let go on unheld because {@link MAX_GATED} were gated already (a flood). */
+  overflow: number;
 }
+
+/**
+ * SYNs held, and connections made for clients that have not come for them yet, at most: past
+ * that a SYN goes on unheld (the relay accepts it, and resets it if the server then fails), so
+ * that a flood of spoofed SYNs costs no more than this many connections to the servers; the
+ * kernel's SYN cookies take care of the rest.
+ */
+export const MAX_GATED = 512;
 
 /** A held SYN: `decide(true)` lets it go on, `decide(false)` drops it. */
 export type Decide = (accept: boolean) => void;
@@ -87,6 +97,7 @@ export class SynGate {
     unanswered: 0,
     passed: 0,
     dropped: 0,
+    overflow: 0,
   };
   readonly #poller = new Poller(false);
   readonly #held = new Map<string, Held>();
@@ -115,6 +126,10 @@ export class SynGate {
     }
     // Connected already, the client's SYN-ACK lost: the retransmitted SYN goes on.
     if (this.options.registry.has(syn.src | 0, syn.srcPort, syn.dstPort)) {
+      return this.#pass(decide);
+    }
+    if (this.#held.size + this.options.registry.size >= MAX_GATED) {
+      this.counters.overflow++;
       return this.#pass(decide);
     }
     const target = this.options.targets.target(syn.dstPort, syn.dst | 0, syn.src | 0);

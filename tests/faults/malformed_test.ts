@@ -25,7 +25,10 @@ labTest(
     await assertRelays(lab, srv1.web.indexText, "after the malformed datagrams");
     const s = await status(k);
     assertEquals(s.state, "started");
-    assert(s.packets.seen >= 29 * 20, `krelay saw them: ${JSON.stringify(s.packets)}`);
+    // The kernel path hands krelay only what looks like a new flow's first packet: of the
+    // malformed ones, those reach it, and each is passed as malformed, never a crash.
+    assert(s.packets.passedMalformed >= 29, `krelay met them: ${JSON.stringify(s.packets)}`);
+    assertEquals(s.engineErrors, 0);
     assertEquals(await k.stop(), 0);
   },
   { timeoutMs: 90_000 },

@@ -59,6 +59,7 @@ export async function json<T>(k: KrelayRun, ...args: string[]): Promise<T> {
 /** The fields of `krelay status --json` the suite reads. */
 export interface Status {
   state: string;
+  engineErrors: number;
   packets: Record<string, number>;
   tcp: Record<string, number>;
   nat: Record<string, number>;
