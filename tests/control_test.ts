@@ -275,9 +275,9 @@ labTest(
   [...NEEDS, "cmd:taskset", "two-cpus"],
   async (lab) => {
     const { srv1 } = await startServers(lab);
-    // A held SYN (tcp_hold_syn) goes on from the main thread's CPU, where its verdict is sent:
-    // its connection goes to that CPU's thread, whatever CPU the client's SYN came in on.
-    const k = await startKrelay(lab, [...THREADED, "--tcp-hold-syn", "false"]);
+    // Without the SYN gate (the default): a held SYN would go on from the main thread's CPU,
+    // where its verdict is sent, and its connection to that CPU's thread.
+    const k = await startKrelay(lab, THREADED);
     const status = await threadStatus(k);
     const cpus = allowedCpus().slice(0, 2);
     assertEquals(status.relayThreads.map((t) => t.cpu), cpus);

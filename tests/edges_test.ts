@@ -301,6 +301,7 @@ async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void>
       "80,81,82,83",
       "--tcp-connect-timeout",
       "1",
+      "--tcp-hold-syn",
       ...extraFlags,
     ]);
     const connect = async (port: number) => {

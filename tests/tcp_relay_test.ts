@@ -251,8 +251,9 @@ labTest(
       "8081,8082",
       "--tcp-connect-timeout",
       "1",
+      "--tcp-hold-syn",
     ]);
-    // Refused at once, as by the server itself (curl: "Couldn't connect", exit 7); the silent
+    // With the SYN gate: refused at once, as by the server itself (curl: "Couldn't connect", exit 7); the silent
     // one never answers the client's SYN (curl's connect timeout, exit 28), as directly.
     for (const [port, code] of [[8081, 7], [8082, 28]]) {
       const started = performance.now();

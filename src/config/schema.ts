@@ -84,7 +84,7 @@ export const configSchema = z.object({
   tcp_connect_timeout: seconds.default(5).describe(
     "seconds to wait for the real server to accept a connection",
   ),
-  tcp_hold_syn: z.boolean().default(true).describe(
+  tcp_hold_syn: z.boolean().default(false).describe(
     "hold a client's SYN until the real server has answered the relay, so that a refused " +
       "connection is refused and a silent one unanswered, as without the relay; false " +
       "accepts at once and resets the client if the server then fails (a higher connection " +
