@@ -93,9 +93,6 @@ export const configSchema = z.object({
   tcp_idle_timeout: seconds.default(300).describe(
     "seconds a relayed TCP connection may stay idle before both sides are reset",
   ),
-  tcp_linger: seconds.default(2).describe(
-    "seconds a closed connection's NAT entry stays for its last segments in flight",
-  ),
   queue: z.number().int().min(0).max(65535, "must be 0-65535").default(0).describe(
     "NFQUEUE queue number",
   ),
@@ -191,6 +188,7 @@ export type ConfigResult =
 export const REMOVED_KEYS: Readonly<Record<string, string>> = {
   kernel_nat: "the kernel carries established flows in every configuration now",
   relay_ports: "the kernel picks the relay's ports toward the server (ip_local_port_range)",
+  tcp_linger: "TCP connections take no NAT entry: the kernel keeps their last segments",
 };
 
 /** The removed keys `raw` sets, each with why it is gone. */
@@ -242,7 +240,6 @@ export const LIVE_KEYS = [
   "tcp_connect_timeout",
   "tcp_hold_syn",
   "tcp_idle_timeout",
-  "tcp_linger",
 ] as const satisfies readonly ConfigKey[];
 /** One of {@link LIVE_KEYS}. */
 export type LiveKey = typeof LIVE_KEYS[number];

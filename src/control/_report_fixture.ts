@@ -32,7 +32,6 @@ export function sampleReport(): StatusReport {
       tcp_connect_timeout: 5,
       tcp_hold_syn: true,
       tcp_idle_timeout: 300,
-      tcp_linger: 2,
       datapath: "auto",
       tcp_conntrack: true,
       relay_threads: 1,
