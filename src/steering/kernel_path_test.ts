@@ -1,23 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import type { CommandResult, CommandRunner } from "../system/command.ts";
+import type { CommandRunner } from "../system/command.ts";
 import { KernelPath } from "./kernel_path.ts";
-import { labSpec } from "./_steering_spec.ts";
+import { labSpec, recorder } from "./_steering_spec.ts";
 
 const spec = labSpec();
-
-/** A runner that records calls; jump deletions succeed `staleJumps` times, then fail. */
-function recorder(opts: { staleJumps?: number; restoreFails?: boolean } = {}) {
-  const calls: string[] = [];
-  let stale = opts.staleJumps ?? 0;
-  const run: CommandRunner = (cmd, args) => {
-    calls.push(`${cmd} ${args.join(" ")}`);
-    let r: CommandResult = { code: 0, stdout: "", stderr: "" };
-    if (args.includes("-D")) r = stale-- > 0 ? r : { code: 1, stdout: "", stderr: "no rule" };
-    if (cmd.endsWith("-restore") && opts.restoreFails) r = { code: 2, stdout: "", stderr: "bad" };
-    return Promise.resolve(r);
-  };
-  return { run, calls };
-}
 
 Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", async () => {
   const { run, calls } = recorder();
