@@ -36,6 +36,8 @@ export interface SpawnKrelayOptions {
   name?: string;
   /** How long krelay may take to start; default 30 s. */
   timeoutMs?: number;
+  /** A command that runs the launcher, e.g. `setpriv` with fewer capabilities. */
+  wrap?: readonly string[];
 }
 
 /** Starts `krelay run ARGS` in the relay namespace and waits until it is ready. */
@@ -44,7 +46,8 @@ export async function spawnKrelay(
   args: readonly string[],
   opts: SpawnKrelayOptions = {},
 ): Promise<LabProcess> {
-  const proc = lab.spawn("relay", opts.name ?? "krelay", [KRELAY_LAUNCHER, "run", ...args]);
+  const argv = [...opts.wrap ?? [], KRELAY_LAUNCHER, "run", ...args];
+  const proc = lab.spawn("relay", opts.name ?? "krelay", argv);
   // Both log formats carry the message text: "relaying on ..." or "started stopped: ...".
   const ready = args.includes("--stopped") ? "started stopped" : "relaying on";
   await waitFor(async () => {

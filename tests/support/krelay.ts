@@ -67,10 +67,12 @@ export async function startKrelay(
   lab: Lab,
   args: string[] = LAB_FLAGS,
   name = "krelay",
+  wrap?: readonly string[],
 ): Promise<KrelayRun> {
   const socket = controlSocket(lab, name);
   const proc = await spawnKrelay(lab, ["--log-json", "--control-socket", socket, ...args], {
     name,
+    wrap,
   });
   return new KrelayRun(proc, socket);
 }
