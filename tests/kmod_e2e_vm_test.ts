@@ -1,6 +1,7 @@
 // krelay with --datapath kmod, end to end inside the VM: krelay.ko loaded, a lab of
 // namespaces with dnsmasq and nginx, krelay run from the repository (over 9p) with Deno, dig
-// and curl through the relay on the default path (the module queues only first packets), a
+// and curl through the relay on the default path (the module queues only first packets),
+// half-close and resets both ways (tests/support/tcp_edges.ts), a
 // packet script loaded and unloaded on TCP 80 (the module queues its segments, then not),
 // the module's NAT table read by getsockopt, nothing relayed with start=0, relaying again after
 // `krelay start`. Skipped, with the reason printed, where the VM
@@ -20,6 +21,7 @@ const CHECKS = [
   "nat_table_over_getsockopt",
   "curl_through_kmod",
   "http_sees_client",
+  "tcp_edges_through_kmod",
   "hooks_queued_first_packet",
   "script_load",
   "scripted_port_to_module",
