@@ -1,7 +1,8 @@
 // krelay with --datapath kmod, end to end inside the VM: krelay.ko loaded, a lab of
 // namespaces with dnsmasq and nginx, krelay run from the repository (over 9p) with Deno, dig
 // and curl through the relay on the default path (the module queues only first packets),
-// half-close and resets both ways (tests/support/tcp_edges.ts), a
+// IPv6 dig and curl steered by krelay's rules beside the module's IPv4 hooks, half-close and
+// resets both ways (tests/support/tcp_edges.ts), a
 // packet script loaded and unloaded on TCP 80 (the module queues its segments, then not),
 // the module's NAT table read by getsockopt, nothing relayed with start=0, relaying again after
 // `krelay start`. Skipped, with the reason printed, where the VM
@@ -21,6 +22,8 @@ const CHECKS = [
   "nat_table_over_getsockopt",
   "curl_through_kmod",
   "http_sees_client",
+  "dig6_beside_kmod",
+  "curl6_beside_kmod",
   "tcp_edges_through_kmod",
   "hooks_queued_first_packet",
   "script_load",

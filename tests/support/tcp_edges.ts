@@ -21,8 +21,8 @@ export interface EdgesPeer {
   stop(): Promise<unknown>;
 }
 
-/** Starts the edges' server in the server namespace. */
-export async function startEdgesPeer(lab: Lab): Promise<EdgesPeer> {
+/** Starts the edges' server in the server namespace (`listenMs`: its start, longer in a VM). */
+export async function startEdgesPeer(lab: Lab, listenMs = 5_000): Promise<EdgesPeer> {
   const results = `${lab.runDir}/tcp_edges.jsonl`;
   const server = lab.spawn("server", "tcp-edges", [
     "python3",
@@ -32,7 +32,7 @@ export async function startEdgesPeer(lab: Lab): Promise<EdgesPeer> {
     String(EDGES_PORT),
     results,
   ]);
-  await lab.waitForListen("server", "tcp", EDGES_PORT);
+  await lab.waitForListen("server", "tcp", EDGES_PORT, { timeoutMs: listenMs });
   return { results, stop: () => server.stop() };
 }
 
