@@ -2,7 +2,8 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import fc from "fast-check";
 import { formatIpv6, parseIpv6 } from "./ipv6_address.ts";
 import { Ipv6Header, Ipv6Packet, parseIpv6Packet } from "./ipv6_packet.ts";
-import { Malformed } from "./ipv4_packet.ts";
+import { Malformed } from "./l4_packet.ts";
+import { tcp, udp } from "./_segments.ts";
 
 /**
  * The reference: RFC 8200 8.1's checksum, written out plainly: the pseudo-header's bytes
@@ -60,27 +61,6 @@ function build(
   });
   bytes.set(l4, 40 + extLength);
   return { bytes, l4Offset: 40 + extLength };
-}
-
-function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(8 + data.length);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, sport);
-  v.setUint16(2, dport);
-  v.setUint16(4, b.length);
-  b.set(data, 8);
-  return b;
-}
-
-function tcp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(20 + data.length);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, sport);
-  v.setUint16(2, dport);
-  b[12] = 5 << 4;
-  b[13] = 0x18;
-  b.set(data, 20);
-  return b;
 }
 
 /** Checksums a built packet as a sender would, by the reference. */
