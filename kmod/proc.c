@@ -155,7 +155,9 @@ static int krelay_parse_real_ip(char *s, void *addr)
 
 	if (krelay_parse_ip(s, &a))
 		return -EINVAL;
-	if (ipv4_is_loopback(a) || ipv4_is_zeronet(a) || ipv4_is_lbcast(a) || ipv4_is_multicast(a))
+	/* 0/8 by hand: ipv4_is_zeronet() means 0.0.0.0 alone (0/8 became assignable). */
+	if (ipv4_is_loopback(a) || (a & htonl(0xff000000)) == 0 || ipv4_is_lbcast(a) ||
+	    ipv4_is_multicast(a))
 		return -EINVAL;
 	switch (inet_addr_type(current->nsproxy->net_ns, a)) {
 	case RTN_LOCAL:
