@@ -11,6 +11,7 @@ import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
 import { waitForListen } from "../src/lab/wait.ts";
 import { assertDigRefused } from "./support/dig.ts";
+import { assertDownload } from "./support/download.ts";
 import { LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
@@ -255,13 +256,7 @@ labTest(
     const file = await srv1.web.ensureFile("big.bin", 8 * 1024 * 1024);
     await narrowServerSide(lab);
     const krelay = await startKrelay(lab, LAB_FLAGS);
-    const r = await lab.exec("client", [
-      "bash",
-      "-c",
-      `set -o pipefail; curl -sS --max-time 60 http://${R}${file.urlPath} | sha256sum`,
-    ], { timeoutMs: 70_000 });
-    assert(r.success, r.stderr);
-    assertEquals(r.stdout.split(" ")[0], file.sha256);
+    await assertDownload(lab, `http://${R}${file.urlPath}`, file.sha256, 60);
     assertEquals(await krelay.stop(), 0);
   },
 );
