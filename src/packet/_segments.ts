@@ -1,5 +1,12 @@
-// Test fixture: bare TCP and UDP segments (no IP header) for the IPv6 tests to wrap, their
-// checksum fields left zero.
+// Test fixture: bytes for the packet tests: bare TCP and UDP segments (no IP header) for the
+// IPv6 tests to wrap, their checksum fields left zero, and copies with one byte changed.
+
+/** A copy of `bytes` with the byte at `at` set to `value`. */
+export function poked(bytes: Uint8Array, at: number, value: number): Uint8Array {
+  const copy = bytes.slice();
+  copy[at] = value;
+  return copy;
+}
 
 /** A UDP segment `sport` -> `dport` carrying `data`, its length field set. */
 export function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
