@@ -8,25 +8,27 @@ export function poked(bytes: Uint8Array, at: number, value: number): Uint8Array 
   return copy;
 }
 
-/** A UDP segment `sport` -> `dport` carrying `data`, its length field set. */
-export function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(8 + data.length);
+/** A segment with a `header`-byte header holding the ports, then `data`. */
+function segment(header: number, sport: number, dport: number, data: Uint8Array): Uint8Array {
+  const b = new Uint8Array(header + data.length);
   const v = new DataView(b.buffer);
   v.setUint16(0, sport);
   v.setUint16(2, dport);
-  v.setUint16(4, b.length);
-  b.set(data, 8);
+  b.set(data, header);
+  return b;
+}
+
+/** A UDP segment `sport` -> `dport` carrying `data`, its length field set. */
+export function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
+  const b = segment(8, sport, dport, data);
+  new DataView(b.buffer).setUint16(4, b.length);
   return b;
 }
 
 /** A TCP segment `sport` -> `dport` with PSH+ACK and a 20-byte header, carrying `data`. */
 export function tcp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(20 + data.length);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, sport);
-  v.setUint16(2, dport);
+  const b = segment(20, sport, dport, data);
   b[12] = 5 << 4;
   b[13] = 0x18;
-  b.set(data, 20);
   return b;
 }
