@@ -16,6 +16,31 @@
 #include "krelay.h"
 #include "krelay_abi.h"
 
+static unsigned int krelay_freed; /* NAT entries freed at exit, for the last message */
+
+static void krelay_nat_down(void)
+{
+	krelay_freed = krelay_nat_exit();
+}
+
+/**
+ * struct krelay_part - one part of the module: set up in order, taken down in reverse
+ * @up: sets it up; 0 or a negative errno, with nothing to undo on error
+ * @down: takes it down again
+ */
+struct krelay_part {
+	int (*up)(void);
+	void (*down)(void);
+};
+
+static const struct krelay_part krelay_parts[] = {
+	{ krelay_hooks_init, krelay_hooks_exit },  /* counters and pernet */
+	{ krelay_cfg_init, krelay_cfg_exit },	   /* configuration */
+	{ krelay_nat_init, krelay_nat_down },	   /* NAT table and sockopts */
+	{ krelay_proc_init, krelay_proc_exit },	   /* /proc/krelay, waiting for its users */
+	{ krelay_hooks_ready, krelay_hooks_going }, /* start writes act; hooks unregistered */
+};
+
 /**
  * krelay_init() - module init: counters and pernet, configuration, NAT table and sockopts,
  * /proc/krelay, then start writes (and insmod start=1) take effect
@@ -24,50 +49,32 @@
  */
 static int __init krelay_init(void)
 {
+	unsigned int i;
 	int err;
 
-	err = krelay_hooks_init();
-	if (err)
-		return err;
-	err = krelay_cfg_init();
-	if (err)
-		goto err_hooks;
-	err = krelay_nat_init();
-	if (err)
-		goto err_cfg;
-	err = krelay_proc_init();
-	if (err)
-		goto err_nat;
-	err = krelay_hooks_ready();
-	if (err)
-		goto err_proc;
+	for (i = 0; i < ARRAY_SIZE(krelay_parts); i++) {
+		err = krelay_parts[i].up();
+		if (err) {
+			while (i--)
+				krelay_parts[i].down();
+			return err;
+		}
+	}
 	pr_info("loaded (abi %u, max_entries %u)\n", KRELAY_ABI_VERSION, krelay_max_entries);
 	return 0;
-
-err_proc:
-	krelay_proc_exit();
-err_nat:
-	krelay_nat_exit();
-err_cfg:
-	krelay_cfg_exit();
-err_hooks:
-	krelay_hooks_exit();
-	return err;
 }
 
 /**
- * krelay_exit() - module exit: krelay_init() undone in reverse, the hooks first
+ * krelay_exit() - module exit: krelay_init() undone in reverse, the hooks first (waiting for
+ * hooks in flight), then /proc (waiting for its readers and writers in flight)
  */
 static void __exit krelay_exit(void)
 {
-	unsigned int freed;
+	unsigned int i = ARRAY_SIZE(krelay_parts);
 
-	krelay_hooks_going(); /* waits for hooks in flight (synchronize_net) */
-	krelay_proc_exit();   /* waits for /proc readers and writers in flight */
-	freed = krelay_nat_exit();
-	krelay_cfg_exit();
-	krelay_hooks_exit();
-	pr_info("unloaded (%u NAT entries freed)\n", freed);
+	while (i--)
+		krelay_parts[i].down();
+	pr_info("unloaded (%u NAT entries freed)\n", krelay_freed);
 }
 
 module_init(krelay_init);

@@ -129,6 +129,16 @@ static int krelay_check_entry(const struct krelay_nat_entry *e, bool lookup)
 	return 0;
 }
 
+/* Reads and checks a GET_ENTRY or SET_DEL request of @len bytes into @req. */
+static int krelay_read_request(sockptr_t arg, unsigned int len, struct krelay_nat_entry *req)
+{
+	if (len < sizeof(*req))
+		return -EINVAL;
+	if (copy_from_sockptr(req, arg, sizeof(*req)))
+		return -EFAULT;
+	return krelay_check_entry(req, true);
+}
+
 /* SET_ADD: adds the entry, or replaces the one with the same key; relay ports are unique. */
 static int krelay_nat_add(sockptr_t arg, unsigned int len)
 {
@@ -137,7 +147,8 @@ static int krelay_nat_add(sockptr_t arg, unsigned int len)
 
 	if (len < sizeof(n->e))
 		return -EINVAL;
-	n = kmalloc(sizeof(*n), GFP_KERNEL);
+	/* Charged to the caller's memory cgroup, as the table is its doing. */
+	n = kmalloc(sizeof(*n), GFP_KERNEL_ACCOUNT);
 	if (!n)
 		return -ENOMEM;
 	if (copy_from_sockptr(&n->e, arg, sizeof(n->e))) {
@@ -199,11 +210,7 @@ static int krelay_nat_del(sockptr_t arg, unsigned int len)
 	struct krelay_nat *n;
 	int err;
 
-	if (len < sizeof(req))
-		return -EINVAL;
-	if (copy_from_sockptr(&req, arg, sizeof(req)))
-		return -EFAULT;
-	err = krelay_check_entry(&req, true);
+	err = krelay_read_request(arg, len, &req);
 	if (err)
 		return err;
 	spin_lock_bh(&krelay_nat_lock);
@@ -306,11 +313,9 @@ static int krelay_get_entry(void __user *user, int *len)
 	struct krelay_nat *n;
 	int err;
 
-	if (*len < (int)sizeof(req))
+	if (*len < 0)
 		return -EINVAL;
-	if (copy_from_user(&req, user, sizeof(req)))
-		return -EFAULT;
-	err = krelay_check_entry(&req, true);
+	err = krelay_read_request(USER_SOCKPTR(user), *len, &req);
 	if (err)
 		return err;
 	spin_lock_bh(&krelay_nat_lock);

@@ -5,14 +5,18 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/in.h>
 #include <linux/inet.h>
 #include <linux/kernel.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
+#include <linux/nsproxy.h>
 #include <linux/proc_fs.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <net/net_namespace.h>
+#include <net/route.h>
 
 #include "krelay.h"
 
@@ -79,33 +83,26 @@ void krelay_cfg_exit(void)
 
 /* ---- /proc/krelay ---- */
 
-enum krelay_file {
-	KRELAY_GPORT,
-	KRELAY_REAL_IP,
-	KRELAY_RELAY_IP,
-	KRELAY_UDP_PORTS,
-	KRELAY_TCP_PORTS,
-	KRELAY_FIRST_MARK,
-	KRELAY_QUEUE,
-	KRELAY_STATS,
-	KRELAY_NR_FILES,
-};
-
-static const char *const krelay_file_names[KRELAY_NR_FILES] = {
-	[KRELAY_GPORT] = "gport",
-	[KRELAY_REAL_IP] = "real_ip",
-	[KRELAY_RELAY_IP] = "relay_ip",
-	[KRELAY_UDP_PORTS] = "udp_ports",
-	[KRELAY_TCP_PORTS] = "tcp_ports",
-	[KRELAY_FIRST_MARK] = "first_mark",
-	[KRELAY_QUEUE] = "queue",
-	[KRELAY_STATS] = "stats",
-};
-
 static struct proc_dir_entry *krelay_proc_dir;
 
-static size_t krelay_show_ports(char *buf, size_t size, const struct krelay_ports *p)
+static size_t krelay_show_u16(char *buf, size_t size, const void *v)
 {
+	return scnprintf(buf, size, "%u\n", *(const u16 *)v);
+}
+
+static size_t krelay_show_u32(char *buf, size_t size, const void *v)
+{
+	return scnprintf(buf, size, "%u\n", *(const u32 *)v);
+}
+
+static size_t krelay_show_ip(char *buf, size_t size, const void *v)
+{
+	return scnprintf(buf, size, "%pI4\n", v);
+}
+
+static size_t krelay_show_ports(char *buf, size_t size, const void *v)
+{
+	const struct krelay_ports *p = v;
 	size_t len = 0;
 	u16 i;
 
@@ -114,6 +111,137 @@ static size_t krelay_show_ports(char *buf, size_t size, const struct krelay_port
 	len += scnprintf(buf + len, size - len, "\n");
 	return len;
 }
+
+/* A port: 1-65535. */
+static int krelay_parse_port(char *s, void *port)
+{
+	u16 v;
+
+	if (kstrtou16(s, 10, &v) || v == 0)
+		return -EINVAL;
+	*(u16 *)port = v;
+	return 0;
+}
+
+/* A queue number: 0-65535. */
+static int krelay_parse_queue(char *s, void *queue)
+{
+	return kstrtou16(s, 10, queue) ? -EINVAL : 0;
+}
+
+/* A dotted quad, nothing around it. */
+static int krelay_parse_ip(char *s, void *addr)
+{
+	const char *end;
+	size_t len = strlen(s);
+
+	if (!len || !in4_pton(s, len, addr, -1, &end) || end != s + len)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * The server krelay relays to: a unicast address that is not this host's, as krelay's own
+ * configuration check has it (src/config/real_ip.ts). Loopback (127/8), 0/8 (0.0.0.0 among
+ * them), the limited broadcast, multicast (224/4), and an address that is local or a subnet
+ * broadcast in the writer's network namespace would turn the relay back on itself or reach
+ * no one server. The writer's namespace is where krelay runs and relays (start registers
+ * the hooks there too); init_net's addresses say nothing about a relay in a container.
+ * inet_addr_type() reads the namespace's tables under RCU: no sleep, no lock of ours.
+ */
+static int krelay_parse_real_ip(char *s, void *addr)
+{
+	__be32 a;
+
+	if (krelay_parse_ip(s, &a))
+		return -EINVAL;
+	/* 0/8 by hand: ipv4_is_zeronet() means 0.0.0.0 alone (0/8 became assignable). */
+	if (ipv4_is_loopback(a) || (a & htonl(0xff000000)) == 0 || ipv4_is_lbcast(a) ||
+	    ipv4_is_multicast(a))
+		return -EINVAL;
+	switch (inet_addr_type(current->nsproxy->net_ns, a)) {
+	case RTN_LOCAL:
+	case RTN_BROADCAST:
+		return -EINVAL;
+	}
+	*(__be32 *)addr = a;
+	return 0;
+}
+
+/* "53,80, 8080": 0 to KRELAY_MAX_PORTS ports, each 1-65535; kept sorted and unique. */
+static int krelay_parse_ports(char *s, void *out)
+{
+	struct krelay_ports p = { .n = 0 };
+	char *tok;
+	u16 port, i, j;
+
+	if (!*s) {
+		*(struct krelay_ports *)out = p;
+		return 0;
+	}
+	while ((tok = strsep(&s, ",")) != NULL) {
+		if (krelay_parse_port(strim(tok), &port))
+			return -EINVAL;
+		for (i = 0; i < p.n && p.port[i] < port; i++)
+			;
+		if (i < p.n && p.port[i] == port)
+			continue;
+		if (p.n == KRELAY_MAX_PORTS)
+			return -EINVAL;
+		for (j = p.n; j > i; j--)
+			p.port[j] = p.port[j - 1];
+		p.port[i] = port;
+		p.n++;
+	}
+	*(struct krelay_ports *)out = p;
+	return 0;
+}
+
+/* A packet mark: decimal ("19283") or hex after 0x ("0x4b53"), 0-0xffffffff. */
+static int krelay_parse_mark(char *s, void *mark)
+{
+	const char *digits = "0123456789";
+	unsigned int base = 10;
+
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		s += 2;
+		digits = "0123456789abcdefABCDEF";
+		base = 16;
+	}
+	/* Digits only: kstrtou32() alone would take "+1" or "0x0x1". */
+	if (!*s || strspn(s, digits) != strlen(s) || kstrtou32(s, base, mark))
+		return -EINVAL;
+	return 0;
+}
+
+/**
+ * struct krelay_file - one file of /proc/krelay: a field of &struct krelay_cfg as text
+ * @name: the file's name
+ * @offset: the field's offset in &struct krelay_cfg
+ * @show: writes the field's text and a newline into @buf; returns the length
+ * @parse: sets the field from the text @s, or returns -EINVAL; NULL: read-only
+ */
+struct krelay_file {
+	const char *name;
+	size_t offset;
+	size_t (*show)(char *buf, size_t size, const void *field);
+	int (*parse)(char *s, void *field);
+};
+
+#define KRELAY_FIELD(n, f, sh, pa) \
+	{ .name = n, .offset = offsetof(struct krelay_cfg, f), .show = sh, .parse = pa }
+
+/* The configuration's files; "stats" (no field) is last. */
+static const struct krelay_file krelay_files[] = {
+	KRELAY_FIELD("gport", gport, krelay_show_u16, krelay_parse_port),
+	KRELAY_FIELD("real_ip", real_ip, krelay_show_ip, krelay_parse_real_ip),
+	KRELAY_FIELD("relay_ip", relay_ip, krelay_show_ip, krelay_parse_ip),
+	KRELAY_FIELD("udp_ports", udp, krelay_show_ports, krelay_parse_ports),
+	KRELAY_FIELD("tcp_ports", tcp, krelay_show_ports, krelay_parse_ports),
+	KRELAY_FIELD("first_mark", first_mark, krelay_show_u32, krelay_parse_mark),
+	KRELAY_FIELD("queue", queue, krelay_show_u16, krelay_parse_queue),
+	{ .name = "stats" },
+};
 
 static size_t krelay_show_stats(char *buf, size_t size)
 {
@@ -132,141 +260,23 @@ static size_t krelay_show_stats(char *buf, size_t size)
 	return len;
 }
 
-static size_t krelay_show(enum krelay_file id, char *buf, size_t size)
+static size_t krelay_show(const struct krelay_file *f, char *buf, size_t size)
 {
 	const struct krelay_cfg *cfg;
-	size_t len = 0;
+	size_t len;
 
-	if (id == KRELAY_STATS)
+	if (!f->show)
 		return krelay_show_stats(buf, size);
 	rcu_read_lock();
 	cfg = rcu_dereference(krelay_cfg);
-	switch (id) {
-	case KRELAY_GPORT:
-		len = scnprintf(buf, size, "%u\n", cfg->gport);
-		break;
-	case KRELAY_REAL_IP:
-		len = scnprintf(buf, size, "%pI4\n", &cfg->real_ip);
-		break;
-	case KRELAY_RELAY_IP:
-		len = scnprintf(buf, size, "%pI4\n", &cfg->relay_ip);
-		break;
-	case KRELAY_UDP_PORTS:
-		len = krelay_show_ports(buf, size, &cfg->udp);
-		break;
-	case KRELAY_TCP_PORTS:
-		len = krelay_show_ports(buf, size, &cfg->tcp);
-		break;
-	case KRELAY_FIRST_MARK:
-		len = scnprintf(buf, size, "%u\n", cfg->first_mark);
-		break;
-	case KRELAY_QUEUE:
-		len = scnprintf(buf, size, "%u\n", cfg->queue);
-		break;
-	default:
-		break;
-	}
+	len = f->show(buf, size, (const u8 *)cfg + f->offset);
 	rcu_read_unlock();
 	return len;
 }
 
-static int krelay_parse_port(const char *s, u16 *port)
+static const struct krelay_file *krelay_file_of(const struct file *file)
 {
-	u16 v;
-
-	if (kstrtou16(s, 10, &v) || v == 0)
-		return -EINVAL;
-	*port = v;
-	return 0;
-}
-
-static int krelay_parse_ip(const char *s, __be32 *addr)
-{
-	const char *end;
-	size_t len = strlen(s);
-
-	if (!len || !in4_pton(s, len, (u8 *)addr, -1, &end) || end != s + len)
-		return -EINVAL;
-	return 0;
-}
-
-/* "53,80, 8080": 0 to KRELAY_MAX_PORTS ports, each 1-65535; kept sorted and unique. */
-static int krelay_parse_ports(char *s, struct krelay_ports *out)
-{
-	struct krelay_ports p = { .n = 0 };
-	char *tok;
-	u16 port, i, j;
-
-	if (!*s) {
-		*out = p;
-		return 0;
-	}
-	while ((tok = strsep(&s, ",")) != NULL) {
-		if (krelay_parse_port(strim(tok), &port))
-			return -EINVAL;
-		for (i = 0; i < p.n && p.port[i] < port; i++)
-			;
-		if (i < p.n && p.port[i] == port)
-			continue;
-		if (p.n == KRELAY_MAX_PORTS)
-			return -EINVAL;
-		for (j = p.n; j > i; j--)
-			p.port[j] = p.port[j - 1];
-		p.port[i] = port;
-		p.n++;
-	}
-	*out = p;
-	return 0;
-}
-
-/* A packet mark: decimal ("19283") or hex after 0x ("0x4b53"), 0-0xffffffff. */
-static int krelay_parse_mark(const char *s, u32 *mark)
-{
-	const char *digits = "0123456789";
-	unsigned int base = 10;
-
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		s += 2;
-		digits = "0123456789abcdefABCDEF";
-		base = 16;
-	}
-	/* Digits only: kstrtou32() alone would take "+1" or "0x0x1". */
-	if (!*s || strspn(s, digits) != strlen(s) || kstrtou32(s, base, mark))
-		return -EINVAL;
-	return 0;
-}
-
-/* Applies text @s to the copy @cfg; on error @cfg may be half-changed and is discarded. */
-static int krelay_parse(enum krelay_file id, char *s, struct krelay_cfg *cfg)
-{
-	u16 v;
-
-	switch (id) {
-	case KRELAY_GPORT:
-		return krelay_parse_port(s, &cfg->gport);
-	case KRELAY_REAL_IP:
-		return krelay_parse_ip(s, &cfg->real_ip);
-	case KRELAY_RELAY_IP:
-		return krelay_parse_ip(s, &cfg->relay_ip);
-	case KRELAY_UDP_PORTS:
-		return krelay_parse_ports(s, &cfg->udp);
-	case KRELAY_TCP_PORTS:
-		return krelay_parse_ports(s, &cfg->tcp);
-	case KRELAY_FIRST_MARK:
-		return krelay_parse_mark(s, &cfg->first_mark);
-	case KRELAY_QUEUE:
-		if (kstrtou16(s, 10, &v))
-			return -EINVAL;
-		cfg->queue = v;
-		return 0;
-	default:
-		return -EINVAL;
-	}
-}
-
-static enum krelay_file krelay_file_id(const struct file *file)
-{
-	return (enum krelay_file)(uintptr_t)pde_data(file_inode(file));
+	return pde_data(file_inode(file));
 }
 
 /**
@@ -288,7 +298,7 @@ static ssize_t krelay_proc_read(struct file *file, char __user *ubuf, size_t cou
 	buf = kmalloc(KRELAY_TEXT_MAX, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
-	len = krelay_show(krelay_file_id(file), buf, KRELAY_TEXT_MAX);
+	len = krelay_show(krelay_file_of(file), buf, KRELAY_TEXT_MAX);
 	ret = simple_read_from_buffer(ubuf, count, ppos, buf, len);
 	kfree(buf);
 	return ret;
@@ -308,11 +318,12 @@ static ssize_t krelay_proc_read(struct file *file, char __user *ubuf, size_t cou
 static ssize_t krelay_proc_write(struct file *file, const char __user *ubuf, size_t count,
 				 loff_t *ppos)
 {
+	const struct krelay_file *f = krelay_file_of(file);
 	struct krelay_cfg *new, *old;
 	char *text;
 	int err;
 
-	if (*ppos != 0 || count >= KRELAY_TEXT_MAX)
+	if (!f->parse || *ppos != 0 || count >= KRELAY_TEXT_MAX)
 		return -EINVAL;
 	text = memdup_user_nul(ubuf, count);
 	if (IS_ERR(text))
@@ -326,7 +337,8 @@ static ssize_t krelay_proc_write(struct file *file, const char __user *ubuf, siz
 	mutex_lock(&krelay_cfg_lock);
 	old = rcu_dereference_protected(krelay_cfg, lockdep_is_held(&krelay_cfg_lock));
 	*new = *old;
-	err = krelay_parse(krelay_file_id(file), strim(text), new);
+	/* On error @new may be half-changed: it is discarded. */
+	err = f->parse(strim(text), (u8 *)new + f->offset);
 	if (!err) {
 		rcu_assign_pointer(krelay_cfg, new);
 		new = old; /* freed below, after readers are done with it */
@@ -354,16 +366,14 @@ static const struct proc_ops krelay_proc_ops = {
  */
 int krelay_proc_init(void)
 {
-	int i;
+	const struct krelay_file *f;
 
 	krelay_proc_dir = proc_mkdir("krelay", NULL);
 	if (!krelay_proc_dir)
 		return -ENOMEM;
-	for (i = 0; i < KRELAY_NR_FILES; i++) {
-		umode_t mode = i == KRELAY_STATS ? 0444 : 0644;
-
-		if (!proc_create_data(krelay_file_names[i], mode, krelay_proc_dir,
-				      &krelay_proc_ops, (void *)(uintptr_t)i)) {
+	for (f = krelay_files; f < krelay_files + ARRAY_SIZE(krelay_files); f++) {
+		if (!proc_create_data(f->name, f->parse ? 0644 : 0444, krelay_proc_dir,
+				      &krelay_proc_ops, (void *)f)) {
 			proc_remove(krelay_proc_dir);
 			krelay_proc_dir = NULL;
 			return -ENOMEM;

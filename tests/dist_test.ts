@@ -15,6 +15,7 @@ import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import { waitFor } from "../src/lab/wait.ts";
 import type { ScriptInfo } from "../src/script/host.ts";
+import { dig } from "./support/dig.ts";
 import { krelayRules, LAB_FLAGS } from "./support/krelay.ts";
 import { findCommand, labTest, requiringTest } from "./support/requirements.ts";
 
@@ -228,15 +229,8 @@ labTest(
         "PWD", // the shell's own
       ]);
 
-      const dig = await lab.exec("client", [
-        "dig",
-        "+short",
-        "+time=2",
-        "+tries=2",
-        `@${LAB_ADDR.relay}`,
-        "lab.example",
-      ], { timeoutMs: 15_000 });
-      assertEquals(dig.stdout.trim(), LAB_ADDR.dnsAnswer);
+      const answer = await dig(lab, LAB_ADDR.relay, ["lab.example"], { tries: 2 });
+      assertEquals(answer.stdout.trim(), LAB_ADDR.dnsAnswer);
       const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example", 5_000);
       assertEquals(q.client, LAB_ADDR.client);
       const curl = await lab.exec("client", [

@@ -10,6 +10,8 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
+import { assertDigRefused, dig } from "./support/dig.ts";
+import { assertDownload } from "./support/download.ts";
 import { controlSocket, krelayRules, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 import { KRELAY_LAUNCHER } from "../src/lab/krelay_process.ts";
@@ -31,10 +33,9 @@ function curl(lab: Lab, args: string[], timeoutMs = 30_000) {
   });
 }
 
-function dig(lab: Lab, server: string, args: string[]) {
-  return lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", `@${server}`, ...args], {
-    timeoutMs: 10_000,
-  });
+/** `krelay ARGS --socket ...` in the relay's namespace; throws with `check` when it fails. */
+function control(lab: Lab, args: string[], check = true) {
+  return lab.exec("relay", [KRELAY_LAUNCHER, ...args, "--socket", controlSocket(lab)], { check });
 }
 
 labTest(
@@ -66,13 +67,7 @@ labTest(
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("big20.bin", 20 * 1024 * 1024);
     const krelay = await startKrelay(lab, DUAL_FLAGS);
-    const r = await lab.exec("client", [
-      "bash",
-      "-c",
-      `set -o pipefail; curl -sS --max-time 60 'http://[${R6}]${file.urlPath}' | sha256sum`,
-    ], { timeoutMs: 70_000 });
-    assert(r.success, r.stderr);
-    assertEquals(r.stdout.split(" ")[0], file.sha256);
+    await assertDownload(lab, `http://[${R6}]${file.urlPath}`, file.sha256, 60);
     await krelay.stop();
   },
   { timeoutMs: 120_000 },
@@ -89,17 +84,9 @@ labTest(
     const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example" && q.type === "AAAA");
     assertEquals(q.client, LAB_ADDR6.client);
     // A second query of the same flow, and an IPv4 one beside it.
-    const again = await lab.exec("client", [
-      "dig",
-      "+time=2",
-      "+tries=1",
-      "+short",
-      "-b",
-      `${LAB_ADDR6.client}#40053`,
-      `@${R6}`,
-      "whoami.lab.example",
-      "TXT",
-    ], { timeoutMs: 10_000 });
+    const again = await dig(lab, R6, ["whoami.lab.example", "TXT"], {
+      from: `${LAB_ADDR6.client}#40053`,
+    });
     assertEquals(again.stdout.trim(), '"srv1"');
     assertEquals(
       (await dig(lab, LAB_ADDR.relay, ["lab.example", "A"])).stdout.trim(),
@@ -132,15 +119,12 @@ labTest(
     assert(!(await listening()).includes("[::]:16000"), await listening());
     assertEquals((await curl(lab, [`http://${LAB_ADDR.relay}/whoami`])).success, true);
     // An IPv6 server given live: IPv6 clients are relayed from then on.
-    const set = await lab.exec("relay", [
-      KRELAY_LAUNCHER,
+    const set = await control(lab, [
       "config",
       "set",
-      "--socket",
-      controlSocket(lab),
       "real_ip",
       `${LAB_ADDR.server},${LAB_ADDR6.server}`,
-    ]);
+    ], false);
     assert(set.success, set.stderr + set.stdout);
     assert((await listening()).includes("[::]:16000"), await listening());
     const r6 = await curl(lab, [`http://[${R6}]/whoami`]);
@@ -178,14 +162,7 @@ labTest(
   async (lab) => {
     await startServers(lab);
     const krelay = await startKrelay(lab, DUAL_FLAGS);
-    const socket = controlSocket(lab);
-    const status = await lab.exec(
-      "relay",
-      [KRELAY_LAUNCHER, "status", "--socket", socket],
-      {
-        check: true,
-      },
-    );
+    const status = await control(lab, ["status"]);
     assert(status.stdout.includes(R6), status.stdout);
     // A connection held open by a client that sends nothing, listed while it lasts.
     const held = lab.exec("client", [
@@ -196,20 +173,16 @@ labTest(
     let listed = "";
     for (let i = 0; i < 50 && !listed.includes(`[${LAB_ADDR6.client}]`); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      listed = (await lab.exec("relay", [KRELAY_LAUNCHER, "nat", "--socket", socket])).stdout;
+      listed = (await control(lab, ["nat"], false)).stdout;
     }
     assert(listed.includes(`[${LAB_ADDR6.client}]`), listed);
     assert(listed.includes(`[${LAB_ADDR6.server}]:80`), listed);
     await held;
     // A UDP flow over IPv6, which only the kernel carries, is listed from its set.
     assertEquals((await dig(lab, R6, ["lab.example", "AAAA"])).stdout.trim(), LAB_ADDR6.dnsAnswer);
-    const nat = await lab.exec("relay", [KRELAY_LAUNCHER, "nat", "--socket", socket], {
-      check: true,
-    });
+    const nat = await control(lab, ["nat"]);
     assert(nat.stdout.includes(`[${LAB_ADDR6.server}]:53`), nat.stdout);
-    const after = await lab.exec("relay", [KRELAY_LAUNCHER, "status", "--socket", socket], {
-      check: true,
-    });
+    const after = await control(lab, ["status"]);
     assert(/of them IPv6\s+│\s+0 active, 1 total/.test(after.stdout), after.stdout);
     await krelay.stop();
   },
@@ -222,18 +195,14 @@ labTest(
   async (lab) => {
     await startServers(lab);
     const krelay = await startKrelay(lab, DUAL_FLAGS);
-    const socket = controlSocket(lab);
     const whoami = async (url: string) => (await curl(lab, [url])).stdout.split(" ")[0];
     assertEquals(await whoami(`http://[${R6}]/whoami`), "srv1");
-    const set = await lab.exec("relay", [
-      KRELAY_LAUNCHER,
+    const set = await control(lab, [
       "config",
       "set",
-      "--socket",
-      socket,
       "real_ip",
       `${LAB_ADDR.server},${LAB_ADDR6.server2}`,
-    ]);
+    ], false);
     assert(set.success, set.stderr + set.stdout);
     assertEquals(await whoami(`http://[${R6}]/whoami`), "srv2");
     assertEquals(await whoami(`http://${LAB_ADDR.relay}/whoami`), "srv1");
@@ -319,19 +288,8 @@ labTest(
     // No dnsmasq: the server's kernel answers the query with an ICMPv6 port unreachable,
     // which krelay turns into one about the client's query to the relay.
     const krelay = await startKrelay(lab, DUAL_FLAGS);
-    const started = performance.now();
-    const r = await lab.exec("client", [
-      "dig",
-      "+time=5",
-      "+tries=1",
-      `@${R6}`,
-      "lab.example",
-      "AAAA",
-    ], { timeoutMs: 15_000 });
-    const ms = performance.now() - started;
-    assert(/connection refused/i.test(r.stdout + r.stderr), r.stdout + r.stderr);
     // Well before dig's 5 s timeout.
-    assert(ms < 4_000, `${ms} ms`);
+    await assertDigRefused(lab, R6, ["lab.example", "AAAA"], 4_000);
     assertEquals(await krelay.stop(), 0);
     const c = await krelay.finalCounters();
     assertEquals(c.rewritten, 1);

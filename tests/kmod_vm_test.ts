@@ -88,6 +88,10 @@ vmTest("the VM runs Deno from the repository over 9p", ["deno-version"]);
 vmTest("krelay.ko loads with its /proc/krelay files and defaults", ["load", "proc-defaults"]);
 vmTest("/proc/krelay files read back what is written", ["proc-write"]);
 vmTest("/proc/krelay refuses bad values with EINVAL and keeps the old one", ["proc-bad-values"]);
+vmTest(
+  "real_ip refuses loopback, 0/8, broadcast, multicast and the writer's netns's own addresses",
+  ["proc-real-ip-refusals"],
+);
 vmTest("start 0 -> 1 -> 0 registers and unregisters the hooks", ["start-toggle"]);
 vmTest("stats and GET_INFO answer at once while a stop sleeps", ["readers-during-stop"]);
 vmTest("the hooks select marked first UDP packets, U1, U3, T1, T2 and nothing else", [

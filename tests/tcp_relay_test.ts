@@ -8,6 +8,7 @@ import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
+import { assertDownload } from "./support/download.ts";
 import { krelayRules, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
@@ -61,13 +62,7 @@ labTest(
     const { srv1 } = await startServers(lab);
     const file = await srv1.web.ensureFile("big.bin", 100 * 1024 * 1024);
     const krelay = await startKrelay(lab, LAB_FLAGS);
-    const r = await lab.exec("client", [
-      "bash",
-      "-c",
-      `set -o pipefail; curl -sS --max-time 120 http://${R}${file.urlPath} | sha256sum`,
-    ], { timeoutMs: 130_000 });
-    assert(r.success, r.stderr);
-    assertEquals(r.stdout.split(" ")[0], file.sha256);
+    await assertDownload(lab, `http://${R}${file.urlPath}`, file.sha256, 120);
     await krelay.stop();
   },
   { timeoutMs: 180_000 },

@@ -142,13 +142,52 @@ static void print_entry(const struct krelay_nat_entry *e)
 	       (uint64_t)e->bytes_out, (uint64_t)e->packets_in, (uint64_t)e->packets_out);
 }
 
+static int get_info(int fd, struct krelay_nat_info *info)
+{
+	socklen_t len = sizeof(*info);
+
+	memset(info, 0, sizeof(*info));
+	info->version = KRELAY_ABI_VERSION;
+	if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_INFO, info, &len) < 0)
+		return fail("getsockopt KRELAY_SO_GET_INFO");
+	return 0;
+}
+
+/* One GET_TABLE with room for @room entries: the table (to free()) and its @len, or NULL. */
+static struct krelay_nat_table *get_table(int fd, size_t room, socklen_t *len)
+{
+	size_t size = sizeof(struct krelay_nat_table) + room * sizeof(struct krelay_nat_entry);
+	struct krelay_nat_table *t = calloc(1, size);
+
+	if (!t) {
+		fail("calloc");
+		return NULL;
+	}
+	t->version = KRELAY_ABI_VERSION;
+	*len = (socklen_t)size;
+	if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_TABLE, t, len) < 0) {
+		fail("getsockopt KRELAY_SO_GET_TABLE");
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+static void print_table(const struct krelay_nat_table *t)
+{
+	const struct krelay_nat_entry *e = (const struct krelay_nat_entry *)(t + 1);
+	__u32 i;
+
+	for (i = 0; i < t->count; i++)
+		print_entry(&e[i]);
+}
+
 static int cmd_info(int fd)
 {
-	struct krelay_nat_info info = { .version = KRELAY_ABI_VERSION };
-	socklen_t len = sizeof(info);
+	struct krelay_nat_info info;
 
-	if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_INFO, &info, &len) < 0)
-		return fail("getsockopt KRELAY_SO_GET_INFO");
+	if (get_info(fd, &info))
+		return 1;
 	printf("version %u\nentry_size %u\ncount %u\nmax_entries %u\nstarted %u\n"
 	       "adds %" PRIu64 "\ndels %" PRIu64 "\nfull %" PRIu64 "\n",
 	       info.version, info.entry_size, info.count, info.max_entries, info.started,
@@ -158,36 +197,25 @@ static int cmd_info(int fd)
 
 static int cmd_list(int fd)
 {
-	struct krelay_nat_info info = { .version = KRELAY_ABI_VERSION };
-	socklen_t len = sizeof(info);
+	struct krelay_nat_info info;
+	struct krelay_nat_table *t;
+	socklen_t len;
 	size_t room;
 	int tries;
 
-	if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_INFO, &info, &len) < 0)
-		return fail("getsockopt KRELAY_SO_GET_INFO");
+	if (get_info(fd, &info))
+		return 1;
 	room = info.count + 16;
 	/* The table may grow between the calls: retry a few times with more room. */
 	for (tries = 0; tries < 4; tries++, room *= 2) {
-		size_t size = sizeof(struct krelay_nat_table) + room * sizeof(struct krelay_nat_entry);
-		struct krelay_nat_table *t = calloc(1, size);
-		const struct krelay_nat_entry *e;
-		__u32 i;
-
+		t = get_table(fd, room, &len);
 		if (!t)
-			return fail("calloc");
-		t->version = KRELAY_ABI_VERSION;
-		len = (socklen_t)size;
-		if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_TABLE, t, &len) < 0) {
-			free(t);
-			return fail("getsockopt KRELAY_SO_GET_TABLE");
-		}
+			return 1;
 		if (t->count < t->total) {
 			free(t);
 			continue;
 		}
-		e = (const struct krelay_nat_entry *)(t + 1);
-		for (i = 0; i < t->count; i++)
-			print_entry(&e[i]);
+		print_table(t);
 		free(t);
 		return 0;
 	}
@@ -199,28 +227,16 @@ static int cmd_list(int fd)
 static int cmd_dump(int fd, int argc, char **argv)
 {
 	struct krelay_nat_table *t;
-	const struct krelay_nat_entry *e;
 	socklen_t len;
-	size_t size;
 	__u64 room;
-	__u32 i;
 
 	if (argc < 1 || parse_u64(argv[0], &room) || room > 1U << 20)
 		return usage();
-	size = sizeof(*t) + room * sizeof(*e);
-	t = calloc(1, size);
+	t = get_table(fd, room, &len);
 	if (!t)
-		return fail("calloc");
-	t->version = KRELAY_ABI_VERSION;
-	len = (socklen_t)size;
-	if (getsockopt(fd, SOL_IP, KRELAY_SO_GET_TABLE, t, &len) < 0) {
-		free(t);
-		return fail("getsockopt KRELAY_SO_GET_TABLE");
-	}
+		return 1;
 	printf("count %u total %u len %u\n", t->count, t->total, (unsigned int)len);
-	e = (const struct krelay_nat_entry *)(t + 1);
-	for (i = 0; i < t->count; i++)
-		print_entry(&e[i]);
+	print_table(t);
 	free(t);
 	return 0;
 }

@@ -90,236 +90,223 @@ export const LIST_LABELS: Readonly<
   "checks[]": { names: ["service"], of: (c: CheckView) => ({ service: c.service }) },
 };
 
+/** A family of one series, `field`. */
+function metric(
+  type: MetricSpec["type"],
+  name: string,
+  help: string,
+  field: SeriesSpec["field"],
+): MetricSpec {
+  return { name, type, help, series: [{ field }] };
+}
+
+/** A family of series told apart by the one label `label`: each field with its value. */
+function byLabel(
+  type: MetricSpec["type"],
+  name: string,
+  help: string,
+  label: string,
+  values: readonly [SeriesSpec["field"], string][],
+): MetricSpec {
+  return {
+    name,
+    type,
+    help,
+    series: values.map(([field, v]) => ({ field, labels: { [label]: v } })),
+  };
+}
+
 /** Every metric of the status report (beside up, start time and build info, see below). */
 export const METRICS: readonly MetricSpec[] = [
-  {
-    name: "krelay_packets_seen_total",
-    type: "counter",
-    help: "Packets the engine looked at.",
-    series: [{ field: "packets.seen" }],
-  },
-  {
-    name: "krelay_packets_rewritten_total",
-    type: "counter",
-    help: "Packets rewritten, by flow.",
-    series: [
-      { field: "packets.udpRequests", labels: { flow: "udp_request" } },
-      { field: "packets.udpReplies", labels: { flow: "udp_reply" } },
-      { field: "packets.icmpErrors", labels: { flow: "icmp_error" } },
+  metric("counter", "krelay_packets_seen_total", "Packets the engine looked at.", "packets.seen"),
+  byLabel("counter", "krelay_packets_rewritten_total", "Packets rewritten, by flow.", "flow", [
+    ["packets.udpRequests", "udp_request"],
+    ["packets.udpReplies", "udp_reply"],
+    ["packets.icmpErrors", "icmp_error"],
+  ]),
+  metric(
+    "counter",
+    "krelay_udp_first_packets_total",
+    "UDP flows' first packets recorded and left to the kernel's NAT.",
+    "packets.toKernel",
+  ),
+  metric(
+    "counter",
+    "krelay_tcp_scripted_segments_total",
+    "TCP segments of scripted services passed on after their scripts.",
+    "packets.tcpSegments",
+  ),
+  byLabel(
+    "counter",
+    "krelay_packets_passed_total",
+    "Packets accepted untouched, by reason.",
+    "reason",
+    [
+      ["packets.passedOtherProtocol", "other_protocol"],
+      ["packets.passedOtherPort", "other_port"],
+      ["packets.passedNoFlow", "no_flow"],
+      ["packets.passedFragment", "fragment"],
+      ["packets.passedMalformed", "malformed"],
     ],
-  },
-  {
-    name: "krelay_udp_first_packets_total",
-    type: "counter",
-    help: "UDP flows' first packets recorded and left to the kernel's NAT.",
-    series: [{ field: "packets.toKernel" }],
-  },
-  {
-    name: "krelay_tcp_scripted_segments_total",
-    type: "counter",
-    help: "TCP segments of scripted services passed on after their scripts.",
-    series: [{ field: "packets.tcpSegments" }],
-  },
-  {
-    name: "krelay_packets_passed_total",
-    type: "counter",
-    help: "Packets accepted untouched, by reason.",
-    series: [
-      { field: "packets.passedOtherProtocol", labels: { reason: "other_protocol" } },
-      { field: "packets.passedOtherPort", labels: { reason: "other_port" } },
-      { field: "packets.passedNoFlow", labels: { reason: "no_flow" } },
-      { field: "packets.passedFragment", labels: { reason: "fragment" } },
-      { field: "packets.passedMalformed", labels: { reason: "malformed" } },
-    ],
-  },
-  {
-    name: "krelay_packets_dropped_total",
-    type: "counter",
-    help: "Packets dropped, by reason.",
-    series: [
-      { field: "packets.droppedNatFull", labels: { reason: "nat_full" } },
-      { field: "packets.droppedNoServer", labels: { reason: "no_server" } },
-    ],
-  },
-  {
-    name: "krelay_engine_errors_total",
-    type: "counter",
-    help: "Packets whose processing failed.",
-    series: [{ field: "engineErrors" }],
-  },
-  {
-    name: "krelay_queue_received_total",
-    type: "counter",
-    help: "Packets received from the kernel.",
-    series: [{ field: "datapath.received" }],
-  },
-  {
-    name: "krelay_queue_verdicts_total",
-    type: "counter",
-    help: "Verdicts sent to the kernel.",
-    series: [{ field: "datapath.verdicts" }],
-  },
-  {
-    name: "krelay_queue_enobufs_total",
-    type: "counter",
-    help: "Times the kernel dropped queued packets.",
-    series: [{ field: "datapath.enobufs" }],
-  },
-  {
-    name: "krelay_queue_errors_total",
-    type: "counter",
-    help: "Netlink errors.",
-    series: [{ field: "datapath.errors" }],
-  },
-  {
-    name: "krelay_queue_waiting_packets",
-    type: "gauge",
-    help: "Packets in krelay's queue waiting for a verdict (the kernel's count).",
-    series: [{ field: "queue.waiting" }],
-  },
-  {
-    name: "krelay_queue_dropped_total",
-    type: "counter",
-    help: "Packets the kernel dropped from krelay's queue: the queue full, or the socket's buffer.",
-    series: [
-      { field: "queue.queueDropped", labels: { reason: "queue_full" } },
-      { field: "queue.userDropped", labels: { reason: "user_buffer_full" } },
-    ],
-  },
-  {
-    name: "krelay_queue_kernel_queued_total",
-    type: "counter",
-    help: "Packets the kernel queued since krelay bound its queue (the id sequence).",
-    series: [{ field: "queue.idSequence" }],
-  },
-  {
-    name: "krelay_tcp_connections_active",
-    type: "gauge",
-    help: "TCP connections being relayed.",
-    series: [{ field: "tcp.active" }],
-  },
-  {
-    name: "krelay_tcp_ipv6_connections_active",
-    type: "gauge",
-    help: "TCP connections from IPv6 clients being relayed (of krelay_tcp_connections_active).",
-    series: [{ field: "tcp.ipv6Active" }],
-  },
-  {
-    name: "krelay_tcp_ipv6_connections_total",
-    type: "counter",
-    help: "TCP connections accepted from IPv6 clients (of krelay_tcp_connections_total).",
-    series: [{ field: "tcp.ipv6Total" }],
-  },
-  {
-    name: "krelay_tcp_connections_total",
-    type: "counter",
-    help: "TCP connections accepted.",
-    series: [{ field: "tcp.total" }],
-  },
-  {
-    name: "krelay_tcp_connections_failed_total",
-    type: "counter",
-    help: "TCP connections not relayed.",
-    series: [{ field: "tcp.failed" }],
-  },
-  {
-    name: "krelay_tcp_connections_no_server_total",
-    type: "counter",
-    help: "Of the TCP connections not relayed, those reset at once: no server of theirs was up.",
-    series: [{ field: "tcp.noServer" }],
-  },
-  {
-    name: "krelay_tcp_bytes_total",
-    type: "counter",
-    help: "Bytes relayed over TCP, by direction.",
-    series: [
-      { field: "tcp.bytesToServer", labels: { direction: "to_server" } },
-      { field: "tcp.bytesToClient", labels: { direction: "to_client" } },
-    ],
-  },
-  {
-    name: "krelay_tcp_fd_limit_resets_total",
-    type: "counter",
-    help: "Clients reset because no file descriptor was left (EMFILE, ENFILE).",
-    series: [{ field: "tcp.fdLimit" }],
-  },
-  {
-    name: "krelay_relay_thread_connections_active",
-    type: "gauge",
-    help: "TCP connections being relayed by each relay thread (relay_threads > 1), and its CPU.",
-    series: [{ field: "relayThreads[].active" }],
-  },
-  {
-    name: "krelay_relay_thread_connections_total",
-    type: "counter",
-    help: "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
-    series: [{ field: "relayThreads[].total" }],
-  },
-  {
-    name: "krelay_server_tcp_connections_active",
-    type: "gauge",
-    help: "TCP connections relayed to each real server now.",
-    series: [{ field: "servers[].tcpActive" }],
-  },
-  {
-    name: "krelay_server_tcp_connections_total",
-    type: "counter",
-    help: "TCP connections relayed to each real server.",
-    series: [{ field: "servers[].tcpTotal" }],
-  },
-  {
-    name: "krelay_server_tcp_connections_failed_total",
-    type: "counter",
-    help: "TCP connections to each real server refused or unreachable.",
-    series: [{ field: "servers[].tcpFailed" }],
-  },
-  {
-    name: "krelay_server_udp_flows",
-    type: "gauge",
-    help: "UDP flows to each real server in krelay's NAT table.",
-    series: [{ field: "servers[].udpFlows" }],
-  },
-  {
-    name: "krelay_server_checks_total",
-    type: "counter",
-    help: "Health probes of each real server's service.",
-    series: [{ field: "servers[].checks[].checks" }],
-  },
-  {
-    name: "krelay_server_check_failures_total",
-    type: "counter",
-    help: "Health probes of each real server's service that failed.",
-    series: [{ field: "servers[].checks[].checkFailures" }],
-  },
-  {
-    name: "krelay_server_check_passive_failures_total",
-    type: "counter",
-    help: "Flows of the relay that could not reach each real server's service.",
-    series: [{ field: "servers[].checks[].passiveFailures" }],
-  },
-  {
-    name: "krelay_nat_entries",
-    type: "gauge",
-    help: "NAT table entries.",
-    series: [{ field: "nat.entries" }],
-  },
-  {
-    name: "krelay_nat_events_total",
-    type: "counter",
-    help: "NAT entries created, expired, evicted, and new flows refused (table full).",
-    series: [
-      { field: "nat.created", labels: { event: "created" } },
-      { field: "nat.expired", labels: { event: "expired" } },
-      { field: "nat.evicted", labels: { event: "evicted" } },
-      { field: "nat.refused", labels: { event: "refused" } },
-    ],
-  },
-  {
-    name: "krelay_nat_evicted_unanswered_total",
-    type: "counter",
-    help: "Of the NAT entries evicted, those that had seen no reply.",
-    series: [{ field: "nat.evictedUnanswered" }],
-  },
+  ),
+  byLabel("counter", "krelay_packets_dropped_total", "Packets dropped, by reason.", "reason", [[
+    "packets.droppedNatFull",
+    "nat_full",
+  ], ["packets.droppedNoServer", "no_server"]]),
+  metric(
+    "counter",
+    "krelay_engine_errors_total",
+    "Packets whose processing failed.",
+    "engineErrors",
+  ),
+  metric(
+    "counter",
+    "krelay_queue_received_total",
+    "Packets received from the kernel.",
+    "datapath.received",
+  ),
+  metric(
+    "counter",
+    "krelay_queue_verdicts_total",
+    "Verdicts sent to the kernel.",
+    "datapath.verdicts",
+  ),
+  metric(
+    "counter",
+    "krelay_queue_enobufs_total",
+    "Times the kernel dropped queued packets.",
+    "datapath.enobufs",
+  ),
+  metric("counter", "krelay_queue_errors_total", "Netlink errors.", "datapath.errors"),
+  metric(
+    "gauge",
+    "krelay_queue_waiting_packets",
+    "Packets in krelay's queue waiting for a verdict (the kernel's count).",
+    "queue.waiting",
+  ),
+  byLabel(
+    "counter",
+    "krelay_queue_dropped_total",
+    "Packets the kernel dropped from krelay's queue: the queue full, or the socket's buffer.",
+    "reason",
+    [["queue.queueDropped", "queue_full"], ["queue.userDropped", "user_buffer_full"]],
+  ),
+  metric(
+    "counter",
+    "krelay_queue_kernel_queued_total",
+    "Packets the kernel queued since krelay bound its queue (the id sequence).",
+    "queue.idSequence",
+  ),
+  metric("gauge", "krelay_tcp_connections_active", "TCP connections being relayed.", "tcp.active"),
+  metric(
+    "gauge",
+    "krelay_tcp_ipv6_connections_active",
+    "TCP connections from IPv6 clients being relayed (of krelay_tcp_connections_active).",
+    "tcp.ipv6Active",
+  ),
+  metric(
+    "counter",
+    "krelay_tcp_ipv6_connections_total",
+    "TCP connections accepted from IPv6 clients (of krelay_tcp_connections_total).",
+    "tcp.ipv6Total",
+  ),
+  metric("counter", "krelay_tcp_connections_total", "TCP connections accepted.", "tcp.total"),
+  metric(
+    "counter",
+    "krelay_tcp_connections_failed_total",
+    "TCP connections not relayed.",
+    "tcp.failed",
+  ),
+  metric(
+    "counter",
+    "krelay_tcp_connections_no_server_total",
+    "Of the TCP connections not relayed, those reset at once: no server of theirs was up.",
+    "tcp.noServer",
+  ),
+  byLabel(
+    "counter",
+    "krelay_tcp_bytes_total",
+    "Bytes relayed over TCP, by direction.",
+    "direction",
+    [["tcp.bytesToServer", "to_server"], ["tcp.bytesToClient", "to_client"]],
+  ),
+  metric(
+    "counter",
+    "krelay_tcp_fd_limit_resets_total",
+    "Clients reset because no file descriptor was left (EMFILE, ENFILE).",
+    "tcp.fdLimit",
+  ),
+  metric(
+    "gauge",
+    "krelay_relay_thread_connections_active",
+    "TCP connections being relayed by each relay thread (relay_threads > 1), and its CPU.",
+    "relayThreads[].active",
+  ),
+  metric(
+    "counter",
+    "krelay_relay_thread_connections_total",
+    "TCP connections accepted by each relay thread (relay_threads > 1), and its CPU.",
+    "relayThreads[].total",
+  ),
+  metric(
+    "gauge",
+    "krelay_server_tcp_connections_active",
+    "TCP connections relayed to each real server now.",
+    "servers[].tcpActive",
+  ),
+  metric(
+    "counter",
+    "krelay_server_tcp_connections_total",
+    "TCP connections relayed to each real server.",
+    "servers[].tcpTotal",
+  ),
+  metric(
+    "counter",
+    "krelay_server_tcp_connections_failed_total",
+    "TCP connections to each real server refused or unreachable.",
+    "servers[].tcpFailed",
+  ),
+  metric(
+    "gauge",
+    "krelay_server_udp_flows",
+    "UDP flows to each real server in krelay's NAT table.",
+    "servers[].udpFlows",
+  ),
+  metric(
+    "counter",
+    "krelay_server_checks_total",
+    "Health probes of each real server's service.",
+    "servers[].checks[].checks",
+  ),
+  metric(
+    "counter",
+    "krelay_server_check_failures_total",
+    "Health probes of each real server's service that failed.",
+    "servers[].checks[].checkFailures",
+  ),
+  metric(
+    "counter",
+    "krelay_server_check_passive_failures_total",
+    "Flows of the relay that could not reach each real server's service.",
+    "servers[].checks[].passiveFailures",
+  ),
+  metric("gauge", "krelay_nat_entries", "NAT table entries.", "nat.entries"),
+  byLabel(
+    "counter",
+    "krelay_nat_events_total",
+    "NAT entries created, expired, evicted, and new flows refused (table full).",
+    "event",
+    [["nat.created", "created"], ["nat.expired", "expired"], ["nat.evicted", "evicted"], [
+      "nat.refused",
+      "refused",
+    ]],
+  ),
+  metric(
+    "counter",
+    "krelay_nat_evicted_unanswered_total",
+    "Of the NAT entries evicted, those that had seen no reply.",
+    "nat.evictedUnanswered",
+  ),
 ];
 
 /** Numbers of the status report with no series of their own, and why. */
@@ -412,26 +399,29 @@ export function metricsRenderer(opts: RendererOptions = {}): (r: StatusReport) =
       ),
     ];
     const config = { name: m.name, help: m.help, labelNames, registers: [registry] };
+    // Filled afresh from the report at each scrape, a counter by inc(), a gauge by set().
+    const refill = (
+      metric: Counter<string> | Gauge<string>,
+      put: (labels: Record<string, string>, value: number) => void,
+    ) => {
+      metric.reset();
+      const all = m.series.flatMap((s) => samples(s, report!));
+      for (const [labels, value] of all) put(labels, value);
+      // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
+      if (all.length === 0 && labelNames.length === 0) metric.remove({});
+    };
     if (m.type === "counter") {
       new Counter({
         ...config,
         collect() {
-          this.reset();
-          const all = m.series.flatMap((s) => samples(s, report!));
-          for (const [labels, value] of all) this.inc(labels, value);
-          // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
-          if (all.length === 0 && labelNames.length === 0) this.remove({});
+          refill(this, (labels, value) => this.inc(labels, value));
         },
       });
     } else {
       new Gauge({
         ...config,
         collect() {
-          this.reset();
-          const all = m.series.flatMap((s) => samples(s, report!));
-          for (const [labels, value] of all) this.set(labels, value);
-          // prom-client shows an unlabelled metric as 0 when nothing was set: absent is absent.
-          if (all.length === 0 && labelNames.length === 0) this.remove({});
+          refill(this, (labels, value) => this.set(labels, value));
         },
       });
     }

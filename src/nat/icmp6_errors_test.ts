@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
 import { parseIpv6 } from "../packet/ipv6_address.ts";
 import { translateIcmp6Error } from "./icmp6_errors.ts";
+import { udp } from "../packet/_segments.ts";
 
 const C = "2001:db8:1::10", R = "2001:db8:1::1", S = "2001:db8:2::10", ROUTER = "2001:db8:2::99";
 const settings = { relayIp6: R, realIp6: S, udpPorts: new Set([53]) };
@@ -19,16 +20,6 @@ function ipv6(src: string, dst: string, nh: number, body: Uint8Array): Uint8Arra
   b.set(parseIpv6(dst), 24);
   b.set(body, 40);
   (parseIpv6Packet(b) as Ipv6Packet).recomputeL4Checksum();
-  return b;
-}
-
-function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(8 + data.length);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, sport);
-  v.setUint16(2, dport);
-  v.setUint16(4, b.length);
-  b.set(data, 8);
   return b;
 }
 

@@ -29,8 +29,13 @@ export function parseIpv4(text: string): number {
 
 /** True when `text` is a dotted-quad IPv4 address. */
 export function isIpv4(text: string): boolean {
+  return parses(parseIpv4, text);
+}
+
+/** True when `parse` takes `text` without throwing. */
+export function parses(parse: (text: string) => unknown, text: string): boolean {
   try {
-    parseIpv4(text);
+    parse(text);
     return true;
   } catch {
     return false;

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { parseIpv4 } from "./address.ts";
 import { buildTcpPacket, buildUdpPacket, checksumsValid } from "./build.ts";
 import { fold, pseudoHeaderSum } from "./checksum.ts";
+import { poked } from "./_segments.ts";
 import { IpProtocol, Ipv4Packet, Malformed, parseIpv4Packet, TcpFlag } from "./ipv4_packet.ts";
 
 const C = parseIpv4("198.51.100.10");
@@ -132,21 +133,14 @@ Deno.test("parseIpv4Packet() reports each kind of malformed input", () => {
   });
   const reason = (b: Uint8Array) => (parseIpv4Packet(b) as Malformed).reason;
   assertEquals(reason(good.subarray(0, 19)), "too-short");
-  const v6 = good.slice();
-  v6[0] = 0x65;
-  assertEquals(reason(v6), "not-ipv4");
-  const ihl = good.slice();
-  ihl[0] = 0x44;
-  assertEquals(reason(ihl), "bad-header-length");
-  const long = good.slice();
-  long[3] = 200;
-  assertEquals(reason(long), "bad-total-length");
-  const shortUdp = good.slice(0, 24);
-  shortUdp[3] = 24;
-  assertEquals(reason(shortUdp), "truncated-l4-header");
+  assertEquals(reason(poked(good, 0, 0x65)), "not-ipv4");
+  assertEquals(reason(poked(good, 0, 0x44)), "bad-header-length");
+  assertEquals(reason(poked(good, 3, 200)), "bad-total-length");
+  // A total length of 24: four bytes of UDP header.
+  assertEquals(reason(poked(good.subarray(0, 24), 3, 24)), "truncated-l4-header");
   const tcp = buildTcpPacket({ src: C, dst: R, srcPort: 1, dstPort: 80 });
-  tcp[32] = 0xf0; // data offset 60 > segment
-  assertEquals(reason(tcp), "truncated-l4-header");
+  // Data offset 60 > segment.
+  assertEquals(reason(poked(tcp, 32, 0xf0)), "truncated-l4-header");
 });
 
 Deno.test("parseIpv4Packet() never throws on arbitrary bytes", () => {

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { parses } from "./address.ts";
+
 const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
 const IPV4_TAIL = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
@@ -60,12 +62,7 @@ export function parseIpv6(text: string): Uint8Array {
 
 /** True when `text` is an IPv6 address. */
 export function isIpv6(text: string): boolean {
-  try {
-    parseIpv6(text);
-    return true;
-  } catch {
-    return false;
-  }
+  return parses(parseIpv6, text);
 }
 
 /** Formats 16 bytes (from `offset` of `bytes`) in RFC 5952's canonical form. */

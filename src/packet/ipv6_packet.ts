@@ -25,7 +25,7 @@
 
 import { fold, internetChecksum, sumWords, updateChecksum16 } from "./checksum.ts";
 import { formatIpv6, parseIpv6 } from "./ipv6_address.ts";
-import { IpProtocol, Malformed } from "./ipv4_packet.ts";
+import { IpProtocol, L4Packet, Malformed, portsHeaderFits } from "./l4_packet.ts";
 
 /** IPv6 next-header numbers krelay looks at. */
 export const Ipv6Header = {
@@ -48,27 +48,21 @@ const DST = 24;
 const MAX_EXTENSIONS = 8;
 
 /** A parsed IPv6 packet. Create it with {@link parseIpv6Packet}. */
-export class Ipv6Packet {
-  #l4Dirty = false;
-
+export class Ipv6Packet extends L4Packet {
   /** @internal use {@link parseIpv6Packet} */
   constructor(
-    /** The packet, from the IPv6 header to the end of its payload length. */
-    readonly bytes: Uint8Array,
-    /** Offset of the upper-layer header, past any extension headers. */
-    readonly l4Offset: number,
-    /** The upper-layer protocol (the last next-header value). */
-    readonly protocol: number,
-    /** True for a fragment (a fragment header with more-fragments or a non-zero offset). */
-    readonly isFragment: boolean,
-    /** True when a TCP or UDP header is present and complete. */
-    readonly hasPorts: boolean,
+    bytes: Uint8Array,
+    l4Offset: number,
+    protocol: number,
+    isFragment: boolean,
+    hasPorts: boolean,
     /** A routing header with segments left: the destination is not the final one. */
     readonly routed: boolean,
-    /** The L4 checksum is partial (the kernel completes it) and must be recomputed if changed. */
-    readonly checksumPartial: boolean,
-    private readonly view: DataView,
-  ) {}
+    checksumPartial: boolean,
+    view: DataView,
+  ) {
+    super(bytes, l4Offset, protocol, isFragment, hasPorts, checksumPartial, view);
+  }
 
   /** Source address, 16 bytes (a view into the packet). */
   get src(): Uint8Array {
@@ -90,36 +84,11 @@ export class Ipv6Packet {
   get hopLimit(): number {
     return this.bytes[7];
   }
-  /** Source port (TCP/UDP only: check {@link hasPorts}). */
-  get srcPort(): number {
-    return this.view.getUint16(this.l4Offset);
-  }
-  /** Destination port (TCP/UDP only). */
-  get dstPort(): number {
-    return this.view.getUint16(this.l4Offset + 2);
-  }
-  /** TCP flags; 0 for other protocols. */
-  get tcpFlags(): number {
-    return this.protocol === IpProtocol.TCP && this.hasPorts ? this.bytes[this.l4Offset + 13] : 0;
-  }
-  /** Offset of the L4 checksum field (TCP 16, UDP 6, ICMPv6 2). */
-  get l4ChecksumOffset(): number {
-    const p = this.protocol;
-    return this.l4Offset + (p === IpProtocol.TCP ? 16 : p === IpProtocol.UDP ? 6 : 2);
-  }
   /** True when the packet's upper layer has a checksum this view keeps (TCP, UDP, ICMPv6). */
   get hasChecksum(): boolean {
     if (this.hasPorts) return true;
     return this.protocol === Ipv6Header.ICMPv6 && !this.isFragment &&
       this.bytes.length - this.l4Offset >= 4;
-  }
-  /** The TCP or UDP payload (a view). */
-  get payload(): Uint8Array {
-    if (!this.hasPorts) return this.bytes.subarray(this.l4Offset);
-    const headerLength = this.protocol === IpProtocol.TCP
-      ? (this.bytes[this.l4Offset + 12] >>> 4) * 4
-      : 8;
-    return this.bytes.subarray(this.l4Offset + headerLength);
   }
 
   /** Rewrites the source address (16 bytes or text); the L4 checksum follows. */
@@ -130,20 +99,6 @@ export class Ipv6Packet {
   setDst(addr: Uint8Array | string): void {
     this.#setAddress(DST, typeof addr === "string" ? parseIpv6(addr) : addr);
   }
-  /** Rewrites the source port; the L4 checksum follows. */
-  setSrcPort(port: number): void {
-    this.#setPort(this.l4Offset, port);
-  }
-  /** Rewrites the destination port; the L4 checksum follows. */
-  setDstPort(port: number): void {
-    this.#setPort(this.l4Offset + 2, port);
-  }
-
-  /** Call after the last change: gives a partial-checksum packet its full L4 checksum. */
-  finalize(): void {
-    if (this.checksumPartial && this.#l4Dirty) this.recomputeL4Checksum();
-    this.#l4Dirty = false;
-  }
 
   /** Recomputes the TCP/UDP/ICMPv6 checksum over pseudo-header, header and payload. */
   recomputeL4Checksum(): void {
@@ -153,10 +108,13 @@ export class Ipv6Packet {
     this.view.setUint16(at, 0);
     const length = this.bytes.length - this.l4Offset;
     const seed = pseudoHeaderSum6(this.bytes, this.protocol, length);
-    let check = internetChecksum(this.bytes, this.l4Offset, this.bytes.length, seed);
     // A UDP checksum is mandatory in IPv6; 0 is sent as all ones.
-    if (check === 0 && this.protocol === IpProtocol.UDP) check = 0xffff;
-    this.view.setUint16(at, check);
+    this.storeL4Checksum(at, internetChecksum(this.bytes, this.l4Offset, this.bytes.length, seed));
+  }
+
+  /** A UDP checksum is mandatory in IPv6: 0 is no "none" to keep. */
+  protected keepsNoChecksum(_check: number): boolean {
+    return false;
   }
 
   #setAddress(at: number, addr: Uint8Array): void {
@@ -175,24 +133,8 @@ export class Ipv6Packet {
       if (update) check = updateChecksum16(check, old, next);
     }
     if (!changed) return;
-    this.#l4Dirty = true;
-    if (update) {
-      if (check === 0 && this.protocol === IpProtocol.UDP) check = 0xffff;
-      this.view.setUint16(checkAt, check);
-    }
-  }
-
-  #setPort(at: number, port: number): void {
-    if (!this.hasPorts) throw new Error("packet has no ports");
-    const old = this.view.getUint16(at);
-    if (old === port) return;
-    this.view.setUint16(at, port);
-    this.#l4Dirty = true;
-    if (this.checksumPartial) return;
-    const checkAt = this.l4ChecksumOffset;
-    let next = updateChecksum16(this.view.getUint16(checkAt), old, port);
-    if (next === 0 && this.protocol === IpProtocol.UDP) next = 0xffff;
-    this.view.setUint16(checkAt, next);
+    this.l4Dirty = true;
+    if (update) this.storeL4Checksum(checkAt, check);
   }
 }
 
@@ -246,17 +188,9 @@ export function parseIpv6Packet(
     next = packet[at];
     at += length;
   }
-  let hasPorts = false;
-  if ((next === IpProtocol.TCP || next === IpProtocol.UDP) && firstFragment) {
-    const room = total - at;
-    if (next === IpProtocol.UDP) {
-      if (room < 8) return new Malformed("truncated-l4-header");
-    } else {
-      if (room < 20) return new Malformed("truncated-l4-header");
-      const doff = (packet[at + 12] >>> 4) * 4;
-      if (doff < 20 || doff > room) return new Malformed("truncated-l4-header");
-    }
-    hasPorts = true;
+  const hasPorts = (next === IpProtocol.TCP || next === IpProtocol.UDP) && firstFragment;
+  if (hasPorts && !portsHeaderFits(packet, at, total - at, next)) {
+    return new Malformed("truncated-l4-header");
   }
   const view = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
   return new Ipv6Packet(packet, at, next, isFragment, hasPorts, routed, checksumPartial, view);

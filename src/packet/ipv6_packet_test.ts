@@ -2,7 +2,8 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import fc from "fast-check";
 import { formatIpv6, parseIpv6 } from "./ipv6_address.ts";
 import { Ipv6Header, Ipv6Packet, parseIpv6Packet } from "./ipv6_packet.ts";
-import { Malformed } from "./ipv4_packet.ts";
+import { Malformed } from "./l4_packet.ts";
+import { poked, tcp, udp } from "./_segments.ts";
 
 /**
  * The reference: RFC 8200 8.1's checksum, written out plainly: the pseudo-header's bytes
@@ -60,27 +61,6 @@ function build(
   });
   bytes.set(l4, 40 + extLength);
   return { bytes, l4Offset: 40 + extLength };
-}
-
-function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(8 + data.length);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, sport);
-  v.setUint16(2, dport);
-  v.setUint16(4, b.length);
-  b.set(data, 8);
-  return b;
-}
-
-function tcp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const b = new Uint8Array(20 + data.length);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, sport);
-  v.setUint16(2, dport);
-  b[12] = 5 << 4;
-  b[13] = 0x18;
-  b.set(data, 20);
-  return b;
 }
 
 /** Checksums a built packet as a sender would, by the reference. */
@@ -157,12 +137,8 @@ Deno.test("parseIpv6Packet() refuses what it cannot read safely", () => {
   const ok = build("2001:db8:1::10", "2001:db8:1::1", 17, udp(1, 2, data)).bytes;
   const reason = (b: Uint8Array) => (parseIpv6Packet(b) as Malformed).reason;
   assertEquals(reason(ok.subarray(0, 39)), "too-short");
-  const v4 = ok.slice();
-  v4[0] = 0x45;
-  assertEquals(reason(v4), "not-ipv6");
-  const long = ok.slice();
-  long[5] += 1;
-  assertEquals(reason(long), "bad-total-length");
+  assertEquals(reason(poked(ok, 0, 0x45)), "not-ipv6");
+  assertEquals(reason(poked(ok, 5, ok[5] + 1)), "bad-total-length");
   assertEquals(
     reason(build("2001:db8::1", "2001:db8::2", 17, new Uint8Array(4)).bytes),
     "truncated-l4-header",

@@ -86,9 +86,15 @@ function endpointOf(): Endpoint {
   return { address: addrView.getInt32(4), port: addrView.getUint16(2) };
 }
 
-function check(call: string, result: number): number {
+/** `result` of the libc `call`, or a {@link SocketError} with errno when it is negative. */
+export function check(call: string, result: number): number {
   if (result < 0) throw new SocketError(call, errno());
   return result;
+}
+
+/** Turns the socket option `level`/`opt` (`name` for the error) on; throws a SocketError. */
+export function setOption(fd: number, level: number, opt: number, name: string): void {
+  check(`setsockopt ${name}`, libc().setsockopt(fd, level, opt, one, 4));
 }
 
 /** A new non-blocking TCP socket; throws (EMFILE...) when none can be had. */
@@ -98,7 +104,7 @@ export function tcpSocket(): number {
 
 /** Allows binding a port whose earlier connections are still in TIME_WAIT. */
 export function setReuseAddress(fd: number): void {
-  check("setsockopt SO_REUSEADDR", libc().setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, one, 4));
+  setOption(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR");
 }
 
 /**
@@ -106,7 +112,7 @@ export function setReuseAddress(fd: number): void {
  * connections among them (the relay threads' gateway listeners).
  */
 export function setReusePort(fd: number): void {
-  check("setsockopt SO_REUSEPORT", libc().setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, one, 4));
+  setOption(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT");
 }
 
 /**
@@ -157,7 +163,7 @@ export function flushAck(fd: number): void {
  * connections TPROXY diverts to it, and a connecting socket may bind an address not the host's.
  */
 export function setTransparent(fd: number): void {
-  check("setsockopt IP_TRANSPARENT", libc().setsockopt(fd, SOL_IP, IP_TRANSPARENT, one, 4));
+  setOption(fd, SOL_IP, IP_TRANSPARENT, "IP_TRANSPARENT");
 }
 
 /**
@@ -165,10 +171,7 @@ export function setTransparent(fd: number): void {
  * four-tuple unique: a port can serve many servers, and one in TIME_WAIT is never chosen.
  */
 export function setBindAddressNoPort(fd: number): void {
-  check(
-    "setsockopt IP_BIND_ADDRESS_NO_PORT",
-    libc().setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, one, 4),
-  );
+  setOption(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT");
 }
 
 /** Binds to address:port; returns 0, or EADDRINUSE for the caller to try another port. */
@@ -276,6 +279,32 @@ export function resetFd(fd: number): void {
 }
 
 /**
+ * What the gateway listener and an upstream socket do differently in an address family
+ * (socket6.ts has IPv6's): the rest of {@link familyGatewayListener} and
+ * {@link familyUpstreamSocket} is the same.
+ */
+export interface SocketFamily<A> {
+  /** A new non-blocking TCP socket of the family. */
+  socket(): number;
+  /** Makes it transparent (IP_TRANSPARENT, IPV6_TRANSPARENT). */
+  setTransparent(fd: number): void;
+  /** Binds to address:port: 0, or EADDRINUSE. */
+  bindTo(fd: number, address: A, port: number): number;
+  /** The wildcard address the gateway listens on. */
+  any: A;
+  /** Said after the port in errors: "" or " (IPv6)". */
+  label: string;
+}
+
+const IPV4: SocketFamily<number> = {
+  socket: tcpSocket,
+  setTransparent,
+  bindTo,
+  any: 0,
+  label: "",
+};
+
+/**
  * The gateway listener: a listening socket on 0.0.0.0:port (0: any free port), transparent for
  * TPROXY and sharing its port with the other relay threads' when asked, taking the connections
  * that `cpu` handles when given ({@link setIncomingCpu}); a clear error when the port is taken.
@@ -286,14 +315,27 @@ export function gatewayListener(
   reusePort: boolean,
   cpu?: number,
 ): number {
-  const fd = tcpSocket();
+  return familyGatewayListener(IPV4, port, transparent, reusePort, cpu);
+}
+
+/** {@link gatewayListener} in `family`, on its wildcard address. */
+export function familyGatewayListener<A>(
+  family: SocketFamily<A>,
+  port: number,
+  transparent: boolean,
+  reusePort: boolean,
+  cpu: number | undefined,
+): number {
+  const fd = family.socket();
   try {
     setReuseAddress(fd);
     if (reusePort) setReusePort(fd);
-    if (transparent) setTransparent(fd);
+    if (transparent) family.setTransparent(fd);
     // Accepted sockets inherit it: one call less per connection.
     setNoDelay(fd);
-    if (bindTo(fd, 0, port) !== 0) throw new Error(`gateway port ${port} is already in use`);
+    if (family.bindTo(fd, family.any, port) !== 0) {
+      throw new Error(`gateway port ${port} is already in use${family.label}`);
+    }
     listenOn(fd, 4096);
     // Inherited too, but only set after listen(), which resets it: the ACK of a client's
     // request rides in the answer.
@@ -303,7 +345,7 @@ export function gatewayListener(
   } catch (e) {
     closeFd(fd);
     if (e instanceof SocketError) {
-      throw new Error(`cannot listen on gateway port ${port}: ${e.message}`);
+      throw new Error(`cannot listen on gateway port ${port}${family.label}: ${e.message}`);
     }
     throw e;
   }
@@ -317,14 +359,24 @@ export function gatewayListener(
  * {@link SocketError}, "EADDRINUSE" when port y is taken.
  */
 export function upstreamSocket(address: number, port: number): number {
-  const fd = tcpSocket();
+  return familyUpstreamSocket(IPV4, address, port, address !== 0);
+}
+
+/** {@link upstreamSocket} in `family`, transparent when `transparent`. */
+export function familyUpstreamSocket<A>(
+  family: SocketFamily<A>,
+  address: A,
+  port: number,
+  transparent: boolean,
+): number {
+  const fd = family.socket();
   try {
     if (port !== 0) setReuseAddress(fd);
     else setBindAddressNoPort(fd);
     setNoDelay(fd);
     setDelayedAck(fd);
-    if (address !== 0) setTransparent(fd);
-    if (bindTo(fd, address, port) !== 0) throw new SocketError("bind", Errno.EADDRINUSE);
+    if (transparent) family.setTransparent(fd);
+    if (family.bindTo(fd, address, port) !== 0) throw new SocketError("bind", Errno.EADDRINUSE);
     return fd;
   } catch (e) {
     closeFd(fd);

@@ -14,27 +14,23 @@ import { libc } from "../../ffi/libc.ts";
 import { Errno, errno } from "../system/errno.ts";
 import {
   AF_INET6,
-  IP_BIND_ADDRESS_NO_PORT,
   IPV6_TRANSPARENT,
   IPV6_V6ONLY,
-  SO_REUSEADDR,
-  SO_REUSEPORT,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
   SOCK_STREAM,
-  SOL_IP,
   SOL_IPV6,
-  SOL_SOCKET,
 } from "../../ffi/linux.ts";
 import { formatIpv6, parseIpv6 } from "../packet/ipv6_address.ts";
 import {
+  check,
   closeFd,
-  listenOn,
-  setDelayedAck,
-  setIncomingCpu,
-  setNoDelay,
+  familyGatewayListener,
+  familyUpstreamSocket,
+  setOption,
   settleConnect,
   SocketError,
+  type SocketFamily,
 } from "./socket.ts";
 
 /** An IPv6 endpoint: the address in canonical text. */
@@ -48,7 +44,6 @@ const SOCKADDR_IN6 = 28;
 const addrBuf = new Uint8Array(SOCKADDR_IN6);
 const addrView = new DataView(addrBuf.buffer);
 const lenBuf = new Uint32Array(1);
-const one = new Int32Array([1]);
 
 /** `struct sockaddr_in6` for address:port (flow info and scope 0). */
 export function sockaddr6(address: string, port: number): Uint8Array {
@@ -63,15 +58,6 @@ function endpointOf(): Endpoint6 {
   return { address: formatIpv6(addrBuf, 8), port: addrView.getUint16(2) };
 }
 
-function check(call: string, result: number): number {
-  if (result < 0) throw new SocketError(call, errno());
-  return result;
-}
-
-function setOpt(fd: number, level: number, opt: number, name: string): void {
-  check(`setsockopt ${name}`, libc().setsockopt(fd, level, opt, one, 4));
-}
-
 /** A new non-blocking IPv6-only TCP socket; throws (EAFNOSUPPORT without IPv6, EMFILE...). */
 export function tcpSocket6(): number {
   const fd = check(
@@ -79,7 +65,7 @@ export function tcpSocket6(): number {
     libc().socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
   );
   try {
-    setOpt(fd, SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY");
+    setOption(fd, SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY");
   } catch (e) {
     closeFd(fd);
     throw e;
@@ -116,6 +102,14 @@ export function startConnect6(fd: number, to: Endpoint6): number {
   return settleConnect(fd, errno());
 }
 
+const IPV6: SocketFamily<string> = {
+  socket: tcpSocket6,
+  setTransparent: (fd) => setOption(fd, SOL_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT"),
+  bindTo: bindTo6,
+  any: "::",
+  label: " (IPv6)",
+};
+
 /**
  * The IPv6 gateway listener: [::]:port, transparent, IPv6 only, sharing its port with the
  * other relay threads' when asked; see socket.ts's gatewayListener.
@@ -126,26 +120,7 @@ export function gatewayListener6(
   reusePort: boolean,
   cpu?: number,
 ): number {
-  const fd = tcpSocket6();
-  try {
-    setOpt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR");
-    if (reusePort) setOpt(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT");
-    if (transparent) setOpt(fd, SOL_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT");
-    setNoDelay(fd);
-    if (bindTo6(fd, "::", port) !== 0) {
-      throw new Error(`gateway port ${port} is already in use (IPv6)`);
-    }
-    listenOn(fd, 4096);
-    setDelayedAck(fd);
-    if (cpu !== undefined) setIncomingCpu(fd, cpu);
-    return fd;
-  } catch (e) {
-    closeFd(fd);
-    if (e instanceof SocketError) {
-      throw new Error(`cannot listen on gateway port ${port} (IPv6): ${e.message}`);
-    }
-    throw e;
-  }
+  return familyGatewayListener(IPV6, port, transparent, reusePort, cpu);
 }
 
 /**
@@ -154,17 +129,5 @@ export function gatewayListener6(
  * upstreamSocket.
  */
 export function upstreamSocket6(address: string, port: number): number {
-  const fd = tcpSocket6();
-  try {
-    if (port !== 0) setOpt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR");
-    else setOpt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT");
-    setNoDelay(fd);
-    setDelayedAck(fd);
-    setOpt(fd, SOL_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT");
-    if (bindTo6(fd, address, port) !== 0) throw new SocketError("bind", Errno.EADDRINUSE);
-    return fd;
-  } catch (e) {
-    closeFd(fd);
-    throw e;
-  }
+  return familyUpstreamSocket(IPV6, address, port, true);
 }

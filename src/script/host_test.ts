@@ -5,33 +5,11 @@ import {
 } from "node:assert/strict";
 import { parseIpv4 } from "../packet/address.ts";
 import { buildTcpPacket, buildUdpPacket, checksumsValid } from "../packet/build.ts";
-import { fixChanged, ScriptHost, type ScriptJob, type ScriptPolicy } from "./host.ts";
+import { C, fixture, R, S, testHost } from "./_host_fixture.ts";
+import { fixChanged, ScriptHost, type ScriptJob } from "./host.ts";
 import { parseServices } from "./services.ts";
 
-const R = parseIpv4("198.51.100.1");
-const C = parseIpv4("198.51.100.10");
-const S = parseIpv4("203.0.113.10");
-const fixture = (name: string) => new URL(`./_fixtures/${name}.ts`, import.meta.url).pathname;
-
-function host(policy: Partial<ScriptPolicy> = {}, check = false) {
-  const p: ScriptPolicy = {
-    defaultVerdict: "accept",
-    // Generous: these tests are about what scripts decide, and a fresh worker's first batch on
-    // a loaded machine once took over 200 ms, so its packets went on undecided (fail-open).
-    // The budget's own test sets a small one.
-    budgetMs: 5_000,
-    maxErrors: 5,
-    errorWindowMs: 60_000,
-    ...policy,
-  };
-  return new ScriptHost({
-    policy: () => p,
-    relayIp: () => R,
-    serverOf: (_p, _c, _cp, _s, port) => [S, port],
-    now: () => performance.now(),
-    check: check ? undefined : () => Promise.resolve(),
-  });
-}
+const host = testHost;
 
 function request(srcPort: number, dstPort = 53): Uint8Array {
   return buildUdpPacket({ src: C, dst: R, srcPort, dstPort, payload: new Uint8Array(12) });

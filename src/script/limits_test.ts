@@ -4,33 +4,14 @@
  * other scripts' packets.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { parseIpv4 } from "../packet/address.ts";
 import { buildUdpPacket } from "../packet/build.ts";
+import { C, fixture, R, testHost } from "./_host_fixture.ts";
 import { type LogBucket, rateLimitLines, ScriptHost, type ScriptPolicy } from "./host.ts";
 import { parseServices } from "./services.ts";
 
-const R = parseIpv4("198.51.100.1");
-const C = parseIpv4("198.51.100.10");
-const S = parseIpv4("203.0.113.10");
-const fixture = (name: string) => new URL(`./_fixtures/${name}.ts`, import.meta.url).pathname;
-
-function host(policy: Partial<ScriptPolicy> = {}) {
-  const p: ScriptPolicy = {
-    defaultVerdict: "accept",
-    budgetMs: 5_000,
-    maxErrors: 100,
-    errorWindowMs: 60_000,
-    limits: { memoryMb: 64 },
-    ...policy,
-  };
-  return new ScriptHost({
-    policy: () => p,
-    relayIp: () => R,
-    serverOf: (_p, _c, _cp, _s, port) => [S, port],
-    now: () => performance.now(),
-    check: () => Promise.resolve(),
-  });
-}
+/** Hostile scripts make many errors and get a small memory limit. */
+const host = (policy: Partial<ScriptPolicy> = {}) =>
+  testHost({ maxErrors: 100, limits: { memoryMb: 64 }, ...policy });
 
 const request = (srcPort: number, dstPort: number) =>
   buildUdpPacket({ src: C, dst: R, srcPort, dstPort, payload: new Uint8Array(12) });

@@ -7,11 +7,10 @@
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KRELAY_LAUNCHER } from "../../src/lab/krelay_process.ts";
-import { startServers } from "../../src/lab/servers.ts";
 import { waitFor } from "../../src/lab/wait.ts";
-import { krelayRules, startKrelay } from "../support/krelay.ts";
+import { krelayRules } from "../support/krelay.ts";
 import { labTest } from "../support/requirements.ts";
-import { assertRelays, faultFlags, Keeper, krelay, NEEDS, status } from "./support.ts";
+import { assertRelays, faultFlags, krelay, NEEDS, startScenario, status } from "./support.ts";
 
 const FLOOD = new URL("./fixtures/flood.py", import.meta.url).pathname;
 
@@ -19,9 +18,7 @@ labTest(
   "faults: a second krelay against a busy control socket refuses and changes nothing",
   NEEDS,
   async (lab) => {
-    const { srv1 } = await startServers(lab);
-    const k = await startKrelay(lab, faultFlags());
-    const keeper = await Keeper.start(lab, 8);
+    const { srv1, k, keeper } = await startScenario(lab, faultFlags(), 8);
     const rules = await krelayRules(lab);
     // Paused, the live krelay accepts nothing: its control socket's backlog fills up.
     Deno.kill(k.process.pid, "SIGSTOP");

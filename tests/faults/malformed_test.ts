@@ -6,18 +6,14 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { startServers } from "../../src/lab/servers.ts";
-import { startKrelay } from "../support/krelay.ts";
 import { labTest } from "../support/requirements.ts";
-import { assertRelays, faultFlags, Keeper, NEEDS, python, R, status } from "./support.ts";
+import { assertRelays, faultFlags, NEEDS, python, R, startScenario, status } from "./support.ts";
 
 labTest(
   "faults: malformed datagrams of 29 kinds harm nothing live",
   NEEDS,
   async (lab) => {
-    const { srv1 } = await startServers(lab);
-    const k = await startKrelay(lab, faultFlags());
-    const keeper = await Keeper.start(lab, 6);
+    const { srv1, k, keeper } = await startScenario(lab, faultFlags(), 6);
     const sent = await python(lab, ["malformed", R, "40"]);
     assertEquals(sent.kinds, 29);
     assert(sent.sent >= 29 * 40 * 0.9, JSON.stringify(sent));

@@ -13,7 +13,8 @@ import type { LabProcess } from "../../src/lab/process.ts";
 import { run } from "../../src/lab/process.ts";
 import type { Lab } from "../../src/lab/topology.ts";
 import { waitFor } from "../../src/lab/wait.ts";
-import { KRELAY, type KrelayRun, LAB_FLAGS } from "../support/krelay.ts";
+import { startServers } from "../../src/lab/servers.ts";
+import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "../support/krelay.ts";
 import type { Requirement } from "../support/requirements.ts";
 
 /**
@@ -43,6 +44,17 @@ export const NEEDS: Requirement[] = [
 export const R = LAB_ADDR.relay;
 const DENO = new URL("../../node_modules/deno/deno", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+/**
+ * A scenario's start: the lab's servers, krelay with `flags` ({@link faultFlags}), and live
+ * traffic through it for `seconds` ({@link Keeper}).
+ */
+export async function startScenario(lab: Lab, flags: string[], seconds: number) {
+  const { srv1 } = await startServers(lab);
+  const k = await startKrelay(lab, flags);
+  const keeper = await Keeper.start(lab, seconds);
+  return { srv1, k, keeper };
+}
 
 /** Runs `krelay ARGS --socket ...` from the root namespace (the socket is a file). */
 export function krelay(k: KrelayRun, ...args: string[]) {

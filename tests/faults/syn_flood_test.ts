@@ -6,18 +6,16 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { startServers } from "../../src/lab/servers.ts";
-import { startKrelay } from "../support/krelay.ts";
 import { labTest } from "../support/requirements.ts";
 import {
   assertRelays,
   curl,
   faultFlags,
-  Keeper,
   krelay,
   NEEDS,
   python,
   R,
+  startScenario,
   status,
 } from "./support.ts";
 
@@ -25,14 +23,13 @@ labTest(
   "faults: a SYN flood keeps the live connection, lets a new one in, and counts queue drops",
   NEEDS,
   async (lab) => {
-    const { srv1 } = await startServers(lab);
     // A short queue, so that the flood overflows it: the kernel's drops must show. Room in the
     // flow table for the UDP flood's flows (table pressure is table_flood_test.ts's).
-    const k = await startKrelay(
+    const { srv1, k, keeper } = await startScenario(
       lab,
       faultFlags("--nat-max-entries", "8192", "--queue-maxlen", "32"),
+      12,
     );
-    const keeper = await Keeper.start(lab, 12);
     const flood = python(lab, ["syn", R, "80", "30000"]);
     // New UDP flows at the same time: their first packets are queued whatever the datapath
     // (the kernel path queues no TCP), so the queue overflows either way.

@@ -10,22 +10,19 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { startServers } from "../../src/lab/servers.ts";
 import { sleep } from "../../src/lab/wait.ts";
-import { startKrelay } from "../support/krelay.ts";
 import { labTest } from "../support/requirements.ts";
-import { assertRelays, faultFlags, Keeper, NEEDS, python, R, status } from "./support.ts";
+import { assertRelays, faultFlags, NEEDS, python, R, startScenario, status } from "./support.ts";
 
 labTest(
   "faults: a UDP flood that fills the kernel's flow table keeps live flows; new ones pass once it expires",
   NEEDS,
   async (lab) => {
-    const { srv1 } = await startServers(lab);
-    const k = await startKrelay(
+    const { srv1, k, keeper } = await startScenario(
       lab,
       faultFlags("--nat-max-entries", "256", "--udp-timeout", "4"),
+      16,
     );
-    const keeper = await Keeper.start(lab, 16);
     await sleep(1000);
     const flood = await python(lab, ["udp", R, "53", "3000"]);
     assert(flood.sent >= 2900, JSON.stringify(flood));

@@ -165,6 +165,34 @@ t_proc_bad() {
 	if write $P/stats 1 >/dev/null; then die "stats accepted a write"; fi
 }
 
+# real_ip: no address that would turn the relay back on itself or reach no one server, and
+# not the host's own, as the writer's network namespace has them.
+t_real_ip_refusals() {
+	local v out
+	for v in 127.0.0.1 127.1.2.3 0.0.0.0 0.1.2.3 255.255.255.255 224.0.0.1 239.255.255.250; do
+		bad $P/real_ip "$v" || return 1
+	done
+	ip netns add kip || die "ip netns add kip"
+	ip link add kv2 type veth peer name kv3 netns kip || die "veth"
+	ip -n kip addr add 192.0.2.1/24 brd + dev kv3 && ip -n kip link set kv3 up || die "address"
+	for v in 192.0.2.1 192.0.2.255; do
+		if out=$(ip netns exec kip bash -c "echo $v > $P/real_ip" 2>&1); then
+			die "real_ip $v accepted in the namespace that has it"
+		fi
+		[[ $out == *"Invalid argument"* ]] || die "real_ip $v in kip: $out (want Invalid argument)"
+		expect_eq "real_ip after $v in kip" "$(cat $P/real_ip)" 192.168.0.10
+	done
+	# Another address of that subnet is a server there; 192.0.2.1 is no address of the init
+	# namespace: both are accepted.
+	out=$(ip netns exec kip bash -c "echo 192.0.2.2 > $P/real_ip" 2>&1) || die "192.0.2.2 in kip: $out"
+	expect_eq "real_ip 192.0.2.2 from kip" "$(cat $P/real_ip)" 192.0.2.2
+	good $P/real_ip 192.0.2.1 192.0.2.1 || return 1
+	good $P/real_ip 192.168.0.10 192.168.0.10 || return 1
+	ip netns del kip
+	ip link del kv2 2>/dev/null
+	return 0
+}
+
 t_start_toggle() {
 	good $START 1 1 || return 1
 	expect_eq stats.started "$(stat_of started)" 1
@@ -607,6 +635,7 @@ check load t_load
 check proc-defaults t_defaults
 check proc-write t_proc_write
 check proc-bad-values t_proc_bad
+check proc-real-ip-refusals t_real_ip_refusals
 check start-toggle t_start_toggle
 check readers-during-stop t_readers_during_stop
 check hooks-select t_hooks_select
