@@ -42,7 +42,7 @@ export type Action = typeof Action[keyof typeof Action];
 
 /** The engine's view of the configuration, read on every packet. */
 export interface RewriterSettings extends UdpNatSettings, TcpTargetSettings {
-  /** The relay address clients talk to. */
+  /** The relay's IPv4 address clients talk to; 0 when IPv4 clients are not relayed. */
   relayIp: number;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;

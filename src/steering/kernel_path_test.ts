@@ -100,7 +100,7 @@ function scripted() {
 Deno.test("KernelPath with listeners hands connections over by sk_lookup, not TPROXY", async () => {
   const { run, nftScripts } = scripted();
   const seen: string[] = [];
-  const attach = (t: { relayIp: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
+  const attach = (t: { relayIp?: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
     seen.push(`attach ${t.relayIp} ${t.tcpPorts} -> ${l}`);
     return {
       update: (u: typeof t, m: readonly number[]) => seen.push(`update ${u.tcpPorts} -> ${m}`),

@@ -144,8 +144,9 @@ export function renderNatRules(
   if (family === "ip") return rules;
   const icmp = renderIcmp6Rules(
     spec,
-    parseIpv6(spec.relayIp),
-    parseIpv6(spec.realIp),
+    // The IPv6 side's spec (ipv6Spec) has both.
+    parseIpv6(spec.relayIp!),
+    parseIpv6(spec.realIp!),
     kernelUdpPorts(spec),
   );
   return {

@@ -15,9 +15,12 @@
 /** What the steering carries and selects. */
 export interface SteeringSpec {
   queue: number;
-  relayIp: string;
-  /** The real server new UDP flows are sent to by the kernel. */
-  realIp: string;
+  /**
+   * The relay's IPv4 address and the first IPv4 real server (krelay.ko shows it); IPv4
+   * clients are steered only when both are given (an IPv6-only relay has neither).
+   */
+  relayIp?: string;
+  realIp?: string;
   /** The gateway port, where the relay listens (the TPROXY target). */
   gport: number;
   /** UDP service ports: the configured ones and those of live flows. */
@@ -63,12 +66,21 @@ export interface SteeringSpec {
   listeners6?: readonly number[];
 }
 
+/** A spec of one family's side: its relay address and server given. */
+export type FamilySpec = SteeringSpec & { relayIp: string; realIp: string };
+
+/** The spec of the IPv4 side, or undefined when IPv4 clients are not steered (IPv6 only). */
+export function ipv4Spec(spec: SteeringSpec): FamilySpec | undefined {
+  const { relayIp, realIp } = spec;
+  return relayIp === undefined || realIp === undefined ? undefined : { ...spec, relayIp, realIp };
+}
+
 /**
  * The spec of the IPv6 side, in the IPv4 spec's fields (relayIp and realIp the IPv6 ones), or
  * undefined when IPv6 clients are not steered. Packet scripts see IPv4 only, so the kernel
  * NATs every IPv6 UDP service.
  */
-export function ipv6Spec(spec: SteeringSpec): SteeringSpec | undefined {
+export function ipv6Spec(spec: SteeringSpec): FamilySpec | undefined {
   if (spec.relayIp6 === undefined || spec.realIp6 === undefined) return undefined;
   return { ...spec, relayIp: spec.relayIp6, realIp: spec.realIp6, scriptedUdpPorts: [] };
 }
