@@ -26,7 +26,7 @@ import { warmUp } from "../relay/warm_up.ts";
 import { TcpRelay } from "../relay/tcp_relay.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "../relay/stats.ts";
 import { ScriptHost } from "../script/host.ts";
-import { serviceKey } from "../servers/balancer.ts";
+import { type ServerPool, serviceKey } from "../servers/balancer.ts";
 import { Servers } from "./servers.ts";
 import type { CheckerOptions } from "../servers/checker.ts";
 import type { CommandRunner } from "../system/command.ts";
@@ -566,17 +566,33 @@ export class Daemon {
     );
     const main = this.relay.listenerFd;
     const main6 = this.relay.listenerFd6;
-    const pool = this.#settings.pool;
-    const refused = this.#config.udp_ports.filter((p) =>
-      pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
-    );
+    const noneUp = (pool: ServerPool) =>
+      this.#config.udp_ports.filter((p) =>
+        pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
+      );
+    const refused = noneUp(this.#settings.pool);
+    const pool6 = this.#settings.pool6;
+    const refused6 = pool6 === undefined ? [] : noneUp(pool6);
+    for (const s of pool6?.servers ?? []) {
+      if (s.address !== undefined && !this.#ids6.has(s.address)) {
+        this.#ids6.set(s.address, this.#ids6.size);
+      }
+    }
     return {
       ...spec,
       listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
       listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
       ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
+      ...(refused6.length > 0 ? { refusedUdpPorts6: refused6 } : {}),
+      servers6: [...this.#ids6].map(([address, id]) => ({ address, id })),
     };
   }
+
+  /**
+   * The id of each IPv6 server's flow set (udp6_rules.ts), for the run: a server taken out of
+   * real_ip keeps its set, so that its flows go on to it until they time out.
+   */
+  readonly #ids6 = new Map<string, number>();
 
   /**
    * Scripts were loaded or unloaded: the engine NATs the scripted UDP services itself, and the

@@ -20,7 +20,9 @@
 
 import { parseIcmpError } from "../packet/icmp_error.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
-import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
+import { Ipv6Header, Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
+import { ServiceBalancers, serviceKey } from "../servers/balancer.ts";
+import { foldIpv6 } from "../servers/list.ts";
 import { translateIcmp6Error } from "./icmp6_errors.ts";
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
@@ -94,8 +96,9 @@ export class Rewriter {
    */
   process(hook: Hook, bytes: Uint8Array, checksumPartial: boolean): Action {
     this.counters.seen++;
-    // The queue has IPv6 packets only for the ICMPv6 errors of UDP flows (icmp6_rules.ts).
-    if (bytes[0] >>> 4 === 6) return this.#ipv6(bytes, checksumPartial);
+    // The queue has IPv6 packets only for new UDP flows' first packets and the ICMPv6 errors
+    // of UDP flows (udp6_rules.ts, icmp6_rules.ts).
+    if (bytes[0] >>> 4 === 6) return this.#ipv6(hook, bytes, checksumPartial);
     const packet = parseIpv4Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv4Packet)) return this.#pass("passedMalformed");
     if (packet.protocol === IpProtocol.ICMP) return this.#icmpError(hook, bytes);
@@ -200,13 +203,48 @@ export class Rewriter {
     return Action.AcceptRewritten;
   }
 
-  #ipv6(bytes: Uint8Array, checksumPartial: boolean): Action {
+  #ipv6(hook: Hook, bytes: Uint8Array, checksumPartial: boolean): Action {
     const packet = parseIpv6Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv6Packet)) return this.#pass("passedMalformed");
+    if (packet.protocol === Ipv6Header.UDP) {
+      return hook === Hook.PreRouting ? this.#udpRequest6(packet) : this.#pass("passedOtherPort");
+    }
     if (!translateIcmp6Error(packet, this.settings())) return this.#pass("passedOtherProtocol");
     this.counters.rewritten++;
     return Action.AcceptRewritten;
   }
+
+  /**
+   * A new IPv6 UDP flow's first packet (client -> relay:port): sent to the IPv6 server the
+   * balancer picks for the client. The kernel keeps the flow from then on (udp6_rules.ts: the
+   * packet joins its server's flow set as it is forwarded), so krelay records nothing.
+   */
+  #udpRequest6(packet: Ipv6Packet): Action {
+    const s = this.settings();
+    if (packet.isFragment || !packet.hasPorts) return this.#pass("passedFragment");
+    const port = packet.dstPort;
+    if (s.relayIp6 === undefined || !s.udpPorts.has(port) || packet.dstText !== s.relayIp6) {
+      return this.#pass("passedOtherPort");
+    }
+    const pool = s.pool6;
+    const i = pool === undefined
+      ? -1
+      : this.#balancers6.get(pool, serviceKey("udp", port)).pick(foldIpv6(packet.src));
+    const server = i < 0 ? undefined : pool!.servers[i].address;
+    if (server === undefined) {
+      this.counters.dropped++;
+      this.counters.droppedNoServer++;
+      return Action.Drop;
+    }
+    packet.setDst(server);
+    packet.finalize();
+    this.counters.udpRequests++;
+    this.counters.toKernel++;
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
+  }
+
+  readonly #balancers6 = new ServiceBalancers();
 
   #rewritten(packet: Ipv4Packet): Action {
     packet.finalize();

@@ -1,16 +1,18 @@
 /**
- * The ip6tables rules that queue to krelay the ICMPv6 errors the ip6 table marks
- * ({@link ICMP6_MARK}, icmp6_rules.ts): nft's own `queue` statement is not available
- * (platform facts), and krelay.ko's hooks are IPv4's, so IPv6's queue selection is by these
- * rules whatever steers IPv4. In `mangle`, after the ip6 table's raw-priority chains have
- * marked them: PREROUTING for errors passing through the relay, OUTPUT for the relay's own.
- * Both bypass the queue when krelay is gone: an error then passes untranslated, never lost.
+ * The ip6tables rules that queue to krelay what the ip6 table marks: the ICMPv6 errors
+ * ({@link ICMP6_MARK}, icmp6_rules.ts) and each new UDP flow's first packet
+ * ({@link UDP_FIRST_MARK}, udp6_rules.ts), for krelay to pick its server. nft's own `queue`
+ * statement is not available (platform facts), and krelay.ko's hooks are IPv4's, so IPv6's
+ * queue selection is by these rules whatever steers IPv4. In `mangle`, after the ip6 table's
+ * raw-priority chains have marked them: PREROUTING for packets passing through the relay,
+ * OUTPUT for the relay's own errors. All bypass the queue when krelay is gone: an error then
+ * passes untranslated, never lost; a first packet reaches the relay's own stack (refused).
  *
  * @module
  */
 
 import { type CommandRunner, mustRun } from "../system/command.ts";
-import { ICMP6_MARK } from "./marks.ts";
+import { ICMP6_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { idleBuiltinChains } from "./iptables_steering.ts";
 import { RULE_COMMENT } from "./iptables.ts";
 
@@ -19,15 +21,15 @@ const CHAINS = ["PREROUTING", "OUTPUT"] as const;
 // A crashed run can leave a few duplicates; this bounds the removal.
 const MAX_STALE = 16;
 
-/** The rule's arguments after `-A CHAIN` / `-D CHAIN`. */
-export function icmp6QueueRule(queue: number): string[] {
+/** The rule's arguments after `-A CHAIN` / `-D CHAIN`: ICMPv6 errors, or first packets. */
+export function icmp6QueueRule(queue: number, what: "icmp" | "first" = "icmp"): string[] {
   return [
     "-p",
-    "ipv6-icmp",
+    what === "icmp" ? "ipv6-icmp" : "udp",
     "-m",
     "mark",
     "--mark",
-    `0x${ICMP6_MARK.toString(16)}`,
+    `0x${(what === "icmp" ? ICMP6_MARK : UDP_FIRST_MARK).toString(16)}`,
     "-m",
     "comment",
     "--comment",
@@ -49,6 +51,8 @@ export async function installIcmp6Queue(
   for (const chain of CHAINS) {
     await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", chain, ...icmp6QueueRule(queue)]);
   }
+  const first = icmp6QueueRule(queue, "first");
+  await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", "PREROUTING", ...first]);
 }
 
 /**
@@ -63,12 +67,12 @@ export async function removeIcmp6Queue(
 ): Promise<void> {
   const listed = await run(ip6tables, ["-w", "-t", "mangle", "-S"]);
   if (listed.code !== 0) return;
-  const mark = `--mark 0x${ICMP6_MARK.toString(16)}`;
+  const marks = [ICMP6_MARK, UDP_FIRST_MARK].map((m) => `--mark 0x${m.toString(16)} `);
   const ours = listed.stdout.split("\n").filter((line) =>
-    CHAINS.some((c) => line.startsWith(`-A ${c} `)) && line.includes(mark) &&
+    CHAINS.some((c) => line.startsWith(`-A ${c} `)) && marks.some((m) => line.includes(m)) &&
     line.includes(`--comment ${RULE_COMMENT}`)
   );
-  for (const line of ours.slice(0, 2 * MAX_STALE)) {
+  for (const line of ours.slice(0, 3 * MAX_STALE)) {
     await run(ip6tables, ["-w", "-t", "mangle", "-D", ...line.split(" ").slice(1)]);
   }
   const list = await run(nft, ["-j", "list", "table", "ip6", "mangle"]);

@@ -79,7 +79,9 @@ Deno.test("KernelPath installs the ip6 table and IPv6 route only with an IPv6 re
   assert(scripts()[2].includes("ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000"));
   assert(calls.some((c) => c.cmd === "ip -6 route replace local ::/0 dev lo table 19282"));
   await path.update(dual);
-  assert(scripts()[4].startsWith("flush chain ip6 krelay divert"), scripts()[4]);
+  // Each server's flow set is added if new (kept, with its flows, if not), then the rules.
+  assert(scripts()[4].startsWith("add set ip6 krelay udp_flows_0 {"), scripts()[4]);
+  assert(scripts()[4].includes("\nflush chain ip6 krelay divert\n"), scripts()[4]);
   calls.length = 0;
   await path.update(labSpec());
   assert(calls.some((c) => c.cmd === "nft delete table ip6 krelay"));

@@ -64,6 +64,20 @@ export interface SteeringSpec {
   realIp6?: string;
   /** The IPv6 gateway listeners' descriptors, for sk_lookup. */
   listeners6?: readonly number[];
+  /**
+   * The IPv6 servers UDP flows may be carried to, with the daemon's stable ids: those of
+   * real_ip, and those taken out of it while krelay runs (their flows go on). Without it, the
+   * one server realIp6 (id 0).
+   */
+  servers6?: readonly Server6[];
+  /** {@link SteeringSpec.refusedUdpPorts} for IPv6 clients (no IPv6 server up). */
+  refusedUdpPorts6?: readonly number[];
+}
+
+/** An IPv6 server of the steering: its address and the id of its flow set (udp6_rules.ts). */
+export interface Server6 {
+  address: string;
+  id: number;
 }
 
 /** A spec of one family's side: its relay address and server given. */
