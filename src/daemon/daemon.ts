@@ -51,6 +51,8 @@ import { detectRelayIp, detectRelayIp6, ownAddresses } from "./relay_ip.ts";
 import { readIpv6Flows } from "../steering/ipv6_flows.ts";
 import { firstOfEach } from "../config/addresses.ts";
 import { KMOD_IPV4_ONLY } from "../steering/kmod.ts";
+import { foldIpv6 } from "../servers/list.ts";
+import { parseIpv6 } from "../packet/ipv6_address.ts";
 import {
   type ConfigChange,
   divertedView,
@@ -191,6 +193,18 @@ export class Daemon {
         const t = this.engine.tcp.target(servicePort, service | 0, client);
         return [t ? t.server >>> 0 : (this.#settings.pool.servers[0]?.ip ?? 0) >>> 0, servicePort];
       },
+      relayIp6: () => this.#settings.relayIp6,
+      serverOf6: (protocol, client, clientPort, servicePort) => {
+        // As serverOf: a UDP flow's own server, else the first (a TCP one: the one picked).
+        const f = protocol === 17
+          ? this.engine.udp6.get(client, clientPort, servicePort)
+          : undefined;
+        if (f) return [f.server, servicePort];
+        const t = protocol === 6
+          ? this.engine.tcp.target6(servicePort, foldIpv6(parseIpv6(client)))
+          : undefined;
+        return [t ? t.server : this.#settings.pool6?.servers[0]?.address ?? "::", servicePort];
+      },
       now: deps.now,
       onServicesChanged: () => this.#scriptsChanged(),
     });
@@ -306,6 +320,7 @@ export class Daemon {
       log.error("removing steering failed: {error}", { error: String(e) })
     );
     this.table.flush();
+    this.engine.udp6.flush();
     log.info("stopped relaying");
   }
 
@@ -528,6 +543,7 @@ export class Daemon {
 
   #tick(): void {
     this.table.sweep();
+    this.engine.udp6.sweep();
     const pressure = this.#pressure.check(this.table.stats(), this.deps.now());
     if (pressure) {
       log.warning(

@@ -23,6 +23,7 @@ import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.t
 import { Ipv6Header, Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
 import { ServiceBalancers, serviceKey } from "../servers/balancer.ts";
 import { foldIpv6 } from "../servers/list.ts";
+import { Udp6Flows } from "./udp6_flows.ts";
 import { translateIcmp6Error } from "./icmp6_errors.ts";
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
@@ -88,6 +89,7 @@ export class Rewriter {
     this.now = options.now;
     this.#udp = new UdpNat(options.table, options.settings);
     this.tcp = new TcpTargets(options.settings);
+    this.udp6 = new Udp6Flows(options.table.options.capacity, options.now);
   }
 
   /**
@@ -207,7 +209,16 @@ export class Rewriter {
     const packet = parseIpv6Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv6Packet)) return this.#pass("passedMalformed");
     if (packet.protocol === Ipv6Header.UDP) {
-      return hook === Hook.PreRouting ? this.#udpRequest6(packet) : this.#pass("passedOtherPort");
+      if (hook === Hook.PreRouting) return this.#udpRequest6(packet);
+      return hook === Hook.PostRouting ? this.#udpReply6(packet) : this.#pass("passedOtherPort");
+    }
+    // A scripted TCP service's segment (its scripts have decided): the relay carries it.
+    if (packet.protocol === Ipv6Header.TCP) {
+      const s = this.settings();
+      const port = hook === Hook.PreRouting ? packet.dstPort : packet.srcPort;
+      if (!packet.hasPorts || !s.tcpPorts.has(port)) return this.#pass("passedOtherPort");
+      this.counters.tcpSegments++;
+      return Action.Accept;
     }
     if (!translateIcmp6Error(packet, this.settings())) return this.#pass("passedOtherProtocol");
     this.counters.rewritten++;
@@ -226,11 +237,20 @@ export class Rewriter {
     if (s.relayIp6 === undefined || !s.udpPorts.has(port) || packet.dstText !== s.relayIp6) {
       return this.#pass("passedOtherPort");
     }
-    const pool = s.pool6;
-    const i = pool === undefined
-      ? -1
-      : this.#balancers6.get(pool, serviceKey("udp", port)).pick(foldIpv6(packet.src));
-    const server = i < 0 ? undefined : pool!.servers[i].address;
+    const scripted = s.scriptedUdpPorts.has(port);
+    const pick = () => this.#pick6(port, packet.src);
+    let server: string | undefined;
+    if (!scripted) server = pick();
+    else {
+      // A scripted service's flow: krelay's own, both ways.
+      const f = this.udp6.request(packet.srcText, packet.srcPort, port, pick, s.udpTimeoutMs);
+      if (f === "full") {
+        this.counters.dropped++;
+        this.counters.droppedNatFull++;
+        return Action.Drop;
+      }
+      server = f === "no-server" ? undefined : f.server;
+    }
     if (server === undefined) {
       this.counters.dropped++;
       this.counters.droppedNoServer++;
@@ -239,10 +259,42 @@ export class Rewriter {
     packet.setDst(server);
     packet.finalize();
     this.counters.udpRequests++;
-    this.counters.toKernel++;
+    if (!scripted) this.counters.toKernel++;
     this.counters.rewritten++;
     return Action.AcceptRewritten;
   }
+
+  /** The IPv6 server the balancer picks for a new flow from `client` to `port`. */
+  #pick6(port: number, client: Uint8Array): string | undefined {
+    const pool = this.settings().pool6;
+    if (pool === undefined) return undefined;
+    const i = this.#balancers6.get(pool, serviceKey("udp", port)).pick(foldIpv6(client));
+    return i < 0 ? undefined : pool.servers[i].address;
+  }
+
+  /** A scripted IPv6 service's reply (server:port -> client): from the relay again. */
+  #udpReply6(packet: Ipv6Packet): Action {
+    const s = this.settings();
+    if (packet.isFragment || !packet.hasPorts || s.relayIp6 === undefined) {
+      return this.#pass("passedNoFlow");
+    }
+    const f = this.udp6.reply(
+      packet.srcText,
+      packet.srcPort,
+      packet.dstText,
+      packet.dstPort,
+      s.udpTimeoutMs,
+    );
+    if (f === undefined) return this.#pass("passedNoFlow");
+    packet.setSrc(s.relayIp6);
+    packet.finalize();
+    this.counters.udpReplies++;
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
+  }
+
+  /** The IPv6 flows of scripted services, NATed here (the kernel keeps the others). */
+  readonly udp6: Udp6Flows;
 
   readonly #balancers6 = new ServiceBalancers();
 

@@ -14,7 +14,12 @@ import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import { ipv4Spec, ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
-import { installIcmp6Queue, removeIcmp6Queue } from "./ip6_queue.ts";
+import {
+  installIcmp6Queue,
+  removeIcmp6Queue,
+  scriptedQueueChange,
+  scriptedQueueRules,
+} from "./ip6_queue.ts";
 
 const log = logger("steering");
 
@@ -40,6 +45,8 @@ export class KernelPath implements Steering {
   #ipv4 = false;
   /** The IPv6 table and route are installed (IPv6 clients are steered). */
   #ipv6 = false;
+  /** The ip6tables rules queueing scripted IPv6 services (ip6_queue.ts), as installed. */
+  #scripted6: string[][] = [];
   /** Said once: why TPROXY diverts instead of sk_lookup. */
   #fallbackLogged = false;
 
@@ -129,19 +136,36 @@ export class KernelPath implements Steering {
       if (this.#ipv6) await this.#removeIpv6();
       return;
     }
+    // A newly scripted service is queued before the table stops NATing it, and queued no
+    // longer only after the table NATs it again.
+    const wanted = scriptedQueueRules(
+      spec.queue,
+      six.relayIp,
+      six.scriptedUdpPorts,
+      six.scriptedTcpPorts,
+    );
+    const change = scriptedQueueChange(this.run, this.#scripted6, wanted, this.ip6tables);
     if (this.#ipv6) {
+      await change.add();
+      this.#scripted6 = [...this.#scripted6, ...wanted];
       await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(six, skLookup, "ip6"));
+      await change.drop();
+      this.#scripted6 = wanted;
       return;
     }
     await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(six, skLookup, "ip6"));
     this.#ipv6 = true;
     for (const args of routeInstallCommands(true)) await mustRun(this.run, this.ip, args);
-    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate.
+    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate,
+    // and each new flow's first packet; and every packet of the scripted services.
     await installIcmp6Queue(this.run, spec.queue, this.ip6tables);
+    this.#scripted6 = wanted;
+    await scriptedQueueChange(this.run, [], wanted, this.ip6tables).add();
   }
 
   async #removeIpv6(): Promise<void> {
     this.#ipv6 = false;
+    this.#scripted6 = [];
     await removeIcmp6Queue(this.run, this.ip6tables, this.nft);
     await this.run(this.nft, ["delete", "table", "ip6", NFT_TABLE]);
     const route = routeRemovalCommands(true);

@@ -91,12 +91,12 @@ export function ipv4Spec(spec: SteeringSpec): FamilySpec | undefined {
 
 /**
  * The spec of the IPv6 side, in the IPv4 spec's fields (relayIp and realIp the IPv6 ones), or
- * undefined when IPv6 clients are not steered. Packet scripts see IPv4 only, so the kernel
- * NATs every IPv6 UDP service.
+ * undefined when IPv6 clients are not steered. Scripted services are queued as IPv4's are
+ * (ip6_queue.ts), and krelay NATs their UDP flows itself.
  */
 export function ipv6Spec(spec: SteeringSpec): FamilySpec | undefined {
   if (spec.relayIp6 === undefined || spec.realIp6 === undefined) return undefined;
-  return { ...spec, relayIp: spec.relayIp6, realIp: spec.realIp6, scriptedUdpPorts: [] };
+  return { ...spec, relayIp: spec.relayIp6, realIp: spec.realIp6 };
 }
 
 /** The UDP ports the kernel NATs: those without a script. */
