@@ -21,7 +21,7 @@
  * @module
  */
 
-import { formatIpv4, isIpv4, parseIpv4 } from "../packet/address.ts";
+import { formatIpv4, parseIpv4 } from "../packet/address.ts";
 import { formatIpv6, isIpv6, parseIpv6 } from "../packet/ipv6_address.ts";
 import type { Packet, Protocol, TcpFlagName } from "./api.ts";
 
@@ -116,16 +116,16 @@ export class ScriptPacket implements Packet {
     this.#address(this.family === 6 ? 24 : 16, v);
   }
 
-  /** Writes an address of the packet's own family at `at`. */
+  /** Writes an address of the packet's own family at `at` (a RangeError for any other). */
   #address(at: number, v: string): void {
-    if (typeof v !== "string") throw new TypeError("an address must be a string");
     if (this.family === 6) {
-      if (!isIpv6(v)) throw new TypeError(`${v} is no IPv6 address (this packet is IPv6)`);
+      if (typeof v !== "string" || !isIpv6(v)) {
+        throw new RangeError(`${v} is no IPv6 address (this packet is IPv6)`);
+      }
       this.#data.set(parseIpv6(v), at);
       this.#changed = true;
       return;
     }
-    if (!isIpv4(v)) throw new TypeError(`${v} is no IPv4 address (this packet is IPv4)`);
     this.#u32(at, parseIpv4(v));
   }
   get srcPort(): number {

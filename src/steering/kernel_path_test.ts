@@ -139,3 +139,58 @@ Deno.test("KernelPath falls back to TPROXY when sk_lookup is refused, or without
   assertEquals(attached, 0);
   assert(none.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
 });
+
+Deno.test("KernelPath queues scripted IPv6 services by ip6tables rules, added and removed with the scripts", async () => {
+  const calls: string[] = [];
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  const dual = { relayIp6: "2001:db8:1::1", realIp6: "2001:db8:2::10" };
+  await path.install(labSpec(dual));
+  const scripted = () => calls.filter((c) => c.includes("multiport"));
+  assertEquals(scripted(), []);
+  await path.update(labSpec({ ...dual, scriptedUdpPorts: [53] }));
+  const q = "-m comment --comment krelay -j NFQUEUE --queue-num 0 --queue-bypass";
+  assertEquals(scripted(), [
+    `ip6tables -w -t mangle -A PREROUTING -d 2001:db8:1::1/128 -p udp -m multiport --dports 53 ${q}`,
+    `ip6tables -w -t mangle -A POSTROUTING -p udp -m multiport --sports 53 ${q}`,
+  ]);
+  // The ip6 table no longer NATs it: no flow set rule for port 53.
+  const last = calls.filter((c) => c === "nft -f -").length;
+  assert(last >= 3);
+  calls.length = 0;
+  await path.update(labSpec({ ...dual, scriptedUdpPorts: [53] }));
+  assertEquals(scripted(), []);
+  await path.update(labSpec(dual));
+  assertEquals(scripted(), [
+    `ip6tables -w -t mangle -D PREROUTING -d 2001:db8:1::1/128 -p udp -m multiport --dports 53 ${q}`,
+    `ip6tables -w -t mangle -D POSTROUTING -p udp -m multiport --sports 53 ${q}`,
+  ]);
+});
+
+Deno.test("KernelPath with IPv6 only installs no ip table, IPv4 route or IPv4 rule", async () => {
+  const calls: { cmd: string; stdin?: string }[] = [];
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  const only6 = labSpec({
+    relayIp: undefined,
+    realIp: undefined,
+    relayIp6: "2001:db8:1::1",
+    realIp6: "2001:db8:2::10",
+  });
+  await path.install(only6);
+  const scripts = calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
+  assertEquals(scripts.length, 1);
+  assert(scripts[0].startsWith("table ip6 krelay {"), scripts[0]);
+  assert(!calls.some((c) => c.cmd.startsWith("ip rule add")), JSON.stringify(calls));
+  assert(calls.some((c) => c.cmd.startsWith("ip -6 rule add")));
+});
