@@ -462,7 +462,7 @@ export class Daemon {
   async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
     const threads = await this.#threads?.diverted(now) ?? [];
-    // IPv6 UDP flows are the kernel's alone (no queue sees them): listed from its set.
+    // IPv6 UDP flows are the kernel's (krelay keeps no record of them): listed from its set.
     const six = this.relayIp6 !== undefined && this.#state === "started"
       ? await readIpv6Flows(this.deps.run)
       : [];

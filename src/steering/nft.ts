@@ -69,10 +69,10 @@ import { flowServers, flowSetBody, flowSetName, renderUdp6Rules } from "./udp6_r
 export const NFT_TABLE = "krelay";
 
 /**
- * The table's family: `ip` for IPv4, `ip6` for IPv6. The IPv6 table has the same chains and
- * rules over IPv6 addresses, with one difference: no queue selects IPv6 packets, so a new UDP
- * flow's first packet is sent to the IPv6 real server by its rule (and learnt by
- * `udp_forward` as an IPv4 one is once krelay has rewritten it).
+ * The table's family: `ip` for IPv4, `ip6` for IPv6. The IPv6 table has the same TCP chains
+ * and rules over IPv6 addresses; its UDP rules are udp6_rules.ts's (a flow set per server,
+ * since nft cannot store a flow's server under an IPv6 key), and its ICMPv6 ones
+ * icmp6_rules.ts's.
  */
 export type NftFamily = "ip" | "ip6";
 
