@@ -16,7 +16,7 @@
 
 import { isIpv4, parseIpv4 } from "../packet/address.ts";
 import { parseServerList } from "../servers/list.ts";
-import { addressFamilies, unusableIpv6 } from "./addresses.ts";
+import { unusableIpv6 } from "./addresses.ts";
 
 /**
  * Why `ip` cannot be the real server, or undefined when it can. `own` lists the relay's own
@@ -51,16 +51,13 @@ export function unusableAddress(a: number): string | undefined {
 export function realIpListProblem(text: string, own: readonly string[] = []): string | undefined {
   const list = parseServerList(text);
   if (typeof list === "string") return list;
-  const { v6 } = addressFamilies(text);
-  const one = list.length + v6.length === 1;
+  const one = list.length === 1;
   for (const server of list) {
-    const why = realIpProblem(server.address, own);
-    if (why !== undefined) return one ? why : `${server.address} ${why}`;
-  }
-  for (const ip of v6) {
-    const why = unusableIpv6(ip) ??
-      (own.includes(ip) ? "is one of the relay's own addresses" : undefined);
-    if (why !== undefined) return `${ip} ${why}`;
+    const why = server.family === 4 ? realIpProblem(server.address, own) : (
+      unusableIpv6(server.address) ??
+        (own.includes(server.address) ? "is one of the relay's own addresses" : undefined)
+    );
+    if (why !== undefined) return one && server.family === 4 ? why : `${server.address} ${why}`;
   }
   return undefined;
 }

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
-import { checkRealIp, realIpProblem } from "./real_ip.ts";
+import { checkRealIp, realIpListProblem, realIpProblem } from "./real_ip.ts";
 import { parseConfig } from "./schema.ts";
 
 Deno.test("realIpProblem refuses loopback, unspecified, broadcast, multicast and own addresses", () => {
@@ -21,4 +21,13 @@ Deno.test("the schema applies the rule to real_ip from flags, the file or config
   const bad = parseConfig({ real_ip: "127.0.0.1" });
   assertEquals(bad, { ok: false, errors: ["real_ip: is a loopback address (127.0.0.0/8)"] });
   assertEquals(parseConfig({ real_ip: "203.0.113.10" }).ok, true);
+});
+
+Deno.test("realIpListProblem: IPv6 servers alone, with weights and backups, are a list", () => {
+  assertEquals(realIpListProblem("2001:db8:2::10,2001:db8:2::20@2@backup"), undefined);
+  assertEquals(realIpListProblem("::1"), "::1 is the loopback address (::1)");
+  assertEquals(
+    realIpListProblem("2001:db8:2::10", ["2001:db8:2::10"]),
+    "2001:db8:2::10 is one of the relay's own addresses",
+  );
 });

@@ -39,8 +39,9 @@ const portList = z.array(port).max(64, "at most 64 ports").refine(
 export const configSchema = z.object({
   real_ip: serverList.default("192.168.0.10").describe(
     "the real servers: one address, or a comma-separated list (ADDRESS[@WEIGHT][@backup], " +
-      "e.g. 203.0.113.10,203.0.113.20@3) over which new flows are spread; an IPv6 address " +
-      "(2001:db8:2::10) is the IPv6 clients' server",
+      "e.g. 203.0.113.10,203.0.113.20@3) over which new flows are spread; IPv6 addresses " +
+      "(2001:db8:2::10) are the IPv6 clients' servers, a list of their own (either family " +
+      "may be left out: it is then not relayed)",
   ),
   balance: z.enum(["client-hash", "round-robin"]).default("client-hash").describe(
     "how new flows are spread over the servers up: client-hash (a client's flows stick to " +

@@ -77,7 +77,7 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["state", paint(report.state, report.state === "started" ? GREEN : YELLOW, color)],
     ["pid", String(report.pid)],
     ["uptime", `${formatDuration(report.uptimeSeconds)} (since ${report.startedAt})`],
-    ["relay ip", report.relayIp],
+    ...(report.relayIp === undefined ? [] : [["relay ip", report.relayIp]]),
     ...(report.relayIp6 === undefined ? [] : [["relay ip6", report.relayIp6]]),
   ].map(([k, v]) => `${k.padEnd(report.relayIp6 === undefined ? 8 : 9)}  ${v}`).join("\n");
 

@@ -26,7 +26,7 @@ import { warmUp } from "../relay/warm_up.ts";
 import { TcpRelay } from "../relay/tcp_relay.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "../relay/stats.ts";
 import { ScriptHost } from "../script/host.ts";
-import { serviceKey } from "../servers/balancer.ts";
+import { type ServerPool, serviceKey } from "../servers/balancer.ts";
 import { Servers } from "./servers.ts";
 import type { CheckerOptions } from "../servers/checker.ts";
 import type { CommandRunner } from "../system/command.ts";
@@ -50,6 +50,9 @@ import {
 import { detectRelayIp, detectRelayIp6, ownAddresses } from "./relay_ip.ts";
 import { readIpv6Flows } from "../steering/ipv6_flows.ts";
 import { firstOfEach } from "../config/addresses.ts";
+import { KMOD_IPV4_ONLY } from "../steering/kmod.ts";
+import { foldIpv6 } from "../servers/list.ts";
+import { parseIpv6 } from "../packet/ipv6_address.ts";
 import {
   type ConfigChange,
   divertedView,
@@ -121,7 +124,8 @@ export class Daemon {
 
   private constructor(
     config: Config,
-    readonly relayIp: string,
+    /** The relay's IPv4 address; undefined when the relay has IPv6 servers only. */
+    readonly relayIp: string | undefined,
     private readonly deps: DaemonDeps,
     /** The relay's IPv6 address, when IPv6 clients are relayed. */
     readonly relayIp6?: string,
@@ -142,7 +146,14 @@ export class Daemon {
       probes: deps.probes,
     });
     this.servers.configure(config);
-    this.#settings = rewriterSettings(config, relayIp, [], this.servers.pool(), relayIp6);
+    this.#settings = rewriterSettings(
+      config,
+      relayIp,
+      [],
+      this.servers.pool(),
+      relayIp6,
+      this.servers.pool6(),
+    );
     this.#startedClock = deps.now();
     // Awaited by whoever runs the daemon (run.ts); unawaited, a failure is not an unhandled one.
     this.#fatal.promise.catch(() => {});
@@ -180,7 +191,19 @@ export class Daemon {
           : undefined;
         if (e) return [e.server, e.serverPort];
         const t = this.engine.tcp.target(servicePort, service | 0, client);
-        return [t ? t.server >>> 0 : this.#settings.pool.servers[0].ip >>> 0, servicePort];
+        return [t ? t.server >>> 0 : (this.#settings.pool.servers[0]?.ip ?? 0) >>> 0, servicePort];
+      },
+      relayIp6: () => this.#settings.relayIp6,
+      serverOf6: (protocol, client, clientPort, servicePort) => {
+        // As serverOf: a UDP flow's own server, else the first (a TCP one: the one picked).
+        const f = protocol === 17
+          ? this.engine.udp6.get(client, clientPort, servicePort)
+          : undefined;
+        if (f) return [f.server, servicePort];
+        const t = protocol === 6
+          ? this.engine.tcp.target6(servicePort, foldIpv6(parseIpv6(client)))
+          : undefined;
+        return [t ? t.server : this.#settings.pool6?.servers[0]?.address ?? "::", servicePort];
       },
       now: deps.now,
       onServicesChanged: () => this.#scriptsChanged(),
@@ -191,7 +214,13 @@ export class Daemon {
   static async create(config: Config, deps: DaemonDeps): Promise<Daemon> {
     const real = firstOfEach(config.real_ip);
     const relay = firstOfEach(config.relay_ip);
-    const relayIp = relay.v4 ?? await detectRelayIp(deps.run, real.v4!);
+    // Without an IPv4 server (an IPv6-only relay), IPv4 clients are not relayed.
+    if (real.v4 === undefined && deps.steering.observe !== undefined) {
+      throw new Error(KMOD_IPV4_ONLY);
+    }
+    const relayIp = real.v4 === undefined
+      ? undefined
+      : relay.v4 ?? await detectRelayIp(deps.run, real.v4);
     let relayIp6 = relay.v6;
     if (relayIp6 === undefined && real.v6 !== undefined) {
       relayIp6 = await detectRelayIp6(deps.run, real.v6).catch((e) => {
@@ -199,7 +228,11 @@ export class Daemon {
         return undefined;
       });
     }
-    checkRealServers(config.real_ip, [relayIp, ...await ownAddresses(deps.run)], relayIp6);
+    if (relayIp === undefined && relayIp6 === undefined) {
+      throw new Error("real_ip: no IPv4 server, and no IPv6 relay address: nothing to relay");
+    }
+    const own = [...(relayIp === undefined ? [] : [relayIp]), ...await ownAddresses(deps.run)];
+    checkRealServers(config.real_ip, own, relayIp6);
     return new Daemon(config, relayIp, deps, relayIp6);
   }
 
@@ -287,6 +320,7 @@ export class Daemon {
       log.error("removing steering failed: {error}", { error: String(e) })
     );
     this.table.flush();
+    this.engine.udp6.flush();
     log.info("stopped relaying");
   }
 
@@ -309,11 +343,18 @@ export class Daemon {
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
     if (key === "real_ip") {
-      checkRealServers(
-        next.real_ip,
-        [this.relayIp, ...await ownAddresses(this.deps.run)],
-        this.relayIp6,
-      );
+      // Each family keeps the relay address it started with: a family it has none of cannot
+      // be given servers live (nor be left with none, which would relay nothing).
+      const real = firstOfEach(next.real_ip);
+      if (real.v4 !== undefined && this.relayIp === undefined) {
+        throw new Error("real_ip: krelay started without IPv4: an IPv4 server needs a restart");
+      }
+      if (real.v4 === undefined && this.#follower !== undefined) throw new Error(KMOD_IPV4_ONLY);
+      if (real.v4 === undefined && (real.v6 === undefined || this.relayIp6 === undefined)) {
+        throw new Error("real_ip: would leave no server of a family the relay relays");
+      }
+      const own = this.relayIp === undefined ? [] : [this.relayIp];
+      checkRealServers(next.real_ip, [...own, ...await ownAddresses(this.deps.run)], this.relayIp6);
     }
     const from = this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
@@ -347,7 +388,7 @@ export class Daemon {
       state: this.#state,
       startedAt: this.#startedAt.toISOString(),
       uptimeSeconds: (this.deps.now() - this.#startedClock) / 1000,
-      relayIp: this.relayIp,
+      ...(this.relayIp === undefined ? {} : { relayIp: this.relayIp }),
       ...(this.relayIp6 === undefined ? {} : { relayIp6: this.relayIp6 }),
       config: this.#config,
       packets: { ...this.engine.counters },
@@ -357,9 +398,13 @@ export class Daemon {
       tcp: this.#tcpStats(),
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
-      servers: this.servers.view(this.#serverCounts(), (ip) => {
+      servers: this.servers.view(this.#serverCounts(), (server) => {
+        // IPv6 flows are the kernel's: counted from its set (see #countIpv6Flows).
+        if (server.family === 6) return this.#ipv6Flows.get(server.address) ?? 0;
         let flows = 0;
-        for (const e of this.table.entries()) if (e.protocol === "udp" && e.server === ip) flows++;
+        for (const e of this.table.entries()) {
+          if (e.protocol === "udp" && e.server === server.ip >>> 0) flows++;
+        }
         return flows;
       }),
     };
@@ -377,7 +422,24 @@ export class Daemon {
       this.scripts.scriptedPorts().udp,
       this.servers.pool(),
       this.relayIp6,
+      this.servers.pool6(),
     );
+  }
+
+  /** The kernel's IPv6 UDP flows per server, as last read (status shows them). */
+  #ipv6Flows = new Map<string, number>();
+  #ipv6FlowsRead = -Infinity;
+
+  /** Reads the kernel's IPv6 flows again, every 5 s at most, for the status' servers. */
+  async #countIpv6Flows(): Promise<void> {
+    const now = this.deps.now();
+    if (this.relayIp6 === undefined || now - this.#ipv6FlowsRead < 5000) return;
+    this.#ipv6FlowsRead = now;
+    const counts = new Map<string, number>();
+    for (const f of await readIpv6Flows(this.deps.run)) {
+      counts.set(f.server, (counts.get(f.server) ?? 0) + 1);
+    }
+    this.#ipv6Flows = counts;
   }
 
   /** A server went down or came back: new flows follow at once, in every thread. */
@@ -400,7 +462,7 @@ export class Daemon {
   async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
     const threads = await this.#threads?.diverted(now) ?? [];
-    // IPv6 UDP flows are the kernel's alone (no queue sees them): listed from its set.
+    // IPv6 UDP flows are the kernel's (krelay keeps no record of them): listed from its set.
     const six = this.relayIp6 !== undefined && this.#state === "started"
       ? await readIpv6Flows(this.deps.run)
       : [];
@@ -481,6 +543,7 @@ export class Daemon {
 
   #tick(): void {
     this.table.sweep();
+    this.engine.udp6.sweep();
     const pressure = this.#pressure.check(this.table.stats(), this.deps.now());
     if (pressure) {
       log.warning(
@@ -492,6 +555,7 @@ export class Daemon {
     if (this.#state === "started") {
       // The relay's failed connections since the last tick count against their servers.
       this.servers.passive(this.#serverCounts());
+      this.#countIpv6Flows().catch(() => {});
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
       );
@@ -518,17 +582,33 @@ export class Daemon {
     );
     const main = this.relay.listenerFd;
     const main6 = this.relay.listenerFd6;
-    const pool = this.#settings.pool;
-    const refused = this.#config.udp_ports.filter((p) =>
-      pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
-    );
+    const noneUp = (pool: ServerPool) =>
+      this.#config.udp_ports.filter((p) =>
+        pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
+      );
+    const refused = noneUp(this.#settings.pool);
+    const pool6 = this.#settings.pool6;
+    const refused6 = pool6 === undefined ? [] : noneUp(pool6);
+    for (const s of pool6?.servers ?? []) {
+      if (s.address !== undefined && !this.#ids6.has(s.address)) {
+        this.#ids6.set(s.address, this.#ids6.size);
+      }
+    }
     return {
       ...spec,
       listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
       listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
       ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
+      ...(refused6.length > 0 ? { refusedUdpPorts6: refused6 } : {}),
+      servers6: [...this.#ids6].map(([address, id]) => ({ address, id })),
     };
   }
+
+  /**
+   * The id of each IPv6 server's flow set (udp6_rules.ts), for the run: a server taken out of
+   * real_ip keeps its set, so that its flows go on to it until they time out.
+   */
+  readonly #ids6 = new Map<string, number>();
 
   /**
    * Scripts were loaded or unloaded: the engine NATs the scripted UDP services itself, and the

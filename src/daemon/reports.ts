@@ -28,8 +28,8 @@ export interface StatusReport {
   /** ISO time krelay started, and seconds since. */
   startedAt: string;
   uptimeSeconds: number;
-  /** The relay address in use (configured or detected). */
-  relayIp: string;
+  /** The relay's IPv4 address in use (configured or detected); none when IPv6 only. */
+  relayIp?: string;
   /** The relay's IPv6 address, when IPv6 clients are relayed. */
   relayIp6?: string;
   config: Config;

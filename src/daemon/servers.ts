@@ -24,7 +24,7 @@ import {
   ServerHealth,
   type Service,
 } from "../servers/health.ts";
-import { type ServerEntry, serverList } from "../servers/list.ts";
+import { ofFamily, type ServerEntry, serverList } from "../servers/list.ts";
 
 const log = logger("health");
 
@@ -71,9 +71,25 @@ export function healthSettings(config: Config): HealthSettings {
   };
 }
 
-/** A pool of every listed server up, for a config (what a relay without health checks uses). */
-export function staticPool(config: Config): ServerPool {
-  return { servers: serverList(config.real_ip), balance: config.balance, up: {} };
+/**
+ * A pool of every listed server of `family` up, for a config (what a relay without health
+ * checks uses).
+ */
+export function staticPool(config: Config, family: 4 | 6 = 4): ServerPool {
+  return { servers: ofFamily(serverList(config.real_ip), family), balance: config.balance, up: {} };
+}
+
+/** The pool of one family: its servers, and their columns of each service's health. */
+function familyPool(
+  list: readonly ServerEntry[],
+  family: 4 | 6,
+  balance: ServerPool["balance"],
+  up: Record<string, boolean[]>,
+): ServerPool {
+  const index = list.flatMap((s, i) => s.family === family ? [i] : []);
+  const own: Record<string, boolean[]> = {};
+  for (const [key, all] of Object.entries(up)) own[key] = index.map((i) => all[i]);
+  return { servers: index.map((i) => list[i]), balance, up: own };
 }
 
 /** The servers of a relay, their health and their checks. */
@@ -81,6 +97,7 @@ export class Servers {
   #list: ServerEntry[] = [];
   #balance: ServerPool["balance"] = "client-hash";
   #pool: ServerPool = { servers: [], balance: "client-hash", up: {} };
+  #pool6: ServerPool = { servers: [], balance: "client-hash", up: {} };
   #poolGeneration = -1;
   readonly #health: ServerHealth;
   readonly #checker: Checker;
@@ -126,8 +143,10 @@ export class Servers {
     this.#list = serverList(config.real_ip);
     this.#balance = config.balance;
     // One server has no other to take its flows: it is not checked, and behaves as krelay's
-    // one real server always did (a client's connection fails as the server's does).
-    const checked = this.#list.length > 1 && config.health_checks;
+    // one real server always did (a client's connection fails as the server's does). Each
+    // family is its own pool (a client is relayed within its family).
+    const several = [4, 6].some((f) => ofFamily(this.#list, f as 4 | 6).length > 1);
+    const checked = several && config.health_checks;
     const services: Service[] = !checked ? [] : [
       ...config.tcp_ports.map((port) => ({ protocol: "tcp" as const, port })),
       ...(config.health_udp_probe === "none"
@@ -142,14 +161,28 @@ export class Servers {
     );
   }
 
-  /** The pool for the relay's settings; the same object until the servers or health change. */
+  /**
+   * The IPv4 servers' pool for the relay's settings; the same object until the servers or
+   * health change.
+   */
   pool(): ServerPool {
-    const generation = this.#health.generation;
-    if (generation !== this.#poolGeneration) {
-      this.#pool = { servers: this.#list, balance: this.#balance, up: this.#health.up() };
-      this.#poolGeneration = generation;
-    }
+    this.#makePools();
     return this.#pool;
+  }
+
+  /** {@link Servers.pool} for the IPv6 servers. */
+  pool6(): ServerPool {
+    this.#makePools();
+    return this.#pool6;
+  }
+
+  #makePools(): void {
+    const generation = this.#health.generation;
+    if (generation === this.#poolGeneration) return;
+    const up = this.#health.up();
+    this.#pool = familyPool(this.#list, 4, this.#balance, up);
+    this.#pool6 = familyPool(this.#list, 6, this.#balance, up);
+    this.#poolGeneration = generation;
   }
 
   /** Starts the active checks. */
@@ -163,7 +196,8 @@ export class Servers {
   }
 
   /**
-   * The relay's connection counts since start, by "port/server" (see TcpRelay.serverCounts):
+   * The relay's connection counts since start, by "port/server" (see TcpRelay.serverCounts;
+   * an IPv4 server as an unsigned number, an IPv6 one as its address):
    * connections that failed since the last call count against their server, connected ones
    * for it.
    */
@@ -175,9 +209,9 @@ export class Servers {
       const failed = c.failed >= before.failed ? c.failed - before.failed : 0;
       const connected = c.connected >= before.connected ? c.connected - before.connected : 0;
       if (failed === 0 && connected === 0) continue;
-      const [port, server] = key.split("/").map(Number);
-      const address = this.#list.find((s) => s.ip >>> 0 === server)?.address;
+      const address = this.#serverOf(key);
       if (address === undefined) continue;
+      const port = Number(key.split("/")[0]);
       this.#health.passive({ protocol: "tcp", port }, address, failed, connected, now);
     }
     this.#seen = counts;
@@ -195,8 +229,18 @@ export class Servers {
     this.#health.passive({ protocol: "udp", port }, address, failed, ok, this.options.now());
   }
 
-  /** The servers as status shows them, given the relay's counts and the NAT table's flows. */
-  view(tcp: Record<string, FlowCounts>, udpFlows: (ip: number) => number): ServerView[] {
+  /** The listed server a "port/server" key of the relay's counts is about. */
+  #serverOf(key: string): string | undefined {
+    const server = key.slice(key.indexOf("/") + 1);
+    if (server.includes(":")) return this.#list.find((s) => s.address === server)?.address;
+    return this.#list.find((s) => s.family === 4 && s.ip >>> 0 === Number(server))?.address;
+  }
+
+  /**
+   * The servers as status shows them, given the relay's counts and the UDP flows of each
+   * server (by its address).
+   */
+  view(tcp: Record<string, FlowCounts>, udpFlows: (server: ServerEntry) => number): ServerView[] {
     const now = this.options.now();
     return this.#list.map((s) => {
       const checks: CheckView[] = [];
@@ -221,7 +265,7 @@ export class Servers {
       const down = checks.filter((c) => c.state === "down").length;
       let tcpActive = 0, tcpTotal = 0, tcpFailed = 0;
       for (const [key, c] of Object.entries(tcp)) {
-        if (Number(key.split("/")[1]) !== s.ip >>> 0) continue;
+        if (this.#serverOf(key) !== s.address) continue;
         tcpActive += c.active;
         tcpTotal += c.total;
         tcpFailed += c.failed;
@@ -235,7 +279,7 @@ export class Servers {
         tcpActive,
         tcpTotal,
         tcpFailed,
-        udpFlows: udpFlows(s.ip >>> 0),
+        udpFlows: udpFlows(s),
       };
     });
   }

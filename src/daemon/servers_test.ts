@@ -77,3 +77,31 @@ Deno.test("Servers: unanswered UDP flows count against their server, answered on
   servers.passiveUdp(53, s2, false);
   assertEquals(servers.pool().up, { "tcp/80": [true, true], "udp/53": [true, false] });
 });
+
+Deno.test("Servers: each family is its own pool; IPv6 connection failures take an IPv6 server out", () => {
+  const servers = new Servers({ now: () => 0, onChange: () => {} });
+  servers.configure(
+    config({ real_ip: "2001:db8:2::10,203.0.113.10,2001:db8:2::20@3", health_fall: 1 }),
+  );
+  assertEquals(servers.pool().servers.map((s) => s.address), ["203.0.113.10"]);
+  const six = servers.pool6();
+  assertEquals(six.servers.map((s) => [s.address, s.weight]), [
+    ["2001:db8:2::10", 1],
+    ["2001:db8:2::20", 3],
+  ]);
+  assertEquals(six.up["tcp/80"], [true, true]);
+  // The relay counts IPv6 servers by address.
+  servers.passive({ "80/2001:db8:2::20": { active: 0, total: 1, connected: 0, failed: 1 } });
+  assertEquals(servers.pool6().up["tcp/80"], [true, false]);
+  assertEquals(servers.pool().up["tcp/80"], [true]);
+  const view = servers.view({ "80/2001:db8:2::20": noFlows(1) }, (s) => s.family === 6 ? 7 : 0);
+  assertEquals(view.map((s) => [s.address, s.state, s.tcpFailed, s.udpFlows]), [
+    ["2001:db8:2::10", "up", 0, 7],
+    ["203.0.113.10", "up", 0, 0],
+    ["2001:db8:2::20", "partial", 1, 7],
+  ]);
+});
+
+function noFlows(failed: number) {
+  return { active: 0, total: failed, connected: 0, failed };
+}

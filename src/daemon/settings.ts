@@ -15,7 +15,7 @@ import { parseIpv4 } from "../packet/address.ts";
 import type { TcpRelaySettings } from "../relay/tcp_relay.ts";
 import type { ScriptPolicy } from "../script/host.ts";
 import type { ServerPool } from "../servers/balancer.ts";
-import { serverList } from "../servers/list.ts";
+import { ofFamily, serverList } from "../servers/list.ts";
 import type { SteeringSpec } from "../steering/steering.ts";
 import { allowedCpus } from "../system/cpu_affinity.ts";
 import { logger } from "../system/log.ts";
@@ -26,17 +26,19 @@ const log = logger("daemon");
 /** The engine's settings derived from a config and the ports that have packet scripts. */
 export function rewriterSettings(
   config: Config,
-  relayIp: string,
+  relayIp: string | undefined,
   scriptedUdpPorts: readonly number[] = [],
   pool: ServerPool = staticPool(config),
   relayIp6?: string,
+  pool6: ServerPool = staticPool(config, 6),
 ): RewriterSettings {
   return {
     // Only with an IPv6 server too: IPv6 clients are steered only then.
     relayIp6: firstOfEach(config.real_ip).v6 === undefined ? undefined : relayIp6,
-    relayIp: parseIpv4(relayIp),
+    // 0 (no packet's destination) when IPv4 clients are not relayed (IPv6 only).
+    relayIp: relayIp === undefined ? 0 : parseIpv4(relayIp),
     pool,
-    realIp6: firstOfEach(config.real_ip).v6,
+    pool6,
     udpPorts: new Set(config.udp_ports),
     udpTimeoutMs: config.udp_timeout * 1000,
     udpStreamTimeoutMs: config.udp_stream_timeout * 1000,
@@ -69,21 +71,25 @@ export function scriptPolicy(config: Config): ScriptPolicy {
   };
 }
 
-/** The first server of the config's list: the one krelay.ko's real_ip shows. */
-export function firstServer(config: Config): string {
-  return serverList(config.real_ip)[0].address;
+/**
+ * The first IPv4 server of the config's list: the one krelay.ko's real_ip shows; undefined
+ * when the list has IPv6 servers only.
+ */
+export function firstServer(config: Config): string | undefined {
+  return ofFamily(serverList(config.real_ip), 4)[0]?.address;
 }
 
 /** The steering for a config, widened by the ports of live flows so that they can finish. */
 export function steeringSpec(
   config: Config,
-  relayIp: string,
+  relayIp: string | undefined,
   live: { udpPorts: Iterable<number>; tcpPorts: Iterable<number> },
   scripted: { udp: readonly number[]; tcp: readonly number[] } = { udp: [], tcp: [] },
   relayIp6?: string,
 ): SteeringSpec {
   const real = firstOfEach(config.real_ip);
-  // IPv6 clients are steered only to an IPv6 server, and only with an IPv6 relay address.
+  // Each family is steered only with a server and a relay address of its own.
+  const ipv4 = relayIp !== undefined && real.v4 !== undefined ? { relayIp, realIp: real.v4 } : {};
   const ipv6 = relayIp6 !== undefined && real.v6 !== undefined
     ? { relayIp6, realIp6: real.v6 }
     : {};
@@ -93,8 +99,7 @@ export function steeringSpec(
   const tcpPorts = union(config.tcp_ports, live.tcpPorts);
   return {
     queue: config.queue,
-    relayIp,
-    realIp: firstServer(config),
+    ...ipv4,
     ...ipv6,
     gport: config.gport,
     udpPorts,

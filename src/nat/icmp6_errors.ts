@@ -10,7 +10,8 @@
  *   socket, connected to relay:port, then hears of it (port unreachable, packet too big).
  * - reply way: a reply (server:port -> client, sent on from relay:port) met an error on the
  *   client's side, addressed to the relay: the quote's source and the error's destination
- *   become the server's, and the error goes on to the server.
+ *   become the server's, and the error goes on to the server. Only with one IPv6 server: the
+ *   flow's server is the kernel's to know (as IPv4's, rewriter.ts).
  *
  * The quoted UDP checksum follows its pseudo-header's address. Quotes with extension headers,
  * or of other flows, are left alone.
@@ -23,10 +24,11 @@ import { Ipv6Header, type Ipv6Packet } from "../packet/ipv6_packet.ts";
 import { parseIpv6 } from "../packet/ipv6_address.ts";
 import { updateChecksum16 } from "../packet/checksum.ts";
 
-/** What the translation needs: the IPv6 relay address and real server, the NATed ports. */
+/** What the translation needs: the IPv6 relay address and real servers, the NATed ports. */
 export interface Icmp6Settings {
   relayIp6?: string;
-  realIp6?: string;
+  /** The IPv6 servers (entries with their address). */
+  pool6?: { readonly servers: readonly { readonly address?: string }[] };
   udpPorts: ReadonlySet<number>;
 }
 
@@ -61,22 +63,26 @@ function rewrite(bytes: Uint8Array, at: number, address: Uint8Array, check: numb
  * whether it did (the caller then accepts it rewritten).
  */
 export function translateIcmp6Error(packet: Ipv6Packet, s: Icmp6Settings): boolean {
-  if (s.relayIp6 === undefined || s.realIp6 === undefined) return false;
+  const servers = s.pool6?.servers ?? [];
+  if (s.relayIp6 === undefined || servers.length === 0) return false;
   if (packet.protocol !== Ipv6Header.ICMPv6 || packet.isFragment) return false;
   const m = packet.bytes.subarray(packet.l4Offset);
   if (m.length < Q_L4 + 8 || m[0] < FIRST_ERROR || m[0] > LAST_ERROR) return false;
   if (m[Q_NEXT] !== IpProtocol.UDP) return false;
-  const relay = parseIpv6(s.relayIp6), server = parseIpv6(s.realIp6);
+  const relay = parseIpv6(s.relayIp6);
   const quotedSrcPort = (m[Q_L4] << 8) | m[Q_L4 + 1];
   const quotedDstPort = (m[Q_L4 + 2] << 8) | m[Q_L4 + 3];
   const quotedCheck = packet.l4Offset + Q_L4 + 6;
   const at = packet.l4Offset;
-  if (equal16(m, Q_DST, server) && s.udpPorts.has(quotedDstPort)) {
-    if (equal16(packet.bytes, 8, server)) packet.setSrc(relay);
+  const quotedServer = servers.find((sv) => equal16(m, Q_DST, parseIpv6(sv.address ?? "::")));
+  if (quotedServer !== undefined && s.udpPorts.has(quotedDstPort)) {
+    if (equal16(packet.bytes, 8, parseIpv6(quotedServer.address!))) packet.setSrc(relay);
     rewrite(packet.bytes, at + Q_DST, relay, quotedCheck);
   } else if (
-    equal16(packet.bytes, 24, relay) && equal16(m, Q_SRC, relay) && s.udpPorts.has(quotedSrcPort)
+    servers.length === 1 && equal16(packet.bytes, 24, relay) && equal16(m, Q_SRC, relay) &&
+    s.udpPorts.has(quotedSrcPort)
   ) {
+    const server = parseIpv6(servers[0].address!);
     packet.setDst(server);
     rewrite(packet.bytes, at + Q_SRC, server, quotedCheck);
   } else return false;

@@ -6,7 +6,7 @@ import { translateIcmp6Error } from "./icmp6_errors.ts";
 import { udp } from "../packet/_segments.ts";
 
 const C = "2001:db8:1::10", R = "2001:db8:1::1", S = "2001:db8:2::10", ROUTER = "2001:db8:2::99";
-const settings = { relayIp6: R, realIp6: S, udpPorts: new Set([53]) };
+const settings = { relayIp6: R, pool6: { servers: [{ address: S }] }, udpPorts: new Set([53]) };
 
 /** An IPv6 packet src -> dst with next header `nh` and `body`, its L4 checksum computed. */
 function ipv6(src: string, dst: string, nh: number, body: Uint8Array): Uint8Array {

@@ -20,7 +20,10 @@
 
 import { parseIcmpError } from "../packet/icmp_error.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
-import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
+import { Ipv6Header, Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
+import { ServiceBalancers, serviceKey } from "../servers/balancer.ts";
+import { foldIpv6 } from "../servers/list.ts";
+import { Udp6Flows } from "./udp6_flows.ts";
 import { translateIcmp6Error } from "./icmp6_errors.ts";
 import { newCounters, type PacketCounters } from "./counters.ts";
 import { Hook } from "./hook.ts";
@@ -42,7 +45,7 @@ export type Action = typeof Action[keyof typeof Action];
 
 /** The engine's view of the configuration, read on every packet. */
 export interface RewriterSettings extends UdpNatSettings, TcpTargetSettings {
-  /** The relay address clients talk to. */
+  /** The relay's IPv4 address clients talk to; 0 when IPv4 clients are not relayed. */
   relayIp: number;
   /** UDP service ports relayed by NAT. */
   udpPorts: ReadonlySet<number>;
@@ -86,6 +89,7 @@ export class Rewriter {
     this.now = options.now;
     this.#udp = new UdpNat(options.table, options.settings);
     this.tcp = new TcpTargets(options.settings);
+    this.udp6 = new Udp6Flows(options.table.options.capacity, options.now);
   }
 
   /**
@@ -94,8 +98,9 @@ export class Rewriter {
    */
   process(hook: Hook, bytes: Uint8Array, checksumPartial: boolean): Action {
     this.counters.seen++;
-    // The queue has IPv6 packets only for the ICMPv6 errors of UDP flows (icmp6_rules.ts).
-    if (bytes[0] >>> 4 === 6) return this.#ipv6(bytes, checksumPartial);
+    // The queue has IPv6 packets only for new UDP flows' first packets and the ICMPv6 errors
+    // of UDP flows (udp6_rules.ts, icmp6_rules.ts).
+    if (bytes[0] >>> 4 === 6) return this.#ipv6(hook, bytes, checksumPartial);
     const packet = parseIpv4Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv4Packet)) return this.#pass("passedMalformed");
     if (packet.protocol === IpProtocol.ICMP) return this.#icmpError(hook, bytes);
@@ -200,13 +205,98 @@ export class Rewriter {
     return Action.AcceptRewritten;
   }
 
-  #ipv6(bytes: Uint8Array, checksumPartial: boolean): Action {
+  #ipv6(hook: Hook, bytes: Uint8Array, checksumPartial: boolean): Action {
     const packet = parseIpv6Packet(bytes, checksumPartial);
     if (!(packet instanceof Ipv6Packet)) return this.#pass("passedMalformed");
+    if (packet.protocol === Ipv6Header.UDP) {
+      if (hook === Hook.PreRouting) return this.#udpRequest6(packet);
+      return hook === Hook.PostRouting ? this.#udpReply6(packet) : this.#pass("passedOtherPort");
+    }
+    // A scripted TCP service's segment (its scripts have decided): the relay carries it.
+    if (packet.protocol === Ipv6Header.TCP) {
+      const s = this.settings();
+      const port = hook === Hook.PreRouting ? packet.dstPort : packet.srcPort;
+      if (!packet.hasPorts || !s.tcpPorts.has(port)) return this.#pass("passedOtherPort");
+      this.counters.tcpSegments++;
+      return Action.Accept;
+    }
     if (!translateIcmp6Error(packet, this.settings())) return this.#pass("passedOtherProtocol");
     this.counters.rewritten++;
     return Action.AcceptRewritten;
   }
+
+  /**
+   * A new IPv6 UDP flow's first packet (client -> relay:port): sent to the IPv6 server the
+   * balancer picks for the client. The kernel keeps the flow from then on (udp6_rules.ts: the
+   * packet joins its server's flow set as it is forwarded), so krelay records nothing.
+   */
+  #udpRequest6(packet: Ipv6Packet): Action {
+    const s = this.settings();
+    if (packet.isFragment || !packet.hasPorts) return this.#pass("passedFragment");
+    const port = packet.dstPort;
+    if (s.relayIp6 === undefined || !s.udpPorts.has(port) || packet.dstText !== s.relayIp6) {
+      return this.#pass("passedOtherPort");
+    }
+    const scripted = s.scriptedUdpPorts.has(port);
+    const pick = () => this.#pick6(port, packet.src);
+    let server: string | undefined;
+    if (!scripted) server = pick();
+    else {
+      // A scripted service's flow: krelay's own, both ways.
+      const f = this.udp6.request(packet.srcText, packet.srcPort, port, pick, s.udpTimeoutMs);
+      if (f === "full") {
+        this.counters.dropped++;
+        this.counters.droppedNatFull++;
+        return Action.Drop;
+      }
+      server = f === "no-server" ? undefined : f.server;
+    }
+    if (server === undefined) {
+      this.counters.dropped++;
+      this.counters.droppedNoServer++;
+      return Action.Drop;
+    }
+    packet.setDst(server);
+    packet.finalize();
+    this.counters.udpRequests++;
+    if (!scripted) this.counters.toKernel++;
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
+  }
+
+  /** The IPv6 server the balancer picks for a new flow from `client` to `port`. */
+  #pick6(port: number, client: Uint8Array): string | undefined {
+    const pool = this.settings().pool6;
+    if (pool === undefined) return undefined;
+    const i = this.#balancers6.get(pool, serviceKey("udp", port)).pick(foldIpv6(client));
+    return i < 0 ? undefined : pool.servers[i].address;
+  }
+
+  /** A scripted IPv6 service's reply (server:port -> client): from the relay again. */
+  #udpReply6(packet: Ipv6Packet): Action {
+    const s = this.settings();
+    if (packet.isFragment || !packet.hasPorts || s.relayIp6 === undefined) {
+      return this.#pass("passedNoFlow");
+    }
+    const f = this.udp6.reply(
+      packet.srcText,
+      packet.srcPort,
+      packet.dstText,
+      packet.dstPort,
+      s.udpTimeoutMs,
+    );
+    if (f === undefined) return this.#pass("passedNoFlow");
+    packet.setSrc(s.relayIp6);
+    packet.finalize();
+    this.counters.udpReplies++;
+    this.counters.rewritten++;
+    return Action.AcceptRewritten;
+  }
+
+  /** The IPv6 flows of scripted services, NATed here (the kernel keeps the others). */
+  readonly udp6: Udp6Flows;
+
+  readonly #balancers6 = new ServiceBalancers();
 
   #rewritten(packet: Ipv4Packet): Action {
     packet.finalize();

@@ -23,8 +23,11 @@ import { Balancer, type ServerPool, serviceKey } from "../servers/balancer.ts";
 export interface TcpTargetSettings {
   /** The real servers, how new flows are spread over them, and which are up. */
   pool: ServerPool;
-  /** The IPv6 real server (canonical text); IPv6 clients are not relayed without one. */
-  realIp6?: string;
+  /**
+   * The IPv6 real servers (their entries carry the address), as {@link pool}: IPv6 clients are
+   * relayed to them (not without any).
+   */
+  pool6?: ServerPool;
   /** The relay's IPv6 address, given only with an IPv6 real server (IPv6 is relayed then). */
   relayIp6?: string;
   /** TCP service ports relayed through the gateway port. */
@@ -64,6 +67,15 @@ function divertedTarget(
   return { server: signed32(server), serverPort, local: signed32(local), counts };
 }
 
+/** Where an IPv6 client's connection goes: an IPv6 server (canonical text) on the port. */
+export interface DivertedTarget6 {
+  readonly server: string;
+  readonly serverPort: number;
+  readonly counts: FlowCounts;
+}
+
+const NO_SERVERS: ServerPool = { servers: [], balance: "client-hash", up: {} };
+
 function noCounts(): FlowCounts {
   return { active: 0, total: 0, connected: 0, failed: 0 };
 }
@@ -94,6 +106,10 @@ export class TcpTargets {
   /** The settings #ports were made from. */
   #madePorts: ReadonlySet<number> | undefined;
   #madePool: ServerPool | undefined;
+  /** IPv6's: per service port, its balancer and a target per IPv6 server. */
+  #ports6 = new Map<number, { balancer: Balancer; targets: DivertedTarget6[] }>();
+  #madePorts6: ReadonlySet<number> | undefined;
+  #madePool6: ServerPool | undefined;
 
   constructor(private readonly settings: () => TcpTargetSettings) {}
 
@@ -119,18 +135,43 @@ export class TcpTargets {
   }
 
   /**
-   * Where an IPv6 connection to service port `servicePort` goes: the IPv6 real server on the
-   * same port, or undefined (no IPv6 server, or not a service). IPv4 and IPv6 clients are
-   * each relayed within their family.
+   * Where an IPv6 connection to service port `servicePort` from `client` (its address folded,
+   * servers/list.ts's foldIpv6) goes: the IPv6 server the balancer picks, on the same port.
+   * Undefined when the port is no service, null when no IPv6 server of it is up (or none is
+   * listed). IPv4 and IPv6 clients are each relayed within their family.
    */
-  target6(servicePort: number): string | undefined {
+  target6(servicePort: number, client: number): DivertedTarget6 | null | undefined {
     const s = this.settings();
-    return s.realIp6 !== undefined && s.tcpPorts.has(servicePort) ? s.realIp6 : undefined;
+    if (s.tcpPorts !== this.#madePorts6 || s.pool6 !== this.#madePool6) this.#makeTargets6(s);
+    const t = this.#ports6.get(servicePort);
+    if (t === undefined) return undefined;
+    const i = t.balancer.pick(client);
+    return i < 0 ? null : t.targets[i];
+  }
+
+  #makeTargets6(s: TcpTargetSettings): void {
+    this.#ports6 = new Map();
+    const pool6 = s.pool6 ?? NO_SERVERS;
+    const { servers } = pool6;
+    for (const port of s.tcpPorts) {
+      const targets = servers.map((server) => {
+        const address = server.address ?? "";
+        const key = `${port}/${address}`;
+        let counts = this.#counts.get(key);
+        if (counts === undefined) this.#counts.set(key, counts = noCounts());
+        return { server: address, serverPort: port, counts };
+      });
+      const balancer = new Balancer(servers, pool6.up[serviceKey("tcp", port)], pool6.balance);
+      this.#ports6.set(port, { balancer, targets });
+    }
+    this.#madePorts6 = s.tcpPorts;
+    this.#madePool6 = s.pool6;
   }
 
   /** True when IPv6 clients are relayed: the relay then listens for them too. */
   ipv6(): boolean {
-    return this.settings().relayIp6 !== undefined;
+    const s = this.settings();
+    return s.relayIp6 !== undefined && (s.pool6?.servers.length ?? 0) > 0;
   }
 
   /**
@@ -155,7 +196,10 @@ export class TcpTargets {
     this.#makeTargets(this.settings());
   }
 
-  /** The counts of every server and service port connections went to, by "port/server". */
+  /**
+   * The counts of every server and service port connections went to, by "port/server" (an
+   * IPv4 server as an unsigned number, an IPv6 one as its address).
+   */
   counts(): ReadonlyMap<string, FlowCounts> {
     return this.#counts;
   }

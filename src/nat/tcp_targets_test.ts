@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { ADDR } from "./_engine_fixture.ts";
 import { TcpTargets, type TcpTargetSettings } from "./tcp_targets.ts";
 import { onePool, type ServerPool } from "../servers/balancer.ts";
+import { parseServerList } from "../servers/list.ts";
 
 const { C, R, RS, S } = ADDR;
 const GPORT = 16000;
@@ -105,4 +106,26 @@ Deno.test("TcpTargets keeps each server's connection counts across a change of s
   const again = [t.target(80, R | 0, C)!, t.target(80, R | 0, C)!];
   assertEquals(again.map((x) => x.counts.total).sort(), [0, 1]);
   assertEquals([...t.counts().keys()].sort(), [`80/${S}`, `80/${S2}`]);
+});
+
+Deno.test("target6() picks an IPv6 server for the client, none when none is up", () => {
+  const list = parseServerList("2001:db8:2::10,2001:db8:2::20");
+  if (typeof list === "string") throw new Error(list);
+  const settings: TcpTargetSettings = {
+    pool: onePool(S),
+    pool6: { servers: list, balance: "round-robin", up: {} },
+    relayIp6: "2001:db8:1::1",
+    tcpPorts: new Set([80]),
+  };
+  const t = new TcpTargets(() => settings);
+  assert(t.ipv6());
+  const picked = [1, 2, 3, 4].map((c) => t.target6(80, c)!.server);
+  assertEquals(picked, ["2001:db8:2::10", "2001:db8:2::20", "2001:db8:2::10", "2001:db8:2::20"]);
+  assertEquals(t.target6(81, 1), undefined);
+  t.target6(80, 1)!.counts.failed++;
+  assertEquals(t.counts().get("80/2001:db8:2::10")?.failed, 1);
+  settings.pool6 = { servers: list, balance: "round-robin", up: { "tcp/80": [false, false] } };
+  assertEquals(t.target6(80, 1), null);
+  settings.pool6 = undefined;
+  assert(!t.ipv6());
 });

@@ -31,7 +31,8 @@ import { acceptFrom, closeFd, gatewayListener, localEndpoint, resetFd } from "./
 import { closeGracefully, reserveFd } from "./close.ts";
 import { connectUpstream, connectUpstream6 } from "./upstream.ts";
 import { acceptFrom6, gatewayListener6, localEndpoint6 } from "./socket6.ts";
-import { formatEndpoint6 } from "../packet/ipv6_address.ts";
+import { formatEndpoint6, parseIpv6 } from "../packet/ipv6_address.ts";
+import { foldIpv6 } from "../servers/list.ts";
 import { type DivertedConnection, Relayed } from "./relayed.ts";
 import type { TcpRelayStats } from "./stats.ts";
 import type { UpstreamRegistry } from "./upstream_registry.ts";
@@ -105,7 +106,6 @@ export class TcpRelay {
   #finished = { toServer: DOUBLE_ZERO, toClient: DOUBLE_ZERO };
   #stats = { total: 0, failed: 0, fdLimit: 0, noServer: 0, total6: 0 };
   /** IPv6 connections' counts: their one server is no pool's, and has no health checks. */
-  readonly #counts6 = { active: 0, total: 0, connected: 0, failed: 0 };
   /** Within a burst of accepts at the fd limit (logged once per burst). */
   #atLimit = false;
   /** Open connections of IPv6 clients. */
@@ -360,8 +360,8 @@ export class TcpRelay {
     let c: Relayed | undefined;
     try {
       const local = localEndpoint6(fd);
-      const server = this.options.targets.target6(local.port);
-      if (server !== undefined) {
+      const target = this.options.targets.target6(local.port, foldIpv6(parseIpv6(client)));
+      if (target) {
         c = new Relayed(
           this.#nextId++,
           {
@@ -370,18 +370,20 @@ export class TcpRelay {
             relay: 0,
             servicePort: local.port,
             server: 0,
-            serverPort: local.port,
-            v6: { client, relay: local.address, server },
+            serverPort: target.serverPort,
+            v6: { client, relay: local.address, server: target.server },
           },
           this.options.now(),
-          this.#counts6,
+          target.counts,
         );
       }
     } catch {
       c = undefined;
     }
     if (c === undefined) {
-      log.debug("no IPv6 service for {who}: reset", { who: formatEndpoint6(client, clientPort) });
+      log.debug("no IPv6 service or server up for {who}: reset", {
+        who: formatEndpoint6(client, clientPort),
+      });
       this.#stats.failed++;
       resetFd(fd);
       return;

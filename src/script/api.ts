@@ -72,7 +72,7 @@ export type TcpFlagName = "FIN" | "SYN" | "RST" | "PSH" | "ACK" | "URG" | "ECE" 
 
 /** An address and a port. */
 export interface Endpoint {
-  /** Dotted quad, like "198.51.100.10". */
+  /** Dotted quad, like "198.51.100.10", or IPv6 text, like "2001:db8:1::10". */
   readonly address: string;
   readonly port: number;
 }
@@ -99,28 +99,32 @@ export interface ScriptContext {
 }
 
 /**
- * An IPv4 packet with its UDP or TCP header. Setters write the bytes; krelay fixes the IP and
- * transport checksums of a changed packet after the script returns. Fields of the other
- * transport protocol read as 0 (or false) and throw a TypeError when set.
+ * An IPv4 or IPv6 packet with its UDP or TCP header (a client is relayed within its family:
+ * an IPv6 client's packets are IPv6 from end to end). Setters write the bytes; krelay fixes
+ * the IP and transport checksums of a changed packet after the script returns. Fields of the
+ * other transport protocol read as 0 (or false) and throw a TypeError when set; so does `id`
+ * of an IPv6 packet, and an address of the other family.
  */
 export interface Packet {
-  /** IP header length in bytes (20 without options). */
+  /** 4 or 6: the IP version. */
+  readonly family: 4 | 6;
+  /** IP header length in bytes (20 without options; 40 for IPv6). */
   readonly headerLength: number;
-  /** Type of service / DSCP+ECN byte. */
+  /** Type of service / DSCP+ECN byte (IPv6: the traffic class). */
   tos: number;
-  /** IP total length in bytes (follows payload changes). */
+  /** IP total length in bytes, header included (follows payload changes). */
   readonly totalLength: number;
-  /** IP identification. */
+  /** IP identification (IPv4 only: 0 for IPv6). */
   id: number;
-  /** The don't-fragment bit. */
+  /** The don't-fragment bit (always true for IPv6: routers never fragment it). */
   readonly dontFragment: boolean;
-  /** Time to live. */
+  /** Time to live (IPv6: the hop limit). */
   ttl: number;
   /** "udp" or "tcp". */
   readonly protocol: Protocol;
-  /** Source address, dotted quad. */
+  /** Source address: dotted quad, or IPv6 text ("2001:db8:1::10") for IPv6. */
   src: string;
-  /** Destination address, dotted quad. */
+  /** Destination address, as {@link Packet.src}. */
   dst: string;
   srcPort: number;
   dstPort: number;

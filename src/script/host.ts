@@ -28,6 +28,8 @@
  */
 
 import { unusableAddress } from "../config/real_ip.ts";
+import { unusableIpv6 } from "../config/addresses.ts";
+import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
 import { formatIpv4 } from "../packet/address.ts";
 import { IpProtocol, Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { logger } from "../system/log.ts";
@@ -74,6 +76,18 @@ export interface ScriptHostOptions {
     service: number,
     servicePort: number,
   ) => [number, number];
+  /** The relay's IPv6 address (canonical text), when IPv6 clients are relayed. */
+  relayIp6?: () => string | undefined;
+  /**
+   * {@link ScriptHostOptions.serverOf} for an IPv6 flow (addresses as canonical text);
+   * without it, IPv6 packets are no script's.
+   */
+  serverOf6?: (
+    protocol: number,
+    client: string,
+    clientPort: number,
+    servicePort: number,
+  ) => [string, number];
   /** Monotonic clock (ms). */
   now: () => number;
   /** The check before loading; default {@link checkScript} (tests may skip it). */
@@ -267,6 +281,7 @@ export class ScriptHost {
    * script is attached to its service; else undefined.
    */
   request(bytes: Uint8Array): ScriptJob | undefined {
+    if (bytes[0] >>> 4 === 6) return this.#job6(bytes, 0);
     const p = this.#scriptable(bytes);
     if (p === undefined || p.dst !== this.options.relayIp()) return undefined;
     const key = serviceKey(p.protocol, p.dstPort);
@@ -286,6 +301,7 @@ export class ScriptHost {
    * is attached to its service; else undefined.
    */
   reply(bytes: Uint8Array): ScriptJob | undefined {
+    if (bytes[0] >>> 4 === 6) return this.#job6(bytes, 1);
     const p = this.#scriptable(bytes);
     if (p === undefined || p.src !== this.options.relayIp()) return undefined;
     const key = serviceKey(p.protocol, p.srcPort);
@@ -466,6 +482,30 @@ export class ScriptHost {
     };
   }
 
+  /**
+   * {@link ScriptHost.request} (hook 0: client -> relay:service) and
+   * {@link ScriptHost.reply} (hook 1) for an IPv6 packet: a whole TCP/UDP datagram with no
+   * extension header (the packet scripts see has none).
+   */
+  #job6(bytes: Uint8Array, hook: 0 | 1): ScriptJob | undefined {
+    const relay = this.options.relayIp6?.();
+    const serverOf = this.options.serverOf6;
+    if (this.#byService.size === 0 || relay === undefined || serverOf === undefined) return;
+    const p = parseIpv6Packet(bytes);
+    if (!(p instanceof Ipv6Packet) || !p.hasPorts || p.isFragment || p.l4Offset !== 40) return;
+    if (p.protocol !== IpProtocol.UDP && p.protocol !== IpProtocol.TCP) return undefined;
+    const [relayText, client, clientPort, port] = hook === 0
+      ? [p.dstText, p.srcText, p.srcPort, p.dstPort]
+      : [p.srcText, p.dstText, p.dstPort, p.srcPort];
+    if (relayText !== relay) return undefined;
+    const key = serviceKey(p.protocol, port);
+    if (!this.#byService.has(key)) return undefined;
+    const [server, serverPort] = serverOf(p.protocol, client, clientPort, port);
+    const j = job(bytes, hook, p.protocol, key, 0, clientPort, 0, port, 0, serverPort);
+    j.v6 = [client, relay, server];
+    return j;
+  }
+
   /** A whole TCP/UDP datagram (not a fragment), or undefined. */
   #scriptable(bytes: Uint8Array): Ipv4Packet | undefined {
     if (this.#byService.size === 0) return undefined;
@@ -509,6 +549,7 @@ function job(
  * same protocol) and recomputing its checksums. Returns why it was refused, if it was.
  */
 export function fixChanged(job: ScriptJob, bytes: Uint8Array): string | undefined {
+  if (job.v6 !== undefined) return fixChanged6(job, bytes);
   const p = parseIpv4Packet(bytes);
   if (!(p instanceof Ipv4Packet)) return `the changed packet is malformed (${p.reason})`;
   if (p.protocol !== job.protocol || !p.hasPorts || p.isFragment) {
@@ -524,6 +565,24 @@ export function fixChanged(job: ScriptJob, bytes: Uint8Array): string | undefine
   // A UDP checksum of 0 means none: it stays none.
   const check = (p.bytes[p.l4ChecksumOffset] << 8) | p.bytes[p.l4ChecksumOffset + 1];
   if (p.protocol === IpProtocol.TCP || check !== 0) p.recomputeL4Checksum();
+  job.bytes = p.bytes;
+  job.changed = true;
+  return undefined;
+}
+
+/** {@link fixChanged} for an IPv6 packet. */
+function fixChanged6(job: ScriptJob, bytes: Uint8Array): string | undefined {
+  const p = parseIpv6Packet(bytes);
+  if (!(p instanceof Ipv6Packet)) return `the changed packet is malformed (${p.reason})`;
+  if (p.protocol !== job.protocol || !p.hasPorts || p.isFragment || p.l4Offset !== 40) {
+    return "the changed packet is not a whole datagram of the same protocol";
+  }
+  for (const [what, address] of [["destination", p.dstText], ["source", p.srcText]] as const) {
+    const why = unusableIpv6(address);
+    if (why !== undefined) return `the changed packet's ${what} ${address} ${why}`;
+  }
+  // IPv6's UDP checksum is never optional.
+  p.recomputeL4Checksum();
   job.bytes = p.bytes;
   job.changed = true;
   return undefined;

@@ -1,8 +1,13 @@
 /**
- * The {@link Packet} scripts see: getters and setters over the bytes of an IPv4 datagram with
- * a UDP or TCP header. Setters write in place and mark the packet changed; checksums are left
- * to the host, which recomputes them for changed packets. A UDP payload of a new size gets a
- * new buffer, with the IP total length and the UDP length following.
+ * The {@link Packet} scripts see: getters and setters over the bytes of an IPv4 or IPv6
+ * datagram with a UDP or TCP header (IPv6 without extension headers: the host shows scripts
+ * no other). Setters write in place and mark the packet changed; checksums are left to the
+ * host, which recomputes them for changed packets. A UDP payload of a new size gets a new
+ * buffer, with the IP total (IPv6: payload) length and the UDP length following.
+ *
+ * IPv6's header maps onto the IPv4 fields: `tos` is the traffic class, `ttl` the hop limit,
+ * `headerLength` 40; `id` reads 0 and cannot be set, and `dontFragment` is true (routers never
+ * fragment IPv6).
  *
  * @example
  * ```ts
@@ -17,6 +22,7 @@
  */
 
 import { formatIpv4, parseIpv4 } from "../packet/address.ts";
+import { formatIpv6, isIpv6, parseIpv6 } from "../packet/ipv6_address.ts";
 import type { Packet, Protocol, TcpFlagName } from "./api.ts";
 
 const FLAG_BITS: Record<TcpFlagName, number> = {
@@ -33,19 +39,27 @@ const FLAG_BITS: Record<TcpFlagName, number> = {
 /** The largest IPv4 datagram. */
 const MAX_DATAGRAM = 0xffff;
 
-/** A {@link Packet} over `data`, which the host has checked to be IPv4 with a UDP/TCP header. */
+/** IPv6's fixed header: the length of the whole header krelay shows scripts. */
+const IPV6_HEADER = 40;
+
+/**
+ * A {@link Packet} over `data`, which the host has checked to be IPv4 with a UDP/TCP header,
+ * or IPv6 with one right after its fixed header.
+ */
 export class ScriptPacket implements Packet {
   #data: Uint8Array;
   #view: DataView;
   #changed = false;
+  readonly family: 4 | 6;
   readonly headerLength: number;
   readonly protocol: Protocol;
 
   constructor(data: Uint8Array) {
     this.#data = data;
     this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    this.headerLength = (data[0] & 0x0f) * 4;
-    this.protocol = data[9] === 6 ? "tcp" : "udp";
+    this.family = data[0] >>> 4 === 6 ? 6 : 4;
+    this.headerLength = this.family === 6 ? IPV6_HEADER : (data[0] & 0x0f) * 4;
+    this.protocol = data[this.family === 6 ? 6 : 9] === 6 ? "tcp" : "udp";
   }
 
   /** The datagram as it is now (a new buffer after a UDP payload changed size). */
@@ -57,40 +71,62 @@ export class ScriptPacket implements Packet {
   }
 
   get tos(): number {
+    if (this.family === 6) return (this.#view.getUint16(0) >>> 4) & 0xff;
     return this.#data[1];
   }
   set tos(v: number) {
-    this.#u8(1, v);
+    if (this.family === 4) {
+      this.#u8(1, v);
+      return;
+    }
+    // The traffic class sits across the first two bytes, after the version.
+    const first = this.#view.getUint16(0);
+    this.#view.setUint16(0, (first & 0xf00f) | (checked(v, 0xff) << 4));
+    this.#changed = true;
   }
   get totalLength(): number {
-    return this.#view.getUint16(2);
+    return this.family === 6 ? IPV6_HEADER + this.#view.getUint16(4) : this.#view.getUint16(2);
   }
   get id(): number {
-    return this.#view.getUint16(4);
+    return this.family === 6 ? 0 : this.#view.getUint16(4);
   }
   set id(v: number) {
+    if (this.family === 6) throw new TypeError("id is an IPv4 field; this is IPv6");
     this.#u16(4, v);
   }
   get dontFragment(): boolean {
-    return (this.#data[6] & 0x40) !== 0;
+    return this.family === 6 || (this.#data[6] & 0x40) !== 0;
   }
   get ttl(): number {
-    return this.#data[8];
+    return this.#data[this.family === 6 ? 7 : 8];
   }
   set ttl(v: number) {
-    this.#u8(8, v);
+    this.#u8(this.family === 6 ? 7 : 8, v);
   }
   get src(): string {
-    return formatIpv4(this.#view.getUint32(12));
+    return this.family === 6 ? formatIpv6(this.#data, 8) : formatIpv4(this.#view.getUint32(12));
   }
   set src(v: string) {
-    this.#u32(12, parseIpv4(v));
+    this.#address(this.family === 6 ? 8 : 12, v);
   }
   get dst(): string {
-    return formatIpv4(this.#view.getUint32(16));
+    return this.family === 6 ? formatIpv6(this.#data, 24) : formatIpv4(this.#view.getUint32(16));
   }
   set dst(v: string) {
-    this.#u32(16, parseIpv4(v));
+    this.#address(this.family === 6 ? 24 : 16, v);
+  }
+
+  /** Writes an address of the packet's own family at `at` (a RangeError for any other). */
+  #address(at: number, v: string): void {
+    if (this.family === 6) {
+      if (typeof v !== "string" || !isIpv6(v)) {
+        throw new RangeError(`${v} is no IPv6 address (this packet is IPv6)`);
+      }
+      this.#data.set(parseIpv6(v), at);
+      this.#changed = true;
+      return;
+    }
+    this.#u32(at, parseIpv4(v));
   }
   get srcPort(): number {
     return this.#view.getUint16(this.headerLength);
@@ -171,7 +207,8 @@ export class ScriptPacket implements Packet {
     next.set(bytes, at);
     this.#data = next;
     this.#view = new DataView(next.buffer);
-    this.#view.setUint16(2, total);
+    if (this.family === 6) this.#view.setUint16(4, total - IPV6_HEADER);
+    else this.#view.setUint16(2, total);
     this.#view.setUint16(this.headerLength + 4, total - this.headerLength);
     this.#changed = true;
   }

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
 import { parseIpv4 } from "../packet/address.ts";
+import { parseIpv6 } from "../packet/ipv6_address.ts";
 import { buildTcpPacket, buildUdpPacket } from "../packet/build.ts";
 import { ScriptPacket } from "./script_packet.ts";
 import { decideBatch } from "./worker_runtime.ts";
@@ -104,4 +105,93 @@ Deno.test("decideBatch: outcomes per packet, changes returned, errors caught", (
   ]);
   assertEquals(result.changed.map(([i, b]) => [i, b[8]]), [[2, 1]]);
   assertEquals(result.errors.map(([i, e]) => [i, e.split("\n")[0]]), [[3, "Error: four"]]);
+});
+
+/** An IPv6 UDP datagram 2001:db8:1::10:4000 -> 2001:db8:1::1:53 carrying `data`. */
+function udp6(data: Uint8Array): Uint8Array {
+  const b = new Uint8Array(48 + data.length);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 0x6ab00000); // version 6, traffic class 0xab
+  v.setUint16(4, 8 + data.length);
+  b[6] = 17;
+  b[7] = 64;
+  b.set(parseIpv6("2001:db8:1::10"), 8);
+  b.set(parseIpv6("2001:db8:1::1"), 24);
+  v.setUint16(40, 4000);
+  v.setUint16(42, 53);
+  v.setUint16(44, 8 + data.length);
+  b.set(data, 48);
+  return b;
+}
+
+Deno.test("ScriptPacket reads and writes an IPv6 packet: family, addresses as text, hop limit", () => {
+  const bytes = udp6(text("hi"));
+  const p = new ScriptPacket(bytes);
+  assertEquals([p.family, p.protocol, p.src, p.dst, p.srcPort, p.dstPort], [
+    6,
+    "udp",
+    "2001:db8:1::10",
+    "2001:db8:1::1",
+    4000,
+    53,
+  ]);
+  assertEquals([p.ttl, p.tos, p.totalLength, p.headerLength, p.dontFragment, p.id], [
+    64,
+    0xab,
+    50,
+    40,
+    true,
+    0,
+  ]);
+  assertEquals(p.changed, false);
+  p.dst = "2001:DB8:2::20";
+  p.ttl = 9;
+  p.tos = 0x12;
+  assertEquals([p.dst, bytes[7], bytes[0], bytes[1] >>> 4, p.changed], [
+    "2001:db8:2::20",
+    9,
+    0x61,
+    2,
+    true,
+  ]);
+  // IPv4's fields and addresses are not IPv6's.
+  assertThrows(() => (p.id = 1), TypeError);
+  assertThrows(() => (p.src = "198.51.100.10"), RangeError);
+  // A payload of another size: the payload length and UDP length follow.
+  p.payload = text("hello");
+  assertEquals([p.totalLength, p.data.length, (p.data[4] << 8) | p.data[5], p.data[45]], [
+    53,
+    53,
+    13,
+    13,
+  ]);
+  // An IPv4 packet reads family 4.
+  assertEquals(
+    new ScriptPacket(buildUdpPacket({ src: C, dst: R, srcPort: 1, dstPort: 2 })).family,
+    4,
+  );
+});
+
+Deno.test("a batch carries an IPv6 flow's addresses as text to the script's context", () => {
+  const message = encodeBatch(1, [{
+    bytes: udp6(text("q")),
+    hook: 0,
+    protocol: 17,
+    client: 0,
+    clientPort: 4000,
+    service: 0,
+    servicePort: 53,
+    server: 0,
+    serverPort: 53,
+    v6: ["2001:db8:1::10", "2001:db8:1::1", "2001:db8:2::10"],
+  }]);
+  assertEquals(message.v6, [[0, "2001:db8:1::10", "2001:db8:1::1", "2001:db8:2::10"]]);
+  let seen = "";
+  const result = decideBatch(message, "t", undefined, (p, ctx) => {
+    seen = `${p.family} ${ctx.flow.client.address}:${ctx.flow.client.port} ` +
+      `${ctx.flow.service.address} ${ctx.flow.server.address}:${ctx.flow.server.port}`;
+    return "accept";
+  });
+  assertEquals(result.outcomes[0], Outcome.Accepted);
+  assertEquals(seen, "6 2001:db8:1::10:4000 2001:db8:1::1 2001:db8:2::10:53");
 });

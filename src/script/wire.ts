@@ -54,6 +54,11 @@ export interface BatchMessage {
   seq: number;
   data: ArrayBuffer;
   meta: Uint32Array<ArrayBuffer>;
+  /**
+   * The flows of IPv6 packets, whose addresses do not fit the numbers of `meta` (there 0):
+   * [index in the batch, client, service, server], addresses as text.
+   */
+  v6?: [number, string, string, string][];
 }
 
 /** Worker -> host: the script module is loaded and exports these functions. */
@@ -102,6 +107,8 @@ export interface BatchPacket {
   servicePort: number;
   server: number;
   serverPort: number;
+  /** An IPv6 packet's flow addresses (client, service, server); the numbers are then 0. */
+  v6?: readonly [string, string, string];
 }
 
 /** Packs `packets` into a {@link BatchMessage} (copies the bytes once). */
@@ -111,8 +118,10 @@ export function encodeBatch(seq: number, packets: readonly BatchPacket[]): Batch
   const data = new Uint8Array(total);
   const meta = new Uint32Array(packets.length * META_FIELDS);
   let offset = 0;
+  let v6: [number, string, string, string][] | undefined;
   for (let i = 0; i < packets.length; i++) {
     const p = packets[i];
+    if (p.v6 !== undefined) (v6 ??= []).push([i, ...p.v6]);
     data.set(p.bytes, offset);
     const m = i * META_FIELDS;
     meta[m + Meta.offset] = offset;
@@ -127,5 +136,7 @@ export function encodeBatch(seq: number, packets: readonly BatchPacket[]): Batch
     meta[m + Meta.serverPort] = p.serverPort;
     offset += p.bytes.length;
   }
-  return { kind: "batch", seq, data: data.buffer, meta };
+  const message: BatchMessage = { kind: "batch", seq, data: data.buffer, meta };
+  if (v6 !== undefined) message.v6 = v6;
+  return message;
 }

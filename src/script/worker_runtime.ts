@@ -46,22 +46,27 @@ function send(message: WorkerMessage): void {
 
 /** The flow of one packet, read from the batch's numbers on demand. */
 class MetaFlow implements Flow {
-  constructor(private readonly meta: Uint32Array, private readonly at: number) {}
+  constructor(
+    private readonly meta: Uint32Array,
+    private readonly at: number,
+    /** An IPv6 packet's addresses: client, service, server. */
+    private readonly v6?: readonly [string, string, string],
+  ) {}
   get protocol(): Protocol {
     return this.meta[this.at + Meta.protocol] === 6 ? "tcp" : "udp";
   }
   get client(): Endpoint {
-    return this.#endpoint(Meta.client, Meta.clientPort);
+    return this.#endpoint(Meta.client, Meta.clientPort, 0);
   }
   get service(): Endpoint {
-    return this.#endpoint(Meta.service, Meta.servicePort);
+    return this.#endpoint(Meta.service, Meta.servicePort, 1);
   }
   get server(): Endpoint {
-    return this.#endpoint(Meta.server, Meta.serverPort);
+    return this.#endpoint(Meta.server, Meta.serverPort, 2);
   }
-  #endpoint(address: number, port: number): Endpoint {
+  #endpoint(address: number, port: number, which: number): Endpoint {
     return {
-      address: formatIpv4(this.meta[this.at + address]),
+      address: this.v6 !== undefined ? this.v6[which] : formatIpv4(this.meta[this.at + address]),
       port: this.meta[this.at + port],
     };
   }
@@ -80,13 +85,15 @@ export function decideBatch(
   const outcomes = new Uint8Array(count);
   const changed: [number, Uint8Array][] = [];
   const errors: [number, string][] = [];
+  const v6 = new Map<number, [string, string, string]>();
+  for (const [i, client, service, server] of message.v6 ?? []) v6.set(i, [client, service, server]);
   for (let i = 0; i < count; i++) {
     const at = i * META_FIELDS;
     const packet = new ScriptPacket(
       data.subarray(meta[at + Meta.offset], meta[at + Meta.offset] + meta[at + Meta.length]),
     );
     const hook: ScriptHook = meta[at + Meta.hook] === 0 ? "request" : "reply";
-    const ctx: ScriptContext = { hook, flow: new MetaFlow(meta, at), script };
+    const ctx: ScriptContext = { hook, flow: new MetaFlow(meta, at, v6.get(i)), script };
     try {
       let outcome: Outcome;
       if (match !== undefined && !synchronous(match(packet, ctx), "match")) {

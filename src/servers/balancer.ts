@@ -28,8 +28,13 @@ export type BalanceMode = "client-hash" | "round-robin";
 
 /** What the balancer needs of a server. */
 export interface BalancedServer {
-  /** The address (IPv4 as a number, signed or not); it seeds the server's hash. */
+  /**
+   * The address (IPv4 as a number, signed or not; IPv6 folded, list.ts's foldIpv6); it seeds
+   * the server's hash.
+   */
   readonly ip: number;
+  /** The address as listed: how an IPv6 server is reached (list.ts's entries carry it). */
+  readonly address?: string;
   readonly weight: number;
   readonly backup: boolean;
 }

@@ -103,7 +103,7 @@ export function probeUdp(
   const id = Math.floor(Math.random() * 0x10000);
   const bytes = "dns" in probe ? dnsQuery(id, probe.dns) : probe.bytes;
   return new Promise((resolve) => {
-    const socket = dgram.createSocket("udp4");
+    const socket = dgram.createSocket(address.includes(":") ? "udp6" : "udp4");
     let done = false;
     const finish = (why: string | undefined) => {
       if (done) return;

@@ -4,9 +4,10 @@
  * `@backup` flag (a backup server gets new flows only while no other server is up). One address
  * alone is the one-server relay of earlier versions.
  *
- * Entries are {address, family, weight, backup} of IPv4 servers: the balancing pool. An IPv6
- * address in the list is the IPv6 clients' server (config/addresses.ts takes it): it is
- * accepted here, without weight or backup, and kept out of the IPv4 pool.
+ * Entries are {address, family, weight, backup}, of either family: a client is relayed within
+ * its family, so each family's servers are a balancing pool of their own ({@link ofFamily}),
+ * and a list may name servers of one family only (the other is then not relayed). Each
+ * family's pool needs a server that is no backup.
  *
  * @example
  * ```ts
@@ -18,7 +19,7 @@
  */
 
 import { isIpv4, parseIpv4 } from "../packet/address.ts";
-import { isIpv6 } from "../packet/ipv6_address.ts";
+import { canonicalIpv6, isIpv6, parseIpv6 } from "../packet/ipv6_address.ts";
 
 /** How many servers one list may hold. */
 export const MAX_SERVERS = 64;
@@ -27,10 +28,13 @@ export const MAX_WEIGHT = 256;
 
 /** One real server of the list. */
 export interface ServerEntry {
-  /** The address as written, normalised: "203.0.113.10". */
+  /** The address as written, normalised: "203.0.113.10", "2001:db8:2::10". */
   readonly address: string;
-  readonly family: 4;
-  /** The IPv4 address as an unsigned number. */
+  readonly family: 4 | 6;
+  /**
+   * The IPv4 address as an unsigned number; for IPv6, the address folded to 32 bits
+   * ({@link foldIpv6}): the balancer's hash seed only.
+   */
   readonly ip: number;
   /** Its share of new flows relative to the others' (1-256). */
   readonly weight: number;
@@ -38,13 +42,32 @@ export interface ServerEntry {
   readonly backup: boolean;
 }
 
+/**
+ * An IPv6 address (16 bytes from `offset`) folded to an unsigned 32-bit number, the XOR of its
+ * four words: what the balancer hashes of an IPv6 server or client.
+ */
+export function foldIpv6(bytes: Uint8Array, offset = 0): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, 16);
+  return (view.getUint32(0) ^ view.getUint32(4) ^ view.getUint32(8) ^ view.getUint32(12)) >>> 0;
+}
+
 /** An address of a family krelay relays to; undefined if it is none. */
-export function parseAddress(text: string): { family: 4; ip: number; address: string } | undefined {
+export function parseAddress(
+  text: string,
+): { family: 4 | 6; ip: number; address: string } | undefined {
   if (isIpv4(text)) {
     const ip = parseIpv4(text);
     return { family: 4, ip, address: text };
   }
+  if (isIpv6(text)) {
+    return { family: 6, ip: foldIpv6(parseIpv6(text)), address: canonicalIpv6(text) };
+  }
   return undefined;
+}
+
+/** The entries of one family, in list order. */
+export function ofFamily(list: readonly ServerEntry[], family: 4 | 6): ServerEntry[] {
+  return list.filter((s) => s.family === family);
 }
 
 /**
@@ -56,15 +79,9 @@ export function parseServerList(text: string): ServerEntry[] | string {
   if (parts.length === 0 || parts.every((p) => p === "")) return "must name a server";
   if (parts.length > MAX_SERVERS) return `at most ${MAX_SERVERS} servers`;
   const list: ServerEntry[] = [];
-  let ipv6 = 0;
   for (const part of parts) {
     if (part === "") return "has an empty entry (two commas)";
     const [host, ...options] = part.split("@");
-    if (isIpv6(host)) {
-      if (options.length > 0) return `${part}: weights and backups are for IPv4 servers`;
-      ipv6++;
-      continue;
-    }
     const addr = parseAddress(host);
     if (addr === undefined) {
       const why = "must be an IPv4 or IPv6 address like 203.0.113.10 or 2001:db8:2::10";
@@ -80,15 +97,16 @@ export function parseServerList(text: string): ServerEntry[] | string {
         return `${part}: "@${option}" must be a weight 1-${MAX_WEIGHT} or "backup"`;
       }
     }
-    if (list.some((s) => s.ip === addr.ip)) return `${addr.address}: listed twice`;
+    if (list.some((s) => s.address === addr.address)) return `${addr.address}: listed twice`;
     list.push({ ...addr, weight, backup });
   }
-  if (list.length === 0) {
-    return ipv6 > 0
-      ? "must include an IPv4 address like 203.0.113.10 (IPv6 is relayed beside IPv4)"
-      : "must name a server";
+  for (const family of [4, 6] as const) {
+    const servers = ofFamily(list, family);
+    if (servers.length > 0 && servers.every((s) => s.backup)) {
+      const which = list.some((s) => s.family !== family) ? `IPv${family} ` : "";
+      return `every ${which}server is a backup: at least one must not be`;
+    }
   }
-  if (list.every((s) => s.backup)) return "every server is a backup: at least one must not be";
   return list;
 }
 

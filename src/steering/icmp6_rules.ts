@@ -54,36 +54,40 @@ export interface Icmp6Rules {
 }
 
 /**
- * The rules for `spec` (relayIp and realIp IPv6, as ipv6Spec gives them), with those addresses
- * also as 16 bytes (`relay`, `server`) for the quoted fields; `udpPorts`: those the kernel NATs.
+ * The rules for `spec` (relayIp IPv6, as ipv6Spec gives it), with the relay's address and the
+ * IPv6 servers' as 16 bytes (`relay`, `servers`) for the quoted fields (a rule per server);
+ * `udpPorts`: those the kernel NATs.
  */
 export function renderIcmp6Rules(
   spec: SteeringSpec,
   relay: Uint8Array,
-  server: Uint8Array,
+  servers: readonly Uint8Array[],
   udpPorts: readonly number[],
 ): Icmp6Rules {
   const rules: Icmp6Rules = { divert: [], icmp_out: [] };
   const set = (ports: readonly number[]) => `{ ${ports.join(", ")} }`;
   const hex = (n: number) => `0x${n.toString(16)}`;
-  const R = hex128(relay), S = hex128(server);
+  const R = hex128(relay), S = servers.map(hex128);
   if (spec.tcpPorts.length > 0) {
     rules.divert.push(
-      `${ERRORS} ${QUOTED.nextHeader} 6 ${QUOTED.dst} ${S} ${QUOTED.dstPort} ` +
-        `${set(spec.tcpPorts)} meta mark set ${hex(TPROXY_MARK)} accept`,
+      ...S.map((s) =>
+        `${ERRORS} ${QUOTED.nextHeader} 6 ${QUOTED.dst} ${s} ${QUOTED.dstPort} ` +
+        `${set(spec.tcpPorts)} meta mark set ${hex(TPROXY_MARK)} accept`
+      ),
     );
   }
   if (udpPorts.length > 0) {
     const ports = set(udpPorts);
     const mark = `meta mark set ${hex(ICMP6_MARK)}`;
-    const request =
-      `${ERRORS} ${QUOTED.nextHeader} 17 ${QUOTED.dst} ${S} ${QUOTED.dstPort} ${ports}`;
+    const requests = S.map((s) =>
+      `${ERRORS} ${QUOTED.nextHeader} 17 ${QUOTED.dst} ${s} ${QUOTED.dstPort} ${ports}`
+    );
     rules.divert.push(
-      `${request} ${mark} accept`,
+      ...requests.map((r) => `${r} ${mark} accept`),
       `ip6 daddr ${spec.relayIp} ${ERRORS} ${QUOTED.nextHeader} 17 ${QUOTED.src} ${R} ` +
         `${QUOTED.srcPort} ${ports} ${mark} accept`,
     );
-    rules.icmp_out.push(`${request} ${mark}`);
+    rules.icmp_out.push(...requests.map((r) => `${r} ${mark}`));
   }
   return rules;
 }

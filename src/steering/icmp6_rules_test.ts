@@ -14,7 +14,7 @@ Deno.test("hex128() writes 16 bytes as one constant", () => {
 
 Deno.test("renderIcmp6Rules(): TCP errors go to the relay's socket, UDP ones to the queue", () => {
   const s = hex128(S), r = hex128(R);
-  assertEquals(renderIcmp6Rules(six, R, S, [53]), {
+  assertEquals(renderIcmp6Rules(six, R, [S], [53]), {
     divert: [
       // Quoted TCP to the server's service port: delivered locally (the TPROXY mark), as is.
       `${ERRORS} @th,112,8 6 @th,256,128 ${s} @th,400,16 { 80 } meta mark set 0x4b52 accept`,
@@ -25,7 +25,7 @@ Deno.test("renderIcmp6Rules(): TCP errors go to the relay's socket, UDP ones to 
     ],
     icmp_out: [`${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55`],
   });
-  assertEquals(renderIcmp6Rules(labSpec({ ...six, tcpPorts: [] }), R, S, []), {
+  assertEquals(renderIcmp6Rules(labSpec({ ...six, tcpPorts: [] }), R, [S], []), {
     divert: [],
     icmp_out: [],
   });

@@ -1,33 +1,37 @@
 /**
- * The ip6tables rules that queue to krelay the ICMPv6 errors the ip6 table marks
- * ({@link ICMP6_MARK}, icmp6_rules.ts): nft's own `queue` statement is not available
- * (platform facts), and krelay.ko's hooks are IPv4's, so IPv6's queue selection is by these
- * rules whatever steers IPv4. In `mangle`, after the ip6 table's raw-priority chains have
- * marked them: PREROUTING for errors passing through the relay, OUTPUT for the relay's own.
- * Both bypass the queue when krelay is gone: an error then passes untranslated, never lost.
+ * The ip6tables rules that queue to krelay what the ip6 table marks: the ICMPv6 errors
+ * ({@link ICMP6_MARK}, icmp6_rules.ts) and each new UDP flow's first packet
+ * ({@link UDP_FIRST_MARK}, udp6_rules.ts), for krelay to pick its server. nft's own `queue`
+ * statement is not available (platform facts), and krelay.ko's hooks are IPv4's, so IPv6's
+ * queue selection is by these rules whatever steers IPv4. In `mangle`, after the ip6 table's
+ * raw-priority chains have marked them: PREROUTING for packets passing through the relay,
+ * OUTPUT for the relay's own errors. All bypass the queue when krelay is gone: an error then
+ * passes untranslated, never lost; a first packet reaches the relay's own stack (refused).
  *
  * @module
  */
 
 import { type CommandRunner, mustRun } from "../system/command.ts";
-import { ICMP6_MARK } from "./marks.ts";
+import { ICMP6_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { idleBuiltinChains } from "./iptables_steering.ts";
 import { RULE_COMMENT } from "./iptables.ts";
 
-/** The built-in chains the rules go in. */
-const CHAINS = ["PREROUTING", "OUTPUT"] as const;
+/** The built-in chains the rules go in (POSTROUTING: scripted services' replies). */
+const CHAINS = ["PREROUTING", "OUTPUT", "POSTROUTING"] as const;
+/** Ports one multiport match takes. */
+const MULTIPORT_MAX = 15;
 // A crashed run can leave a few duplicates; this bounds the removal.
 const MAX_STALE = 16;
 
-/** The rule's arguments after `-A CHAIN` / `-D CHAIN`. */
-export function icmp6QueueRule(queue: number): string[] {
+/** The rule's arguments after `-A CHAIN` / `-D CHAIN`: ICMPv6 errors, or first packets. */
+export function icmp6QueueRule(queue: number, what: "icmp" | "first" = "icmp"): string[] {
   return [
     "-p",
-    "ipv6-icmp",
+    what === "icmp" ? "ipv6-icmp" : "udp",
     "-m",
     "mark",
     "--mark",
-    `0x${ICMP6_MARK.toString(16)}`,
+    `0x${(what === "icmp" ? ICMP6_MARK : UDP_FIRST_MARK).toString(16)}`,
     "-m",
     "comment",
     "--comment",
@@ -49,6 +53,63 @@ export async function installIcmp6Queue(
   for (const chain of CHAINS) {
     await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", chain, ...icmp6QueueRule(queue)]);
   }
+  const first = icmp6QueueRule(queue, "first");
+  await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", "PREROUTING", ...first]);
+}
+
+/**
+ * The rules that queue every packet of the IPv6 services with a packet script (krelay NATs
+ * their UDP flows itself, and the relay carries their TCP): requests to `relay6`:port in
+ * PREROUTING, replies from port in POSTROUTING (UDP's after the server's, forwarded; TCP's
+ * the relay's own to the client), as iptables.ts's for IPv4. Each is [chain, ...arguments].
+ */
+export function scriptedQueueRules(
+  queue: number,
+  relay6: string,
+  udp: readonly number[],
+  tcp: readonly number[],
+): string[][] {
+  const target = ["-m", "comment", "--comment", RULE_COMMENT, "-j", "NFQUEUE", "--queue-num"];
+  const q = [...target, String(queue), "--queue-bypass"];
+  const rules: string[][] = [];
+  for (const [protocol, ports] of [["udp", udp], ["tcp", tcp]] as const) {
+    for (let i = 0; i < ports.length; i += MULTIPORT_MAX) {
+      const list = ports.slice(i, i + MULTIPORT_MAX).join(",");
+      const multi = ["-p", protocol, "-m", "multiport"];
+      rules.push(["PREROUTING", "-d", `${relay6}/128`, ...multi, "--dports", list, ...q]);
+      const from = protocol === "tcp" ? ["-s", `${relay6}/128`] : [];
+      rules.push(["POSTROUTING", ...from, ...multi, "--sports", list, ...q]);
+    }
+  }
+  return rules;
+}
+
+/**
+ * Changes the scripted services' rules from `installed` to `wanted` (both as
+ * {@link scriptedQueueRules} gives them): `add` adds the new ones, `drop` deletes those no
+ * longer wanted, so that a caller can change the ip6 table between the two.
+ */
+export function scriptedQueueChange(
+  run: CommandRunner,
+  installed: readonly string[][],
+  wanted: readonly string[][],
+  ip6tables = "ip6tables",
+): { add: () => Promise<void>; drop: () => Promise<void> } {
+  const has = (list: readonly string[][], r: string[]) =>
+    list.some((x) => x.join(" ") === r.join(" "));
+  const mangle = ["-w", "-t", "mangle"];
+  return {
+    add: async () => {
+      for (const [chain, ...args] of wanted.filter((r) => !has(installed, r))) {
+        await mustRun(run, ip6tables, [...mangle, "-A", chain, ...args]);
+      }
+    },
+    drop: async () => {
+      for (const [chain, ...args] of installed.filter((r) => !has(wanted, r))) {
+        await run(ip6tables, [...mangle, "-D", chain, ...args]);
+      }
+    },
+  };
 }
 
 /**
@@ -63,12 +124,12 @@ export async function removeIcmp6Queue(
 ): Promise<void> {
   const listed = await run(ip6tables, ["-w", "-t", "mangle", "-S"]);
   if (listed.code !== 0) return;
-  const mark = `--mark 0x${ICMP6_MARK.toString(16)}`;
+  // Every queue rule of krelay's: marked packets', and scripted services'.
   const ours = listed.stdout.split("\n").filter((line) =>
-    CHAINS.some((c) => line.startsWith(`-A ${c} `)) && line.includes(mark) &&
-    line.includes(`--comment ${RULE_COMMENT}`)
+    CHAINS.some((c) => line.startsWith(`-A ${c} `)) && line.includes(" -j NFQUEUE ") &&
+    line.includes(`--comment ${RULE_COMMENT} `)
   );
-  for (const line of ours.slice(0, 2 * MAX_STALE)) {
+  for (const line of ours.slice(0, 8 * MAX_STALE)) {
     await run(ip6tables, ["-w", "-t", "mangle", "-D", ...line.split(" ").slice(1)]);
   }
   const list = await run(nft, ["-j", "list", "table", "ip6", "mangle"]);

@@ -34,7 +34,7 @@
  */
 
 import { ICMP_ERROR_MARK, UDP_FIRST_MARK } from "./marks.ts";
-import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
+import { ipv4Spec, kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 
 /** One of krelay's chains: its table, name and the built-in chain that jumps to it. */
 export interface KrelayChain {
@@ -84,7 +84,10 @@ function queueTarget(queue: number): string {
 }
 
 /** The rules of each chain the spec needs, as iptables arguments after `-A CHAIN`. */
-export function renderChainRules(spec: SteeringSpec): Partial<Record<ChainId, string[]>> {
+export function renderChainRules(steering: SteeringSpec): Partial<Record<ChainId, string[]>> {
+  // IPv4's selection: none when IPv4 clients are not steered (an IPv6-only relay).
+  const spec = ipv4Spec(steering);
+  if (spec === undefined) return {};
   const q = queueTarget(spec.queue);
   const rules: Partial<Record<ChainId, string[]>> = {};
   if (kernelUdpPorts(spec).length > 0) rules.first = [q];

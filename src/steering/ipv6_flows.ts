@@ -1,7 +1,8 @@
 /**
  * The IPv6 UDP flows the kernel carries, read back from krelay's `ip6 krelay` table (nft.ts):
- * no queue sees an IPv6 flow's first packet, so the kernel's `udp_replies` set (each flow's
- * whole tuple) is where they are listed, for `krelay nat` and the status.
+ * krelay rewrites an IPv6 flow's first packet but keeps no record of it (udp6_rules.ts), so
+ * the kernel's `udp_replies` set (each flow's whole tuple) is where they are listed, for
+ * `krelay nat` and the status.
  *
  * @module
  */

@@ -12,9 +12,14 @@ import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { logger } from "../system/log.ts";
 import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
-import { ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
+import { ipv4Spec, ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
-import { installIcmp6Queue, removeIcmp6Queue } from "./ip6_queue.ts";
+import {
+  installIcmp6Queue,
+  removeIcmp6Queue,
+  scriptedQueueChange,
+  scriptedQueueRules,
+} from "./ip6_queue.ts";
 
 const log = logger("steering");
 
@@ -36,8 +41,12 @@ const MAX_STALE_RULES = 16;
 /** {@link Steering}'s kernel path, through `nft`, `ip` and the bpf(2) system call. */
 export class KernelPath implements Steering {
   #listeners?: ListenerSteering;
+  /** The IPv4 table and route are installed (IPv4 clients are steered). */
+  #ipv4 = false;
   /** The IPv6 table and route are installed (IPv6 clients are steered). */
   #ipv6 = false;
+  /** The ip6tables rules queueing scripted IPv6 services (ip6_queue.ts), as installed. */
+  #scripted6: string[][] = [];
   /** Said once: why TPROXY diverts instead of sk_lookup. */
   #fallbackLogged = false;
 
@@ -54,8 +63,7 @@ export class KernelPath implements Steering {
     try {
       this.#listeners = this.#attach(spec);
       const skLookup = this.#listeners !== undefined;
-      await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec, skLookup));
-      for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+      await this.#syncIpv4(spec, skLookup);
       await this.#syncIpv6(spec, skLookup);
     } catch (e) {
       await this.remove();
@@ -84,8 +92,38 @@ export class KernelPath implements Steering {
     if (this.#listeners === undefined) this.#listeners = this.#attach(spec);
     else this.#listeners.update(spec, spec.listeners ?? []);
     const skLookup = this.#listeners !== undefined;
-    await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec, skLookup));
+    await this.#syncIpv4(spec, skLookup);
     await this.#syncIpv6(spec, skLookup);
+  }
+
+  /**
+   * The IPv4 table and policy route when `spec` steers IPv4 clients (it does unless the relay
+   * is IPv6 only): created, updated in place, or removed as the spec asks.
+   */
+  async #syncIpv4(spec: SteeringSpec, skLookup: boolean): Promise<void> {
+    const four = ipv4Spec(spec);
+    if (four === undefined) {
+      if (this.#ipv4) await this.#removeIpv4();
+      return;
+    }
+    if (this.#ipv4) {
+      await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(four, skLookup));
+      return;
+    }
+    await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(four, skLookup));
+    this.#ipv4 = true;
+    for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+  }
+
+  async #removeIpv4(): Promise<void> {
+    this.#ipv4 = false;
+    // Whatever installed it (or a crashed run left it); a missing nft is no error here.
+    await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
+    const route = routeRemovalCommands();
+    for (let i = 0; i < MAX_STALE_RULES; i++) {
+      if ((await this.run(this.ip, route.rule)).code !== 0) break;
+    }
+    await this.run(this.ip, route.routes);
   }
 
   /**
@@ -98,19 +136,36 @@ export class KernelPath implements Steering {
       if (this.#ipv6) await this.#removeIpv6();
       return;
     }
+    // A newly scripted service is queued before the table stops NATing it, and queued no
+    // longer only after the table NATs it again.
+    const wanted = scriptedQueueRules(
+      spec.queue,
+      six.relayIp,
+      six.scriptedUdpPorts,
+      six.scriptedTcpPorts,
+    );
+    const change = scriptedQueueChange(this.run, this.#scripted6, wanted, this.ip6tables);
     if (this.#ipv6) {
+      await change.add();
+      this.#scripted6 = [...this.#scripted6, ...wanted];
       await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(six, skLookup, "ip6"));
+      await change.drop();
+      this.#scripted6 = wanted;
       return;
     }
     await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(six, skLookup, "ip6"));
     this.#ipv6 = true;
     for (const args of routeInstallCommands(true)) await mustRun(this.run, this.ip, args);
-    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate.
+    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate,
+    // and each new flow's first packet; and every packet of the scripted services.
     await installIcmp6Queue(this.run, spec.queue, this.ip6tables);
+    this.#scripted6 = wanted;
+    await scriptedQueueChange(this.run, [], wanted, this.ip6tables).add();
   }
 
   async #removeIpv6(): Promise<void> {
     this.#ipv6 = false;
+    this.#scripted6 = [];
     await removeIcmp6Queue(this.run, this.ip6tables, this.nft);
     await this.run(this.nft, ["delete", "table", "ip6", NFT_TABLE]);
     const route = routeRemovalCommands(true);
@@ -123,13 +178,7 @@ export class KernelPath implements Steering {
   async remove(): Promise<void> {
     this.#listeners?.close();
     this.#listeners = undefined;
-    // Whatever installed it (or a crashed run left it); a missing nft is no error here.
-    await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
-    const route = routeRemovalCommands();
-    for (let i = 0; i < MAX_STALE_RULES; i++) {
-      if ((await this.run(this.ip, route.rule)).code !== 0) break;
-    }
-    await this.run(this.ip, route.routes);
+    await this.#removeIpv4();
     await this.#removeIpv6();
   }
 }

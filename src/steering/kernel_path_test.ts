@@ -79,7 +79,9 @@ Deno.test("KernelPath installs the ip6 table and IPv6 route only with an IPv6 re
   assert(scripts()[2].includes("ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000"));
   assert(calls.some((c) => c.cmd === "ip -6 route replace local ::/0 dev lo table 19282"));
   await path.update(dual);
-  assert(scripts()[4].startsWith("flush chain ip6 krelay divert"), scripts()[4]);
+  // Each server's flow set is added if new (kept, with its flows, if not), then the rules.
+  assert(scripts()[4].startsWith("add set ip6 krelay udp_flows_0 {"), scripts()[4]);
+  assert(scripts()[4].includes("\nflush chain ip6 krelay divert\n"), scripts()[4]);
   calls.length = 0;
   await path.update(labSpec());
   assert(calls.some((c) => c.cmd === "nft delete table ip6 krelay"));
@@ -100,7 +102,7 @@ function scripted() {
 Deno.test("KernelPath with listeners hands connections over by sk_lookup, not TPROXY", async () => {
   const { run, nftScripts } = scripted();
   const seen: string[] = [];
-  const attach = (t: { relayIp: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
+  const attach = (t: { relayIp?: string; tcpPorts: readonly number[] }, l: readonly number[]) => {
     seen.push(`attach ${t.relayIp} ${t.tcpPorts} -> ${l}`);
     return {
       update: (u: typeof t, m: readonly number[]) => seen.push(`update ${u.tcpPorts} -> ${m}`),
@@ -136,4 +138,59 @@ Deno.test("KernelPath falls back to TPROXY when sk_lookup is refused, or without
     .install(spec);
   assertEquals(attached, 0);
   assert(none.nftScripts()[0].includes("tcp dport { 80 } tproxy to :16000"));
+});
+
+Deno.test("KernelPath queues scripted IPv6 services by ip6tables rules, added and removed with the scripts", async () => {
+  const calls: string[] = [];
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  const dual = { relayIp6: "2001:db8:1::1", realIp6: "2001:db8:2::10" };
+  await path.install(labSpec(dual));
+  const scripted = () => calls.filter((c) => c.includes("multiport"));
+  assertEquals(scripted(), []);
+  await path.update(labSpec({ ...dual, scriptedUdpPorts: [53] }));
+  const q = "-m comment --comment krelay -j NFQUEUE --queue-num 0 --queue-bypass";
+  assertEquals(scripted(), [
+    `ip6tables -w -t mangle -A PREROUTING -d 2001:db8:1::1/128 -p udp -m multiport --dports 53 ${q}`,
+    `ip6tables -w -t mangle -A POSTROUTING -p udp -m multiport --sports 53 ${q}`,
+  ]);
+  // The ip6 table no longer NATs it: no flow set rule for port 53.
+  const last = calls.filter((c) => c === "nft -f -").length;
+  assert(last >= 3);
+  calls.length = 0;
+  await path.update(labSpec({ ...dual, scriptedUdpPorts: [53] }));
+  assertEquals(scripted(), []);
+  await path.update(labSpec(dual));
+  assertEquals(scripted(), [
+    `ip6tables -w -t mangle -D PREROUTING -d 2001:db8:1::1/128 -p udp -m multiport --dports 53 ${q}`,
+    `ip6tables -w -t mangle -D POSTROUTING -p udp -m multiport --sports 53 ${q}`,
+  ]);
+});
+
+Deno.test("KernelPath with IPv6 only installs no ip table, IPv4 route or IPv4 rule", async () => {
+  const calls: { cmd: string; stdin?: string }[] = [];
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  const only6 = labSpec({
+    relayIp: undefined,
+    realIp: undefined,
+    relayIp6: "2001:db8:1::1",
+    realIp6: "2001:db8:2::10",
+  });
+  await path.install(only6);
+  const scripts = calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
+  assertEquals(scripts.length, 1);
+  assert(scripts[0].startsWith("table ip6 krelay {"), scripts[0]);
+  assert(!calls.some((c) => c.cmd.startsWith("ip rule add")), JSON.stringify(calls));
+  assert(calls.some((c) => c.cmd.startsWith("ip -6 rule add")));
 });

@@ -8,7 +8,7 @@
  */
 
 import { UDP_FIRST_MARK } from "./marks.ts";
-import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
+import { ipv4Spec, kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import type { Steering } from "./steering.ts";
 
 /** Where the module's files are. */
@@ -40,8 +40,8 @@ export function kmodLoaded(paths: KmodPaths = KMOD_PATHS): boolean {
  */
 export function renderKmodFiles(spec: SteeringSpec): Record<string, string> {
   return {
-    relay_ip: spec.relayIp,
-    real_ip: spec.realIp,
+    relay_ip: spec.relayIp ?? "",
+    real_ip: spec.realIp ?? "",
     udp_ports: spec.scriptedUdpPorts.join(","),
     tcp_ports: spec.scriptedTcpPorts.join(","),
     first_mark: kernelUdpPorts(spec).length > 0 ? String(UDP_FIRST_MARK) : "0",
@@ -49,6 +49,10 @@ export function renderKmodFiles(spec: SteeringSpec): Record<string, string> {
     queue: String(spec.queue),
   };
 }
+
+/** Why krelay.ko cannot steer a relay without IPv4 servers. */
+export const KMOD_IPV4_ONLY = "krelay.ko steers IPv4 clients: a relay of IPv6 servers only " +
+  "runs with datapath iptables";
 
 /** What the module's files say now. */
 export interface KmodState {
@@ -92,7 +96,10 @@ export class KmodSteering implements Steering {
   }
 
   async #write(spec: SteeringSpec): Promise<void> {
-    for (const [name, value] of Object.entries(renderKmodFiles(spec))) {
+    const four = ipv4Spec(spec);
+    // The module's hooks are IPv4's (IPv6 is steered by the kernel path's rules alone).
+    if (four === undefined) throw new Error(KMOD_IPV4_ONLY);
+    for (const [name, value] of Object.entries(renderKmodFiles(four))) {
       if (this.#written[name] === value) continue;
       await this.#file(`${this.paths.proc}/${name}`, value);
       this.#written[name] = value;

@@ -63,15 +63,16 @@ import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
 import { ICMP_ERROR_MARK, TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { renderIcmp6Rules } from "./icmp6_rules.ts";
 import { parseIpv6 } from "../packet/ipv6_address.ts";
+import { flowServers, flowSetBody, flowSetName, renderUdp6Rules } from "./udp6_rules.ts";
 
 /** The table's name (family ip, and ip6 for IPv6 clients). */
 export const NFT_TABLE = "krelay";
 
 /**
- * The table's family: `ip` for IPv4, `ip6` for IPv6. The IPv6 table has the same chains and
- * rules over IPv6 addresses, with one difference: no queue selects IPv6 packets, so a new UDP
- * flow's first packet is sent to the IPv6 real server by its rule (and learnt by
- * `udp_forward` as an IPv4 one is once krelay has rewritten it).
+ * The table's family: `ip` for IPv4, `ip6` for IPv6. The IPv6 table has the same TCP chains
+ * and rules over IPv6 addresses; its UDP rules are udp6_rules.ts's (a flow set per server,
+ * since nft cannot store a flow's server under an IPv6 key), and its ICMPv6 ones
+ * icmp6_rules.ts's.
  */
 export type NftFamily = "ip" | "ip6";
 
@@ -144,13 +145,18 @@ export function renderNatRules(
   if (family === "ip") return rules;
   const icmp = renderIcmp6Rules(
     spec,
-    parseIpv6(spec.relayIp),
-    parseIpv6(spec.realIp),
+    // The IPv6 side's spec (ipv6Spec) has it.
+    parseIpv6(spec.relayIp!),
+    flowServers(spec).map((s) => parseIpv6(s.address)),
     kernelUdpPorts(spec),
   );
+  const udpPorts = kernelUdpPorts(spec);
+  const udp = udpPorts.length > 0
+    ? renderUdp6Rules(spec, udpPorts)
+    : { divert: [], udp_forward: [] };
   return {
-    divert: [...rules.divert.map(asIpv6), ...icmp.divert],
-    udp_forward: rules.udp_forward.map(asIpv6),
+    divert: [...rules.divert.map(asIpv6), ...udp.divert, ...icmp.divert],
+    udp_forward: [...udp.udp_forward, ...rules.udp_forward.map(asIpv6)],
     untrack_out: rules.untrack_out.map(asIpv6),
     icmp_out: icmp.icmp_out,
   };
@@ -180,7 +186,8 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     }
   }
   const udpPorts = kernelUdpPorts(spec);
-  if (udpPorts.length > 0) {
+  // IPv6's UDP rules are udp6_rules.ts's (a flow set per server).
+  if (udpPorts.length > 0 && family === "ip") {
     const request = `ip daddr ${spec.relayIp} udp dport ${set(udpPorts)}`;
     const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
     const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
@@ -257,12 +264,14 @@ export function renderNatTable(
   const addr = family === "ip" ? "ipv4_addr" : "ipv6_addr";
   const lines = [
     `table ${family} ${NFT_TABLE} {`,
-    family === "ip" ? `  map udp_flows {` : `  set udp_flows {`,
-    `    type ${addr} . inet_service . inet_service${
-      family === "ip" ? ` : ${addr}` : ""
-    }; flags dynamic,timeout;`,
-    `    size ${spec.natMaxEntries};`,
-    `  }`,
+    ...(family === "ip"
+      ? [
+        `  map udp_flows {`,
+        `    type ${addr} . inet_service . inet_service : ${addr}; flags dynamic,timeout;`,
+        `    size ${spec.natMaxEntries};`,
+        `  }`,
+      ]
+      : flowServers(spec).map((s) => `  set ${flowSetName(s)} { ${flowSetBody(spec)} }`)),
     `  set udp_replies {`,
     `    type ${addr} . inet_service . ${addr} . inet_service; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
@@ -289,6 +298,12 @@ export function renderNatUpdate(
   const rules = renderNatRules(spec, skLookup, family);
   const chains = chainsOf(spec, family);
   const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
+  // A server new to the IPv6 side gets its flow set (the others' are kept, with their flows).
+  if (family === "ip6") {
+    for (const s of flowServers(spec)) {
+      lines.unshift(`add set ip6 ${NFT_TABLE} ${flowSetName(s)} { ${flowSetBody(spec)} }`);
+    }
+  }
   for (const [chain] of chains) {
     lines.push(
       ...(rules[chain] ?? []).map((r) => `add rule ${family} ${NFT_TABLE} ${chain} ${r}`),

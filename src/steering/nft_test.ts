@@ -146,25 +146,49 @@ Deno.test("renderNatRules() leaves a new flow of a service with no server up to 
   assertEquals(renderNatRules(labSpec({ udpPorts: [53] })).divert.some((r) => r === refuse), false);
 });
 
-Deno.test("renderNatRules() for ip6: IPv6 selectors, and the first packet sent to the IPv6 server by its rule", () => {
-  const six = labSpec({ relayIp: "2001:db8:1::1", realIp: "2001:db8:2::10", scriptedUdpPorts: [] });
+Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, first packets marked for the queue", () => {
+  const six = labSpec({
+    relayIp: "2001:db8:1::1",
+    realIp: "2001:db8:2::10",
+    scriptedUdpPorts: [],
+    servers6: [{ address: "2001:db8:2::10", id: 0 }, { address: "2001:db8:2::20", id: 3 }],
+  });
   const key = "ip6 saddr . udp sport . udp dport";
+  const replies =
+    "update @udp_replies { ip6 daddr . udp dport . ip6 saddr . udp sport timeout 30000ms }";
   const rules = renderNatRules(six, false, "ip6");
   // Then the ICMPv6 errors' rules (icmp6_rules_test.ts).
-  assertEquals(rules.divert.slice(0, 4), [
+  assertEquals(rules.divert.slice(0, 5), [
     "tcp sport { 80 } socket transparent 1 meta mark set 0x4b52 accept",
     "ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000 meta mark set 0x4b52 accept",
-    // A known flow (a set: no server stored) goes to the IPv6 server.
-    `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows ip6 daddr set 2001:db8:2::10 ` +
-    `update @udp_flows { ${key} timeout 30000ms } ` +
-    `update @udp_replies { ip6 daddr . udp dport . ip6 saddr . udp sport timeout 30000ms } accept`,
-    // No queue takes IPv6: the rule itself sends a new flow's first packet to the server.
-    "ip6 daddr 2001:db8:1::1 udp dport { 53 } meta mark set 0x4b53 ip6 daddr set 2001:db8:2::10 accept",
+    // A known flow goes to the server whose set holds it.
+    `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows_0 ip6 daddr set 2001:db8:2::10 ` +
+    `update @udp_flows_0 { ${key} timeout 30000ms } ${replies} accept`,
+    `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows_3 ip6 daddr set 2001:db8:2::20 ` +
+    `update @udp_flows_3 { ${key} timeout 30000ms } ${replies} accept`,
+    // A new flow's first packet is queued (ip6_queue.ts): krelay picks its server.
+    "ip6 daddr 2001:db8:1::1 udp dport { 53 } meta mark set 0x4b53 accept",
   ]);
-  assert(rules.udp_forward[2].endsWith("ip6 saddr set 2001:db8:1::1"), rules.udp_forward[2]);
+  // Rewritten to a server, the first packet joins that server's set; else it is dropped.
+  assert(
+    rules.udp_forward[1].startsWith("meta mark 0x4b53 ip6 daddr 2001:db8:2::20 add @udp_flows_3 {"),
+  );
+  assertEquals(rules.udp_forward[2], "meta mark 0x4b53 drop");
+  assert(
+    rules.udp_forward[4].includes("ip6 saddr 2001:db8:2::20 ip6 saddr . udp sport . ip6 daddr"),
+  );
+  assert(
+    rules.udp_forward[4].endsWith(
+      "update @udp_flows_3 { ip6 daddr . udp dport . udp sport timeout 30000ms } ip6 saddr set 2001:db8:1::1",
+    ),
+  );
   assert(!JSON.stringify(rules).match(/\bip (saddr|daddr)\b/));
-  assertEquals(rules.divert.length, 7);
-  assertEquals(rules.icmp_out?.length, 1);
+  // ICMPv6 errors: TCP and UDP about each server, and one about replies.
+  assertEquals(rules.divert.length, 5 + 2 + 2 + 1);
+  assertEquals(rules.icmp_out?.length, 2);
+  // No IPv6 server up: new IPv6 flows are refused before they are marked.
+  const refused = renderNatRules({ ...six, refusedUdpPorts6: [53] }, false, "ip6").divert;
+  assertEquals(refused[4], "ip6 daddr 2001:db8:1::1 udp dport { 53 } accept");
   assert(
     renderNatTable(six, true, "ip6").includes(
       "chain icmp_out {\n    type filter hook output priority raw;",
@@ -172,7 +196,13 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, and the first packet sent t
   );
   assertEquals(renderNatRules(spec).icmp_out, undefined);
   const table = renderNatTable(six, true, "ip6");
-  assert(table.startsWith("table ip6 krelay {\n  set udp_flows {"), table);
+  assert(
+    table.startsWith(
+      "table ip6 krelay {\n  set udp_flows_0 { type ipv6_addr . inet_service . inet_service; " +
+        "flags dynamic,timeout; size 65536; }\n  set udp_flows_3 {",
+    ),
+    table,
+  );
   assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
-  assert(renderNatUpdate(six, true, "ip6").startsWith("flush chain ip6 krelay divert\n"));
+  assert(renderNatUpdate(six, true, "ip6").includes("\nflush chain ip6 krelay divert\n"));
 });

@@ -46,7 +46,8 @@ export const IPV6_KEYS = MAX_LISTENERS;
  * IPv6 address when given (its listeners, IPv6 ones, come with it).
  */
 export interface SkLookupTarget {
-  relayIp: string;
+  /** The relay's IPv4 address; IPv4 connections are left alone without it (IPv6 only). */
+  relayIp?: string;
   tcpPorts: readonly number[];
   /** The relay's IPv6 address; IPv6 connections are left alone without it. */
   relayIp6?: string;
@@ -87,11 +88,16 @@ export function skLookupProgram(target: SkLookupTarget, map: number): Uint8Array
   const a = new Asm();
   a.mov(6, 1)
     .load32(2, 6, CTX.protocol).jne32(2, IPPROTO_TCP, "pass");
+  const v4 = target.relayIp;
   if (target.relayIp6 !== undefined) {
-    a.load32(2, 6, CTX.family).jeq32(2, AF_INET6, "v6");
+    // IPv6 only: an IPv4 connection passes; else it goes on below.
+    if (v4 === undefined) a.load32(2, 6, CTX.family).jne32(2, AF_INET6, "pass");
+    else a.load32(2, 6, CTX.family).jeq32(2, AF_INET6, "v6");
   }
-  a.load32(2, 6, CTX.localIp4).jne32(2, ipWord(target.relayIp), "pass");
-  servicePorts(a, target.tcpPorts, "v4key0");
+  if (v4 !== undefined) {
+    a.load32(2, 6, CTX.localIp4).jne32(2, ipWord(v4), "pass");
+    servicePorts(a, target.tcpPorts, "v4key0");
+  }
   if (target.relayIp6 !== undefined) {
     a.label("v6");
     ip6Words(target.relayIp6).forEach((word, i) => {
@@ -100,7 +106,7 @@ export function skLookupProgram(target: SkLookupTarget, map: number): Uint8Array
     servicePorts(a, target.tcpPorts, "v6key0");
     assignFirst(a, map, "v6key", IPV6_KEYS);
   }
-  assignFirst(a, map, "v4key", 0);
+  if (v4 !== undefined) assignFirst(a, map, "v4key", 0);
   return a.label("pass").movImm(0, SK_PASS).exit().build();
 }
 

@@ -229,3 +229,11 @@ Deno.test("sk_lookup program: other IPv6 addresses and ports, or no IPv6 relay, 
   const v6ctx = { protocol: 6, family: 10, localIp4: 0, localIp6: relay6, localPort: 80 };
   assertEquals(runProgram(code, v6ctx, dualMap()).assigned, undefined);
 });
+
+Deno.test("sk_lookup program with IPv6 only: IPv6 gets its listener, IPv4 connections pass", () => {
+  const only6 = skLookupProgram({ ...dual, relayIp: undefined }, MAP_FD);
+  const v6 = { protocol: 6, family: 10, localIp4: 0, localIp6: relay6, localPort: 80 };
+  assertEquals(runProgram(only6, v6, dualMap()), { verdict: 1, assigned: "v6", balanced: true });
+  const v4 = { protocol: 6, family: 2, localIp4: relay, localPort: 80 };
+  assertEquals(runProgram(only6, v4, dualMap()).assigned, undefined);
+});

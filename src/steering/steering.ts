@@ -15,9 +15,12 @@
 /** What the steering carries and selects. */
 export interface SteeringSpec {
   queue: number;
-  relayIp: string;
-  /** The real server new UDP flows are sent to by the kernel. */
-  realIp: string;
+  /**
+   * The relay's IPv4 address and the first IPv4 real server (krelay.ko shows it); IPv4
+   * clients are steered only when both are given (an IPv6-only relay has neither).
+   */
+  relayIp?: string;
+  realIp?: string;
   /** The gateway port, where the relay listens (the TPROXY target). */
   gport: number;
   /** UDP service ports: the configured ones and those of live flows. */
@@ -61,16 +64,39 @@ export interface SteeringSpec {
   realIp6?: string;
   /** The IPv6 gateway listeners' descriptors, for sk_lookup. */
   listeners6?: readonly number[];
+  /**
+   * The IPv6 servers UDP flows may be carried to, with the daemon's stable ids: those of
+   * real_ip, and those taken out of it while krelay runs (their flows go on). Without it, the
+   * one server realIp6 (id 0).
+   */
+  servers6?: readonly Server6[];
+  /** {@link SteeringSpec.refusedUdpPorts} for IPv6 clients (no IPv6 server up). */
+  refusedUdpPorts6?: readonly number[];
+}
+
+/** An IPv6 server of the steering: its address and the id of its flow set (udp6_rules.ts). */
+export interface Server6 {
+  address: string;
+  id: number;
+}
+
+/** A spec of one family's side: its relay address and server given. */
+export type FamilySpec = SteeringSpec & { relayIp: string; realIp: string };
+
+/** The spec of the IPv4 side, or undefined when IPv4 clients are not steered (IPv6 only). */
+export function ipv4Spec(spec: SteeringSpec): FamilySpec | undefined {
+  const { relayIp, realIp } = spec;
+  return relayIp === undefined || realIp === undefined ? undefined : { ...spec, relayIp, realIp };
 }
 
 /**
  * The spec of the IPv6 side, in the IPv4 spec's fields (relayIp and realIp the IPv6 ones), or
- * undefined when IPv6 clients are not steered. Packet scripts see IPv4 only, so the kernel
- * NATs every IPv6 UDP service.
+ * undefined when IPv6 clients are not steered. Scripted services are queued as IPv4's are
+ * (ip6_queue.ts), and krelay NATs their UDP flows itself.
  */
-export function ipv6Spec(spec: SteeringSpec): SteeringSpec | undefined {
+export function ipv6Spec(spec: SteeringSpec): FamilySpec | undefined {
   if (spec.relayIp6 === undefined || spec.realIp6 === undefined) return undefined;
-  return { ...spec, relayIp: spec.relayIp6, realIp: spec.realIp6, scriptedUdpPorts: [] };
+  return { ...spec, relayIp: spec.relayIp6, realIp: spec.realIp6 };
 }
 
 /** The UDP ports the kernel NATs: those without a script. */

@@ -1,0 +1,86 @@
+/**
+ * End to end, as root: krelay with IPv6 servers only (`--real-ip 2001:db8:2::10 --relay-ip
+ * 2001:db8:1::1`), no IPv4 server. IPv6 clients are relayed (real curl, dig and nginx,
+ * dnsmasq); IPv4 is not steered at all (no `ip krelay` table, no iptables chain, the relay's
+ * own stack answers IPv4 clients); status and `config set` work.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
+import { startServers } from "../src/lab/servers.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import { controlSocket, startKrelay } from "./support/krelay.ts";
+import { labTest, type Requirement } from "./support/requirements.ts";
+import { KRELAY_LAUNCHER } from "../src/lab/krelay_process.ts";
+
+const NEEDS: Requirement[] = [
+  "iptables",
+  "nginx",
+  "curl",
+  "dnsmasq",
+  "dig",
+  "libnetfilter_queue",
+  "cmd:nft",
+];
+const R6 = LAB_ADDR6.relay;
+const ONLY6 = ["--real-ip", LAB_ADDR6.server, "--relay-ip", LAB_ADDR6.relay];
+
+function curl(lab: Lab, url: string, timeoutS = 20) {
+  return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutS), url], {
+    timeoutMs: timeoutS * 1000 + 5_000,
+  });
+}
+
+function dig(lab: Lab, server: string, args: string[]) {
+  return lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", `@${server}`, ...args], {
+    timeoutMs: 10_000,
+  });
+}
+
+function cli(lab: Lab, args: string[]) {
+  return lab.exec("relay", [KRELAY_LAUNCHER, ...args, "--socket", controlSocket(lab)]);
+}
+
+labTest(
+  "krelay with IPv6 servers only relays curl and dig over IPv6 and steers no IPv4",
+  NEEDS,
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const krelay = await startKrelay(lab, ONLY6);
+    const r = await curl(lab, `http://[${R6}]/whoami`);
+    assert(r.stdout.startsWith(`srv1 ${LAB_ADDR6.client}:`), r.stdout + r.stderr);
+    assertEquals((await dig(lab, R6, ["lab.example", "AAAA"])).stdout.trim(), LAB_ADDR6.dnsAnswer);
+    const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example" && q.type === "AAAA");
+    assertEquals(q.client, LAB_ADDR6.client);
+    // IPv4 is not steered: no ip table, no iptables chain of krelay's; the relay's own stack
+    // refuses an IPv4 client (nothing listens on its port 80).
+    const tables = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
+    assert(tables.includes("table ip6 krelay"), tables);
+    assert(!/table ip krelay/.test(tables), tables);
+    for (const table of ["raw", "mangle"]) {
+      const rules = await lab.exec("relay", ["iptables", "-w", "-t", table, "-S"]);
+      assert(!/KRELAY/.test(rules.stdout), rules.stdout);
+    }
+    const r4 = await curl(lab, `http://${LAB_ADDR.relay}/`, 5);
+    assert(!r4.success && /refused|Failed to connect/i.test(r4.stderr), r4.stderr);
+    // Status and config work without an IPv4 relay address.
+    const status = await cli(lab, ["status"]);
+    assert(status.success, status.stderr);
+    assert(status.stdout.includes(`relay ip6  ${R6}`), status.stdout);
+    assert(!/^relay ip\s/m.test(status.stdout), status.stdout);
+    const got = await cli(lab, ["config", "get", "relay_ip"]);
+    assert(got.stdout.includes(R6), got.stdout);
+    // A second IPv6 server, live: new IPv6 connections may go to either; an IPv4 one is refused.
+    const set = await cli(lab, ["config", "set", "real_ip", LAB_ADDR6.server2]);
+    assert(set.success, set.stderr + set.stdout);
+    const r2 = await curl(lab, `http://[${R6}]/whoami`);
+    assert(r2.stdout.startsWith(`srv2 ${LAB_ADDR6.client}:`), r2.stdout + r2.stderr);
+    const refused = await cli(lab, ["config", "set", "real_ip", LAB_ADDR.server]);
+    assert(!refused.success, refused.stdout);
+    assert(/IPv4/.test(refused.stderr + refused.stdout), refused.stderr + refused.stdout);
+    assertEquals(await krelay.stop(), 0);
+    const after = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
+    assert(!after.includes("krelay"), after);
+  },
+  { secondServer: true, timeoutMs: 90_000 },
+);
