@@ -71,6 +71,8 @@ export const EPOLL_CTL_DEL = 2;
 
 // --- pipes and splice(2) ---
 export const F_SETPIPE_SZ = 1031;
+/** fcntl: a pipe's capacity in bytes. */
+export const F_GETPIPE_SZ = 1032;
 export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
 

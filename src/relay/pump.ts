@@ -372,7 +372,7 @@ export class Pump {
       null,
       d.pipe.w,
       null,
-      BigInt(this.shared.pipes.size),
+      BigInt(d.pipe.size),
       SPLICE_FLAGS,
     );
     if (n > 0) {
