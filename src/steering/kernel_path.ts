@@ -40,6 +40,8 @@ export class KernelPath implements Steering {
   #ipv6 = false;
   /** Said once: why TPROXY diverts instead of sk_lookup. */
   #fallbackLogged = false;
+  /** The kernel refused `reject` in prerouting (before Linux 5.x): the relay resets instead. */
+  #noReject = false;
 
   constructor(
     private readonly run: CommandRunner = runCommand,
@@ -54,7 +56,7 @@ export class KernelPath implements Steering {
     try {
       this.#listeners = this.#attach(spec);
       const skLookup = this.#listeners !== undefined;
-      await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(spec, skLookup));
+      await this.#applyTable(spec, (s) => renderNatTable(s, skLookup));
       for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
       await this.#syncIpv6(spec, skLookup);
     } catch (e) {
@@ -84,8 +86,33 @@ export class KernelPath implements Steering {
     if (this.#listeners === undefined) this.#listeners = this.#attach(spec);
     else this.#listeners.update(spec, spec.listeners ?? []);
     const skLookup = this.#listeners !== undefined;
-    await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(spec, skLookup));
+    await this.#applyTable(spec, (s) => renderNatUpdate(s, skLookup));
     await this.#syncIpv6(spec, skLookup);
+  }
+
+  /**
+   * Applies the IPv4 table's script for `spec`. A kernel that refuses `reject` in prerouting
+   * (the refused TCP services' rule) fails the whole transaction: it is then applied without
+   * that rule, said once, and the relay resets those clients after the accept instead.
+   */
+  async #applyTable(spec: SteeringSpec, render: (spec: SteeringSpec) => string): Promise<void> {
+    const refusing = (spec.refusedTcpPorts?.length ?? 0) > 0;
+    const without = { ...spec, refusedTcpPorts: [] };
+    if (!refusing || this.#noReject) {
+      await mustRun(this.run, this.nft, ["-f", "-"], render(without));
+      return;
+    }
+    try {
+      await mustRun(this.run, this.nft, ["-f", "-"], render(spec));
+    } catch (e) {
+      await mustRun(this.run, this.nft, ["-f", "-"], render(without));
+      this.#noReject = true;
+      log.warn(
+        "the kernel refuses reject in prerouting ({error}): a TCP service with no server up " +
+          "is accepted and reset, not refused",
+        { error: String(e) },
+      );
+    }
   }
 
   /**
