@@ -18,7 +18,8 @@
  * the relay connects after the accept as it does without the gate.
  *
  * The cost is a queue round trip per new connection, and the SYN-ACK waits for the server's
- * (as through NAT).
+ * (as through NAT). The steering queues the SYNs of the services in `heldSynPorts` only: all
+ * with `tcp_hold_syn` true, and with auto (the default) those in doubt (syn_doubt.ts).
  *
  * @module
  */
