@@ -140,7 +140,8 @@ export class ComposedSteering implements Steering {
         scriptedTcpPorts: union(last.scriptedTcpPorts, spec.scriptedTcpPorts),
       });
     }
-    await this.kernelPath.update(spec);
+    // Only the held SYNs changed (tcp_hold_syn auto): the queue selection alone, at once.
+    if (last === undefined || !sameButHeldSyns(last, spec)) await this.kernelPath.update(spec);
     await this.selection.update(spec);
     this.#last = spec;
   }
@@ -153,6 +154,11 @@ export class ComposedSteering implements Steering {
     }
     if (first !== undefined) throw first;
   }
+}
+
+/** Whether two specs differ at most in heldSynPorts, which only the queue selection renders. */
+function sameButHeldSyns(a: SteeringSpec, b: SteeringSpec): boolean {
+  return JSON.stringify({ ...a, heldSynPorts: [] }) === JSON.stringify({ ...b, heldSynPorts: [] });
 }
 
 function union(a: readonly number[], b: readonly number[]): number[] {
