@@ -6,13 +6,14 @@
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
-import { type LabProcess, run } from "../src/lab/process.ts";
+import { type LabProcess, run, signalGroup } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { waitForListen } from "../src/lab/wait.ts";
+import { waitFor, waitForLine, waitForListen } from "../src/lab/wait.ts";
+import type { SynReport } from "../src/daemon/reports.ts";
 import { assertDigRefused } from "./support/dig.ts";
 import { assertDownload } from "./support/download.ts";
-import { LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
 const NEEDS: Requirement[] = ["iptables", "nft", "libnetfilter_queue", "cmd:python3"];
@@ -261,11 +262,42 @@ labTest(
   },
 );
 
+/** Where clients' SYNs go now, from `krelay status`. */
+async function synStatus(k: KrelayRun): Promise<SynReport> {
+  const r = await run([KRELAY, "status", "--json", "--socket", k.socket], { timeoutMs: 30_000 });
+  assert(r.success, r.stderr);
+  return (JSON.parse(r.stdout) as { syn: SynReport }).syn;
+}
+
+/** Waits until the SYN gate holds exactly `ports` (tcp_hold_syn auto). */
+async function heldBecomes(k: KrelayRun, ports: number[], timeoutMs = 10_000): Promise<void> {
+  await waitFor(
+    async () => JSON.stringify((await synStatus(k)).heldPorts) === JSON.stringify(ports),
+    { timeoutMs, intervalMs: 100, what: `SYNs held for [${ports}]` },
+  );
+}
+
+/** The relay's rules that queue clients' SYNs, as `iptables -S` shows them. */
+async function synRules(lab: Lab): Promise<string[]> {
+  const r = await lab.exec("relay", ["iptables", "-w", "-t", "mangle", "-S"], { check: true });
+  return r.stdout.split("\n").filter((l) => l.startsWith("-A KRELAY_SYN"));
+}
+
+/** Waits until the steering has `count` rules queueing SYNs (it follows the status). */
+async function synRulesBecome(lab: Lab, count: number): Promise<void> {
+  await waitFor(async () => (await synRules(lab)).length === count, {
+    timeoutMs: 5_000,
+    intervalMs: 100,
+    what: `${count} KRELAY_SYN rules`,
+  });
+}
+
 /**
  * A TCP service whose server refuses (81), drops SYNs (82), says host unreachable (83) or
- * answers (80): the client sees what it would see talking to the server itself.
+ * answers (80): the client sees what it would see talking to the server itself. `auto`: with
+ * tcp_hold_syn auto (the default), after one connection to the service has failed.
  */
-async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void> {
+async function tcpServerDown(lab: Lab, extraFlags: string[] = [], auto = false): Promise<void> {
   {
     await startServers(lab);
     // 81: nothing listens. 82: the server drops SYNs. 83: the server says host unreachable.
@@ -286,7 +318,7 @@ async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void>
       "80,81,82,83",
       "--tcp-connect-timeout",
       "1",
-      "--tcp-hold-syn",
+      ...(auto ? [] : ["--tcp-hold-syn"]),
       ...extraFlags,
     ]);
     const connect = async (port: number) => {
@@ -309,6 +341,17 @@ async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void>
       assert(r.success, r.stderr);
       return JSON.parse(r.stdout) as { out: string; ms: number };
     };
+    // auto: the relay accepts the first connection, its server fails it (the client is reset),
+    // and from then on the service's SYNs are held.
+    const held: number[] = [];
+    const firstFailure = async (port: number) => {
+      if (!auto) return;
+      await connect(port);
+      held.push(port);
+      await heldBecomes(krelay, held.toSorted((a, b) => a - b));
+    };
+    if (auto) assertEquals((await synStatus(krelay)).heldPorts, []);
+    await firstFailure(81);
     const refused = await connect(81);
     assertEquals(refused.out, "ConnectionRefusedError");
     assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
@@ -318,8 +361,10 @@ async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void>
     const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}:81/`]);
     assertEquals(curl.code, 7, curl.stderr);
     // No route to host (EHOSTUNREACH), as from the server's own network.
+    await firstFailure(83);
     assertEquals((await connect(83)).out, "errno 113");
     // Silent: the client's own SYNs go unanswered until its timeout, as they would directly.
+    await firstFailure(82);
     assertEquals((await connect(82)).out, "timeout");
     // And an answering server is reached as ever.
     assertEquals((await connect(80)).out, "connected");
@@ -328,7 +373,8 @@ async function tcpServerDown(lab: Lab, extraFlags: string[] = []): Promise<void>
     assertEquals(await krelay.stop(), 0);
     const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
     assertEquals([syn.refused, syn.unreachable], [2, 1]);
-    assert(syn.accepted >= 2 && syn.unanswered >= 1, JSON.stringify(syn));
+    // auto never holds the answering service's SYNs.
+    assert((auto || syn.accepted >= 2) && syn.unanswered >= 1, JSON.stringify(syn));
   }
 }
 
@@ -348,4 +394,91 @@ labTest(
       "--on",
       "tcp:80,tcp:81,tcp:82,tcp:83",
     ]),
+);
+
+labTest(
+  "TCP, tcp_hold_syn auto (the default): after one failed connection, refused, unreachable and silent servers look as without the relay",
+  [...NEEDS, "nginx", "curl"],
+  (lab) => tcpServerDown(lab, [], true),
+);
+
+labTest(
+  "TCP, tcp_hold_syn auto: a server that stops listening is refused from its first failure on, established connections go on, and the service returns to the fast path",
+  [...NEEDS, "curl"],
+  async (lab) => {
+    const port = 81;
+    const server = lab.spawn("server", "refusing", [
+      "python3",
+      `${FIXTURES}refusing_server.py`,
+      LAB_ADDR.server,
+      String(port),
+    ]);
+    await lab.waitForListen("server", "tcp", port);
+    const k = await startKrelay(lab, [
+      ...LAB_FLAGS,
+      "--tcp-ports",
+      String(port),
+      "--health-interval",
+      "1",
+    ]);
+    const curl = async () => {
+      const t = performance.now();
+      const r = await lab.exec("client", [
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        `http://${R}:${port}/`,
+      ]);
+      return { code: r.code, ms: performance.now() - t, body: r.stdout, why: r.stderr };
+    };
+    // The fast path: no SYN is queued.
+    assertEquals((await curl()).body, "ok");
+    assertEquals((await synStatus(k)).heldPorts, []);
+    assertEquals(await synRules(lab), []);
+    // A connection that will outlive the server's refusal.
+    const trigger = `${lab.runDir}/long-client-go`;
+    const long = lab.spawn("client", "long-client", [
+      "python3",
+      `${FIXTURES}long_client.py`,
+      R,
+      String(port),
+      trigger,
+    ]);
+    await waitForLine(long.logPath, /^(first|error)/, { timeoutMs: 10_000 });
+    assert((await long.readLog()).startsWith("first"), await long.readLog());
+
+    signalGroup(server.pid, "SIGUSR1");
+    await waitForLine(server.logPath, /^closed/, { timeoutMs: 5_000 });
+    // The first connection after the server went away: accepted and reset (56), or already
+    // refused (7) if the relay's failure came first.
+    const first = await curl();
+    assert(first.code === 56 || first.code === 7, `curl ${first.code}: ${first.why}`);
+    await heldBecomes(k, [port], 5_000);
+    await synRulesBecome(lab, 1);
+    for (let i = 0; i < 3; i++) {
+      const refused = await curl();
+      assertEquals(refused.code, 7, refused.why);
+      assert(refused.ms < 1_000, `refused after ${refused.ms} ms`);
+    }
+    // The connection established before goes on.
+    await Deno.writeTextFile(trigger, "");
+    await waitForLine(long.logPath, /^(second|error)/, { timeoutMs: 10_000 });
+    assertEquals((await long.readLog()).trim().split("\n"), ["first", "second"]);
+
+    // Back: connections succeed, and after health_rise of them and health_interval the
+    // service takes the fast path again.
+    signalGroup(server.pid, "SIGUSR2");
+    await waitFor(async () => /listening\n.*closed\n.*listening/s.test(await server.readLog()), {
+      timeoutMs: 5_000,
+      what: "the server listening again",
+    });
+    for (let i = 0; i < 3; i++) assertEquals((await curl()).body, "ok");
+    await heldBecomes(k, [], 10_000);
+    await synRulesBecome(lab, 0);
+    assertEquals((await curl()).body, "ok");
+    assertEquals(await k.stop(), 0);
+    const syn = (await k.finalRecord()).properties?.syn as Record<string, number>;
+    assert(syn.refused >= 3 && syn.accepted >= 2, JSON.stringify(syn));
+  },
 );

@@ -6,11 +6,12 @@
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
-import { run } from "../src/lab/process.ts";
+import { run, signalGroup } from "../src/lab/process.ts";
 import { startDnsmasq, startNginx, startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { waitFor } from "../src/lab/wait.ts";
+import { waitFor, waitForLine } from "../src/lab/wait.ts";
 import type { ServerView } from "../src/daemon/servers.ts";
+import type { SynReport } from "../src/daemon/reports.ts";
 import { KRELAY, type KrelayRun, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 
@@ -37,6 +38,12 @@ async function json<T>(k: KrelayRun, ...args: string[]): Promise<T> {
   const r = await run([KRELAY, ...args, "--socket", k.socket, "--json"], { timeoutMs: 30_000 });
   if (!r.success) throw new Error(`krelay ${args.join(" ")}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
+}
+
+/** What the tests read of `krelay status --json`. */
+interface Status {
+  servers: ServerView[];
+  syn: SynReport;
 }
 
 async function servers(k: KrelayRun): Promise<ServerView[]> {
@@ -193,18 +200,87 @@ labTest(
       timeoutMs: 12_000,
       what: "both servers down",
     });
+    // The kernel refuses the SYN (an RST, as from a host with nothing listening): curl cannot
+    // connect (7), where it was accepted and reset (56) before.
+    await waitFor(async () => (await json<Status>(k, "status")).syn.refusedPorts.includes(80), {
+      timeoutMs: 5_000,
+      what: "tcp/80 refused by the kernel",
+    });
     const started = performance.now();
-    const refused = await webFrom(lab, LAB_ADDR.client, index);
+    const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "3", `http://${R}/`]);
     const took = performance.now() - started;
-    // The SYN gate (tcp_hold_syn) refuses the SYN itself; without it the client is reset right
-    // after the handshake: curl sees a refused connect or a reset.
-    assert(refused.startsWith("error:") && /reset|connect|refused/i.test(refused), refused);
+    assertEquals(curl.code, 7, curl.stderr);
     assert(took < 2_000, `refused after ${took} ms`);
     // UDP: the relay's stack answers ICMP port unreachable; dig gives up at once.
     const asked = performance.now();
     const dns = await dnsFrom(lab, LAB_ADDR.client);
     assert(/refused|unreachable/i.test(dns), dns);
     assert(performance.now() - asked < 900, `dig refused after ${performance.now() - asked} ms`);
+    assertEquals(await k.stop(), 0);
+  },
+  { secondServer: true, timeoutMs: 120_000 },
+);
+
+labTest(
+  "a TCP service with no server up is refused by the kernel; its established connections go on",
+  ["iptables", "curl", "libnetfilter_queue", "cmd:python3"],
+  async (lab) => {
+    const port = 81;
+    const fixtures = new URL("./fixtures/", import.meta.url).pathname;
+    const both = ["server", "server2"].map((where) =>
+      lab.spawn(where, `refusing-${where}`, [
+        "python3",
+        `${fixtures}refusing_server.py`,
+        where === "server" ? LAB_ADDR.server : LAB_ADDR.server2,
+        String(port),
+      ])
+    );
+    for (const where of ["server", "server2"]) await lab.waitForListen(where, "tcp", port);
+    const k = await startKrelay(lab, [
+      ...BOTH,
+      "--tcp-ports",
+      String(port),
+      "--udp-ports",
+      "",
+      "--health-interval",
+      "1",
+    ]);
+    // A connection that will outlive both servers' refusal.
+    const trigger = `${lab.runDir}/long-client-go`;
+    const long = lab.spawn("client", "long-client", [
+      "python3",
+      `${fixtures}long_client.py`,
+      R,
+      String(port),
+      trigger,
+    ]);
+    await waitForLine(long.logPath, /^(first|error)/, { timeoutMs: 10_000 });
+    assert((await long.readLog()).startsWith("first"), await long.readLog());
+
+    for (const server of both) signalGroup(server.pid, "SIGUSR1");
+    await waitFor(async () => (await json<Status>(k, "status")).syn.refusedPorts.includes(port), {
+      timeoutMs: 15_000,
+      what: `tcp/${port} refused by the kernel`,
+    });
+    const nft = await lab.exec("relay", ["nft", "list", "chain", "ip", "krelay", "divert"]);
+    assert(/tcp dport 81 .*reject with tcp reset/.test(nft.stdout), nft.stdout);
+    const url = `http://${R}:${port}/`;
+    const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "3", url]);
+    assertEquals(curl.code, 7, curl.stderr);
+    await Deno.writeTextFile(trigger, "");
+    await waitForLine(long.logPath, /^(second|error)/, { timeoutMs: 10_000 });
+    assertEquals((await long.readLog()).trim().split("\n"), ["first", "second"]);
+
+    // Back up: the rule goes, connections are relayed again.
+    for (const server of both) signalGroup(server.pid, "SIGUSR2");
+    await waitFor(async () => (await json<Status>(k, "status")).syn.refusedPorts.length === 0, {
+      timeoutMs: 15_000,
+      what: `tcp/${port} relayed again`,
+    });
+    await waitFor(
+      async () => (await lab.exec("client", ["curl", "-sS", "--max-time", "3", url])).code === 0,
+      { timeoutMs: 5_000, what: "curl through the relay" },
+    );
     assertEquals(await k.stop(), 0);
   },
   { secondServer: true, timeoutMs: 120_000 },

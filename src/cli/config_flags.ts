@@ -2,13 +2,14 @@
  * Command-line flags generated from the configuration schema, so that every config key has a
  * flag with the same name (`real_ip` -> `--real-ip`), description and default. A boolean key
  * is a pair of switches, `--tcp-conntrack` / `--no-tcp-conntrack`; the older form with a value
- * (`--tcp-conntrack false`) is still taken, with a warning (see {@link legacyBooleanFlags}).
+ * (`--tcp-conntrack false`) is still taken, with a warning (see {@link legacyBooleanFlags}). A
+ * key that also takes a word (`tcp_hold_syn`: auto) has both switches and `--x WORD`.
  *
  * @module
  */
 
 import type { Command } from "commander";
-import { configKeys, valueFromText } from "../config/text_values.ts";
+import { configKeys, takesBoolean, valueFromText } from "../config/text_values.ts";
 
 /** `real_ip` -> `realIp`, commander's name for `--real-ip`. */
 function camel(key: string): string {
@@ -31,6 +32,14 @@ export function addConfigFlags(command: Command): Command {
         ? ""
         : ` [default: --${schema.default ? "" : "no-"}${name}]`;
       command.option(`--${name}`, help + fallback);
+      command.option(`--no-${name}`, `the opposite of --${name}`);
+      continue;
+    }
+    if (takesBoolean(schema)) {
+      // "auto" or a boolean: `--x` is true, `--no-x` false, `--x auto` the other values.
+      const name = flagName(key);
+      const values = schema.anyOf!.map((s) => s.const ?? "true, false").join(", ");
+      command.option(`--${name} [value]`, `${help} (${values}) [default: ${schema.default}]`);
       command.option(`--no-${name}`, `the opposite of --${name}`);
       continue;
     }

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Command } from "commander";
 import { addConfigFlags, configFromFlags, legacyBooleanFlags } from "./config_flags.ts";
+import { parseConfig } from "../config/schema.ts";
 
 function parse(argv: string[]): Record<string, unknown> {
   const cmd = addConfigFlags(new Command("run").exitOverride());
@@ -32,6 +33,21 @@ Deno.test("a boolean key is --x / --no-x, and absent when neither is given", () 
   assertEquals(parse(["--no-relay-cpu-affinity"]), { relay_cpu_affinity: false });
   assertEquals(parse(["--relay-cpu-affinity"]), { relay_cpu_affinity: true });
   assertEquals(parse([]), {});
+});
+
+Deno.test("tcp_hold_syn is --x / --no-x and --x auto|true|false, and refuses another word", () => {
+  assertEquals(parse(["--tcp-hold-syn"]), { tcp_hold_syn: true });
+  assertEquals(parse(["--no-tcp-hold-syn"]), { tcp_hold_syn: false });
+  assertEquals(parse(["--tcp-hold-syn", "auto", "--gport", "1"]), {
+    tcp_hold_syn: "auto",
+    gport: 1,
+  });
+  assertEquals(parse(["--tcp-hold-syn=false"]), { tcp_hold_syn: false });
+  assertEquals(parse(["--tcp-hold-syn", "--gport", "1"]), { tcp_hold_syn: true, gport: 1 });
+  const bad = parseConfig(parse(["--tcp-hold-syn", "maybe"]));
+  assertEquals(bad.ok ? [] : bad.errors, ["tcp_hold_syn: must be auto, true or false"]);
+  const ok = parseConfig({});
+  assertEquals(ok.ok && ok.config.tcp_hold_syn, "auto");
 });
 
 Deno.test("legacyBooleanFlags() rewrites --x true|false and --x=false, with a warning each", () => {

@@ -85,11 +85,15 @@ export const configSchema = z.object({
   tcp_connect_timeout: seconds.default(5).describe(
     "seconds to wait for the real server to accept a connection",
   ),
-  tcp_hold_syn: z.boolean().default(false).describe(
+  tcp_hold_syn: z.union([z.literal("auto"), z.boolean()], {
+    error: "must be auto, true or false",
+  }).default("auto").describe(
     "hold a client's SYN until the real server has answered the relay, so that a refused " +
-      "connection is refused and a silent one unanswered, as without the relay; false " +
-      "accepts at once and resets the client if the server then fails (a higher connection " +
-      "rate: no queue round trip per connection)",
+      "connection is refused and a silent one unanswered, as without the relay: auto (only " +
+      "for a service whose connects failed lately, until they succeed again: no cost while " +
+      "its servers answer), true (every SYN: a queue round trip per connection) or false " +
+      "(never: the relay accepts at once and resets the client if the server then fails); " +
+      "a service with no server up is refused by the kernel either way",
   ),
   tcp_idle_timeout: seconds.default(300).describe(
     "seconds a relayed TCP connection may stay idle before both sides are reset",

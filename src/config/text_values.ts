@@ -20,6 +20,13 @@ export interface KeySchema {
   default?: unknown;
   description?: string;
   enum?: string[];
+  /** A union's members (`tcp_hold_syn`: "auto" or a boolean). */
+  anyOf?: { type?: string; const?: unknown }[];
+}
+
+/** Whether a key takes true and false (a boolean, or a union with one such as `tcp_hold_syn`). */
+export function takesBoolean(schema: KeySchema | undefined): boolean {
+  return schema?.type === "boolean" || schema?.anyOf?.some((s) => s.type === "boolean") === true;
 }
 
 let cache: [string, KeySchema][] | undefined;
@@ -45,7 +52,7 @@ function numberish(text: string): unknown {
 export function valueFromText(key: string, text: string): unknown {
   const schema = configKeys().find(([k]) => k === key)?.[1];
   if (schema?.type === "integer" || schema?.type === "number") return numberish(text);
-  if (schema?.type === "boolean") return text === "true" ? true : text === "false" ? false : text;
+  if (takesBoolean(schema)) return text === "true" ? true : text === "false" ? false : text;
   if (schema?.type === "array") {
     return text.split(",").filter((v) => v.trim() !== "").map(numberish);
   }

@@ -130,6 +130,22 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
       : []),
     [sub("reset at the fd limit"), t.fdLimit],
     [sub("no server up (reset at once)"), t.noServer ?? 0],
+    ...(report.syn === undefined ? [] : [
+      [
+        "SYNs held until the server answers",
+        report.syn.heldPorts.length > 0 ? `ports ${report.syn.heldPorts.join(",")}` : "none",
+      ],
+      [
+        "SYNs refused by the kernel (no server up)",
+        report.syn.refusedPorts.length > 0 ? `ports ${report.syn.refusedPorts.join(",")}` : "none",
+      ],
+      ...(report.syn.gate === undefined ? [] : [
+        [sub("held"), report.syn.gate.held],
+        [sub("refused (RST)"), report.syn.gate.refused],
+        [sub("unreachable (ICMP)"), report.syn.gate.unreachable],
+        [sub("unanswered (dropped)"), report.syn.gate.unanswered],
+      ] as [string, number][]),
+    ] as [string, string | number][]),
     ["bytes client -> server", formatBytes(t.bytesToServer)],
     ["bytes server -> client", formatBytes(t.bytesToClient)],
     ...report.relayThreads.map((r, i): [string, string] => [

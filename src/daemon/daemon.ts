@@ -37,6 +37,7 @@ import { SynGate } from "../relay/syn_gate.ts";
 import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { ModuleFollower } from "./kmod_follow.ts";
 import { PacketLoop } from "./packet_loop.ts";
+import { SynDoubt } from "./syn_doubt.ts";
 import { SteeringSync } from "./steering_sync.ts";
 import {
   checkRealServers,
@@ -121,6 +122,8 @@ export class Daemon {
   /** Connections made for clients whose SYN the gate held, for the relay to take. */
   readonly registry = new UpstreamRegistry();
   #gate?: SynGate;
+  /** The TCP services whose SYNs the gate holds with tcp_hold_syn auto (syn_doubt.ts). */
+  readonly #doubt: SynDoubt;
 
   private constructor(
     config: Config,
@@ -146,6 +149,14 @@ export class Daemon {
       probes: deps.probes,
     });
     this.servers.configure(config);
+    this.#doubt = new SynDoubt({
+      now: deps.now,
+      rule: () => ({
+        rise: this.#config.health_rise,
+        quietMs: this.#config.health_interval * 1000,
+      }),
+      onChange: () => this.#synHoldChanged(),
+    });
     this.#settings = rewriterSettings(
       config,
       relayIp,
@@ -179,6 +190,7 @@ export class Daemon {
       now: deps.now,
       settings: () => relaySettings(this.#config),
       registry: this.registry,
+      onFailed: () => this.#relayReported(),
     });
     this.scripts = new ScriptHost({
       policy: () => scriptPolicy(this.#config),
@@ -264,6 +276,8 @@ export class Daemon {
       registry: this.registry,
       settings: () => relaySettings(this.#config),
       now: this.deps.now,
+      outcome: (port, connected) =>
+        connected ? this.#doubt.connected(port) : this.#doubt.failed(port),
     });
     this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts, this.#gate);
     this.#loopDone = this.#loop.start();
@@ -407,6 +421,11 @@ export class Daemon {
         }
         return flows;
       }),
+      syn: {
+        heldPorts: this.#state === "started" ? this.#heldSynPorts() : [],
+        refusedPorts: this.#state === "started" ? this.#noServerUp("tcp") : [],
+        ...(this.#gate === undefined ? {} : { gate: { ...this.#gate.counters } }),
+      },
     };
   }
 
@@ -458,6 +477,22 @@ export class Daemon {
     );
   }
 
+  /**
+   * The relay reported its connection counts (at once after a failed connection): a failure
+   * puts its service in doubt, so that with tcp_hold_syn auto its next SYNs are held.
+   */
+  #relayReported(): void {
+    this.#doubt.relayCounts(this.#serverCounts());
+  }
+
+  /** A TCP service came into doubt or left it: with tcp_hold_syn auto, the steering follows. */
+  #synHoldChanged(): void {
+    if (this.#state !== "started" || this.#config.tcp_hold_syn !== "auto") return;
+    this.#syncSteering().catch((e) =>
+      log.error("updating steering failed: {error}", { error: String(e) })
+    );
+  }
+
   /** The NAT table's entries (UDP), and the relayed TCP connections, which have none. */
   async nat(): Promise<NatEntryView[]> {
     const now = this.deps.now();
@@ -493,6 +528,7 @@ export class Daemon {
       this.#threadSettings(),
       {
         onFailure: (error) => this.#fatal.reject(error),
+        onReport: () => this.#relayReported(),
         cpus: this.#config.relay_cpu_affinity ? relayCpus() : [],
         registry: this.registry.buffer,
       },
@@ -554,7 +590,11 @@ export class Daemon {
     }
     if (this.#state === "started") {
       // The relay's failed connections since the last tick count against their servers.
-      this.servers.passive(this.#serverCounts());
+      const counts = this.#serverCounts();
+      this.servers.passive(counts);
+      this.#doubt.relayCounts(counts);
+      this.#doubt.sweep();
+      this.#doubt.retain(this.#config.tcp_ports);
       this.#countIpv6Flows().catch(() => {});
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
@@ -582,13 +622,10 @@ export class Daemon {
     );
     const main = this.relay.listenerFd;
     const main6 = this.relay.listenerFd6;
-    const noneUp = (pool: ServerPool) =>
-      this.#config.udp_ports.filter((p) =>
-        pool.up[serviceKey("udp", p)]?.every((up) => !up) === true
-      );
-    const refused = noneUp(this.#settings.pool);
+    const refused = this.#noServerUp("udp");
+    const refusedTcp = this.#noServerUp("tcp");
     const pool6 = this.#settings.pool6;
-    const refused6 = pool6 === undefined ? [] : noneUp(pool6);
+    const refused6 = pool6 === undefined ? [] : this.#noServerUp("udp", pool6);
     for (const s of pool6?.servers ?? []) {
       if (s.address !== undefined && !this.#ids6.has(s.address)) {
         this.#ids6.set(s.address, this.#ids6.size);
@@ -596,12 +633,27 @@ export class Daemon {
     }
     return {
       ...spec,
+      heldSynPorts: this.#heldSynPorts(),
+      ...(refusedTcp.length > 0 ? { refusedTcpPorts: refusedTcp } : {}),
       listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
       listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
       ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
       ...(refused6.length > 0 ? { refusedUdpPorts6: refused6 } : {}),
       servers6: [...this.#ids6].map(([address, id]) => ({ address, id })),
     };
+  }
+
+  /** The configured services of `protocol` with no server up in `pool` (refused by the kernel). */
+  #noServerUp(protocol: "udp" | "tcp", pool: ServerPool = this.#settings.pool): number[] {
+    const ports = protocol === "udp" ? this.#config.udp_ports : this.#config.tcp_ports;
+    return ports.filter((p) => pool.up[serviceKey(protocol, p)]?.every((up) => !up) === true);
+  }
+
+  /** The TCP services whose clients' SYNs the gate holds, by tcp_hold_syn. */
+  #heldSynPorts(): number[] {
+    const mode = this.#config.tcp_hold_syn;
+    if (mode === "auto") return this.#doubt.ports();
+    return mode ? [...this.#config.tcp_ports] : [];
   }
 
   /**

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { SynGateCounters } from "../relay/syn_gate.ts";
 import type { Config } from "../config/schema.ts";
 import type { DatapathStats } from "../queue/queue.ts";
 import type { PacketCounters } from "../nat/counters.ts";
@@ -45,6 +46,18 @@ export interface StatusReport {
   nat: NatTableStats;
   /** The real servers: health per service, and the flows relayed to each. */
   servers: ServerView[];
+  /** Where clients' SYNs to TCP services go now (tcp_hold_syn; see syn_gate.ts). */
+  syn?: SynReport;
+}
+
+/** Where clients' SYNs go: the services whose SYNs are held, those the kernel refuses. */
+export interface SynReport {
+  /** Held by the SYN gate: every service (tcp_hold_syn true), those in doubt (auto). */
+  heldPorts: number[];
+  /** No server up: refused by the kernel (an RST to the SYN). */
+  refusedPorts: number[];
+  /** The gate's counters since start. */
+  gate?: SynGateCounters;
 }
 
 /** One NAT entry as `krelay nat` shows it. */

@@ -108,7 +108,6 @@ export function steeringSpec(
     scriptedUdpPorts: scripted.udp.filter((p) => udpPorts.includes(p)),
     scriptedTcpPorts: scripted.tcp.filter((p) => tcpPorts.includes(p)),
     tcpConntrack: config.tcp_conntrack,
-    tcpHoldSyn: config.tcp_hold_syn,
     udpTimeout: config.udp_timeout,
     natMaxEntries: config.nat_max_entries,
   };

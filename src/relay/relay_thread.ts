@@ -3,7 +3,8 @@
  * own poller and its own gateway-port listener in the port's SO_REUSEPORT group, so that the
  * kernel spreads new connections over the threads. Driven by {@link RelayThreads} in the main
  * thread through the messages of relay_threads.ts; it reports its counters and live service
- * ports on its own, at most every {@link REPORT_MS}.
+ * ports on its own, at most every {@link REPORT_MS}, and at once after a failed connection to a
+ * server.
  *
  * A diverted connection needs nothing but the settings (where it goes) and, when the main
  * thread held its SYN, the connection made for it (the registry's shared memory).
@@ -28,6 +29,16 @@ let settings: ThreadSettings | undefined;
 let relay: TcpRelay | undefined;
 let reporter: ReturnType<typeof setInterval> | undefined;
 let lastReport = "";
+/** A report is due at once: a connection to a server failed (see TcpRelayOptions.onFailed). */
+let failedReport: ReturnType<typeof setTimeout> | undefined;
+
+/** Reports soon after a failed connection, once for the failures of one turn of the loop. */
+function reportFailure(): void {
+  failedReport ??= setTimeout(() => {
+    failedReport = undefined;
+    report();
+  }, 0);
+}
 
 function report(force = false): void {
   if (relay === undefined) return;
@@ -75,6 +86,7 @@ async function serve(request: ThreadRequest): Promise<unknown> {
         dedicated: true,
         cpu,
         registry: request.registry && new UpstreamRegistry(request.registry),
+        onFailed: reportFailure,
       });
       reporter = setInterval(() => report(), REPORT_MS);
       return cpu ?? null;
@@ -101,6 +113,7 @@ async function serve(request: ThreadRequest): Promise<unknown> {
     case "close":
       await relay?.close();
       clearInterval(reporter);
+      clearTimeout(failedReport);
       report(true);
       return undefined;
   }

@@ -100,12 +100,17 @@ class Thread {
   /** The CPU the thread keeps to, null when it runs on any. */
   cpu: number | null = null;
 
-  constructor(module: URL, onFailure: (error: Error) => void) {
+  constructor(
+    module: URL,
+    onFailure: (error: Error) => void,
+    onReport: () => void = () => {},
+  ) {
     this.#worker = new Worker(module, { type: "module" });
     this.#worker.onmessage = (e: MessageEvent<ThreadReply | ThreadReport>) => {
       const m = e.data;
       if ("report" in m) {
         this.last = m;
+        onReport();
         return;
       }
       const p = this.#pending.get(m.id);
@@ -159,6 +164,8 @@ export class RelayThreads {
     settings: ThreadSettings,
     options: {
       onFailure?: (error: Error) => void;
+      /** A thread reported its counters (at once after a failed connection to a server). */
+      onReport?: () => void;
       module?: URL;
       /** Each thread keeps to one of these CPUs, in turn (see {@link cpuForThread}). */
       cpus?: readonly number[];
@@ -169,7 +176,10 @@ export class RelayThreads {
     const module = options.module ?? new URL("./relay_thread.ts", import.meta.url);
     const onFailure = options.onFailure ?? (() => {});
     const cpus = options.cpus ?? [];
-    const threads = Array.from({ length: count }, () => new Thread(module, onFailure));
+    const threads = Array.from(
+      { length: count },
+      () => new Thread(module, onFailure, options.onReport),
+    );
     try {
       await Promise.all(threads.map(async (t, i) => {
         const cpu = cpus.length > 0 ? cpuForThread(cpus, i) : undefined;

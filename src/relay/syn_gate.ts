@@ -18,7 +18,8 @@
  * the relay connects after the accept as it does without the gate.
  *
  * The cost is a queue round trip per new connection, and the SYN-ACK waits for the server's
- * (as through NAT).
+ * (as through NAT). The steering queues the SYNs of the services in `heldSynPorts` only: all
+ * with `tcp_hold_syn` true, and with auto (the default) those in doubt (syn_doubt.ts).
  *
  * @module
  */
@@ -46,6 +47,11 @@ export interface SynGateOptions {
   registry: UpstreamRegistry;
   settings: () => { connectTimeoutMs: number };
   now: () => number;
+  /**
+   * The connection made for a held SYN to `servicePort` succeeded, or failed (refused,
+   * unreachable, unanswered): for tcp_hold_syn auto (syn_doubt.ts).
+   */
+  outcome?: (servicePort: number, connected: boolean) => void;
 }
 
 /** Counters of the gate. */
@@ -144,7 +150,10 @@ export class SynGate {
     };
     const outcome = connectUpstream(flow);
     if (typeof outcome === "string") {
-      if (outcome === "ECONNREFUSED") return this.#refuse(syn.bytes, decide);
+      if (outcome === "ECONNREFUSED") {
+        this.options.outcome?.(syn.dstPort, false);
+        return this.#refuse(syn.bytes, decide);
+      }
       return this.#pass(decide);
     }
     this.counters.held++;
@@ -199,11 +208,13 @@ export class SynGate {
     // No room: the relay connects again after the accept, as without the gate.
     if (!put) resetFd(held.fd);
     this.counters.accepted++;
+    this.options.outcome?.(held.servicePort, true);
     held.decide(true);
   }
 
   #failed(held: Held, e: number): void {
     closeFd(held.fd);
+    this.options.outcome?.(held.servicePort, false);
     if (e === Errno.ECONNREFUSED) return this.#refuse(held.syn, held.decide);
     if (e === Errno.EHOSTUNREACH || e === Errno.ENETUNREACH) {
       this.counters.unreachable++;
@@ -288,6 +299,7 @@ export class SynGate {
       this.#poller.unwatch(held.fd);
       closeFd(held.fd);
       this.counters.unanswered++;
+      this.options.outcome?.(held.servicePort, false);
       held.decide(false);
     }
     for (const fd of this.options.registry.expire(now - UNCLAIMED_MS)) resetFd(fd);

@@ -78,6 +78,11 @@ export interface TcpRelayOptions {
    * is taken from here, connected, instead of connecting after the accept.
    */
   registry?: UpstreamRegistry;
+  /**
+   * A connection to a server failed (refused, unreachable, no answer): its client was reset.
+   * Called at once, so that the daemon can hold the service's next SYNs (syn_doubt.ts).
+   */
+  onFailed?: () => void;
 }
 
 // Connections accepted per listener event; the rest wait for the next round (level-triggered).
@@ -561,6 +566,7 @@ export class TcpRelay {
         why: outcome,
       });
       c.counts.failed++;
+      this.options.onFailed?.();
       this.#fail(c, client, resetFd);
     }
   }
@@ -574,6 +580,7 @@ export class TcpRelay {
     if (end.reason === "unreachable") {
       this.#stats.failed++;
       c.counts.failed++;
+      this.options.onFailed?.();
       log.info("cannot reach {target} for {who}: {why}", {
         target: c.target,
         who: c.who,

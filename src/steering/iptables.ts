@@ -14,7 +14,8 @@
  *   take for a martian), with the relay's own errors, which no nftables chain sees without a
  *   hook of its own for every packet the relay sends.
  * - `mangle KRELAY_SYN` (from PREROUTING, taken only by TCP SYNs): clients' SYNs to relay:port
- *   of TCP services, which krelay holds until the server has answered (syn_gate.ts); a
+ *   of the TCP services in `heldSynPorts`, which krelay holds until the server has answered
+ *   (syn_gate.ts); a
  *   scripted service's come through `raw KRELAY_PRE` with all its segments.
  * - with packet scripts, every packet of a scripted service:
  *   - `raw KRELAY_PRE` (from PREROUTING, before conntrack and routing): the client's requests
@@ -101,8 +102,10 @@ export function renderChainRules(steering: SteeringSpec): Partial<Record<ChainId
       ),
     ];
   }
-  const held = spec.tcpPorts.filter((p) => !spec.scriptedTcpPorts.includes(p));
-  if (spec.tcpHoldSyn && held.length > 0) {
+  const held = (spec.heldSynPorts ?? []).filter((p) =>
+    spec.tcpPorts.includes(p) && !spec.scriptedTcpPorts.includes(p)
+  );
+  if (held.length > 0) {
     rules.syn = chunks(held).map((ports) =>
       `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${q}`
     );

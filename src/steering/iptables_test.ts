@@ -121,17 +121,20 @@ Deno.test("removalCommands() removes each chain's jumps in every form, then the 
 });
 
 Deno.test("renderChainRules() queues clients' SYNs to TCP services when asked, scripted ones aside", () => {
-  const held = renderChainRules({ ...spec, tcpPorts: [80, 443], tcpHoldSyn: true });
+  const held = renderChainRules({ ...spec, tcpPorts: [80, 443], heldSynPorts: [80, 443] });
   assertEquals(held.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 80,443 ${q}`]);
   // A scripted service's SYNs come with its every segment.
   const scripted = renderChainRules({
     ...spec,
     tcpPorts: [80, 443],
     scriptedTcpPorts: [443],
-    tcpHoldSyn: true,
+    heldSynPorts: [80, 443],
   });
   assertEquals(scripted.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`]);
   assertEquals(renderChainRules({ ...spec, tcpPorts: [80] }).syn, undefined);
-  const script = renderRestoreScript({ ...spec, tcpPorts: [80], tcpHoldSyn: true });
+  // Only the services in doubt (tcp_hold_syn auto), and only those relayed.
+  const some = renderChainRules({ ...spec, tcpPorts: [80, 443], heldSynPorts: [443, 8080] });
+  assertEquals(some.syn, [`-d 198.51.100.1/32 -p tcp -m multiport --dports 443 ${q}`]);
+  const script = renderRestoreScript({ ...spec, tcpPorts: [80], heldSynPorts: [80] });
   assert(script.includes("-I PREROUTING 1 -p tcp --syn -j KRELAY_SYN\n"), script);
 });

@@ -49,6 +49,8 @@ export class KernelPath implements Steering {
   #scripted6: string[][] = [];
   /** Said once: why TPROXY diverts instead of sk_lookup. */
   #fallbackLogged = false;
+  /** The kernel refused `reject` in prerouting (before Linux 5.x): the relay resets instead. */
+  #noReject = false;
 
   constructor(
     private readonly run: CommandRunner = runCommand,
@@ -107,10 +109,10 @@ export class KernelPath implements Steering {
       return;
     }
     if (this.#ipv4) {
-      await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(four, skLookup));
+      await this.#applyTable(four, (s) => renderNatUpdate(s, skLookup));
       return;
     }
-    await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(four, skLookup));
+    await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
     this.#ipv4 = true;
     for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
   }
@@ -124,6 +126,31 @@ export class KernelPath implements Steering {
       if ((await this.run(this.ip, route.rule)).code !== 0) break;
     }
     await this.run(this.ip, route.routes);
+  }
+
+  /**
+   * Applies the IPv4 table's script for `spec`. A kernel that refuses `reject` in prerouting
+   * (the refused TCP services' rule) fails the whole transaction: it is then applied without
+   * that rule, said once, and the relay resets those clients after the accept instead.
+   */
+  async #applyTable(spec: SteeringSpec, render: (spec: SteeringSpec) => string): Promise<void> {
+    const refusing = (spec.refusedTcpPorts?.length ?? 0) > 0;
+    const without = { ...spec, refusedTcpPorts: [] };
+    if (!refusing || this.#noReject) {
+      await mustRun(this.run, this.nft, ["-f", "-"], render(without));
+      return;
+    }
+    try {
+      await mustRun(this.run, this.nft, ["-f", "-"], render(spec));
+    } catch (e) {
+      await mustRun(this.run, this.nft, ["-f", "-"], render(without));
+      this.#noReject = true;
+      log.warn(
+        "the kernel refuses reject in prerouting ({error}): a TCP service with no server up " +
+          "is accepted and reset, not refused",
+        { error: String(e) },
+      );
+    }
   }
 
   /**

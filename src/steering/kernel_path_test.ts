@@ -15,6 +15,22 @@ Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", a
   ]);
 });
 
+Deno.test("KernelPath applies the table without the TCP refusal where the kernel refuses reject in prerouting", async () => {
+  const scripts: string[] = [];
+  const run: CommandRunner = (cmd, args, input) => {
+    if (cmd === "nft" && args[0] === "-f") scripts.push(input ?? "");
+    const fails = cmd === "nft" && args[0] === "-f" && (input ?? "").includes("reject");
+    return Promise.resolve({ code: fails ? 1 : 0, stdout: "", stderr: fails ? "EOPNOTSUPP" : "" });
+  };
+  const path = new KernelPath(run);
+  const refused = labSpec({ tcpPorts: [80], refusedTcpPorts: [80] });
+  await path.install(refused);
+  assertEquals(scripts.map((s) => s.includes("reject")), [true, false]);
+  // Said once: later updates do not try again.
+  await path.update(refused);
+  assertEquals(scripts.map((s) => s.includes("reject")), [true, false, false]);
+});
+
 Deno.test("KernelPath.remove() deletes every TPROXY rule a crashed run left, then the route, for both families", async () => {
   const calls: string[] = [];
   const stale: Record<string, number> = { "4": 2, "6": 1 };

@@ -173,6 +173,9 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     // The server answers from the service port; the lookup finds the relay's socket, if any.
     rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
     const clients = `ip daddr ${spec.relayIp} tcp dport ${ports}`;
+    // No server up (IPv4's pool; IPv6 has one server, never checked): the kernel refuses the
+    // SYN as a host with nothing listening would; the connections' other segments pass.
+    if (family === "ip") rules.divert.push(...refusedTcp(spec));
     if (!skLookup) rules.divert.push(`${clients} ${notrack}tproxy to :${spec.gport} ${mark}`);
     else if (notrack) rules.divert.push(`${clients} notrack accept`);
     // An error about the relay's own connection to the server, addressed to the client's
@@ -252,6 +255,19 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
 function refused(spec: SteeringSpec, udpPorts: readonly number[]): string[] {
   const ports = (spec.refusedUdpPorts ?? []).filter((p) => udpPorts.includes(p));
   return ports.length === 0 ? [] : [`ip daddr ${spec.relayIp} udp dport ${set(ports)} accept`];
+}
+
+/**
+ * No server up for these TCP services: a client's SYN (no ACK) is answered with an RST by
+ * the kernel (reject in prerouting: Linux 5.? and later) and goes no further.
+ */
+function refusedTcp(spec: SteeringSpec): string[] {
+  const ports = (spec.refusedTcpPorts ?? []).filter((p) => spec.tcpPorts.includes(p));
+  if (ports.length === 0) return [];
+  return [
+    `ip daddr ${spec.relayIp} tcp dport ${set(ports)} tcp flags & (fin | syn | rst | ack) == syn ` +
+    `reject with tcp reset`,
+  ];
 }
 
 /** An `nft -f` script creating the table (apply after deleting any older one). */

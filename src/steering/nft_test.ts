@@ -146,6 +146,25 @@ Deno.test("renderNatRules() leaves a new flow of a service with no server up to 
   assertEquals(renderNatRules(labSpec({ udpPorts: [53] })).divert.some((r) => r === refuse), false);
 });
 
+Deno.test("renderNatRules() has the kernel refuse a SYN to a TCP service with no server up, before TPROXY", () => {
+  const rules = renderNatRules(labSpec({ tcpPorts: [80, 443], refusedTcpPorts: [443, 7] }));
+  const refuse = "ip daddr 198.51.100.1 tcp dport { 443 } " +
+    "tcp flags & (fin | syn | rst | ack) == syn reject with tcp reset";
+  const tproxy = rules.divert.findIndex((r) => r.includes("tproxy to"));
+  assertEquals(rules.divert.indexOf(refuse), tproxy - 1);
+  // The relay's answers and connections of the service still pass as before.
+  assert(rules.divert[0].startsWith("tcp sport { 80, 443 } socket transparent 1"));
+  assertEquals(renderNatRules(labSpec({ tcpPorts: [80] })).divert.some((r) => r === refuse), false);
+  // The rule is IPv4's: IPv6 clients of a service with none up are accepted and reset.
+  const six = labSpec({
+    relayIp: "2001:db8:1::1",
+    realIp: "2001:db8:2::10",
+    tcpPorts: [443],
+    refusedTcpPorts: [443],
+  });
+  assertEquals(renderNatRules(six, true, "ip6").divert.some((r) => r.includes("reject")), false);
+});
+
 Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, first packets marked for the queue", () => {
   const six = labSpec({
     relayIp: "2001:db8:1::1",

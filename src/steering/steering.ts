@@ -43,10 +43,17 @@ export interface SteeringSpec {
   /** Conntrack tracks relayed TCP; false exempts it (see nft.ts). */
   tcpConntrack: boolean;
   /**
-   * Clients' SYNs to TCP services are queued, for krelay to hold until the server has answered
-   * (syn_gate.ts); scripted services' are queued anyway.
+   * TCP services whose clients' SYNs are queued, for krelay to hold until the server has
+   * answered (syn_gate.ts): every one with `tcp_hold_syn` true, those in doubt with auto
+   * (syn_doubt.ts); scripted services' are queued anyway.
    */
-  tcpHoldSyn?: boolean;
+  heldSynPorts?: readonly number[];
+  /**
+   * TCP services with no real server up: a client's SYN to one is answered with an RST by the
+   * kernel (nft.ts), as by a host with nothing listening there, and goes no further; segments
+   * of established connections pass as before.
+   */
+  refusedTcpPorts?: readonly number[];
   /** Seconds a UDP flow lives after its last packet, and the most flows the kernel holds. */
   udpTimeout: number;
   natMaxEntries: number;
@@ -159,7 +166,8 @@ export class ComposedSteering implements Steering {
         scriptedTcpPorts: union(last.scriptedTcpPorts, spec.scriptedTcpPorts),
       });
     }
-    await this.kernelPath.update(spec);
+    // Only the held SYNs changed (tcp_hold_syn auto): the queue selection alone, at once.
+    if (last === undefined || !sameButHeldSyns(last, spec)) await this.kernelPath.update(spec);
     await this.selection.update(spec);
     this.#last = spec;
   }
@@ -172,6 +180,11 @@ export class ComposedSteering implements Steering {
     }
     if (first !== undefined) throw first;
   }
+}
+
+/** Whether two specs differ at most in heldSynPorts, which only the queue selection renders. */
+function sameButHeldSyns(a: SteeringSpec, b: SteeringSpec): boolean {
+  return JSON.stringify({ ...a, heldSynPorts: [] }) === JSON.stringify({ ...b, heldSynPorts: [] });
 }
 
 function union(a: readonly number[], b: readonly number[]): number[] {

@@ -41,6 +41,21 @@ Deno.test("ComposedSteering moves a service to and from the queue with no gap", 
   assertEquals(log, ["queue update 53,5353", "kernel update 5353", "queue update 5353"]);
   log.length = 0;
   // Nothing scripted changed: one update each.
-  await s.update(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [5353] }));
+  await s.update(labSpec({ udpPorts: [53, 5353, 5354], scriptedUdpPorts: [5353] }));
   assertEquals(log, ["kernel update 5353", "queue update 5353"]);
+});
+
+Deno.test("ComposedSteering changes only the queue selection when only the held SYNs change", async () => {
+  const log: string[] = [];
+  const s = new ComposedSteering(recording("kernel", log), recording("queue", log));
+  await s.install(labSpec({ tcpPorts: [80] }));
+  log.length = 0;
+  // tcp_hold_syn auto: a service comes into doubt and leaves it; the kernel path has no part.
+  await s.update(labSpec({ tcpPorts: [80], heldSynPorts: [80] }));
+  await s.update(labSpec({ tcpPorts: [80], heldSynPorts: [] }));
+  assertEquals(log, ["queue update -", "queue update -"]);
+  log.length = 0;
+  // Anything else: both.
+  await s.update(labSpec({ tcpPorts: [80], heldSynPorts: [80], refusedTcpPorts: [80] }));
+  assertEquals(log, ["kernel update -", "queue update -"]);
 });
