@@ -29,6 +29,7 @@ import type { RelayThreadView } from "../relay/relay_threads.ts";
 import type { CheckView, ServerView } from "../daemon/servers.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { StatusReport } from "../daemon/reports.ts";
+import type { KernelUdpStats } from "../daemon/kernel_udp.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("metrics");
@@ -43,6 +44,7 @@ interface Sections {
   queue: KernelQueueCounters;
   tcp: TcpRelayStats;
   nat: NatTableStats;
+  kernelUdp: KernelUdpStats;
 }
 
 /** A number in the status report, by its path: "packets.udpRequests", "engineErrors". */
@@ -319,6 +321,18 @@ export const METRICS: readonly MetricSpec[] = [
     type: "counter",
     help: "Of the NAT entries evicted, those that had seen no reply.",
     series: [{ field: "nat.evictedUnanswered" }],
+  },
+  {
+    name: "krelay_kernel_udp_evicted_total",
+    type: "counter",
+    help: "Unanswered UDP flows evicted from the kernel's full flow table for new ones.",
+    series: [{ field: "kernelUdp.evicted" }],
+  },
+  {
+    name: "krelay_kernel_udp_eviction_errors_total",
+    type: "counter",
+    help: "Evictions from the kernel's UDP flow table that failed.",
+    series: [{ field: "kernelUdp.evictionErrors" }],
   },
 ];
 
