@@ -21,7 +21,9 @@
  *   `udp_flows`, and its whole tuple (server, port, client, port) to `udp_replies`; a reply
  *   whose whole tuple is a flow's gets the relay's address back as its source (U3/U4), so a
  *   datagram from any other host is never taken for the relay's. Only forwarded packets pass
- *   this hook, never the relay's own TCP.
+ *   this hook, never the relay's own TCP. IPv4: a reply refreshes its flow in the map
+ *   `udp_answered` (created by the first answer) rather than in `udp_flows`, so that krelay can
+ *   tell unanswered flows (kernel_udp_flows.ts: evicted first under pressure, passive health).
  * - with tcp_conntrack false, the four legs of relayed TCP (T1-T4) are exempt from a conntrack
  *   that other rules of the host may load (notrack): the two incoming ones by `divert`'s own
  *   rules, the two outgoing ones by chain `untrack_out` (output, raw priority). The relay's
@@ -53,7 +55,7 @@
  *
  * A flow lives `udp_timeout` after its last packet either way; the map and the set hold at
  * most `nat_max_entries` flows, and a first packet that finds them full is dropped, since its
- * answer could not be rewritten. Established flows keep their server when the configuration
+ * answer could not be rewritten (krelay evicts unanswered flows before that: kernel_udp.ts). Established flows keep their server when the configuration
  * changes (TCP its sockets, UDP its map entry); new flows follow the new rules.
  *
  * @module
