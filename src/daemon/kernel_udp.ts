@@ -13,7 +13,8 @@
  *   so the reading sees every answer since the flow began), or not, which includes a flow
  *   evicted meanwhile. Per server and tick ({@link tally}), answered flows count for it; only
  *   when none of its flows was answered do the unanswered ones count against it, so that a
- *   flood of flows no server answers does not take a server that answers others out.
+ *   flood of flows no server answers does not take a server that answers others out. A large
+ *   table is read less often than every tick ({@link LISTED_PER_SECOND}).
  *
  * @module
  */
@@ -34,6 +35,12 @@ const log = logger("nat");
 /** Least time between two evictions; and between two notes of them in the log. */
 const EVICT_GAP_MS = 100;
 const NOTE_MS = 10_000;
+/**
+ * Answered flows listed per second at most, for the passive checks: a large table is read less
+ * often (but at least every quarter of udp_timeout, so that a flow is judged before the entry
+ * of an answer long past expires).
+ */
+const LISTED_PER_SECOND = 8192;
 
 /** The counts at which krelay evicts (high), and down to which (low). */
 export function watermarks(max: number): { high: number; low: number } {
@@ -100,6 +107,8 @@ export class KernelUdp {
   #lastEviction = -Infinity;
   #pending: PendingFlow[] = [];
   #judging = false;
+  /** When the answered flows were last read, and how many there were. */
+  #listed = { at: -Infinity, size: 0 };
   #noted = { evicted: 0, at: -Infinity };
   readonly stats: KernelUdpStats = { evicted: 0, evictionErrors: 0 };
 
@@ -186,7 +195,11 @@ export class KernelUdp {
 
   async #judge(): Promise<void> {
     if (this.#judging || this.#pending.length === 0) return;
-    const cutoff = this.options.now() - this.options.limits().timeoutMs / 2;
+    const now = this.options.now();
+    const { timeoutMs } = this.options.limits();
+    const gap = Math.min(timeoutMs / 4, (1000 * this.#listed.size) / LISTED_PER_SECOND);
+    if (now - this.#listed.at < gap) return;
+    const cutoff = now - timeoutMs / 2;
     let n = 0;
     while (n < this.#pending.length && this.#pending[n].at <= cutoff) n++;
     if (n === 0) return;
@@ -195,6 +208,7 @@ export class KernelUdp {
     this.#judging = true;
     try {
       const answered = await readAnswered(this.options.run, this.options.nft);
+      this.#listed = { at: now, size: answered.size };
       for (const t of tally(due, answered).values()) {
         this.options.onJudged(t.port, t.server, t.failures, t.successes);
       }

@@ -104,3 +104,37 @@ Deno.test("KernelUdp judges each flow half of udp_timeout after its first packet
   await k.tick();
   assertEquals(judged.length, 2);
 });
+
+Deno.test("KernelUdp reads a large udp_answered less often than every tick", async () => {
+  const nft = new FakeNft();
+  for (let p = 1000; p < 1000 + 16384; p++) {
+    nft.flows.set(p, { expires: 60, server: "203.0.113.10" });
+    nft.answered.add(p);
+  }
+  let listed = 0;
+  const run: CommandRunner = (cmd, args, stdin) => {
+    if (args.at(-1) === "udp_answered") listed++;
+    return nft.run(cmd, args, stdin);
+  };
+  let now = 0;
+  const k = new KernelUdp({
+    run,
+    now: () => now,
+    limits: () => ({ max: 65536, timeoutMs: 60_000 }),
+    judged: () => true,
+    onJudged: () => {},
+  });
+  k.created(CLIENT, 1, 53, SRV1);
+  now = 1000;
+  k.created(CLIENT, 2, 53, SRV1);
+  now = 30_000;
+  await k.tick();
+  assertEquals(listed, 1);
+  // 16384 answered flows: two seconds between readings.
+  now = 31_000;
+  await k.tick();
+  assertEquals(listed, 1);
+  now = 32_000;
+  await k.tick();
+  assertEquals(listed, 2);
+});
