@@ -98,6 +98,7 @@ export function sampleReport(): StatusReport {
       evictedUnanswered: 29,
       refused: 28,
     },
+    kernelUdp: { evicted: 30, evictionErrors: 31 },
     servers: [{
       address: "203.0.113.10",
       weight: 1,

@@ -29,6 +29,7 @@ import type { RelayThreadView } from "../relay/relay_threads.ts";
 import type { CheckView, ServerView } from "../daemon/servers.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { StatusReport } from "../daemon/reports.ts";
+import type { KernelUdpStats } from "../daemon/kernel_udp.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("metrics");
@@ -43,6 +44,7 @@ interface Sections {
   queue: KernelQueueCounters;
   tcp: TcpRelayStats;
   nat: NatTableStats;
+  kernelUdp: KernelUdpStats;
 }
 
 /** A number in the status report, by its path: "packets.udpRequests", "engineErrors". */
@@ -306,6 +308,18 @@ export const METRICS: readonly MetricSpec[] = [
     "krelay_nat_evicted_unanswered_total",
     "Of the NAT entries evicted, those that had seen no reply.",
     "nat.evictedUnanswered",
+  ),
+  metric(
+    "counter",
+    "krelay_kernel_udp_evicted_total",
+    "Unanswered UDP flows evicted from the kernel's full flow table for new ones.",
+    "kernelUdp.evicted",
+  ),
+  metric(
+    "counter",
+    "krelay_kernel_udp_eviction_errors_total",
+    "Evictions from the kernel's UDP flow table that failed.",
+    "kernelUdp.evictionErrors",
   ),
 ];
 

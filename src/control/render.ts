@@ -163,6 +163,8 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["evicted (full: oldest non-stream flow)", n.evicted],
     [sub("of them unanswered (evicted first)"), n.evictedUnanswered],
     ["refused (full of streams)", n.refused],
+    ["kernel UDP flows evicted (full: unanswered)", report.kernelUdp?.evicted ?? 0],
+    [sub("evictions that failed"), report.kernelUdp?.evictionErrors ?? 0],
   ]];
 
   const config = renderConfig(report.config as Record<string, unknown>).split("\n")

@@ -36,6 +36,7 @@ import { TablePressure } from "../nat/pressure.ts";
 import { SynGate } from "../relay/syn_gate.ts";
 import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { ModuleFollower } from "./kmod_follow.ts";
+import { KernelUdp } from "./kernel_udp.ts";
 import { PacketLoop } from "./packet_loop.ts";
 import { SynDoubt } from "./syn_doubt.ts";
 import { SteeringSync } from "./steering_sync.ts";
@@ -124,6 +125,8 @@ export class Daemon {
   #gate?: SynGate;
   /** The TCP services whose SYNs the gate holds with tcp_hold_syn auto (syn_doubt.ts). */
   readonly #doubt: SynDoubt;
+  /** The kernel's IPv4 UDP flows: table pressure and passive health (kernel_udp.ts). */
+  readonly kernelUdp: KernelUdp;
 
   private constructor(
     config: Config,
@@ -174,6 +177,23 @@ export class Daemon {
       if (reason !== "expired" || e.protocol !== "udp") return;
       if (!this.#settings.scriptedUdpPorts.has(e.servicePort)) return;
       this.servers.passiveUdp(e.servicePort, e.server, e.state !== "unreplied");
+    });
+    this.kernelUdp = new KernelUdp({
+      run: deps.run,
+      now: deps.now,
+      limits: () => ({
+        max: this.#config.nat_max_entries,
+        timeoutMs: this.#config.udp_timeout * 1000,
+      }),
+      judged: (port) => this.servers.checksUdp(port),
+      onJudged: (port, server, failed, ok) =>
+        this.servers.passiveUdpFlows(port, server, failed, ok),
+    });
+    this.table.addChangeListener((e) => {
+      // A new UDP flow (its first packet, not yet counted) of a service the kernel carries.
+      if (e.protocol !== "udp" || e.packetsToServer !== 0 || e.state !== "unreplied") return;
+      if (this.#state !== "started" || this.#settings.scriptedUdpPorts.has(e.servicePort)) return;
+      this.kernelUdp.created(e.client, e.clientPort, e.servicePort, e.server);
     });
     const mirror = deps.natMirror;
     if (mirror) {
@@ -295,6 +315,7 @@ export class Daemon {
       // The listener before the rules: a taken gateway port fails before anything is steered.
       if (this.#config.tcp_ports.length > 0) await this.#listen(this.#config.gport);
       await this.#steering.install(() => this.#spec());
+      this.kernelUdp.reset();
     } catch (e) {
       this.relay.unlisten();
       await this.#closeThreads();
@@ -335,6 +356,7 @@ export class Daemon {
     );
     this.table.flush();
     this.engine.udp6.flush();
+    this.kernelUdp.reset();
     log.info("stopped relaying");
   }
 
@@ -412,6 +434,7 @@ export class Daemon {
       tcp: this.#tcpStats(),
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
+      kernelUdp: { ...this.kernelUdp.stats },
       servers: this.servers.view(this.#serverCounts(), (server) => {
         // IPv6 flows are the kernel's: counted from its set (see #countIpv6Flows).
         if (server.family === 6) return this.#ipv6Flows.get(server.address) ?? 0;
@@ -596,6 +619,9 @@ export class Daemon {
       this.#doubt.sweep();
       this.#doubt.retain(this.#config.tcp_ports);
       this.#countIpv6Flows().catch(() => {});
+      this.kernelUdp.tick().catch((e) =>
+        log.error("following the kernel's UDP flows failed: {error}", { error: String(e) })
+      );
       this.#syncSteering().catch((e) =>
         log.error("updating steering failed: {error}", { error: String(e) })
       );

@@ -18,6 +18,7 @@ import type { Ipv6UdpFlow } from "../steering/ipv6_flows.ts";
 import type { DivertedConnection } from "../relay/relayed.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { ServerView } from "./servers.ts";
+import type { KernelUdpStats } from "./kernel_udp.ts";
 
 /** Whether krelay is relaying. */
 export type RelayState = "started" | "stopped";
@@ -44,6 +45,8 @@ export interface StatusReport {
   /** The relay threads (relay_threads > 1), each one's CPU and connections; empty otherwise. */
   relayThreads: RelayThreadView[];
   nat: NatTableStats;
+  /** The kernel's IPv4 UDP flows: unanswered ones evicted for new ones (kernel_udp.ts). */
+  kernelUdp: KernelUdpStats;
   /** The real servers: health per service, and the flows relayed to each. */
   servers: ServerView[];
   /** Where clients' SYNs to TCP services go now (tcp_hold_syn; see syn_gate.ts). */

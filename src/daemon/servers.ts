@@ -219,14 +219,37 @@ export class Servers {
 
   /**
    * A UDP flow to `server` (unsigned) on `port` ended: unanswered, it counts against the
-   * server; answered, for it. Only flows whose replies krelay sees (services with a packet
-   * script, NATed in user space): the kernel answers the others' without krelay.
+   * server; answered, for it. Flows whose replies krelay sees (services with a packet script,
+   * NATed in user space); the kernel's are {@link Servers.passiveUdpFlows}'.
    */
   passiveUdp(port: number, server: number, answered: boolean): void {
-    const address = this.#list.find((s) => s.ip >>> 0 === server)?.address;
+    const address = this.#list.find((s) => s.family === 4 && s.ip >>> 0 === server)?.address;
     if (address === undefined) return;
     const [failed, ok] = answered ? [0, 1] : [1, 0];
     this.#health.passive({ protocol: "udp", port }, address, failed, ok, this.options.now());
+  }
+
+  /**
+   * Flows of the kernel to `server` (unsigned) on `port` judged in one tick: `failures` that had
+   * no answer, `successes` that had (kernel_udp.ts).
+   */
+  passiveUdpFlows(port: number, server: number, failures: number, successes: number): void {
+    const address = this.#list.find((s) => s.family === 4 && s.ip >>> 0 === server)?.address;
+    if (address === undefined) return;
+    this.#health.passive(
+      { protocol: "udp", port },
+      address,
+      failures,
+      successes,
+      this.options.now(),
+    );
+  }
+
+  /** Whether the servers' `udp/port` service is checked (several servers, UDP checks on). */
+  checksUdp(port: number): boolean {
+    const first = this.#list.find((s) => s.family === 4)?.address;
+    return first !== undefined &&
+      this.#health.check({ protocol: "udp", port }, first) !== undefined;
   }
 
   /** The listed server a "port/server" key of the relay's counts is about. */

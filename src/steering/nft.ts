@@ -21,7 +21,9 @@
  *   `udp_flows`, and its whole tuple (server, port, client, port) to `udp_replies`; a reply
  *   whose whole tuple is a flow's gets the relay's address back as its source (U3/U4), so a
  *   datagram from any other host is never taken for the relay's. Only forwarded packets pass
- *   this hook, never the relay's own TCP.
+ *   this hook, never the relay's own TCP. IPv4: a reply refreshes its flow in the map
+ *   `udp_answered` (created by the first answer) rather than in `udp_flows`, so that krelay can
+ *   tell unanswered flows (kernel_udp_flows.ts: evicted first under pressure, passive health).
  * - with tcp_conntrack false, the four legs of relayed TCP (T1-T4) are exempt from a conntrack
  *   that other rules of the host may load (notrack): the two incoming ones by `divert`'s own
  *   rules, the two outgoing ones by chain `untrack_out` (output, raw priority). The relay's
@@ -53,7 +55,7 @@
  *
  * A flow lives `udp_timeout` after its last packet either way; the map and the set hold at
  * most `nat_max_entries` flows, and a first packet that finds them full is dropped, since its
- * answer could not be rewritten. Established flows keep their server when the configuration
+ * answer could not be rewritten (krelay evicts unanswered flows before that: kernel_udp.ts). Established flows keep their server when the configuration
  * changes (TCP its sockets, UDP its map entry); new flows follow the new rules.
  *
  * @module
@@ -201,14 +203,18 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     const v4 = family === "ip";
     const toServer = v4 ? " : ip daddr" : "";
     const toServerReply = v4 ? " : ip saddr" : "";
+    // Both of a known request's entries live on.
+    const refresh = `update @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
+      `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`;
     rules.divert.push(
-      // A known flow goes to its own server (a live real_ip change moves new flows only); both
-      // of its entries live on. With no entry, the lookup ends the rule.
+      // A known flow goes to its own server (a live real_ip change moves new flows only). With
+      // no entry, the lookup ends the rule.
       (v4
         ? `${request} ip daddr set ${REQUEST_KEY} map @udp_flows `
-        : `${request} ${REQUEST_KEY} @udp_flows ip daddr set ${spec.realIp} `) +
-        `update @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
-        `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`,
+        : `${request} ${REQUEST_KEY} @udp_flows ip daddr set ${spec.realIp} `) + refresh,
+      // IPv4: the replies refresh `udp_answered`, not `udp_flows` (see renderNatTable): a flow
+      // whose client was quiet longer than udp_timeout while its server talked is found there.
+      ...(v4 ? [`${request} ip daddr set ${REQUEST_KEY} map @udp_answered ${refresh}`] : []),
       // With no IPv4 server up, a new flow is left to the relay's own stack (refused); IPv6
       // has one server and no health checks.
       ...(v4 ? refused(spec, udpPorts) : []),
@@ -216,6 +222,9 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
         ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`
         : `${request} meta mark set ${hex(UDP_FIRST_MARK)} ip daddr set ${spec.realIp} accept`,
     );
+    // IPv4: a reply refreshes its flow in `udp_answered` (created by the first answer), which
+    // tells krelay which flows were answered (kernel_udp_flows.ts); IPv6 in `udp_flows`.
+    const answered = v4 ? "udp_answered" : "udp_flows";
     rules.udp_forward.push(
       `${first} add @udp_flows { ${REQUEST_KEY} ${timeout}${toServer} } ` +
         `add @udp_replies { ${REQUEST_TUPLE} ${timeout} } meta mark set 0x0 accept`,
@@ -225,7 +234,7 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
       // a datagram injected by any other host never reaches the client from relay:port.
       `udp sport ${set(udpPorts)} ${REPLY_TUPLE} @udp_replies ` +
         `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
-        `update @udp_flows { ${REPLY_KEY} ${timeout}${toServerReply} } ` +
+        `update @${answered} { ${REPLY_KEY} ${timeout}${toServerReply} } ` +
         `ip saddr set ${spec.relayIp}`,
     );
   }
@@ -292,6 +301,17 @@ export function renderNatTable(
     `    type ${addr} . inet_service . ${addr} . inet_service; flags dynamic,timeout;`,
     `    size ${spec.natMaxEntries};`,
     `  }`,
+    // IPv4: the answered flows, as `udp_flows` (client, ports -> server), refreshed by the
+    // replies where `udp_flows` is by the requests: a flow in `udp_flows` but not here has
+    // had no answer (evicted first under pressure, and a passive failure of its server).
+    ...(family === "ip"
+      ? [
+        `  map udp_answered {`,
+        `    type ${addr} . inet_service . inet_service : ${addr}; flags dynamic,timeout;`,
+        `    size ${spec.natMaxEntries};`,
+        `  }`,
+      ]
+      : []),
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
     `  chain defrag {`,
     `    meta l4proto tcp tproxy to :${spec.gport}`,

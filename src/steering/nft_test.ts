@@ -22,6 +22,10 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_flows ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
+      // A flow whose client was quiet longer than its server (replies refresh udp_answered).
+      `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_answered ` +
+      `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
+      `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       // A new flow's first packet is marked for krelay's queue rule.
       "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 accept",
       // An error from the client's side about a reply from relay:53, for krelay's queue.
@@ -32,9 +36,10 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       `meta mark 0x4b53 add @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `add @udp_replies { ${requestTuple} timeout 30000ms } meta mark set 0x0 accept`,
       "meta mark 0x4b53 drop",
-      // Only the flow's own server, from its service port to the client's port, is answered.
+      // Only the flow's own server, from its service port to the client's port, is answered;
+      // the answer records the flow in udp_answered.
       `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
-      `update @udp_flows { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
+      `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
       // An error toward the client about its request to server:53, for krelay's queue.
       `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 accept`,
       "meta mark 0x4b54 meta mark set 0x0",
@@ -83,7 +88,7 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from t
 Deno.test("renderNatRules() leaves out what no service needs", () => {
   assertEquals(renderNatRules({ ...spec, udpPorts: [] }).udp_forward, []);
   assertEquals(renderNatRules({ ...spec, udpPorts: [] }).divert.length, 3);
-  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 3);
+  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 4);
   assertEquals(renderNatRules({ ...spec, udpPorts: [], tcpPorts: [] }).divert, []);
 });
 
@@ -110,7 +115,8 @@ Deno.test("renderNatTable() declares the flow map and set, the defrag chain and 
   );
   assert(table.includes("  set udp_replies {\n"));
   assert(table.includes("type ipv4_addr . inet_service . ipv4_addr . inet_service; flags"));
-  assertEquals(table.match(/size 1000;/g)?.length, 2);
+  assert(table.includes("  map udp_answered {\n"));
+  assertEquals(table.match(/size 1000;/g)?.length, 3);
   // A base chain of its own costs every packet a hook: one prerouting chain, one forward chain.
   assertEquals(table.match(/type filter hook prerouting/g)?.length, 1);
   assertEquals(table.match(/type filter hook forward/g)?.length, 1);
@@ -142,7 +148,8 @@ Deno.test("renderNatRules() leaves a new flow of a service with no server up to 
   const mark = rules.divert.findIndex((r) => r.includes("meta mark set 0x4b53"));
   // After the known flows' rule, before the first packets' mark: not queued, not NATed.
   assertEquals(rules.divert.indexOf(refuse), mark - 1);
-  assert(rules.divert[mark - 2].includes("map @udp_flows"));
+  assert(rules.divert[mark - 2].includes("map @udp_answered"));
+  assert(rules.divert[mark - 3].includes("map @udp_flows"));
   assertEquals(renderNatRules(labSpec({ udpPorts: [53] })).divert.some((r) => r === refuse), false);
 });
 
@@ -222,6 +229,7 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
     ),
     table,
   );
+  assert(!table.includes("udp_answered") && !JSON.stringify(rules).includes("udp_answered"));
   assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
   assert(renderNatUpdate(six, true, "ip6").includes("\nflush chain ip6 krelay divert\n"));
 });

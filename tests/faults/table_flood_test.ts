@@ -4,9 +4,8 @@
  * find the table full (their first packet is dropped: its answer could not find its way back)
  * until the flood's flows expire, after udp_timeout, and then get through again.
  *
- * The kernel's sets cannot evict the oldest unanswered flow for a new one, as conntrack's early
- * drop does, and krelay does not see which of the kernel's flows were answered: that part of
- * the fault is not handled on the kernel path (see the closing notes of issue 30).
+ * krelay evicts the flood's unanswered flows as the table fills (udp_evict_test.ts); new flows
+ * that come while the table is full before an eviction are still dropped.
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
