@@ -5,17 +5,17 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
+import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run, signalGroup } from "../src/lab/process.ts";
 import { startDnsmasq, startNginx, startServers } from "../src/lab/servers.ts";
-import type { Lab } from "../src/lab/topology.ts";
 import { waitFor, waitForLine } from "../src/lab/wait.ts";
 import type { ServerView } from "../src/daemon/servers.ts";
 import type { SynReport } from "../src/daemon/reports.ts";
-import { KRELAY, type KrelayRun, startKrelay } from "./support/krelay.ts";
-import { labTest, type Requirement } from "./support/requirements.ts";
+import { KRELAY, startKrelay } from "./support/krelay.ts";
+import { LAB_PEERS, labTest, type Requirement } from "./support/requirements.ts";
+import { krelayJson, ManyClients, serversOf } from "./support/many_clients.ts";
 
-const NEEDS: Requirement[] = ["iptables", "dnsmasq", "nginx", "dig", "curl", "libnetfilter_queue"];
+const NEEDS: Requirement[] = [...LAB_PEERS];
 const R = LAB_ADDR.relay;
 const BOTH = [
   "--real-ip",
@@ -23,22 +23,8 @@ const BOTH = [
   "--relay-ip",
   R,
 ];
-/** Client addresses 198.51.100.100-115, added in the client's namespace. */
-const CLIENTS = Array.from({ length: 16 }, (_, i) => `198.51.100.${100 + i}`);
-
-async function addClients(lab: Lab): Promise<void> {
-  for (const a of CLIENTS) {
-    await lab.exec("client", ["ip", "addr", "add", `${a}/24`, "dev", LAB_IF.host], {
-      check: true,
-    });
-  }
-}
-
-async function json<T>(k: KrelayRun, ...args: string[]): Promise<T> {
-  const r = await run([KRELAY, ...args, "--socket", k.socket, "--json"], { timeoutMs: 30_000 });
-  if (!r.success) throw new Error(`krelay ${args.join(" ")}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+const MANY = new ManyClients(4);
+const CLIENTS = MANY.addresses;
 
 /** What the tests read of `krelay status --json`. */
 interface Status {
@@ -46,92 +32,25 @@ interface Status {
   syn: SynReport;
 }
 
-async function servers(k: KrelayRun): Promise<ServerView[]> {
-  return (await json<{ servers: ServerView[] }>(k, "status")).servers;
-}
-
-/** Which server answers `client`'s DNS query ("srv1", "srv2", or "" for none). */
-async function dnsFrom(lab: Lab, client: string): Promise<string> {
-  const r = await lab.exec("client", [
-    "dig",
-    "+time=1",
-    "+tries=1",
-    "+short",
-    "-b",
-    client,
-    `@${R}`,
-    "whoami.lab.example",
-    "TXT",
-  ], { timeoutMs: 10_000 });
-  return r.stdout.trim().replaceAll('"', "");
-}
-
-/** Which server's page `client` gets over HTTP ("srv1", "srv2"), or curl's error. */
-async function webFrom(lab: Lab, client: string, index: Record<string, string>) {
-  const r = await lab.exec("client", [
-    "curl",
-    "-sS",
-    "--max-time",
-    "3",
-    "--interface",
-    client,
-    `http://${R}/`,
-  ], { timeoutMs: 10_000 });
-  return Object.keys(index).find((id) => index[id] === r.stdout) ?? `error: ${r.stderr.trim()}`;
-}
-
-/** Every client's DNS and web server, by client. */
-async function whoServes(lab: Lab, index: Record<string, string>) {
-  return Object.fromEntries(
-    await Promise.all(CLIENTS.map(async (c) => {
-      const [dns, web] = await Promise.all([dnsFrom(lab, c), webFrom(lab, c, index)]);
-      return [c, { dns, web }] as const;
-    })),
-  );
-}
-
 labTest(
   "flows spread over two servers; one killed leaves rotation within 10 s and comes back",
   NEEDS,
   async (lab) => {
-    await addClients(lab);
-    const { srv1, srv2 } = await startServers(lab);
-    const index = { srv1: srv1.web.indexText, srv2: srv2!.web.indexText };
-    const k = await startKrelay(lab, BOTH);
-    await waitFor(async () => (await servers(k)).every((s) => s.state === "up"), {
-      timeoutMs: 10_000,
-      what: "both servers up",
-    });
-
+    const { srv2, index, k } = await MANY.start(lab, BOTH);
     // Spread by client: both servers get clients, and a client's UDP and TCP flows go to the
     // same server (one hash of its address), again and again.
-    const before = await whoServes(lab, index);
-    for (const c of CLIENTS) {
-      assert(["srv1", "srv2"].includes(before[c].dns), `${c}: ${JSON.stringify(before[c])}`);
-      assertEquals(before[c].web, before[c].dns, c);
-    }
+    const before = await MANY.assertSpread(lab, k, index);
     const on2 = CLIENTS.filter((c) => before[c].dns === "srv2");
-    assert(on2.length > 0 && on2.length < CLIENTS.length, `srv2 has ${on2.length} clients`);
-    assertEquals(await whoServes(lab, index), before);
     // dnsmasq and nginx saw the clients' own addresses.
-    const q = await srv2!.dns.waitForQuery((q) => q.client === on2[0]);
+    const q = await srv2.dns.waitForQuery((q) => q.client === on2[0]);
     assertEquals(q.name, "whoami.lab.example");
-    const nat = await json<{ protocol: string; client: string; server: string }[]>(k, "nat");
+    const nat = await krelayJson<{ protocol: string; client: string; server: string }[]>(k, "nat");
     assert(nat.some((e) => e.server === `${LAB_ADDR.server2}:53`), JSON.stringify(nat));
 
     // srv2 dies: within 10 s it is down and every client is answered by srv1.
-    const killed = performance.now();
-    await Promise.all([srv2!.dns.stop(), srv2!.web.stop()]);
-    await waitFor(async () => {
-      const s = await servers(k);
-      return s[1].state === "down" && s[0].state === "up";
-    }, { timeoutMs: 12_000, intervalMs: 200, what: "srv2 down in status" });
-    const downAfter = performance.now() - killed;
-    assert(downAfter < 10_000, `srv2 out of rotation after ${downAfter} ms`);
-    const during = await whoServes(lab, index);
-    for (const c of CLIENTS) assertEquals(during[c], { dns: "srv1", web: "srv1" }, c);
+    await MANY.assertFailover(lab, k, srv2, index);
     // Clients of srv1 did not move.
-    const status = await servers(k);
+    const status = await serversOf(k);
     assertEquals(status.map((s) => [s.address, s.state]), [
       [LAB_ADDR.server, "up"],
       [LAB_ADDR.server2, "down"],
@@ -151,11 +70,11 @@ labTest(
 
     // srv2 is back: it takes its clients again.
     await Promise.all([startDnsmasq(lab, "srv2"), startNginx(lab, "srv2")]);
-    await waitFor(async () => (await servers(k)).every((s) => s.state === "up"), {
+    await waitFor(async () => (await serversOf(k)).every((s) => s.state === "up"), {
       timeoutMs: 15_000,
       what: "srv2 up again",
     });
-    assertEquals(await whoServes(lab, index), before);
+    assertEquals(await MANY.whoServes(lab, index), before);
     assertEquals((await changes()).slice(2).sort(), [
       `${LAB_ADDR.server2} tcp/80 up`,
       `${LAB_ADDR.server2} udp/53 up`,
@@ -182,30 +101,33 @@ labTest(
       "--relay-threads",
       "2",
     ]);
-    assertEquals(await webFrom(lab, LAB_ADDR.client, index), "srv1");
+    assertEquals(await MANY.webFrom(lab, LAB_ADDR.client, index), "srv1");
     const both = `${LAB_ADDR.server},${LAB_ADDR.server2}`;
     const set = await run([KRELAY, "config", "set", "real_ip", both, "--socket", k.socket]);
     assert(set.success, set.stderr);
-    assertEquals((await servers(k)).map((s) => s.address), [LAB_ADDR.server, LAB_ADDR.server2]);
+    assertEquals((await serversOf(k)).map((s) => s.address), [LAB_ADDR.server, LAB_ADDR.server2]);
     // One client's connections go to both servers in turn. Each of the two relay threads
     // takes turns of its own: the counts differ by at most 2.
     const got: string[] = [];
-    for (let i = 0; i < 10; i++) got.push(await webFrom(lab, LAB_ADDR.client, index));
+    for (let i = 0; i < 10; i++) got.push(await MANY.webFrom(lab, LAB_ADDR.client, index));
     const on1 = got.filter((s) => s === "srv1").length;
     assertEquals(got.filter((s) => s === "srv2").length, 10 - on1, got.join(" "));
     assert(on1 >= 4 && on1 <= 6, got.join(" "));
 
     await Promise.all([srv1.dns.stop(), srv1.web.stop(), srv2!.dns.stop(), srv2!.web.stop()]);
-    await waitFor(async () => (await servers(k)).every((s) => s.state === "down"), {
+    await waitFor(async () => (await serversOf(k)).every((s) => s.state === "down"), {
       timeoutMs: 12_000,
       what: "both servers down",
     });
     // The kernel refuses the SYN (an RST, as from a host with nothing listening): curl cannot
     // connect (7), where it was accepted and reset (56) before.
-    await waitFor(async () => (await json<Status>(k, "status")).syn.refusedPorts.includes(80), {
-      timeoutMs: 5_000,
-      what: "tcp/80 refused by the kernel",
-    });
+    await waitFor(
+      async () => (await krelayJson<Status>(k, "status")).syn.refusedPorts.includes(80),
+      {
+        timeoutMs: 5_000,
+        what: "tcp/80 refused by the kernel",
+      },
+    );
     const started = performance.now();
     const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "3", `http://${R}/`]);
     const took = performance.now() - started;
@@ -213,7 +135,7 @@ labTest(
     assert(took < 2_000, `refused after ${took} ms`);
     // UDP: the relay's stack answers ICMP port unreachable; dig gives up at once.
     const asked = performance.now();
-    const dns = await dnsFrom(lab, LAB_ADDR.client);
+    const dns = await MANY.dnsFrom(lab, LAB_ADDR.client);
     assert(/refused|unreachable/i.test(dns), dns);
     assert(performance.now() - asked < 900, `dig refused after ${performance.now() - asked} ms`);
     assertEquals(await k.stop(), 0);
@@ -258,10 +180,13 @@ labTest(
     assert((await long.readLog()).startsWith("first"), await long.readLog());
 
     for (const server of both) signalGroup(server.pid, "SIGUSR1");
-    await waitFor(async () => (await json<Status>(k, "status")).syn.refusedPorts.includes(port), {
-      timeoutMs: 15_000,
-      what: `tcp/${port} refused by the kernel`,
-    });
+    await waitFor(
+      async () => (await krelayJson<Status>(k, "status")).syn.refusedPorts.includes(port),
+      {
+        timeoutMs: 15_000,
+        what: `tcp/${port} refused by the kernel`,
+      },
+    );
     const nft = await lab.exec("relay", ["nft", "list", "chain", "ip", "krelay", "divert"]);
     assert(/tcp dport 81 .*reject with tcp reset/.test(nft.stdout), nft.stdout);
     const url = `http://${R}:${port}/`;
@@ -273,10 +198,13 @@ labTest(
 
     // Back up: the rule goes, connections are relayed again.
     for (const server of both) signalGroup(server.pid, "SIGUSR2");
-    await waitFor(async () => (await json<Status>(k, "status")).syn.refusedPorts.length === 0, {
-      timeoutMs: 15_000,
-      what: `tcp/${port} relayed again`,
-    });
+    await waitFor(
+      async () => (await krelayJson<Status>(k, "status")).syn.refusedPorts.length === 0,
+      {
+        timeoutMs: 15_000,
+        what: `tcp/${port} relayed again`,
+      },
+    );
     await waitFor(
       async () => (await lab.exec("client", ["curl", "-sS", "--max-time", "3", url])).code === 0,
       { timeoutMs: 5_000, what: "curl through the relay" },

@@ -5,6 +5,19 @@ import { labSpec, recorder } from "./_steering_spec.ts";
 
 const spec = labSpec();
 
+/** A KernelPath where BPF is refused (TPROXY), over a runner that records every command. */
+function noBpfPath() {
+  const calls: { cmd: string; stdin?: string }[] = [];
+  const run: CommandRunner = (cmd, args, stdin) => {
+    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  return { calls, path };
+}
+
 Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", async () => {
   const { run, calls } = recorder();
   await new KernelPath(run).install(spec);
@@ -77,14 +90,7 @@ Deno.test("KernelPath.remove() deletes the ICMPv6 queue rules of any queue numbe
 });
 
 Deno.test("KernelPath installs the ip6 table and IPv6 route only with an IPv6 relay and server, and updates it in place", async () => {
-  const calls: { cmd: string; stdin?: string }[] = [];
-  const run: CommandRunner = (cmd, args, stdin) => {
-    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
-    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
-  };
-  const path = new KernelPath(run, "nft", "ip", () => {
-    throw new Error("no BPF here");
-  });
+  const { calls, path } = noBpfPath();
   await path.install(labSpec({ relayIp6: "2001:db8:1::1" }));
   const scripts = () => calls.filter((c) => c.cmd === "nft -f -").map((c) => c.stdin ?? "");
   assertEquals(scripts().length, 1);
@@ -189,14 +195,7 @@ Deno.test("KernelPath queues scripted IPv6 services by ip6tables rules, added an
 });
 
 Deno.test("KernelPath with IPv6 only installs no ip table, IPv4 route or IPv4 rule", async () => {
-  const calls: { cmd: string; stdin?: string }[] = [];
-  const run: CommandRunner = (cmd, args, stdin) => {
-    calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
-    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
-  };
-  const path = new KernelPath(run, "nft", "ip", () => {
-    throw new Error("no BPF here");
-  });
+  const { calls, path } = noBpfPath();
   const only6 = labSpec({
     relayIp: undefined,
     realIp: undefined,

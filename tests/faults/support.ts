@@ -15,7 +15,7 @@ import type { Lab } from "../../src/lab/topology.ts";
 import { waitFor } from "../../src/lab/wait.ts";
 import { startServers } from "../../src/lab/servers.ts";
 import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "../support/krelay.ts";
-import type { Requirement } from "../support/requirements.ts";
+import { LAB_PEERS, type Requirement } from "../support/requirements.ts";
 
 /**
  * The datapath of the scenarios that do not need a packet script: today's default (the NFQUEUE
@@ -30,15 +30,7 @@ export function faultFlags(...more: string[]): string[] {
 }
 
 /** What every fault scenario needs. */
-export const NEEDS: Requirement[] = [
-  "iptables",
-  "dnsmasq",
-  "nginx",
-  "dig",
-  "curl",
-  "libnetfilter_queue",
-  "cmd:python3",
-];
+export const NEEDS: Requirement[] = [...LAB_PEERS, "cmd:python3"];
 
 /** The relay's client-side address. */
 export const R = LAB_ADDR.relay;

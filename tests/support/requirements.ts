@@ -55,6 +55,16 @@ export type Requirement =
 /** What every lab needs, whatever the test asks for. */
 export const LAB_BASE: readonly Requirement[] = ["root", "ip", "ss", "sysctl", "bash"];
 
+/** Real DNS and web servers and clients, and krelay's queue: what most lab tests need. */
+export const LAB_PEERS: readonly Requirement[] = [
+  "iptables",
+  "dnsmasq",
+  "nginx",
+  "dig",
+  "curl",
+  "libnetfilter_queue",
+];
+
 const cache = new Map<Requirement, string | undefined>();
 
 /**
