@@ -8,7 +8,10 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { run } from "../src/lab/process.ts";
+import type { Lab } from "../src/lab/topology.ts";
+import type { SynReport } from "../src/daemon/reports.ts";
+import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 import { checkEdges, EDGES_PORT, edgesClient, startEdgesPeer } from "./support/tcp_edges.ts";
 
@@ -23,62 +26,79 @@ const FLAGS = [
   String(IDLE_S),
 ];
 
-labTest("sk_lookup path: half-close, resets both ways and the idle timeout", NEEDS, async (lab) => {
-  const peer = await startEdgesPeer(lab);
-  const krelay = await startKrelay(lab, FLAGS);
-  const log = (await krelay.records()).map((r) => r.message).join("\n");
-  assert(/by sk_lookup/.test(log), "the connections went by sk_lookup");
-  await checkEdges(lab, peer, IDLE_S);
-  assertEquals(await krelay.stop(), 0);
-  await peer.stop();
-});
+/** A path a connection can take, and how the test shows it took it. */
+interface Path {
+  name: string;
+  needs?: Requirement[];
+  /** krelay's flags beyond FLAGS (given the lab, for a script in its run directory). */
+  flags?: (lab: Lab) => Promise<string[]>;
+  /** A command that runs krelay's launcher. */
+  wrap?: string[];
+  /** Asserts, with krelay running after the edges, that the connections took this path. */
+  took: (krelay: KrelayRun, log: string) => Promise<void> | void;
+}
 
-labTest(
-  "TPROXY path (no CAP_BPF): half-close, resets both ways and the idle timeout",
-  [...NEEDS, "cmd:setpriv"],
-  async (lab) => {
-    const peer = await startEdgesPeer(lab);
+const PATHS: Path[] = [
+  {
+    name: "sk_lookup path",
+    took: (_, log) => assert(/by sk_lookup/.test(log), "the connections went by sk_lookup"),
+  },
+  {
+    name: "TPROXY path (no CAP_BPF)",
+    needs: ["cmd:setpriv"],
     // A container without CAP_BPF or CAP_SYS_ADMIN: the sk_lookup program cannot be loaded.
-    const noBpf = ["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--"];
-    const krelay = await startKrelay(lab, FLAGS, "krelay", noBpf);
-    const log = (await krelay.records()).map((r) => r.message).join("\n");
-    assert(/diverted by TPROXY/.test(log), `TPROXY diverts:\n${log}`);
-    await checkEdges(lab, peer, IDLE_S);
-    assertEquals(await krelay.stop(), 0);
-    await peer.stop();
+    wrap: ["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--"],
+    took: (_, log) => assert(/diverted by TPROXY/.test(log), `TPROXY diverts:\n${log}`),
   },
-);
+  {
+    name: "a service with a packet script",
+    flags: async (lab) => {
+      const script = `${lab.runDir}/pass.ts`;
+      await Deno.writeTextFile(script, `export function target(): "accept" { return "accept"; }\n`);
+      return ["--script", script];
+    },
+    took: async (krelay) => {
+      const c = (await status(krelay)).packets;
+      assert(
+        c.tcpSegments > 0,
+        `the client's segments went through the queue: ${JSON.stringify(c)}`,
+      );
+    },
+  },
+  {
+    name: "the SYN gate (tcp_hold_syn)",
+    flags: () => Promise.resolve(["--tcp-hold-syn", "true"]),
+    took: async (krelay) => {
+      const gate = (await status(krelay)).syn.gate;
+      assert((gate?.held ?? 0) > 0 && gate?.accepted === gate?.held, JSON.stringify(gate));
+    },
+  },
+];
 
-labTest(
-  "a service with a packet script: half-close, resets both ways and the idle timeout",
-  NEEDS,
-  async (lab) => {
-    const peer = await startEdgesPeer(lab);
-    const script = `${lab.runDir}/pass.ts`;
-    await Deno.writeTextFile(
-      script,
-      `let n = 0;\nexport function target(): "accept" { n++; return "accept"; }\n`,
-    );
-    const krelay = await startKrelay(lab, [...FLAGS, "--script", script]);
-    await checkEdges(lab, peer, IDLE_S);
-    assertEquals(await krelay.stop(), 0);
-    const c = await krelay.finalCounters();
-    assert(c.tcpSegments > 0, `the client's segments went through the queue: ${JSON.stringify(c)}`);
-    await peer.stop();
-  },
-);
+/** What these tests read of `krelay status --json`. */
+async function status(krelay: KrelayRun) {
+  const r = await run([KRELAY, "status", "--json", "--socket", krelay.socket], {
+    timeoutMs: 30_000,
+  });
+  if (!r.success) throw new Error(`krelay status: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { packets: Record<string, number>; syn: SynReport };
+}
 
-labTest(
-  "the SYN gate (tcp_hold_syn): half-close, resets both ways and the idle timeout",
-  NEEDS,
-  async (lab) => {
-    const peer = await startEdgesPeer(lab);
-    const krelay = await startKrelay(lab, [...FLAGS, "--tcp-hold-syn", "true"]);
-    await checkEdges(lab, peer, IDLE_S);
-    assertEquals(await krelay.stop(), 0);
-    await peer.stop();
-  },
-);
+for (const path of PATHS) {
+  labTest(
+    `${path.name}: half-close, resets both ways and the idle timeout`,
+    [...NEEDS, ...path.needs ?? []],
+    async (lab) => {
+      const peer = await startEdgesPeer(lab);
+      const more = await path.flags?.(lab) ?? [];
+      const krelay = await startKrelay(lab, [...FLAGS, ...more], "krelay", path.wrap);
+      await checkEdges(lab, peer, IDLE_S);
+      await path.took(krelay, (await krelay.records()).map((r) => r.message).join("\n"));
+      assertEquals(await krelay.stop(), 0);
+      await peer.stop();
+    },
+  );
+}
 
 labTest(
   "one gigabyte through one relayed connection has the server's sha256",
