@@ -356,6 +356,7 @@ export class Daemon {
     );
     this.table.flush();
     this.engine.udp6.flush();
+    this.engine.kernel6.flush();
     this.kernelUdp.reset();
     log.info("stopped relaying");
   }
@@ -480,6 +481,9 @@ export class Daemon {
     const counts = new Map<string, number>();
     for (const f of await readIpv6Flows(this.deps.run)) {
       counts.set(f.server, (counts.get(f.server) ?? 0) + 1);
+      // The flow lives on in the kernel: so does the engine's record of its server.
+      const ms = Math.max(1, f.expiresSeconds) * 1000;
+      this.engine.kernel6.record(f.client, f.clientPort, f.servicePort, f.server, ms);
     }
     this.#ipv6Flows = counts;
   }
@@ -603,6 +607,7 @@ export class Daemon {
   #tick(): void {
     this.table.sweep();
     this.engine.udp6.sweep();
+    this.engine.kernel6.sweep();
     const pressure = this.#pressure.check(this.table.stats(), this.deps.now());
     if (pressure) {
       log.warning(

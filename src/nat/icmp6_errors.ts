@@ -10,18 +10,20 @@
  *   socket, connected to relay:port, then hears of it (port unreachable, packet too big).
  * - reply way: a reply (server:port -> client, sent on from relay:port) met an error on the
  *   client's side, addressed to the relay: the quote's source and the error's destination
- *   become the server's, and the error goes on to the server. Only with one IPv6 server: the
- *   flow's server is the kernel's to know (as IPv4's, rewriter.ts).
+ *   become the server's, and the error goes on to the server: the flow's own, which the
+ *   caller knows (`serverOf`: krelay's record of the flow, nat/udp6_flows.ts), or else the
+ *   one IPv6 server when there is one.
  *
  * The quoted UDP checksum follows its pseudo-header's address. Quotes with extension headers,
- * or of other flows, are left alone.
+ * or of other flows, are left alone. The flows of services with a packet script are
+ * translated alike: `udpPorts` has their ports too.
  *
  * @module
  */
 
 import { IpProtocol } from "../packet/ipv4_packet.ts";
 import { Ipv6Header, type Ipv6Packet } from "../packet/ipv6_packet.ts";
-import { parseIpv6 } from "../packet/ipv6_address.ts";
+import { formatIpv6, parseIpv6 } from "../packet/ipv6_address.ts";
 import { updateChecksum16 } from "../packet/checksum.ts";
 
 /** What the translation needs: the IPv6 relay address and real servers, the NATed ports. */
@@ -31,6 +33,13 @@ export interface Icmp6Settings {
   pool6?: { readonly servers: readonly { readonly address?: string }[] };
   udpPorts: ReadonlySet<number>;
 }
+
+/** The server of the flow client:clientPort -> relay:servicePort, if known. */
+export type Flow6Server = (
+  client: string,
+  clientPort: number,
+  servicePort: number,
+) => string | undefined;
 
 /** ICMPv6 error types (RFC 4443): destination unreachable .. parameter problem. */
 const FIRST_ERROR = 1, LAST_ERROR = 4;
@@ -60,9 +69,14 @@ function rewrite(bytes: Uint8Array, at: number, address: Uint8Array, check: numb
 
 /**
  * Translates `packet` in place when it is an ICMPv6 error about a relayed UDP flow; returns
- * whether it did (the caller then accepts it rewritten).
+ * whether it did (the caller then accepts it rewritten). `serverOf` finds a flow's server for
+ * an error about a reply.
  */
-export function translateIcmp6Error(packet: Ipv6Packet, s: Icmp6Settings): boolean {
+export function translateIcmp6Error(
+  packet: Ipv6Packet,
+  s: Icmp6Settings,
+  serverOf: Flow6Server = () => undefined,
+): boolean {
   const servers = s.pool6?.servers ?? [];
   if (s.relayIp6 === undefined || servers.length === 0) return false;
   if (packet.protocol !== Ipv6Header.ICMPv6 || packet.isFragment) return false;
@@ -79,10 +93,12 @@ export function translateIcmp6Error(packet: Ipv6Packet, s: Icmp6Settings): boole
     if (equal16(packet.bytes, 8, parseIpv6(quotedServer.address!))) packet.setSrc(relay);
     rewrite(packet.bytes, at + Q_DST, relay, quotedCheck);
   } else if (
-    servers.length === 1 && equal16(packet.bytes, 24, relay) && equal16(m, Q_SRC, relay) &&
-    s.udpPorts.has(quotedSrcPort)
+    equal16(packet.bytes, 24, relay) && equal16(m, Q_SRC, relay) && s.udpPorts.has(quotedSrcPort)
   ) {
-    const server = parseIpv6(servers[0].address!);
+    const flowServer = serverOf(formatIpv6(m, Q_DST), quotedDstPort, quotedSrcPort) ??
+      (servers.length === 1 ? servers[0].address : undefined);
+    if (flowServer === undefined) return false;
+    const server = parseIpv6(flowServer);
     packet.setDst(server);
     rewrite(packet.bytes, at + Q_SRC, server, quotedCheck);
   } else return false;

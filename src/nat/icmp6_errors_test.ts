@@ -121,3 +121,30 @@ Deno.test("translated errors keep both checksums right, whatever the request", (
     { numRuns: 500 },
   );
 });
+
+Deno.test("with several IPv6 servers, an error about a reply goes to the flow's own server", () => {
+  const S2 = "2001:db8:2::20";
+  const two = { ...settings, pool6: { servers: [{ address: S }, { address: S2 }] } };
+  const asked: unknown[] = [];
+  const serverOf = (client: string, clientPort: number, servicePort: number) => {
+    asked.push([client, clientPort, servicePort]);
+    return clientPort === 40000 ? S2 : undefined;
+  };
+  const p = error(C, R, 1, 4, ipv6(R, C, 17, udp(53, 40000, query)));
+  assertEquals(translateIcmp6Error(p, two, serverOf), true);
+  assertEquals(asked, [[C, 40000, 53]]);
+  assertEquals([p.srcText, p.dstText], [C, S2]);
+  const q = parseIpv6Packet(p.bytes.slice(48)) as Ipv6Packet;
+  assertEquals([q.srcText, q.dstText, q.srcPort, q.dstPort], [S2, C, 53, 40000]);
+  assert(checksumRight(p.bytes));
+  assert(checksumRight(p.bytes, 48));
+  // A flow krelay knows nothing of: no server to send it to, left alone.
+  const other = error(C, R, 1, 4, ipv6(R, C, 17, udp(53, 40001, query)));
+  const before = other.bytes.slice();
+  assertEquals(translateIcmp6Error(other, two, serverOf), false);
+  assertEquals(other.bytes, before);
+  // The flow's server first even with one server (one taken out of real_ip keeps its flows).
+  const lone = error(C, R, 1, 4, ipv6(R, C, 17, udp(53, 40000, query)));
+  assertEquals(translateIcmp6Error(lone, settings, serverOf), true);
+  assertEquals(lone.dstText, S2);
+});

@@ -90,6 +90,7 @@ export class Rewriter {
     this.#udp = new UdpNat(options.table, options.settings);
     this.tcp = new TcpTargets(options.settings);
     this.udp6 = new Udp6Flows(options.table.options.capacity, options.now);
+    this.kernel6 = new Udp6Flows(options.table.options.capacity, options.now);
   }
 
   /**
@@ -220,7 +221,10 @@ export class Rewriter {
       this.counters.tcpSegments++;
       return Action.Accept;
     }
-    if (!translateIcmp6Error(packet, this.settings())) return this.#pass("passedOtherProtocol");
+    if (!translateIcmp6Error(packet, this.settings(), this.#flow6Server)) {
+      return this.#pass("passedOtherProtocol");
+    }
+    this.counters.icmpErrors++;
     this.counters.rewritten++;
     return Action.AcceptRewritten;
   }
@@ -255,6 +259,11 @@ export class Rewriter {
       this.counters.dropped++;
       this.counters.droppedNoServer++;
       return Action.Drop;
+    }
+    // The kernel keeps the flow's server from now on; krelay's record of it is for the
+    // ICMPv6 errors about its replies (a full record table only loses that).
+    if (!scripted) {
+      this.kernel6.record(packet.srcText, packet.srcPort, port, server, s.udpTimeoutMs);
     }
     packet.setDst(server);
     packet.finalize();
@@ -295,6 +304,16 @@ export class Rewriter {
 
   /** The IPv6 flows of scripted services, NATed here (the kernel keeps the others). */
   readonly udp6: Udp6Flows;
+  /**
+   * The IPv6 flows the kernel carries, as recorded at their first packet (and renewed from the
+   * kernel's set by the daemon): only their servers are of use here.
+   */
+  readonly kernel6: Udp6Flows;
+
+  /** An IPv6 flow's server: krelay's own flow's, or the kernel's as recorded. */
+  readonly #flow6Server = (client: string, clientPort: number, servicePort: number) =>
+    (this.udp6.get(client, clientPort, servicePort) ??
+      this.kernel6.get(client, clientPort, servicePort))?.server;
 
   readonly #balancers6 = new ServiceBalancers();
 

@@ -86,3 +86,48 @@ Deno.test("an IPv6 first packet goes only to servers up, and is dropped with non
   const elsewhere = udp6("2001:db8:1::1", 1, "2001:db8:1::2", 53);
   assertEquals(f.engine.process(Hook.PreRouting, elsewhere, false), Action.Accept);
 });
+
+/** An ICMPv6 port unreachable from `from` to `to`, quoting `quoted`, its checksum right. */
+function unreachable6(from: string, to: string, quoted: Uint8Array): Uint8Array {
+  const b = new Uint8Array(40 + 8 + quoted.length);
+  b[0] = 0x60;
+  new DataView(b.buffer).setUint16(4, 8 + quoted.length);
+  b[6] = 58;
+  b[7] = 64;
+  b.set(parseIpv6(from), 8);
+  b.set(parseIpv6(to), 24);
+  b[40] = 1;
+  b[41] = 4;
+  b.set(quoted, 48);
+  (parseIpv6Packet(b) as Ipv6Packet).recomputeL4Checksum();
+  return b;
+}
+
+Deno.test("an ICMPv6 error about a reply goes to the server its flow's first packet went to", () => {
+  const f = engineFixture();
+  f.settings.relayIp6 = R6;
+  f.settings.pool6 = pool6();
+  // Clients of both servers (client hash), each with a flow the kernel carries.
+  const served = new Map<string, string>();
+  for (let i = 0; served.size < 2 && i < 64; i++) {
+    const client = `2001:db8:1::${(0x100 + i).toString(16)}`;
+    const bytes = udp6(client, 40000, R6, 53);
+    f.engine.process(Hook.PreRouting, bytes, false);
+    const server = (parseIpv6Packet(bytes) as Ipv6Packet).dstText;
+    if (![...served.values()].includes(server)) served.set(client, server);
+  }
+  assertEquals([...served.values()].sort(), [S1, S2]);
+  for (const [client, server] of served) {
+    // The client's port unreachable about the relay's reply to it.
+    const error = unreachable6(client, R6, udp6(R6, 53, client, 40000));
+    assertEquals(f.engine.process(Hook.PreRouting, error, false), Action.AcceptRewritten);
+    const p = parseIpv6Packet(error) as Ipv6Packet;
+    assertEquals(p.dstText, server);
+    assertEquals((parseIpv6Packet(error.slice(48)) as Ipv6Packet).srcText, server);
+    assert(checksumRight(error));
+  }
+  // A flow it never saw: left alone, as there is no knowing its server.
+  const unknown = unreachable6("2001:db8:1::99", R6, udp6(R6, 53, "2001:db8:1::99", 40000));
+  assertEquals(f.engine.process(Hook.PreRouting, unknown, false), Action.Accept);
+  assertEquals(f.engine.counters.icmpErrors, 2);
+});

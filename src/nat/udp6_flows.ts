@@ -4,6 +4,10 @@
  * A flow is its client, client port and service port, sent to one IPv6 server; it lives
  * `timeoutMs` after its last packet either way. Pure: time from a clock.
  *
+ * The rewriter keeps a second set of them for the flows the kernel carries, only to know their
+ * server (an ICMPv6 error about a reply must reach it, nat/icmp6_errors.ts): {@link
+ * Udp6Flows.record}ed at their first packet and kept as long as the kernel keeps the flow.
+ *
  * @example
  * ```ts
  * import { Udp6Flows } from "./udp6_flows.ts";
@@ -19,10 +23,16 @@ export interface Udp6Flow {
   readonly clientPort: number;
   readonly servicePort: number;
   readonly server: string;
-  /** When it ends unless it talks again (the clock's ms). */
+  /** When it was made (the clock's ms). */
+  readonly created: number;
+  /** When it ends unless it talks again (the clock's ms), and its last timeout. */
   expires: number;
+  timeoutMs: number;
   /** A reply passed. */
   answered: boolean;
+  /** Datagrams each way (those krelay saw: a kernel flow's first only). */
+  packetsToServer: number;
+  packetsToClient: number;
 }
 
 /** The flows, found from a request's side and from a reply's. */
@@ -61,11 +71,64 @@ export class Udp6Flows {
       if (this.#byRequest.size >= this.capacity) return "full";
       const server = pick();
       if (server === undefined) return "no-server";
-      f = { client, clientPort, servicePort, server, expires: 0, answered: false };
-      this.#byRequest.set(`${client}|${clientPort}|${servicePort}`, f);
-      this.#byReply.set(`${server}|${servicePort}|${client}|${clientPort}`, f);
+      f = this.#add(client, clientPort, servicePort, server, now);
     }
     f.expires = now + timeoutMs;
+    f.timeoutMs = timeoutMs;
+    f.packetsToServer++;
+    return f;
+  }
+
+  /**
+   * Records a flow the kernel carries, sent to `server`, for `timeoutMs` from now: a new one
+   * (it replaces the tuple's old flow, which the kernel has forgotten), or one the kernel still
+   * has (its time renewed). False when the flows are at capacity.
+   */
+  record(
+    client: string,
+    clientPort: number,
+    servicePort: number,
+    server: string,
+    timeoutMs: number,
+  ): boolean {
+    const now = this.now();
+    let f = this.#byRequest.get(`${client}|${clientPort}|${servicePort}`);
+    if (f !== undefined && f.server !== server) {
+      this.#byReply.delete(`${f.server}|${f.servicePort}|${f.client}|${f.clientPort}`);
+      this.#byRequest.delete(`${client}|${clientPort}|${servicePort}`);
+      f = undefined;
+    }
+    if (f === undefined) {
+      if (this.#byRequest.size >= this.capacity) this.sweep();
+      if (this.#byRequest.size >= this.capacity) return false;
+      f = this.#add(client, clientPort, servicePort, server, now);
+    }
+    f.expires = Math.max(f.expires, now + timeoutMs);
+    f.timeoutMs = timeoutMs;
+    return true;
+  }
+
+  #add(
+    client: string,
+    clientPort: number,
+    servicePort: number,
+    server: string,
+    now: number,
+  ): Udp6Flow {
+    const f: Udp6Flow = {
+      client,
+      clientPort,
+      servicePort,
+      server,
+      created: now,
+      expires: now,
+      timeoutMs: 0,
+      answered: false,
+      packetsToServer: 0,
+      packetsToClient: 0,
+    };
+    this.#byRequest.set(`${client}|${clientPort}|${servicePort}`, f);
+    this.#byReply.set(`${server}|${servicePort}|${client}|${clientPort}`, f);
     return f;
   }
 
@@ -81,7 +144,9 @@ export class Udp6Flows {
     const f = this.#byReply.get(`${server}|${servicePort}|${client}|${clientPort}`);
     if (f === undefined || f.expires <= now) return undefined;
     f.expires = now + timeoutMs;
+    f.timeoutMs = timeoutMs;
     f.answered = true;
+    f.packetsToClient++;
     return f;
   }
 

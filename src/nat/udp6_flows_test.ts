@@ -36,3 +36,22 @@ Deno.test("Udp6Flows: full, or no server, makes no flow", () => {
   assertEquals(typeof flows.request(C, 2, 53, () => S1, 1000), "object");
   assertEquals(flows.size, 1);
 });
+
+Deno.test("Udp6Flows.record(): a kernel flow's server, renewed, replaced when its server changes", () => {
+  let now = 0;
+  const flows = new Udp6Flows(1, () => now);
+  assertEquals(flows.record(C, 4000, 53, S1, 1000), true);
+  assertEquals(flows.get(C, 4000, 53)?.server, S1);
+  // Renewed (the kernel still has it): lives on past its first timeout.
+  now = 900;
+  assertEquals(flows.record(C, 4000, 53, S1, 1000), true);
+  now = 1500;
+  assertEquals(flows.get(C, 4000, 53)?.created, 0);
+  // The kernel forgot it and the tuple came back to another server: the new one replaces it.
+  assertEquals(flows.record(C, 4000, 53, S2, 1000), true);
+  assertEquals(flows.get(C, 4000, 53)?.server, S2);
+  assertEquals(flows.reply(S1, 53, C, 4000, 1000), undefined);
+  assertEquals(flows.size, 1);
+  // Full: not recorded.
+  assertEquals(flows.record(C, 4001, 53, S1, 1000), false);
+});
