@@ -56,7 +56,7 @@ export interface Icmp6Rules {
 /**
  * The rules for `spec` (relayIp IPv6, as ipv6Spec gives it), with the relay's address and the
  * IPv6 servers' as 16 bytes (`relay`, `servers`) for the quoted fields (a rule per server);
- * `udpPorts`: those the kernel NATs.
+ * `udpPorts`: those relayed by NAT (the kernel's and the scripted services', krelay's own).
  */
 export function renderIcmp6Rules(
   spec: SteeringSpec,

@@ -150,7 +150,8 @@ export function renderNatRules(
     // The IPv6 side's spec (ipv6Spec) has it.
     parseIpv6(spec.relayIp!),
     flowServers(spec).map((s) => parseIpv6(s.address)),
-    kernelUdpPorts(spec),
+    // Scripted services' flows too: krelay translates their errors as the kernel's.
+    spec.udpPorts,
   );
   const udpPorts = kernelUdpPorts(spec);
   const udp = udpPorts.length > 0

@@ -233,3 +233,21 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
   assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
   assert(renderNatUpdate(six, true, "ip6").includes("\nflush chain ip6 krelay divert\n"));
 });
+
+Deno.test("renderNatRules() for ip6 marks the ICMPv6 errors of a scripted UDP service's flows for the queue too", () => {
+  const six = labSpec({
+    relayIp: "2001:db8:1::1",
+    realIp: "2001:db8:2::10",
+    udpPorts: [53, 5353],
+    scriptedUdpPorts: [5353],
+  });
+  const rules = renderNatRules(six, false, "ip6");
+  const icmp = rules.divert.filter((r) => r.includes("meta mark set 0x4b55"));
+  // An error about a request (to the server), and one about a reply (from the relay).
+  assertEquals(icmp.length, 2, icmp.join("\n"));
+  assert(icmp.every((r) => r.includes("{ 53, 5353 }")), icmp.join("\n"));
+  const out = rules.icmp_out ?? [];
+  assert(out.length === 1 && out[0].includes("{ 53, 5353 }"), out.join("\n"));
+  // The kernel NATs 53 only.
+  assert(!rules.divert.some((r) => r.includes("udp dport { 53, 5353 }")), rules.divert.join("\n"));
+});
