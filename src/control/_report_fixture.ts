@@ -126,6 +126,7 @@ export function sampleNat(): NatEntryView[] {
   return [
     {
       protocol: "udp",
+      family: 4,
       client: "198.51.100.10:40000",
       relay: "198.51.100.1:53",
       relayPort: 53,
@@ -140,6 +141,7 @@ export function sampleNat(): NatEntryView[] {
     },
     {
       protocol: "tcp",
+      family: 4,
       client: "198.51.100.10:51234",
       relay: "198.51.100.1:80",
       relayPort: 20001,

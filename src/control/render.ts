@@ -270,7 +270,8 @@ export function renderNat(entries: NatEntryView[], options: RenderOptions = {}):
   });
   for (const e of entries) {
     table.push([
-      e.protocol,
+      // IPv6's as netstat writes them.
+      e.family === 6 ? `${e.protocol}6` : e.protocol,
       e.client,
       e.relay,
       String(e.relayPort),

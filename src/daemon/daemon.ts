@@ -63,6 +63,7 @@ import {
   natEntryView,
   type RelayState,
   type StatusReport,
+  udp6FlowView,
 } from "./reports.ts";
 
 const log = logger("daemon");
@@ -437,8 +438,13 @@ export class Daemon {
       nat: this.table.stats(),
       kernelUdp: { ...this.kernelUdp.stats },
       servers: this.servers.view(this.#serverCounts(), (server) => {
-        // IPv6 flows are the kernel's: counted from its set (see #countIpv6Flows).
-        if (server.family === 6) return this.#ipv6Flows.get(server.address) ?? 0;
+        // IPv6 flows are the kernel's, counted from its set (see #countIpv6Flows), and the
+        // scripted services', krelay's own.
+        if (server.family === 6) {
+          let flows = this.#ipv6Flows.get(server.address) ?? 0;
+          for (const f of this.engine.udp6.entries()) if (f.server === server.address) flows++;
+          return flows;
+        }
         let flows = 0;
         for (const e of this.table.entries()) {
           if (e.protocol === "udp" && e.server === server.ip >>> 0) flows++;
@@ -528,8 +534,13 @@ export class Daemon {
     const six = this.relayIp6 !== undefined && this.#state === "started"
       ? await readIpv6Flows(this.deps.run)
       : [];
+    // Scripted IPv6 services' flows are krelay's own (nat/udp6_flows.ts).
+    const scripted = this.relayIp6 === undefined
+      ? []
+      : [...this.engine.udp6.entries()].filter((f) => f.expires > now);
     return [
       ...[...this.table.entries()].map((e) => natEntryView(e, now)),
+      ...scripted.map((f) => udp6FlowView(f, this.relayIp6!, now)),
       ...six.map((f) => ipv6FlowView(f, this.relayIp6!)),
       ...[...this.relay.diverted(), ...threads].map((c) => divertedView(c, now)),
     ];

@@ -15,6 +15,7 @@ import type { KernelQueueCounters } from "../queue/kernel_counters.ts";
 import type { RelayThreadView } from "../relay/relay_threads.ts";
 import { formatEndpoint6 } from "../packet/ipv6_address.ts";
 import type { Ipv6UdpFlow } from "../steering/ipv6_flows.ts";
+import type { Udp6Flow } from "../nat/udp6_flows.ts";
 import type { DivertedConnection } from "../relay/relayed.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { ServerView } from "./servers.ts";
@@ -66,6 +67,8 @@ export interface SynReport {
 /** One NAT entry as `krelay nat` shows it. */
 export interface NatEntryView {
   protocol: "udp" | "tcp";
+  /** The clients' family: 4, or 6 (addresses then in brackets). */
+  family: 4 | 6;
   /** "198.51.100.10:40000" */
   client: string;
   /** The address and service port the client asked: "198.51.100.1:80". */
@@ -81,6 +84,29 @@ export interface NatEntryView {
   bytesToServer: number;
   packetsToClient: number;
   bytesToClient: number;
+}
+
+/**
+ * A scripted IPv6 service's UDP flow (krelay NATs it itself, nat/udp6_flows.ts) as a view: it
+ * keeps when it ends and whether it was answered, not its counters. Ages from `now` (ms).
+ */
+export function udp6FlowView(f: Udp6Flow, relayIp6: string, now: number): NatEntryView {
+  const idle = Math.max(0, (f.timeoutMs - (f.expires - now)) / 1000);
+  return {
+    protocol: "udp",
+    family: 6,
+    client: formatEndpoint6(f.client, f.clientPort),
+    relay: formatEndpoint6(relayIp6, f.servicePort),
+    relayPort: f.servicePort,
+    server: formatEndpoint6(f.server, f.servicePort),
+    ageSeconds: Math.max(0, (now - f.created) / 1000),
+    idleSeconds: idle,
+    state: f.answered ? "replied" : "unreplied",
+    packetsToServer: 0,
+    bytesToServer: 0,
+    packetsToClient: 0,
+    bytesToClient: 0,
+  };
 }
 
 /** What `config set` changed. */
@@ -101,6 +127,7 @@ export function divertedView(c: DivertedConnection, now: number): NatEntryView {
   if (v6 === undefined) return view;
   return {
     ...view,
+    family: 6,
     client: formatEndpoint6(v6.client, c.clientPort),
     relay: formatEndpoint6(v6.relay, c.servicePort),
     server: formatEndpoint6(v6.server, c.serverPort),
@@ -117,6 +144,7 @@ type ViewedFlow = Omit<
 export function natEntryView(e: ViewedFlow, now: number): NatEntryView {
   return {
     protocol: e.protocol,
+    family: 4,
     client: formatEndpoint(e.client, e.clientPort),
     relay: formatEndpoint(e.relay, e.servicePort),
     relayPort: e.protocol === "tcp" ? e.relayPort : e.servicePort,
@@ -139,6 +167,7 @@ export function ipv6FlowView(f: Ipv6UdpFlow, relayIp6: string): NatEntryView {
   const idle = Math.max(0, f.timeoutSeconds - f.expiresSeconds);
   return {
     protocol: "udp",
+    family: 6,
     client: formatEndpoint6(f.client, f.clientPort),
     relay: formatEndpoint6(relayIp6, f.servicePort),
     relayPort: f.servicePort,
