@@ -229,6 +229,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 /** Keys that `krelay config set` may change while krelay runs; new flows use the new values. */
 export const LIVE_KEYS = [
   "real_ip",
+  "relay_ip",
   "balance",
   "health_checks",
   "health_interval",

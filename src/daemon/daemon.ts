@@ -134,10 +134,10 @@ export class Daemon {
     /** The relay's IPv4 address; undefined when the relay has IPv6 servers only. */
     readonly relayIp: string | undefined,
     private readonly deps: DaemonDeps,
-    /** The relay's IPv6 address, when IPv6 clients are relayed. */
-    readonly relayIp6?: string,
+    relayIp6?: string,
   ) {
     this.#config = config;
+    this.#relayIp6 = relayIp6;
     this.#steering = new SteeringSync(deps.steering);
     const observe = deps.steering.observe?.bind(deps.steering);
     if (observe) {
@@ -269,6 +269,15 @@ export class Daemon {
     return new Daemon(config, relayIp, deps, relayIp6);
   }
 
+  /**
+   * The relay's IPv6 address, when IPv6 clients are relayed (or would be, given an IPv6
+   * server). It may come and go live, with real_ip and relay_ip (see setConfig).
+   */
+  get relayIp6(): string | undefined {
+    return this.#relayIp6;
+  }
+  #relayIp6?: string;
+
   /** The configuration in force. */
   get config(): Config {
     return this.#config;
@@ -380,30 +389,36 @@ export class Daemon {
     const result = parseConfig({ ...this.#config, [key]: valueFromText(key, text) });
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
-    if (key === "real_ip") {
-      // Each family keeps the relay address it started with: a family it has none of cannot
-      // be given servers live (nor be left with none, which would relay nothing).
-      const real = firstOfEach(next.real_ip);
-      if (real.v4 !== undefined && this.relayIp === undefined) {
-        throw new Error("real_ip: krelay started without IPv4: an IPv4 server needs a restart");
-      }
-      if (real.v4 === undefined && this.#follower !== undefined) throw new Error(KMOD_IPV4_ONLY);
-      if (real.v4 === undefined && (real.v6 === undefined || this.relayIp6 === undefined)) {
-        throw new Error("real_ip: would leave no server of a family the relay relays");
-      }
-      const own = this.relayIp === undefined ? [] : [this.relayIp];
-      checkRealServers(next.real_ip, [...own, ...await ownAddresses(this.deps.run)], this.relayIp6);
-    }
-    const from = this.#config[key as ConfigKey];
+    const relayIp6 = key === "real_ip" || key === "relay_ip"
+      ? await this.#liveRelayIp6(key, next)
+      : this.#relayIp6;
+    const from = key === "relay_ip" ? this.#relayAddresses() : this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
       await this.#listen(next.gport);
     }
     this.#config = next;
+    if (relayIp6 !== this.#relayIp6) {
+      // IPv6 comes (the steering below adds its rules) or goes: krelay's IPv6 flows go with
+      // the ip6 table, the IPv4 ones are untouched.
+      if (relayIp6 === undefined) {
+        this.engine.udp6.flush();
+        this.engine.kernel6.flush();
+        this.#ipv6Flows = new Map();
+      }
+      log.info("IPv6 clients: relay address {from} -> {to}", {
+        from: this.#relayIp6 ?? "none",
+        to: relayIp6 ?? "none",
+      });
+      this.#relayIp6 = relayIp6;
+    }
     this.servers.configure(next);
     this.#settings = this.#rewriterSettings();
     await this.#threads?.configure(this.#threadSettings());
-    // A new or no longer IPv6 real server: the relay's IPv6 listener follows.
-    if (key === "real_ip" && this.#state === "started" && next.tcp_ports.length > 0) {
+    // A new or no longer IPv6 real server or relay address: the IPv6 listener follows.
+    if (
+      (key === "real_ip" || key === "relay_ip") && this.#state === "started" &&
+      next.tcp_ports.length > 0
+    ) {
       await this.#listen(next.gport);
     }
     if (key === "tcp_ports" && this.#state === "started") {
@@ -414,9 +429,47 @@ export class Daemon {
       }
     }
     if (this.#state === "started") await this.#syncSteering();
-    const to = next[key as ConfigKey];
+    const to = key === "relay_ip" ? this.#relayAddresses() : next[key as ConfigKey];
     log.info("config {key}: {from} -> {to}", { key, from: String(from), to: String(to) });
     return { key, from, to };
+  }
+
+  /** The relay addresses in use, as relay_ip lists them. */
+  #relayAddresses(): string {
+    return [this.relayIp, this.#relayIp6].filter((a) => a !== undefined).join(",");
+  }
+
+  /**
+   * The IPv6 relay address that `next` (real_ip or relay_ip changed, as `key`) gives: its
+   * relay_ip's, else the one in use or detected when it has an IPv6 server, else none (IPv6
+   * is then not relayed: its rules go). Throws, changing nothing, when `next` asks what cannot
+   * change live: IPv4's relay address, an IPv4 server for a relay started without IPv4, or no
+   * server of any family.
+   */
+  async #liveRelayIp6(key: "real_ip" | "relay_ip", next: Config): Promise<string | undefined> {
+    const real = firstOfEach(next.real_ip);
+    const relay = firstOfEach(next.relay_ip);
+    if (real.v4 !== undefined && this.relayIp === undefined) {
+      throw new Error(`${key}: krelay started without IPv4: an IPv4 server needs a restart`);
+    }
+    if (relay.v4 !== undefined && this.relayIp !== undefined && relay.v4 !== this.relayIp) {
+      throw new Error(
+        `relay_ip: the IPv4 relay address (${this.relayIp}) cannot change while krelay runs`,
+      );
+    }
+    if (real.v4 === undefined && this.#follower !== undefined) throw new Error(KMOD_IPV4_ONLY);
+    let relayIp6 = relay.v6;
+    if (relayIp6 === undefined && real.v6 !== undefined) {
+      relayIp6 = this.#relayIp6 ?? await detectRelayIp6(this.deps.run, real.v6).catch((e) => {
+        throw new Error(`${key}: no IPv6 relay address (give one in relay_ip): ${e}`);
+      });
+    }
+    if (real.v4 === undefined && (real.v6 === undefined || relayIp6 === undefined)) {
+      throw new Error(`${key}: would leave no server of a family the relay relays`);
+    }
+    const own = this.relayIp === undefined ? [] : [this.relayIp];
+    checkRealServers(next.real_ip, [...own, ...await ownAddresses(this.deps.run)], relayIp6);
+    return relayIp6;
   }
 
   /** The status report. */
