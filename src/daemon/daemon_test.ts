@@ -297,3 +297,44 @@ Deno.test("Daemon does not take the module's old values for its own while it ins
   assertEquals([daemon.config.real_ip, daemon.state], ["203.0.113.10", "started"]);
   await daemon.close();
 });
+
+Deno.test("Daemon.setConfig() gives a relay started with IPv4 only its IPv6 family, and takes it back", async () => {
+  const { deps, specs } = harness();
+  const daemon = await Daemon.create(config(), deps);
+  await daemon.open();
+  await daemon.start();
+  assertEquals([daemon.relayIp6, specs.at(-1)!.relayIp6], [undefined, undefined]);
+  // No IPv6 relay address given, and none found (the harness' commands fail): refused.
+  await rejects(
+    daemon.setConfig("real_ip", "203.0.113.10,2001:db8:2::10"),
+    /real_ip: no IPv6 relay address \(give one in relay_ip\)/,
+  );
+  // IPv4's relay address stays.
+  await rejects(
+    daemon.setConfig("relay_ip", "198.51.100.2,2001:db8:1::1"),
+    /relay_ip: the IPv4 relay address \(198.51.100.1\) cannot change while krelay runs/,
+  );
+  assertEquals(daemon.relayIp6, undefined);
+  // The address first (nothing steered yet: no IPv6 server), then the server.
+  assertEquals(await daemon.setConfig("relay_ip", "198.51.100.1,2001:db8:1::1"), {
+    key: "relay_ip",
+    from: "198.51.100.1",
+    to: "198.51.100.1,2001:db8:1::1",
+  });
+  assertEquals(specs.at(-1)!.realIp6, undefined);
+  await daemon.setConfig("real_ip", "203.0.113.10,2001:db8:2::10");
+  const six = specs.at(-1)!;
+  assertEquals([six.relayIp, six.relayIp6, six.realIp6], [
+    "198.51.100.1",
+    "2001:db8:1::1",
+    "2001:db8:2::10",
+  ]);
+  assertEquals(daemon.status().relayIp6, "2001:db8:1::1");
+  // Taken out of both: the steering's spec has no IPv6 left, IPv4's is as it was.
+  await daemon.setConfig("real_ip", "203.0.113.10");
+  await daemon.setConfig("relay_ip", "198.51.100.1");
+  const four = specs.at(-1)!;
+  assertEquals([four.relayIp, four.relayIp6, four.realIp6], ["198.51.100.1", undefined, undefined]);
+  assertEquals(daemon.relayIp6, undefined);
+  await daemon.close();
+});
