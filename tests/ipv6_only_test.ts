@@ -2,7 +2,8 @@
  * End to end, as root: krelay with IPv6 servers only (`--real-ip 2001:db8:2::10 --relay-ip
  * 2001:db8:1::1`), no IPv4 server. IPv6 clients are relayed (real curl, dig and nginx,
  * dnsmasq); IPv4 is not steered at all (no `ip krelay` table, no iptables chain, the relay's
- * own stack answers IPv4 clients); status and `config set` work.
+ * own stack answers IPv4 clients); status and `config set` work, and IPv4 may be given and
+ * taken live.
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -75,9 +76,36 @@ labTest(
     assert(set.success, set.stderr + set.stdout);
     const r2 = await curl(lab, `http://[${R6}]/whoami`);
     assert(r2.stdout.startsWith(`srv2 ${LAB_ADDR6.client}:`), r2.stdout + r2.stderr);
-    const refused = await cli(lab, ["config", "set", "real_ip", LAB_ADDR.server]);
-    assert(!refused.success, refused.stdout);
-    assert(/IPv4/.test(refused.stderr + refused.stdout), refused.stderr + refused.stdout);
+    // IPv4 given live (its relay address detected): IPv4 clients are relayed from then on,
+    // IPv6 ones as before.
+    const four = await cli(lab, [
+      "config",
+      "set",
+      "real_ip",
+      `${LAB_ADDR6.server2},${LAB_ADDR.server}`,
+    ]);
+    assert(four.success, four.stderr + four.stdout);
+    const r4live = await curl(lab, `http://${LAB_ADDR.relay}/whoami`);
+    assert(r4live.stdout.startsWith(`srv1 ${LAB_ADDR.client}:`), r4live.stdout + r4live.stderr);
+    assertEquals(
+      (await dig(lab, LAB_ADDR.relay, ["lab.example", "A"])).stdout.trim(),
+      LAB_ADDR.dnsAnswer,
+    );
+    const both = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
+    assert(/table ip krelay/.test(both), both);
+    const r6live = await curl(lab, `http://[${R6}]/whoami`);
+    assert(r6live.stdout.startsWith(`srv2 ${LAB_ADDR6.client}:`), r6live.stdout + r6live.stderr);
+    // Taken out again: IPv4 is not steered, its table gone.
+    const out = await cli(lab, ["config", "set", "real_ip", LAB_ADDR6.server2]);
+    assert(out.success, out.stderr + out.stdout);
+    const gone = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
+    assert(!/table ip krelay/.test(gone), gone);
+    for (const table of ["raw", "mangle"]) {
+      const rules = await lab.exec("relay", ["iptables", "-w", "-t", table, "-S"]);
+      assert(!/KRELAY/.test(rules.stdout), rules.stdout);
+    }
+    const r4gone = await curl(lab, `http://${LAB_ADDR.relay}/`, 5);
+    assert(!r4gone.success && /refused|Failed to connect/i.test(r4gone.stderr), r4gone.stderr);
     assertEquals(await krelay.stop(), 0);
     const after = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
     assert(!after.includes("krelay"), after);

@@ -131,12 +131,12 @@ export class Daemon {
 
   private constructor(
     config: Config,
-    /** The relay's IPv4 address; undefined when the relay has IPv6 servers only. */
-    readonly relayIp: string | undefined,
+    relayIp: string | undefined,
     private readonly deps: DaemonDeps,
     relayIp6?: string,
   ) {
     this.#config = config;
+    this.#relayIp = relayIp;
     this.#relayIp6 = relayIp6;
     this.#steering = new SteeringSync(deps.steering);
     const observe = deps.steering.observe?.bind(deps.steering);
@@ -270,8 +270,17 @@ export class Daemon {
   }
 
   /**
+   * The relay's IPv4 address; undefined when the relay has IPv6 servers only. It may come and
+   * go live, with real_ip and relay_ip (see setConfig).
+   */
+  get relayIp(): string | undefined {
+    return this.#relayIp;
+  }
+  #relayIp?: string;
+
+  /**
    * The relay's IPv6 address, when IPv6 clients are relayed (or would be, given an IPv6
-   * server). It may come and go live, with real_ip and relay_ip (see setConfig).
+   * server). It may come and go live, as relayIp.
    */
   get relayIp6(): string | undefined {
     return this.#relayIp6;
@@ -389,14 +398,22 @@ export class Daemon {
     const result = parseConfig({ ...this.#config, [key]: valueFromText(key, text) });
     if (!result.ok) throw new Error(result.errors.join("; "));
     const next = result.config;
-    const relayIp6 = key === "real_ip" || key === "relay_ip"
-      ? await this.#liveRelayIp6(key, next)
-      : this.#relayIp6;
+    const { v4: relayIp, v6: relayIp6 } = key === "real_ip" || key === "relay_ip"
+      ? await this.#liveRelayAddresses(key, next)
+      : { v4: this.#relayIp, v6: this.#relayIp6 };
     const from = key === "relay_ip" ? this.#relayAddresses() : this.#config[key as ConfigKey];
     if (key === "gport" && this.#state === "started" && next.tcp_ports.length > 0) {
       await this.#listen(next.gport);
     }
     this.#config = next;
+    if (relayIp !== this.#relayIp) {
+      // IPv4 comes or goes (the steering follows below); its flows time out as they are.
+      log.info("IPv4 clients: relay address {from} -> {to}", {
+        from: this.#relayIp ?? "none",
+        to: relayIp ?? "none",
+      });
+      this.#relayIp = relayIp;
+    }
     if (relayIp6 !== this.#relayIp6) {
       // IPv6 comes (the steering below adds its rules) or goes: krelay's IPv6 flows go with
       // the ip6 table, the IPv4 ones are untouched.
@@ -440,36 +457,43 @@ export class Daemon {
   }
 
   /**
-   * The IPv6 relay address that `next` (real_ip or relay_ip changed, as `key`) gives: its
-   * relay_ip's, else the one in use or detected when it has an IPv6 server, else none (IPv6
-   * is then not relayed: its rules go). Throws, changing nothing, when `next` asks what cannot
-   * change live: IPv4's relay address, an IPv4 server for a relay started without IPv4, or no
-   * server of any family.
+   * The relay address of each family that `next` (real_ip or relay_ip changed, as `key`)
+   * gives, as at start: relay_ip's, else, when the family has a server, the one in use or one
+   * detected; else none (the family is then not relayed: its rules go). Throws, changing
+   * nothing, when `next` asks what cannot change live (IPv4's relay address once it has one),
+   * leaves no server of any family, or no IPv4 server with krelay.ko.
    */
-  async #liveRelayIp6(key: "real_ip" | "relay_ip", next: Config): Promise<string | undefined> {
+  async #liveRelayAddresses(
+    key: "real_ip" | "relay_ip",
+    next: Config,
+  ): Promise<{ v4?: string; v6?: string }> {
     const real = firstOfEach(next.real_ip);
     const relay = firstOfEach(next.relay_ip);
-    if (real.v4 !== undefined && this.relayIp === undefined) {
-      throw new Error(`${key}: krelay started without IPv4: an IPv4 server needs a restart`);
-    }
-    if (relay.v4 !== undefined && this.relayIp !== undefined && relay.v4 !== this.relayIp) {
+    if (relay.v4 !== undefined && this.#relayIp !== undefined && relay.v4 !== this.#relayIp) {
       throw new Error(
-        `relay_ip: the IPv4 relay address (${this.relayIp}) cannot change while krelay runs`,
+        `relay_ip: the IPv4 relay address (${this.#relayIp}) cannot change while krelay runs`,
       );
     }
     if (real.v4 === undefined && this.#follower !== undefined) throw new Error(KMOD_IPV4_ONLY);
-    let relayIp6 = relay.v6;
-    if (relayIp6 === undefined && real.v6 !== undefined) {
-      relayIp6 = this.#relayIp6 ?? await detectRelayIp6(this.deps.run, real.v6).catch((e) => {
-        throw new Error(`${key}: no IPv6 relay address (give one in relay_ip): ${e}`);
-      });
+    const none = (family: string) => (e: unknown) => {
+      throw new Error(`${key}: no ${family} relay address (give one in relay_ip): ${e}`);
+    };
+    let v4 = relay.v4;
+    if (v4 === undefined && real.v4 !== undefined) {
+      v4 = this.#relayIp ?? await detectRelayIp(this.deps.run, real.v4).catch(none("IPv4"));
     }
-    if (real.v4 === undefined && (real.v6 === undefined || relayIp6 === undefined)) {
+    let v6 = relay.v6;
+    if (v6 === undefined && real.v6 !== undefined) {
+      v6 = this.#relayIp6 ?? await detectRelayIp6(this.deps.run, real.v6).catch(none("IPv6"));
+    }
+    if (
+      (real.v4 === undefined || v4 === undefined) && (real.v6 === undefined || v6 === undefined)
+    ) {
       throw new Error(`${key}: would leave no server of a family the relay relays`);
     }
-    const own = this.relayIp === undefined ? [] : [this.relayIp];
-    checkRealServers(next.real_ip, [...own, ...await ownAddresses(this.deps.run)], relayIp6);
-    return relayIp6;
+    const own = v4 === undefined ? [] : [v4];
+    checkRealServers(next.real_ip, [...own, ...await ownAddresses(this.deps.run)], v6);
+    return { v4, v6 };
   }
 
   /** The status report. */

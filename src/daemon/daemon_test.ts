@@ -338,3 +338,34 @@ Deno.test("Daemon.setConfig() gives a relay started with IPv4 only its IPv6 fami
   assertEquals(daemon.relayIp6, undefined);
   await daemon.close();
 });
+
+Deno.test("Daemon.setConfig() gives a relay started with IPv6 only its IPv4 family, and takes it back", async () => {
+  const { deps, specs } = harness();
+  const only6 = config({ real_ip: "2001:db8:2::10", relay_ip: "2001:db8:1::1" });
+  const daemon = await Daemon.create(only6, deps);
+  await daemon.open();
+  await daemon.start();
+  assertEquals([daemon.relayIp, specs.at(-1)!.relayIp], [undefined, undefined]);
+  // No IPv4 relay address given, and none found (the harness' commands fail): refused.
+  await rejects(
+    daemon.setConfig("real_ip", "2001:db8:2::10,203.0.113.10"),
+    /real_ip: no IPv4 relay address \(give one in relay_ip\)/,
+  );
+  await daemon.setConfig("relay_ip", "2001:db8:1::1,198.51.100.1");
+  await daemon.setConfig("real_ip", "2001:db8:2::10,203.0.113.10");
+  const both = specs.at(-1)!;
+  assertEquals([both.relayIp, both.realIp, both.relayIp6], [
+    "198.51.100.1",
+    "203.0.113.10",
+    "2001:db8:1::1",
+  ]);
+  assertEquals(daemon.status().relayIp, "198.51.100.1");
+  // Out of relay_ip, IPv4 keeps its address while it has a server (as one detected at start);
+  // its servers taken out too, IPv4 is steered no more.
+  await daemon.setConfig("relay_ip", "2001:db8:1::1");
+  assertEquals(daemon.relayIp, "198.51.100.1");
+  await daemon.setConfig("real_ip", "2001:db8:2::10");
+  const six = specs.at(-1)!;
+  assertEquals([six.relayIp, six.realIp, six.relayIp6], [undefined, undefined, "2001:db8:1::1"]);
+  await daemon.close();
+});
