@@ -498,11 +498,12 @@ export class Daemon {
 
   /** The status report. */
   status(): StatusReport {
+    const now = this.deps.now();
     return {
       pid: Deno.pid,
       state: this.#state,
       startedAt: this.#startedAt.toISOString(),
-      uptimeSeconds: (this.deps.now() - this.#startedClock) / 1000,
+      uptimeSeconds: (now - this.#startedClock) / 1000,
       ...(this.relayIp === undefined ? {} : { relayIp: this.relayIp }),
       ...(this.relayIp6 === undefined ? {} : { relayIp6: this.relayIp6 }),
       config: this.#config,
@@ -519,7 +520,9 @@ export class Daemon {
         // scripted services', krelay's own.
         if (server.family === 6) {
           let flows = this.#ipv6Flows.get(server.address) ?? 0;
-          for (const f of this.engine.udp6.entries()) if (f.server === server.address) flows++;
+          for (const f of this.engine.udp6.entries()) {
+            if (f.server === server.address && f.expires > now) flows++;
+          }
           return flows;
         }
         let flows = 0;
