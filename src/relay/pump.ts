@@ -342,7 +342,7 @@ export class Pump {
   /** Reads into the shared buffer and sends at once; what the other socket refuses is kept. */
   #copy(d: Direction): number {
     const scratch = this.shared.scratch;
-    const n = libc().read(d.from, scratch, BigInt(scratch.length));
+    const n = libc().recvInto(d.from, scratch, BigInt(scratch.length), 0);
     if (n > 0) {
       // Short with the peer's FIN in: the socket holds nothing more but the EOF.
       const last = n < scratch.length && d.peerClosed;
