@@ -19,6 +19,11 @@
 const symbols = {
   /** `ssize_t recv(int fd, void *buf, size_t len, int flags)`; `buf` is an address. */
   recv: { parameters: ["i32", "usize", "usize", "i32"], result: "i32" },
+  /**
+   * `recv(2)` into a buffer: a socket read without read(2)'s file layers (the pump's reads of
+   * a connection's bytes).
+   */
+  recvInto: { name: "recv", parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   /** `ssize_t send(int fd, const void *buf, size_t len, int flags)`. */
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   /**
@@ -100,10 +105,12 @@ type RawSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
 export interface Libc extends
   Omit<
     RawSymbols,
-    "recv" | "send" | "poll" | "epoll_wait_async" | "splice" | "write" | "read"
+    "recv" | "recvInto" | "send" | "poll" | "epoll_wait_async" | "splice" | "write" | "read"
   > {
   /** `recv(2)` into the memory at address `buf`; -1 with errno set on error. */
   recv(fd: number, buf: bigint, len: bigint, flags: number): number;
+  /** `recv(2)` into `buf`, at most `len` bytes; -1 with errno set on error. */
+  recvInto(fd: number, buf: BufferSource | null, len: bigint, flags: number): number;
   /** `send(2)` of the first `len` bytes of `buf`; -1 with errno set on error. */
   send(fd: number, buf: BufferSource | null, len: bigint, flags: number): number;
   /** `poll(2)` on an array of `struct pollfd`, off the JS thread. */

@@ -32,7 +32,7 @@ export function closeGracefully(poller: Poller, fd: number): void {
   const timer = setTimeout(finish, CLOSE_GRACE_MS);
   const drain = () => {
     for (;;) {
-      const n = libc().read(fd, scratch, BigInt(scratch.length));
+      const n = libc().recvInto(fd, scratch, BigInt(scratch.length), 0);
       if (n > 0) continue;
       if (n === 0 || errno() !== Errno.EAGAIN) finish();
       return;

@@ -39,7 +39,7 @@ import { libc } from "../../ffi/libc.ts";
 import { Errno, errno, errnoName, errnoText } from "../system/errno.ts";
 import type { Pipe, PipePool } from "./pipe_pool.ts";
 import { type Poller, Ready } from "./poller.ts";
-import { closeFd, pendingError, resetFd, segmentsIn, shutdownWrite } from "./socket.ts";
+import { closeFd, pendingError, resetFd, segmentsIn, setNoDelay, shutdownWrite } from "./socket.ts";
 import {
   MSG_DONTWAIT,
   MSG_MORE,
@@ -140,6 +140,11 @@ class Direction {
   /** Already queued in the poller's next round. */
   deferred = false;
   /**
+   * `to` still has Nagle's algorithm on (the socket to the server, see socket.ts's
+   * upstreamSocket): turned off before the second write.
+   */
+  nagle = false;
+  /**
    * Bytes written to `to`. A double from the start: a bulk transfer passes 2^31 bytes (see
    * system/v8_shapes.ts, rule 1). Read it as `moved + 0`, which is never -0.
    */
@@ -178,6 +183,8 @@ export class Pump {
   ) {
     this.#up = new Direction(client, server, "client", "server");
     this.#down = new Direction(server, client, "server", "client");
+    // The client's socket has TCP_NODELAY from the gateway listener already.
+    this.#up.nagle = true;
     this.#lastMoveSeen = now;
   }
 
@@ -299,6 +306,7 @@ export class Pump {
     for (let i = 0; i < SPINS; i++) {
       // What was read goes out first.
       if (d.stash !== undefined) {
+        if (d.nagle) this.#beforeWrite(d);
         const n = libc().send(d.to, d.stash, BigInt(d.stash.length), SEND_FLAGS);
         if (n < 0) {
           const e = errno();
@@ -313,6 +321,7 @@ export class Pump {
         continue;
       }
       if (d.pending > 0) {
+        if (d.nagle) this.#beforeWrite(d);
         const n = libc().splice(d.pipe!.r, null, d.to, null, BigInt(d.pending), SPLICE_FLAGS);
         if (n < 0) {
           const e = errno();
@@ -333,12 +342,13 @@ export class Pump {
   /** Reads into the shared buffer and sends at once; what the other socket refuses is kept. */
   #copy(d: Direction): number {
     const scratch = this.shared.scratch;
-    const n = libc().read(d.from, scratch, BigInt(scratch.length));
+    const n = libc().recvInto(d.from, scratch, BigInt(scratch.length), 0);
     if (n > 0) {
       // Short with the peer's FIN in: the socket holds nothing more but the EOF.
       const last = n < scratch.length && d.peerClosed;
       if (n === scratch.length) d.bulk = true;
       else if (!d.peerClosed) d.readable = false;
+      if (d.nagle) this.#beforeWrite(d);
       const sent = libc().send(d.to, scratch, BigInt(n), last ? SEND_LAST_FLAGS : SEND_FLAGS);
       if (sent < 0) {
         const e = errno();
@@ -355,6 +365,17 @@ export class Pump {
       return d.readable || last ? MORE : WAIT;
     }
     return this.#readNothing(d, n);
+  }
+
+  /**
+   * Turns Nagle's algorithm off on `d.to` before its second write: the first is never held
+   * (see socket.ts's upstreamSocket), a later short one would wait for the ACK of an earlier
+   * short one. A connection that writes once to its server spares the call.
+   */
+  #beforeWrite(d: Direction): void {
+    if (d.moved + 0 === 0) return;
+    d.nagle = false;
+    setNoDelay(d.to);
   }
 
   /** Splices from the socket into the direction's pipe. */

@@ -12,6 +12,7 @@ import {
   closeFd,
   listenOn,
   localEndpoint,
+  noDelay,
   pendingError,
   resetFd,
   startConnect,
@@ -316,6 +317,27 @@ Deno.test("pump: the last bytes and the FIN reach the client in one segment, as 
     closeFd(client);
     await backend.stop();
     await relay.close();
+  }
+});
+
+Deno.test("pump: Nagle stays on the server's socket for one write, off before a second", async () => {
+  const { relay, stop } = await setUp(echo);
+  try {
+    const client = await connect(relay.port);
+    client.write("a");
+    await within(new Promise((r) => client.once("data", r)), 2000, "first echo");
+    await until(() => relay.pumped.length === 1, 2000, "the pump");
+    const { pump } = relay.pumped[0];
+    // One write (a request): no setsockopt spent; the first write is never held by Nagle.
+    assertEquals(noDelay(pump.server), false);
+    client.write("b");
+    await within(new Promise((r) => client.once("data", r)), 2000, "second echo");
+    // A second short write could wait for the first one's ACK: Nagle is off by now.
+    assertEquals(noDelay(pump.server), true);
+    client.end();
+    assertEquals((await relay.results(1))[0].reason, "closed");
+  } finally {
+    await stop();
   }
 });
 

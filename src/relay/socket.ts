@@ -142,6 +142,14 @@ export function setNoDelay(fd: number): void {
   libc().setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, 4);
 }
 
+/** Whether TCP_NODELAY is on (false when it cannot be read). */
+export function noDelay(fd: number): boolean {
+  intBuf[0] = 0;
+  lenBuf[0] = 4;
+  if (libc().getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, intBuf, lenBuf) !== 0) return false;
+  return intBuf[0] !== 0;
+}
+
 /**
  * Holds back ACKs the kernel would send at once (TCP_QUICKACK 0) so they ride in the next data
  * segment: on a listener (accepted sockets inherit it) the ACK of a client's request rides in
@@ -354,8 +362,11 @@ export function familyGatewayListener<A>(
 /**
  * A socket for the relay's own connection to a server, bound to `address`:`port` and ready to
  * connect: transparent when `address` is not 0 (the client's address, TPROXY), port 0 left to
- * connect() to pick; small writes sent at once; the handshake's last ACK held back to ride in
- * the first bytes sent ({@link setDelayedAck}; {@link flushAck} when there are none). Throws a
+ * connect() to pick; the handshake's last ACK held back to ride in the first bytes sent
+ * ({@link setDelayedAck}; {@link flushAck} when there are none). Nagle's algorithm is still on:
+ * it never holds a socket's first write (Linux holds a short segment only while an earlier
+ * short one is unacknowledged), so the pump turns it off ({@link setNoDelay}) before the
+ * second write, and a connection that sends one request spares the call. Throws a
  * {@link SocketError}, "EADDRINUSE" when port y is taken.
  */
 export function upstreamSocket(address: number, port: number): number {
@@ -373,7 +384,6 @@ export function familyUpstreamSocket<A>(
   try {
     if (port !== 0) setReuseAddress(fd);
     else setBindAddressNoPort(fd);
-    setNoDelay(fd);
     setDelayedAck(fd);
     if (transparent) family.setTransparent(fd);
     if (family.bindTo(fd, address, port) !== 0) throw new SocketError("bind", Errno.EADDRINUSE);
