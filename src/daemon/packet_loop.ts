@@ -15,6 +15,7 @@ import { Hook } from "../nat/hook.ts";
 import { Action, type Rewriter } from "../nat/rewriter.ts";
 import type { ScriptHost, ScriptJob } from "../script/host.ts";
 import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
+import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
 import { SynGate } from "../relay/syn_gate.ts";
 import { logger } from "../system/log.ts";
 
@@ -122,12 +123,20 @@ export class PacketLoop {
   /** A client's SYN goes to the gate, which gives its verdict once the server has answered. */
   #held(packet: QueuedPacket, mangled: boolean): boolean {
     if (this.gate === undefined || packet.hook !== Hook.PreRouting) return false;
+    const decide = (accept: boolean) => {
+      this.datapath.send([{ packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled }]);
+    };
+    if (packet.bytes[0] >>> 4 === 6) {
+      if (!SynGate.isSyn6(packet.bytes)) return false;
+      const syn = parseIpv6Packet(packet.bytes);
+      if (!(syn instanceof Ipv6Packet)) return false;
+      this.gate.hold6(syn, decide);
+      return true;
+    }
     if (!SynGate.isSyn(packet.bytes)) return false;
     const syn = parseIpv4Packet(packet.bytes);
     if (!(syn instanceof Ipv4Packet)) return false;
-    this.gate.hold(syn, (accept) => {
-      this.datapath.send([{ packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled }]);
-    });
+    this.gate.hold(syn, decide);
     return true;
   }
 
