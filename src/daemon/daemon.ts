@@ -298,6 +298,8 @@ export class Daemon {
       now: this.deps.now,
       outcome: (port, connected) =>
         connected ? this.#doubt.connected(port) : this.#doubt.failed(port),
+      // The packet loop waits on the gate's poller with the queue's socket.
+      driven: this.#datapath.fd !== undefined && this.#datapath.drain !== undefined,
     });
     this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts, this.#gate);
     this.#loopDone = this.#loop.start();

@@ -21,6 +21,11 @@ import { logger } from "../system/log.ts";
 
 const log = logger("datapath");
 
+/** Rounds in a row the loop waits on its own thread while SYNs are held. */
+const SYNC_ROUNDS = 8;
+/** How long one such wait lasts at most, in ms. */
+const HELD_WAIT_MS = 2;
+
 /** Runs the loop until {@link PacketLoop.stop}. */
 export class PacketLoop {
   #running = false;
@@ -56,10 +61,48 @@ export class PacketLoop {
   }
 
   async #run(): Promise<void> {
+    const gate = this.gate;
+    const fd = this.datapath.fd;
+    const driven = gate !== undefined && gate.driven && fd !== undefined &&
+      this.datapath.drain !== undefined;
+    if (driven) gate.watchQueue(fd, () => this.#queueReady = true);
+    let rounds = 0;
     while (this.#running) {
-      const batch = await this.datapath.receive(this.receiveTimeoutMs);
-      await this.#handle(batch);
+      if (!driven || gate.pending === 0) {
+        rounds = 0;
+        const batch = await this.datapath.receive(this.receiveTimeoutMs);
+        await this.#handle(batch);
+        this.#flushHeld();
+        continue;
+      }
+      // SYNs are held: wait for their servers and the queue at once, on this thread for a
+      // few rounds (as a C program would: no helper thread), then off it, so that timers and
+      // the control socket get their turn.
+      this.#queueReady = false;
+      this.#batching = true;
+      let n = 0;
+      if (rounds < SYNC_ROUNDS) n = gate.waitNow(HELD_WAIT_MS);
+      if (n === 0) {
+        rounds = 0;
+        this.#flushHeld();
+        await gate.waitOff(this.receiveTimeoutMs);
+      } else rounds++;
+      if (this.#queueReady) await this.#handle(this.datapath.drain!());
+      this.#batching = false;
+      this.#flushHeld();
     }
+  }
+
+  /** The queue's socket has packets (a driven gate's poller says so). */
+  #queueReady = false;
+  /** Held SYNs' verdicts are collected (sent together by #flushHeld) rather than sent one by one. */
+  #batching = false;
+  readonly #heldVerdicts: PacketVerdict[] = [];
+
+  #flushHeld(): void {
+    if (this.#heldVerdicts.length === 0) return;
+    this.datapath.send(this.#heldVerdicts);
+    this.#heldVerdicts.length = 0;
   }
 
   #verdicts: PacketVerdict[] = [];
@@ -124,7 +167,9 @@ export class PacketLoop {
   #held(packet: QueuedPacket, mangled: boolean): boolean {
     if (this.gate === undefined || packet.hook !== Hook.PreRouting) return false;
     const decide = (accept: boolean) => {
-      this.datapath.send([{ packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled }]);
+      const verdict = { packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled };
+      if (this.#batching) this.#heldVerdicts.push(verdict);
+      else this.datapath.send([verdict]);
     };
     if (packet.bytes[0] >>> 4 === 6) {
       if (!SynGate.isSyn6(packet.bytes)) return false;

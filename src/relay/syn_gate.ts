@@ -57,6 +57,12 @@ export interface SynGateOptions {
    * unreachable, unanswered): for tcp_hold_syn auto (syn_doubt.ts).
    */
   outcome?: (servicePort: number, connected: boolean) => void;
+  /**
+   * Its poller has no loop of its own: the packet loop waits on it with the queue's fd
+   * ({@link SynGate.watchQueue}), on its own thread while SYNs are held, so that neither a
+   * SYN nor its server's answer costs a hop through a helper thread.
+   */
+  driven?: boolean;
 }
 
 /** Counters of the gate. */
@@ -112,14 +118,43 @@ export class SynGate {
     dropped: 0,
     overflow: 0,
   };
-  readonly #poller = new Poller(false);
+  readonly #poller: Poller;
   readonly #held = new Map<string, Held>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #raw = -1;
   #raw6 = -1;
 
+  /** Its poller is the packet loop's to drive (see {@link SynGateOptions.driven}). */
+  get driven(): boolean {
+    return this.options.driven === true;
+  }
+
   constructor(private readonly options: SynGateOptions) {
+    this.#poller = new Poller(false, options.driven === true);
     this.#timer = setInterval(() => this.#sweep(), SWEEP_MS);
+  }
+
+  /** SYNs held now, their servers' answers awaited. */
+  get pending(): number {
+    return this.#held.size;
+  }
+
+  /** A driven gate: `ready` is called when the queue's `fd` has packets (see waitNow). */
+  watchQueue(fd: number, ready: () => void): void {
+    this.#poller.watch(fd, Ready.In, ready);
+  }
+
+  /**
+   * A driven gate: waits up to `timeoutMs` on this thread for a held SYN's server or the
+   * queue, and handles what came; the number of events.
+   */
+  waitNow(timeoutMs: number): number {
+    return this.#poller.waitNow(timeoutMs);
+  }
+
+  /** {@link SynGate.waitNow} off the JS thread (the event loop runs meanwhile). */
+  waitOff(timeoutMs: number): Promise<number> {
+    return this.#poller.waitOff(timeoutMs);
   }
 
   /** Whether `bytes` is a client's SYN (no ACK): one for {@link SynGate.hold}. */
