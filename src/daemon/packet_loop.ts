@@ -25,6 +25,8 @@ const log = logger("datapath");
 const SYNC_ROUNDS = 8;
 /** How long one such wait lasts at most, in ms. */
 const HELD_WAIT_MS = 2;
+/** The loop keeps to the gate's wait this long after the last SYN, in ms. */
+const RECENT_SYN_MS = 100;
 
 /** Runs the loop until {@link PacketLoop.stop}. */
 export class PacketLoop {
@@ -68,16 +70,17 @@ export class PacketLoop {
     if (driven) gate.watchQueue(fd, () => this.#queueReady = true);
     let rounds = 0;
     while (this.#running) {
-      if (!driven || gate.pending === 0) {
+      // SYNs are held, or came a moment ago (more will): the driven wait, below.
+      if (!driven || (gate.pending === 0 && performance.now() - gate.lastSynAt > RECENT_SYN_MS)) {
         rounds = 0;
         const batch = await this.datapath.receive(this.receiveTimeoutMs);
         await this.#handle(batch);
         this.#flushHeld();
         continue;
       }
-      // SYNs are held: wait for their servers and the queue at once, on this thread for a
-      // few rounds (as a C program would: no helper thread), then off it, so that timers and
-      // the control socket get their turn.
+      // Wait for the held SYNs' servers and the queue at once, on this thread for a few rounds
+      // (as a C program would: no helper thread), then off it, so that timers and the control
+      // socket get their turn.
       this.#queueReady = false;
       this.#batching = true;
       let n = 0;

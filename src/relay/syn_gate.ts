@@ -139,6 +139,9 @@ export class SynGate {
     return this.#held.size;
   }
 
+  /** When (ms, performance.now()) the gate last got a SYN to decide. */
+  lastSynAt = -Infinity;
+
   /** A driven gate: `ready` is called when the queue's `fd` has packets (see waitNow). */
   watchQueue(fd: number, ready: () => void): void {
     this.#poller.watch(fd, Ready.In, ready);
@@ -173,6 +176,7 @@ export class SynGate {
 
   /** Decides a client's SYN (see {@link SynGate.isSyn}) once its server has answered. */
   hold(syn: Ipv4Packet, decide: Decide): void {
+    this.lastSynAt = performance.now();
     const key = `${syn.src}:${syn.srcPort}:${syn.dstPort}`;
     if (this.#held.has(key)) {
       this.counters.dropped++;
@@ -202,6 +206,7 @@ export class SynGate {
 
   /** {@link SynGate.hold} for an IPv6 client's SYN (see {@link SynGate.isSyn6}). */
   hold6(syn: Ipv6Packet, decide: Decide): void {
+    this.lastSynAt = performance.now();
     const client = syn.src.slice();
     const clientText = syn.srcText;
     const key = `${clientText}:${syn.srcPort}:${syn.dstPort}`;
