@@ -88,7 +88,10 @@ export class PacketLoop {
       if (n === 0) {
         rounds = 0;
         this.#flushHeld();
+        // Meanwhile timers run: the gate's sweep sends its verdicts at once.
+        this.#batching = false;
         await gate.waitOff(this.receiveTimeoutMs);
+        this.#batching = true;
       } else rounds++;
       if (this.#queueReady) await this.#handle(this.datapath.drain!());
       this.#batching = false;

@@ -168,7 +168,7 @@ export class SynGate {
     return (bytes[ihl + 13] & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN;
   }
 
-  /** Whether `bytes` is an IPv6 client's SYN (no extension headers): one for {@link hold6}. */
+  /** Whether `bytes` is an IPv6 client's SYN (no extension headers): one for {@link SynGate.hold6}. */
   static isSyn6(bytes: Uint8Array): boolean {
     if (bytes.length < 60 || bytes[0] >>> 4 !== 6 || bytes[6] !== IpProtocol.TCP) return false;
     return (bytes[53] & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN;
@@ -279,6 +279,8 @@ export class SynGate {
   async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    // A packet loop still running goes back to its own receive.
+    this.lastSynAt = -Infinity;
     for (const held of this.#held.values()) {
       this.#poller.unwatch(held.fd);
       closeFd(held.fd);
