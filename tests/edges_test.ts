@@ -5,7 +5,8 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
+import { LAB_ADDR, LAB_ADDR6, LAB_IF } from "../src/lab/addresses.ts";
+import { LAB_RELAY_FLAGS_DUAL } from "../src/lab/krelay_process.ts";
 import { type LabProcess, run, signalGroup } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
@@ -400,6 +401,174 @@ labTest(
   "TCP, tcp_hold_syn auto (the default): after one failed connection, refused, unreachable and silent servers look as without the relay",
   [...NEEDS, "nginx", "curl"],
   (lab) => tcpServerDown(lab, [], true),
+);
+
+/**
+ * {@link tcpServerDown} over IPv6 (issue 31): an IPv6 client of an IPv6 server that refuses
+ * (81), drops SYNs (82) or says address unreachable (83) sees what it would see talking to
+ * the server; one that answers (80) is reached. `auto`: after one failed connection each.
+ */
+async function tcpServerDown6(lab: Lab, auto: boolean): Promise<void> {
+  const R6 = LAB_ADDR6.relay;
+  await startServers(lab);
+  const drop = ["-A", "INPUT", "-p", "tcp", "--dport"];
+  await lab.exec("server", ["ip6tables", ...drop, "82", "-j", "DROP"], { check: true });
+  await lab.exec("server", [
+    "ip6tables",
+    ...drop,
+    "83",
+    "-j",
+    "REJECT",
+    "--reject-with",
+    "icmp6-addr-unreachable",
+  ], { check: true });
+  const krelay = await startKrelay(lab, [
+    ...LAB_RELAY_FLAGS_DUAL,
+    "--tcp-ports",
+    "80,81,82,83",
+    "--tcp-connect-timeout",
+    "2",
+    ...(auto ? [] : ["--tcp-hold-syn"]),
+  ]);
+  const connect = async (port: number) => {
+    const r = await lab.exec("client", [
+      "python3",
+      "-c",
+      [
+        "import json, socket, time",
+        "t = time.monotonic()",
+        "try:",
+        // The relay's connection and then the client take ICMPv6 errors at their second SYN.
+        `    socket.create_connection(('${R6}', ${port}), timeout=5).close()`,
+        "    out = 'connected'",
+        "except socket.timeout:",
+        "    out = 'timeout'",
+        "except OSError as e:",
+        "    out = type(e).__name__ if type(e) is not OSError else f'errno {e.errno}'",
+        "print(json.dumps({'out': out, 'ms': (time.monotonic() - t) * 1000}))",
+      ].join("\n"),
+    ], { timeoutMs: 15_000 });
+    assert(r.success, r.stderr);
+    return JSON.parse(r.stdout) as { out: string; ms: number };
+  };
+  const held: number[] = [];
+  const firstFailure = async (port: number) => {
+    if (!auto) return;
+    await connect(port);
+    held.push(port);
+    await heldBecomes(krelay, held.toSorted((a, b) => a - b));
+  };
+  if (!auto) {
+    // The gate holds IPv6 clients' SYNs: queued by ip6tables, beside IPv4's KRELAY_SYN.
+    const rules = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"], {
+      check: true,
+    });
+    assert(
+      /-d 2001:db8:1::1\/128 -p tcp .*--tcp-flags FIN,SYN,RST,ACK SYN .*--dports 80,81,82,83 .*NFQUEUE/
+        .test(rules.stdout),
+      rules.stdout,
+    );
+  }
+  await firstFailure(81);
+  const refused = await connect(81);
+  assertEquals(refused.out, "ConnectionRefusedError");
+  assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
+  // curl -6 tells "server down" (7: could not connect) from "request aborted" (56).
+  const curl = await lab.exec("client", [
+    "curl",
+    "-6",
+    "-sS",
+    "--max-time",
+    "5",
+    `http://[${R6}]:81/`,
+  ]);
+  assertEquals(curl.code, 7, curl.stderr);
+  // Address unreachable (EHOSTUNREACH), as from the server's own network.
+  await firstFailure(83);
+  assertEquals((await connect(83)).out, "errno 113");
+  await firstFailure(82);
+  assertEquals((await connect(82)).out, "timeout");
+  assertEquals((await connect(80)).out, "connected");
+  const web = await lab.exec("client", ["curl", "-6", "-sS", "--max-time", "5", `http://[${R6}]/`]);
+  assertEquals(web.code, 0, web.stderr);
+  assertEquals(await krelay.stop(), 0);
+  const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
+  // An IPv6 host (Linux 6.5 on) takes a non-fatal ICMPv6 error in SYN_SENT only after its
+  // first retransmission, so the relay's connection, and the client's, see a second one.
+  assert(syn.refused === 2 && syn.unreachable >= 1, JSON.stringify(syn));
+  assert((auto || syn.accepted >= 2) && syn.unanswered >= 1, JSON.stringify(syn));
+  // A clean stop leaves no rule queueing SYNs.
+  const after = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"]);
+  assert(!after.stdout.includes("NFQUEUE"), after.stdout);
+}
+
+labTest(
+  "TCP over IPv6, tcp_hold_syn true: refused, unreachable and silent IPv6 servers look as without the relay",
+  [...NEEDS, "nginx", "curl", "cmd:ip6tables"],
+  (lab) => tcpServerDown6(lab, false),
+);
+
+labTest(
+  "TCP over IPv6, tcp_hold_syn auto: after one failed connection, refused, unreachable and silent IPv6 servers look as without the relay",
+  [...NEEDS, "nginx", "curl", "cmd:ip6tables"],
+  (lab) => tcpServerDown6(lab, true),
+);
+
+labTest(
+  "TCP over IPv6: a service with no IPv6 server up is refused by the kernel's ip6 rule; a clean stop leaves none",
+  [...NEEDS, "curl", "cmd:ip6tables"],
+  async (lab) => {
+    const R6 = LAB_ADDR6.relay;
+    const port = 81;
+    // Nothing listens on 81 on any server. Two IPv6 servers: a lone one is never checked.
+    // tcp_hold_syn false: without the kernel's rule the relay would accept the client's
+    // connection and reset it (curl 56).
+    const k = await startKrelay(lab, [
+      "--real-ip",
+      `${LAB_ADDR.server},${LAB_ADDR6.server},${LAB_ADDR6.server2}`,
+      "--relay-ip",
+      `${R},${R6}`,
+      "--tcp-ports",
+      String(port),
+      "--udp-ports",
+      "",
+      "--health-interval",
+      "1",
+      "--no-tcp-hold-syn",
+    ]);
+    await waitFor(async () => (await synStatus(k)).refusedPorts6?.includes(port) === true, {
+      timeoutMs: 15_000,
+      what: `tcp/${port} refused for IPv6 clients by the kernel`,
+    });
+    const divert = await lab.exec("relay", ["nft", "list", "chain", "ip6", "krelay", "divert"]);
+    assert(
+      /ip6 daddr 2001:db8:1::1 tcp dport 81 .*reject with tcp reset/.test(divert.stdout),
+      divert.stdout,
+    );
+    const connect = await lab.exec("client", [
+      "python3",
+      "-c",
+      `import socket\ntry:\n    socket.create_connection(('${R6}', ${port}), timeout=3)\n` +
+      "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__)",
+    ], { check: true });
+    assertEquals(connect.stdout.trim(), "ConnectionRefusedError");
+    const curl = await lab.exec("client", [
+      "curl",
+      "-6",
+      "-sS",
+      "--max-time",
+      "3",
+      `http://[${R6}]:${port}/`,
+    ]);
+    assertEquals(curl.code, 7, curl.stderr);
+    assertEquals(await k.stop(), 0);
+    // Refused by the kernel: the relay never accepted them.
+    const tcp = (await k.finalRecord()).properties?.tcp as Record<string, number> | undefined;
+    assertEquals(tcp?.total ?? 0, 0, JSON.stringify(tcp));
+    const tables = await lab.exec("relay", ["nft", "list", "tables"], { check: true });
+    assert(!tables.stdout.includes("krelay"), tables.stdout);
+  },
+  { secondServer: true },
 );
 
 labTest(

@@ -139,6 +139,9 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
         "SYNs refused by the kernel (no server up)",
         report.syn.refusedPorts.length > 0 ? `ports ${report.syn.refusedPorts.join(",")}` : "none",
       ],
+      ...(report.syn.refusedPorts6?.length
+        ? [["SYNs refused by the kernel (IPv6)", `ports ${report.syn.refusedPorts6.join(",")}`]]
+        : []),
       ...(report.syn.gate === undefined ? [] : [
         [sub("held"), report.syn.gate.held],
         [sub("refused (RST)"), report.syn.gate.refused],

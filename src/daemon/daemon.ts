@@ -317,6 +317,8 @@ export class Daemon {
       now: this.deps.now,
       outcome: (port, connected) =>
         connected ? this.#doubt.connected(port) : this.#doubt.failed(port),
+      // The packet loop waits on the gate's poller with the queue's socket.
+      driven: this.#datapath.fd !== undefined && this.#datapath.drain !== undefined,
     });
     this.#loop = new PacketLoop(this.#datapath, this.engine, 200, this.scripts, this.#gate);
     this.#loopDone = this.#loop.start();
@@ -534,6 +536,9 @@ export class Daemon {
       syn: {
         heldPorts: this.#state === "started" ? this.#heldSynPorts() : [],
         refusedPorts: this.#state === "started" ? this.#noServerUp("tcp") : [],
+        ...(this.#state === "started" && this.#settings.pool6 !== undefined
+          ? { refusedPorts6: this.#noServerUp("tcp", this.#settings.pool6) }
+          : {}),
         ...(this.#gate === undefined ? {} : { gate: { ...this.#gate.counters } }),
       },
     };
@@ -748,6 +753,7 @@ export class Daemon {
     const refusedTcp = this.#noServerUp("tcp");
     const pool6 = this.#settings.pool6;
     const refused6 = pool6 === undefined ? [] : this.#noServerUp("udp", pool6);
+    const refusedTcp6 = pool6 === undefined ? [] : this.#noServerUp("tcp", pool6);
     for (const s of pool6?.servers ?? []) {
       if (s.address !== undefined && !this.#ids6.has(s.address)) {
         this.#ids6.set(s.address, this.#ids6.size);
@@ -761,6 +767,7 @@ export class Daemon {
       listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
       ...(refused.length > 0 ? { refusedUdpPorts: refused } : {}),
       ...(refused6.length > 0 ? { refusedUdpPorts6: refused6 } : {}),
+      ...(refusedTcp6.length > 0 ? { refusedTcpPorts6: refusedTcp6 } : {}),
       servers6: [...this.#ids6].map(([address, id]) => ({ address, id })),
     };
   }

@@ -15,10 +15,18 @@ import { Hook } from "../nat/hook.ts";
 import { Action, type Rewriter } from "../nat/rewriter.ts";
 import type { ScriptHost, ScriptJob } from "../script/host.ts";
 import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
+import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
 import { SynGate } from "../relay/syn_gate.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("datapath");
+
+/** Rounds in a row the loop waits on its own thread while SYNs are held. */
+const SYNC_ROUNDS = 8;
+/** How long one such wait lasts at most, in ms. */
+const HELD_WAIT_MS = 2;
+/** The loop keeps to the gate's wait this long after the last SYN, in ms. */
+const RECENT_SYN_MS = 100;
 
 /** Runs the loop until {@link PacketLoop.stop}. */
 export class PacketLoop {
@@ -55,10 +63,52 @@ export class PacketLoop {
   }
 
   async #run(): Promise<void> {
+    const gate = this.gate;
+    const fd = this.datapath.fd;
+    const driven = gate !== undefined && gate.driven && fd !== undefined &&
+      this.datapath.drain !== undefined;
+    if (driven) gate.watchQueue(fd, () => this.#queueReady = true);
+    let rounds = 0;
     while (this.#running) {
-      const batch = await this.datapath.receive(this.receiveTimeoutMs);
-      await this.#handle(batch);
+      // SYNs are held, or came a moment ago (more will): the driven wait, below.
+      if (!driven || (gate.pending === 0 && performance.now() - gate.lastSynAt > RECENT_SYN_MS)) {
+        rounds = 0;
+        const batch = await this.datapath.receive(this.receiveTimeoutMs);
+        await this.#handle(batch);
+        this.#flushHeld();
+        continue;
+      }
+      // Wait for the held SYNs' servers and the queue at once, on this thread for a few rounds
+      // (as a C program would: no helper thread), then off it, so that timers and the control
+      // socket get their turn.
+      this.#queueReady = false;
+      this.#batching = true;
+      let n = 0;
+      if (rounds < SYNC_ROUNDS) n = gate.waitNow(HELD_WAIT_MS);
+      if (n === 0) {
+        rounds = 0;
+        this.#flushHeld();
+        // Meanwhile timers run: the gate's sweep sends its verdicts at once.
+        this.#batching = false;
+        await gate.waitOff(this.receiveTimeoutMs);
+        this.#batching = true;
+      } else rounds++;
+      if (this.#queueReady) await this.#handle(this.datapath.drain!());
+      this.#batching = false;
+      this.#flushHeld();
     }
+  }
+
+  /** The queue's socket has packets (a driven gate's poller says so). */
+  #queueReady = false;
+  /** Held SYNs' verdicts are collected (sent together by #flushHeld) rather than sent one by one. */
+  #batching = false;
+  readonly #heldVerdicts: PacketVerdict[] = [];
+
+  #flushHeld(): void {
+    if (this.#heldVerdicts.length === 0) return;
+    this.datapath.send(this.#heldVerdicts);
+    this.#heldVerdicts.length = 0;
   }
 
   #verdicts: PacketVerdict[] = [];
@@ -122,12 +172,22 @@ export class PacketLoop {
   /** A client's SYN goes to the gate, which gives its verdict once the server has answered. */
   #held(packet: QueuedPacket, mangled: boolean): boolean {
     if (this.gate === undefined || packet.hook !== Hook.PreRouting) return false;
+    const decide = (accept: boolean) => {
+      const verdict = { packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled };
+      if (this.#batching) this.#heldVerdicts.push(verdict);
+      else this.datapath.send([verdict]);
+    };
+    if (packet.bytes[0] >>> 4 === 6) {
+      if (!SynGate.isSyn6(packet.bytes)) return false;
+      const syn = parseIpv6Packet(packet.bytes);
+      if (!(syn instanceof Ipv6Packet)) return false;
+      this.gate.hold6(syn, decide);
+      return true;
+    }
     if (!SynGate.isSyn(packet.bytes)) return false;
     const syn = parseIpv4Packet(packet.bytes);
     if (!(syn instanceof Ipv4Packet)) return false;
-    this.gate.hold(syn, (accept) => {
-      this.datapath.send([{ packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled }]);
-    });
+    this.gate.hold(syn, decide);
     return true;
   }
 

@@ -60,6 +60,8 @@ export interface SynReport {
   heldPorts: number[];
   /** No server up: refused by the kernel (an RST to the SYN). */
   refusedPorts: number[];
+  /** ...for IPv6 clients: no IPv6 server up (absent without IPv6 servers). */
+  refusedPorts6?: number[];
   /** The gate's counters since start. */
   gate?: SynGateCounters;
 }

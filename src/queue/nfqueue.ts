@@ -337,6 +337,16 @@ export class NfqueueDatapath implements Datapath {
     return ready > 0 ? this.#drain() : [];
   }
 
+  /** The queue's netlink socket (see Datapath.fd). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Every packet ready now, without waiting (see Datapath.drain); [] once closed. */
+  drain(): QueuedPacket[] {
+    return this.#closed || this.#polling ? [] : this.#drain();
+  }
+
   /** Reads every ready datagram without blocking; each at its own offset in the buffer. */
   #drain(): QueuedPacket[] {
     const c = libc();

@@ -63,6 +63,13 @@ export interface Datapath {
    * The returned packets' bytes stay valid until the next call of `receive`.
    */
   receive(timeoutMs: number): Promise<QueuedPacket[]>;
+  /**
+   * The queue's socket, for a caller that waits on it with other descriptors, and
+   * {@link Datapath.drain}, which takes what is ready without waiting (bytes valid until the
+   * next drain or receive). Absent where the datapath has no descriptor.
+   */
+  readonly fd?: number;
+  drain?(): QueuedPacket[];
   /** Sends the verdicts (mangled packets carry their bytes). Never throws on a kernel error: counts it. */
   send(verdicts: PacketVerdict[]): void;
   /** Counters so far. */

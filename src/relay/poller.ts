@@ -68,7 +68,7 @@ export class Poller {
   #deferred: (() => void)[] = [];
   #waiting = false;
   #closed = false;
-  readonly #done: Promise<void>;
+  #done: Promise<void>;
 
   /**
    * `dedicated`: the thread has nothing else to serve but timers and messages (a relay
@@ -76,7 +76,14 @@ export class Poller {
    * at a time, as a C server would; woken by the kernel directly, not through a helper thread
    * and the event loop.
    */
-  constructor(private readonly dedicated = false) {
+  constructor(
+    private readonly dedicated = false,
+    /**
+     * No loop of its own: its owner waits with {@link Poller.waitNow} and
+     * {@link Poller.waitOff} (the SYN gate's, driven by the packet loop with the queue's fd).
+     */
+    private readonly driven = false,
+  ) {
     this.#ep = libc().epoll_create1(EPOLL_CLOEXEC);
     if (this.#ep < 0) throw new Error(`epoll_create1: ${errnoText(errno())}`);
     this.#wake = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -86,7 +93,35 @@ export class Poller {
       throw new Error(`eventfd: ${errnoText(e)}`);
     }
     this.watch(this.#wake, Ready.In, () => libc().read(this.#wake, this.#counter, 8n));
-    this.#done = this.#run();
+    this.#done = driven ? Promise.resolve() : this.#run();
+  }
+
+  /**
+   * A driven poller: waits up to `timeoutMs` on this thread (the kernel wakes it directly, no
+   * helper thread) and calls the handlers of what is ready; the number of events.
+   */
+  waitNow(timeoutMs: number): number {
+    if (this.#closed) return 0;
+    const n = libc().epoll_wait(this.#ep, this.#events, MAX_EVENTS, timeoutMs);
+    this.#dispatch(n);
+    return n;
+  }
+
+  /** {@link Poller.waitNow} off the JS thread, so that the event loop runs meanwhile. */
+  async waitOff(timeoutMs: number): Promise<number> {
+    if (this.#closed) return 0;
+    this.#waiting = true;
+    const wait = libc().epoll_wait_async(this.#ep, this.#events, MAX_EVENTS, timeoutMs);
+    this.#done = wait.then(() => {}, () => {});
+    let n: number;
+    try {
+      n = await wait;
+    } finally {
+      this.#waiting = false;
+    }
+    if (this.#closed) return 0;
+    this.#dispatch(n);
+    return n;
   }
 
   /** Delivers `events` on `fd` to `handler` until {@link unwatch} or {@link forget}. */
@@ -139,6 +174,14 @@ export class Poller {
     if (!this.#closed) {
       this.#closed = true;
       this.#wakeUp();
+      // A driven poller's last wait ends at the wake-up; then its descriptors go.
+      if (this.driven) {
+        this.#done = this.#done.then(() => {
+          this.#handlers = [];
+          libc().close(this.#wake);
+          libc().close(this.#ep);
+        });
+      }
     }
     return this.#done;
   }

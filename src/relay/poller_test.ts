@@ -80,3 +80,31 @@ Deno.test("Poller, dedicated, never idle, still lets timers run", async () => {
   assertEquals(rounds > 100, true);
   assertEquals(firedWhileBusy, true, `the 20 ms interval fired 5 times only after the spinning`);
 });
+
+Deno.test("Poller, driven, delivers only when its owner waits, on the thread or off it", async () => {
+  const poller = new Poller(false, true);
+  const fd = libc().eventfd(0, EFD_NONBLOCK);
+  const counter = new BigUint64Array(1);
+  let seen = 0;
+  poller.watch(fd, Ready.In, () => {
+    if (libc().read(fd, counter, 8n) === 8) seen += Number(counter[0]);
+  });
+  libc().write(fd, ONE, 8n);
+  // No loop of its own: nothing is delivered until a wait.
+  await new Promise((r) => setTimeout(r, 20));
+  assertEquals(seen, 0);
+  assertEquals(poller.waitNow(0), 1);
+  assertEquals([seen, poller.waitNow(0)], [1, 0]);
+  // Off the thread: a timer writes while the wait is under way.
+  setTimeout(() => libc().write(fd, ONE, 8n), 10);
+  assertEquals(await poller.waitOff(2_000), 1);
+  assertEquals(seen, 2);
+  // Closing ends a wait under way at once.
+  const waiting = poller.waitOff(10_000);
+  const started = performance.now();
+  await poller.close();
+  assertEquals(await waiting, 0);
+  assertEquals(performance.now() - started < 5_000, true);
+  poller.forget(fd);
+  libc().close(fd);
+});

@@ -5,13 +5,15 @@
  * unreachable one unreachable (ICMP host unreachable), a silent one stays unanswered (its own
  * SYN retries and timeout) — never accepted first and reset afterwards.
  *
- * The queue brings the SYN (iptables.ts selects the client's SYNs to relay:service); the gate
+ * The queue brings the SYN (iptables.ts selects IPv4 clients' SYNs to relay:service,
+ * ip6_queue.ts IPv6 clients'); the gate
  * starts the connection from the client's address and port (upstream.ts), and:
  * - connected: records the socket in the {@link UpstreamRegistry}, where the relay thread that
  *   accepts the client's connection takes it, and lets the SYN go on (the kernel's listener
  *   answers it);
  * - refused: drops the SYN and sends the client an RST from relay:port, as a server would;
- * - host or network unreachable: drops it and sends the client an ICMP error from the relay;
+ * - host or network unreachable: drops it and sends the client an ICMP (ICMPv6) error from the
+ *   relay;
  * - no answer in `tcp_connect_timeout`: drops it; the client's retransmitted SYN starts again.
  * A SYN that finds its connection still under way (a retransmission) is dropped: the first is
  * held. Anything the gate cannot decide (no service, no local port left) goes on unheld, and
@@ -28,11 +30,14 @@ import { libc } from "../../ffi/libc.ts";
 import type { TcpTargets } from "../nat/tcp_targets.ts";
 import { buildIcmpError, buildTcpPacket } from "../packet/build.ts";
 import { IpProtocol, type Ipv4Packet, TcpFlag } from "../packet/ipv4_packet.ts";
+import type { Ipv6Packet } from "../packet/ipv6_packet.ts";
+import { buildTcpReset6, buildUnreachable6 } from "../packet/answers6.ts";
+import { foldIpv6 } from "../servers/list.ts";
 import { Errno, errnoName } from "../system/errno.ts";
 import { logger } from "../system/log.ts";
 import { Poller, Ready } from "./poller.ts";
 import { closeFd, pendingError, resetFd } from "./socket.ts";
-import { connectUpstream, type UpstreamFlow } from "./upstream.ts";
+import { connectUpstream, connectUpstream6, type Upstream, type UpstreamFlow } from "./upstream.ts";
 import type { UpstreamRegistry } from "./upstream_registry.ts";
 
 const log = logger("relay");
@@ -52,6 +57,12 @@ export interface SynGateOptions {
    * unreachable, unanswered): for tcp_hold_syn auto (syn_doubt.ts).
    */
   outcome?: (servicePort: number, connected: boolean) => void;
+  /**
+   * Its poller has no loop of its own: the packet loop waits on it with the queue's fd
+   * ({@link SynGate.watchQueue}), on its own thread while SYNs are held, so that neither a
+   * SYN nor its server's answer costs a hop through a helper thread.
+   */
+  driven?: boolean;
 }
 
 /** Counters of the gate. */
@@ -88,6 +99,8 @@ interface Held {
   syn: Uint8Array;
   fd: number;
   flow: UpstreamFlow;
+  /** An IPv6 client's address (16 bytes); `flow.client` is then 0. */
+  client6?: Uint8Array;
   servicePort: number;
   deadline: number;
   decide: Decide;
@@ -105,13 +118,46 @@ export class SynGate {
     dropped: 0,
     overflow: 0,
   };
-  readonly #poller = new Poller(false);
+  readonly #poller: Poller;
   readonly #held = new Map<string, Held>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #raw = -1;
+  #raw6 = -1;
+
+  /** Its poller is the packet loop's to drive (see {@link SynGateOptions.driven}). */
+  get driven(): boolean {
+    return this.options.driven === true;
+  }
 
   constructor(private readonly options: SynGateOptions) {
+    this.#poller = new Poller(false, options.driven === true);
     this.#timer = setInterval(() => this.#sweep(), SWEEP_MS);
+  }
+
+  /** SYNs held now, their servers' answers awaited. */
+  get pending(): number {
+    return this.#held.size;
+  }
+
+  /** When (ms, performance.now()) the gate last got a SYN to decide. */
+  lastSynAt = -Infinity;
+
+  /** A driven gate: `ready` is called when the queue's `fd` has packets (see waitNow). */
+  watchQueue(fd: number, ready: () => void): void {
+    this.#poller.watch(fd, Ready.In, ready);
+  }
+
+  /**
+   * A driven gate: waits up to `timeoutMs` on this thread for a held SYN's server or the
+   * queue, and handles what came; the number of events.
+   */
+  waitNow(timeoutMs: number): number {
+    return this.#poller.waitNow(timeoutMs);
+  }
+
+  /** {@link SynGate.waitNow} off the JS thread (the event loop runs meanwhile). */
+  waitOff(timeoutMs: number): Promise<number> {
+    return this.#poller.waitOff(timeoutMs);
   }
 
   /** Whether `bytes` is a client's SYN (no ACK): one for {@link SynGate.hold}. */
@@ -122,8 +168,15 @@ export class SynGate {
     return (bytes[ihl + 13] & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN;
   }
 
+  /** Whether `bytes` is an IPv6 client's SYN (no extension headers): one for {@link SynGate.hold6}. */
+  static isSyn6(bytes: Uint8Array): boolean {
+    if (bytes.length < 60 || bytes[0] >>> 4 !== 6 || bytes[6] !== IpProtocol.TCP) return false;
+    return (bytes[53] & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN;
+  }
+
   /** Decides a client's SYN (see {@link SynGate.isSyn}) once its server has answered. */
   hold(syn: Ipv4Packet, decide: Decide): void {
+    this.lastSynAt = performance.now();
     const key = `${syn.src}:${syn.srcPort}:${syn.dstPort}`;
     if (this.#held.has(key)) {
       this.counters.dropped++;
@@ -148,20 +201,62 @@ export class SynGate {
       server: target.server,
       serverPort: target.serverPort,
     };
-    const outcome = connectUpstream(flow);
+    this.#start(key, syn.bytes, flow, undefined, syn.dstPort, connectUpstream(flow), decide);
+  }
+
+  /** {@link SynGate.hold} for an IPv6 client's SYN (see {@link SynGate.isSyn6}). */
+  hold6(syn: Ipv6Packet, decide: Decide): void {
+    this.lastSynAt = performance.now();
+    const client = syn.src.slice();
+    const clientText = syn.srcText;
+    const key = `${clientText}:${syn.srcPort}:${syn.dstPort}`;
+    if (this.#held.has(key)) {
+      this.counters.dropped++;
+      decide(false);
+      return;
+    }
+    if (this.options.registry.has6(client, syn.srcPort, syn.dstPort)) return this.#pass(decide);
+    if (this.#held.size + this.options.registry.size >= MAX_GATED) {
+      this.counters.overflow++;
+      return this.#pass(decide);
+    }
+    const target = this.options.targets.target6(syn.dstPort, foldIpv6(client));
+    if (target === undefined) return this.#pass(decide);
+    if (target === null) return this.#refuse(syn.bytes, decide);
+    const flow = { client: 0, clientPort: syn.srcPort, server: 0, serverPort: target.serverPort };
+    const outcome = connectUpstream6({
+      client: clientText,
+      clientPort: syn.srcPort,
+      server: target.server,
+      serverPort: target.serverPort,
+    });
+    this.#start(key, syn.bytes, flow, client, syn.dstPort, outcome, decide);
+  }
+
+  /** Holds the SYN until the connection `outcome` started for it is decided. */
+  #start(
+    key: string,
+    syn: Uint8Array,
+    flow: UpstreamFlow,
+    client6: Uint8Array | undefined,
+    servicePort: number,
+    outcome: Upstream | string,
+    decide: Decide,
+  ): void {
     if (typeof outcome === "string") {
       if (outcome === "ECONNREFUSED") {
-        this.options.outcome?.(syn.dstPort, false);
-        return this.#refuse(syn.bytes, decide);
+        this.options.outcome?.(servicePort, false);
+        return this.#refuse(syn, decide);
       }
       return this.#pass(decide);
     }
     this.counters.held++;
     const held: Held = {
-      syn: syn.bytes.slice(),
+      syn: syn.slice(),
       fd: outcome.fd,
       flow,
-      servicePort: syn.dstPort,
+      ...(client6 === undefined ? {} : { client6 }),
+      servicePort,
       deadline: this.options.now() + this.options.settings().connectTimeoutMs,
       decide,
     };
@@ -184,6 +279,8 @@ export class SynGate {
   async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    // A packet loop still running goes back to its own receive.
+    this.lastSynAt = -Infinity;
     for (const held of this.#held.values()) {
       this.#poller.unwatch(held.fd);
       closeFd(held.fd);
@@ -192,19 +289,17 @@ export class SynGate {
     this.#held.clear();
     for (const fd of this.options.registry.expire(2 ** 31 * 1000 - 1000)) resetFd(fd);
     if (this.#raw >= 0) closeFd(this.#raw);
-    this.#raw = -1;
+    if (this.#raw6 >= 0) closeFd(this.#raw6);
+    this.#raw = this.#raw6 = -1;
     await this.#poller.close();
   }
 
   #connected(held: Held): void {
     const { client, clientPort } = held.flow;
-    const put = this.options.registry.put(
-      client,
-      clientPort,
-      held.servicePort,
-      held.fd,
-      this.options.now(),
-    );
+    const now = this.options.now();
+    const put = held.client6 === undefined
+      ? this.options.registry.put(client, clientPort, held.servicePort, held.fd, now)
+      : this.options.registry.put6(held.client6, clientPort, held.servicePort, held.fd, now);
     // No room: the relay connects again after the accept, as without the gate.
     if (!put) resetFd(held.fd);
     this.counters.accepted++;
@@ -219,6 +314,10 @@ export class SynGate {
     if (e === Errno.EHOSTUNREACH || e === Errno.ENETUNREACH) {
       this.counters.unreachable++;
       held.decide(false);
+      // Address (3) or no route (0), from the relay.
+      if (held.client6 !== undefined) {
+        return this.#send6(buildUnreachable6(held.syn, e === Errno.EHOSTUNREACH ? 3 : 0));
+      }
       // Host (1) or network (0) unreachable, about the client's SYN, from the relay.
       this.#send(held.syn, (syn, relay, client) =>
         buildIcmpError(
@@ -242,6 +341,7 @@ export class SynGate {
   #refuse(syn: Uint8Array, decide: Decide): void {
     this.counters.refused++;
     decide(false);
+    if (syn[0] >>> 4 === 6) return this.#send6(buildTcpReset6(syn));
     this.#send(syn, (bytes, relay, client) => {
       const ihl = (bytes[0] & 0x0f) * 4;
       const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -288,6 +388,25 @@ export class SynGate {
     if (!sent) {
       log.debug("the answer to a refused SYN could not be sent");
     }
+  }
+
+  /** Sends an IPv6 packet built whole (its source the relay's), through a raw socket. */
+  #send6(packet: Uint8Array): void {
+    if (this.#raw6 < 0) {
+      // AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW: the header is ours (as IP_HDRINCL).
+      this.#raw6 = libc().socket(10, 3 | 0o2000000, 255);
+      if (this.#raw6 < 0) {
+        log.warning("no IPv6 raw socket to answer a refused SYN: the client's SYN times out");
+        return;
+      }
+    }
+    // sockaddr_in6: family, port 0, flow info 0, the destination, scope 0.
+    const to = new Uint8Array(28);
+    new DataView(to.buffer).setUint16(0, 10, true);
+    to.set(packet.subarray(24, 40), 8);
+    const sent = libc().connect(this.#raw6, to, 28) === 0 &&
+      libc().send(this.#raw6, packet as Uint8Array<ArrayBuffer>, BigInt(packet.length), 0) >= 0;
+    if (!sent) log.debug("the answer to a refused IPv6 SYN could not be sent");
   }
 
   /** Drops the SYNs whose server has not answered in time; closes connections not taken. */

@@ -530,7 +530,13 @@ export class TcpRelay {
       return;
     }
     const { client: who, clientPort, servicePort } = c.flow;
-    const made = this.options.registry?.take(who, clientPort, servicePort) ?? -1;
+    const registry = this.options.registry;
+    const v6client = c.flow.v6?.client;
+    const made = registry === undefined || registry.size === 0
+      ? -1
+      : v6client === undefined
+      ? registry.take(who, clientPort, servicePort)
+      : registry.take6(parseIpv6(v6client), clientPort, servicePort);
     if (made >= 0) {
       c.upstream = made;
       this.#host.add(c.id, client, made, false);

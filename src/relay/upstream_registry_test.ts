@@ -42,3 +42,25 @@ Deno.test("a full bucket refuses a put; the others go on", () => {
   assertEquals(r.put(C, 40000, 80, 200, 0), false);
   assertEquals(r.put(C, 40001, 80, 201, 0), true);
 });
+
+Deno.test("IPv6 clients are keyed by their whole address, apart from IPv4 ones", () => {
+  const r = new UpstreamRegistry();
+  const a = new Uint8Array(16);
+  a.set([0x20, 0x01, 0x0d, 0xb8, 0, 1], 0);
+  a[15] = 0x10;
+  const b = a.slice();
+  b[7] = 1; // differs in one word only
+  // ::ffff:198.51.100.16 is the IPv4 client itself (the form an IPv4 key is kept in).
+  const mapped = new Uint8Array(16);
+  mapped.set([0xff, 0xff, 0xc6, 0x33, 0x64, 0x10], 10);
+  assertEquals(r.put6(a, 40000, 80, 21, 0), true);
+  assertEquals([r.take6(b, 40000, 80), r.take(C, 40000, 80), r.has6(a, 40000, 80)], [
+    -1,
+    -1,
+    true,
+  ]);
+  assertEquals(r.take6(a, 40000, 80), 21);
+  assertEquals(r.has6(a, 40000, 80), false);
+  r.put(C, 40000, 80, 22, 0);
+  assertEquals(r.take6(mapped, 40000, 80), 22);
+});

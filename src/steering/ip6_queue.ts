@@ -85,6 +85,40 @@ export function scriptedQueueRules(
 }
 
 /**
+ * The rules that queue IPv6 clients' SYNs to `relay6`:port of the TCP services in `held`, for
+ * the SYN gate (syn_gate.ts), as iptables.ts's `KRELAY_SYN` for IPv4: in PREROUTING, after
+ * the ip6 table's raw-priority chain (whose no-server refusal comes first). Scripted services'
+ * SYNs come with all their segments. Each is [chain, ...arguments].
+ */
+export function heldSynQueueRules(
+  queue: number,
+  relay6: string,
+  held: readonly number[],
+): string[][] {
+  const q = ["-m", "comment", "--comment", RULE_COMMENT, "-j", "NFQUEUE", "--queue-num"];
+  const rules: string[][] = [];
+  for (let i = 0; i < held.length; i += MULTIPORT_MAX) {
+    const list = held.slice(i, i + MULTIPORT_MAX).join(",");
+    rules.push([
+      "PREROUTING",
+      "-d",
+      `${relay6}/128`,
+      "-p",
+      "tcp",
+      "--syn",
+      "-m",
+      "multiport",
+      "--dports",
+      list,
+      ...q,
+      String(queue),
+      "--queue-bypass",
+    ]);
+  }
+  return rules;
+}
+
+/**
  * Changes the scripted services' rules from `installed` to `wanted` (both as
  * {@link scriptedQueueRules} gives them): `add` adds the new ones, `drop` deletes those no
  * longer wanted, so that a caller can change the ip6 table between the two.

@@ -12,9 +12,16 @@ import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { logger } from "../system/log.ts";
 import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
-import { ipv4Spec, ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
+import {
+  ipv4Spec,
+  ipv6Spec,
+  sameButHeldSyns,
+  type Steering,
+  type SteeringSpec,
+} from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
 import {
+  heldSynQueueRules,
   installIcmp6Queue,
   removeIcmp6Queue,
   scriptedQueueChange,
@@ -45,8 +52,13 @@ export class KernelPath implements Steering {
   #ipv4 = false;
   /** The IPv6 table and route are installed (IPv6 clients are steered). */
   #ipv6 = false;
-  /** The ip6tables rules queueing scripted IPv6 services (ip6_queue.ts), as installed. */
+  /**
+   * The ip6tables rules queueing scripted IPv6 services and IPv6 clients' held SYNs
+   * (ip6_queue.ts), as installed.
+   */
   #scripted6: string[][] = [];
+  /** The spec last installed or updated to. */
+  #last?: SteeringSpec;
   /** Said once: why TPROXY diverts instead of sk_lookup. */
   #fallbackLogged = false;
   /** The kernel refused `reject` in prerouting (before Linux 5.x): the relay resets instead. */
@@ -67,6 +79,7 @@ export class KernelPath implements Steering {
       const skLookup = this.#listeners !== undefined;
       await this.#syncIpv4(spec, skLookup);
       await this.#syncIpv6(spec, skLookup);
+      this.#last = spec;
     } catch (e) {
       await this.remove();
       throw e;
@@ -90,6 +103,25 @@ export class KernelPath implements Steering {
   }
 
   async update(spec: SteeringSpec): Promise<void> {
+    // Only the held SYNs changed: the IPv4 side has no part; IPv6's queue rules follow. (An
+    // update to the same spec applies it all again.)
+    const last = this.#last;
+    this.#last = spec;
+    const held = (x: SteeringSpec) => JSON.stringify(x.heldSynPorts ?? []);
+    if (last !== undefined && held(last) !== held(spec) && sameButHeldSyns(last, spec)) {
+      const six = ipv6Spec(spec);
+      if (six === undefined || !this.#ipv6) return;
+      const change = scriptedQueueChange(
+        this.run,
+        this.#scripted6,
+        queueRules6(six),
+        this.ip6tables,
+      );
+      await change.add();
+      await change.drop();
+      this.#scripted6 = queueRules6(six);
+      return;
+    }
     // The program first: the rules then stop diverting only once it hands connections over.
     if (this.#listeners === undefined) this.#listeners = this.#attach(spec);
     else this.#listeners.update(spec, spec.listeners ?? []);
@@ -129,13 +161,13 @@ export class KernelPath implements Steering {
   }
 
   /**
-   * Applies the IPv4 table's script for `spec`. A kernel that refuses `reject` in prerouting
+   * Applies a table's script for `spec`. A kernel that refuses `reject` in prerouting
    * (the refused TCP services' rule) fails the whole transaction: it is then applied without
    * that rule, said once, and the relay resets those clients after the accept instead.
    */
   async #applyTable(spec: SteeringSpec, render: (spec: SteeringSpec) => string): Promise<void> {
-    const refusing = (spec.refusedTcpPorts?.length ?? 0) > 0;
-    const without = { ...spec, refusedTcpPorts: [] };
+    const refusing = (spec.refusedTcpPorts?.length ?? 0) + (spec.refusedTcpPorts6?.length ?? 0) > 0;
+    const without = { ...spec, refusedTcpPorts: [], refusedTcpPorts6: [] };
     if (!refusing || this.#noReject) {
       await mustRun(this.run, this.nft, ["-f", "-"], render(without));
       return;
@@ -165,22 +197,17 @@ export class KernelPath implements Steering {
     }
     // A newly scripted service is queued before the table stops NATing it, and queued no
     // longer only after the table NATs it again.
-    const wanted = scriptedQueueRules(
-      spec.queue,
-      six.relayIp,
-      six.scriptedUdpPorts,
-      six.scriptedTcpPorts,
-    );
+    const wanted = queueRules6(six);
     const change = scriptedQueueChange(this.run, this.#scripted6, wanted, this.ip6tables);
     if (this.#ipv6) {
       await change.add();
       this.#scripted6 = [...this.#scripted6, ...wanted];
-      await mustRun(this.run, this.nft, ["-f", "-"], renderNatUpdate(six, skLookup, "ip6"));
+      await this.#applyTable(six, (s) => renderNatUpdate(s, skLookup, "ip6"));
       await change.drop();
       this.#scripted6 = wanted;
       return;
     }
-    await mustRun(this.run, this.nft, ["-f", "-"], renderNatTable(six, skLookup, "ip6"));
+    await this.#applyTable(six, (s) => renderNatTable(s, skLookup, "ip6"));
     this.#ipv6 = true;
     for (const args of routeInstallCommands(true)) await mustRun(this.run, this.ip, args);
     // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate,
@@ -203,9 +230,21 @@ export class KernelPath implements Steering {
   }
 
   async remove(): Promise<void> {
+    this.#last = undefined;
     this.#listeners?.close();
     this.#listeners = undefined;
     await this.#removeIpv4();
     await this.#removeIpv6();
   }
+}
+
+/** The ip6tables rules that queue the IPv6 side's scripted services and held SYNs. */
+function queueRules6(six: SteeringSpec & { relayIp: string }): string[][] {
+  const held = (six.heldSynPorts ?? []).filter((p) =>
+    six.tcpPorts.includes(p) && !six.scriptedTcpPorts.includes(p)
+  );
+  return [
+    ...scriptedQueueRules(six.queue, six.relayIp, six.scriptedUdpPorts, six.scriptedTcpPorts),
+    ...heldSynQueueRules(six.queue, six.relayIp, held),
+  ];
 }

@@ -209,3 +209,30 @@ Deno.test("KernelPath with IPv6 only installs no ip table, IPv4 route or IPv4 ru
   assert(!calls.some((c) => c.cmd.startsWith("ip rule add")), JSON.stringify(calls));
   assert(calls.some((c) => c.cmd.startsWith("ip -6 rule add")));
 });
+
+Deno.test("KernelPath queues IPv6 clients' held SYNs by ip6tables; a change of them alone touches nothing else", async () => {
+  const calls: string[] = [];
+  const run: CommandRunner = (cmd, args) => {
+    calls.push(`${cmd} ${args.join(" ")}`);
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const path = new KernelPath(run, "nft", "ip", () => {
+    throw new Error("no BPF here");
+  });
+  const dual = { relayIp6: "2001:db8:1::1", realIp6: "2001:db8:2::10", tcpPorts: [80, 81] };
+  await path.install(labSpec(dual));
+  calls.length = 0;
+  await path.update(labSpec({ ...dual, heldSynPorts: [81, 82] }));
+  const q = "-m comment --comment krelay -j NFQUEUE --queue-num 0 --queue-bypass";
+  const rule = `PREROUTING -d 2001:db8:1::1/128 -p tcp --syn -m multiport --dports 81 ${q}`;
+  // No table, no route: the one rule (82 is no service).
+  assertEquals(calls, [`ip6tables -w -t mangle -A ${rule}`]);
+  calls.length = 0;
+  await path.update(labSpec({ ...dual, heldSynPorts: [] }));
+  assertEquals(calls, [`ip6tables -w -t mangle -D ${rule}`]);
+  // Anything else changes the tables as ever, the held SYNs' rule with them.
+  calls.length = 0;
+  await path.update(labSpec({ ...dual, heldSynPorts: [81], refusedTcpPorts6: [80] }));
+  assert(calls.includes(`ip6tables -w -t mangle -A ${rule}`), calls.join("\n"));
+  assert(calls.filter((c) => c === "nft -f -").length === 2, calls.join("\n"));
+});

@@ -176,9 +176,9 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     // The server answers from the service port; the lookup finds the relay's socket, if any.
     rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
     const clients = `ip daddr ${spec.relayIp} tcp dport ${ports}`;
-    // No server up (IPv4's pool; IPv6 has one server, never checked): the kernel refuses the
-    // SYN as a host with nothing listening would; the connections' other segments pass.
-    if (family === "ip") rules.divert.push(...refusedTcp(spec));
+    // No server up (of the family's pool): the kernel refuses the SYN as a host with nothing
+    // listening would; the connections' other segments pass.
+    rules.divert.push(...refusedTcp(spec, family));
     if (!skLookup) rules.divert.push(`${clients} ${notrack}tproxy to :${spec.gport} ${mark}`);
     else if (notrack) rules.divert.push(`${clients} notrack accept`);
     // An error about the relay's own connection to the server, addressed to the client's
@@ -268,11 +268,13 @@ function refused(spec: SteeringSpec, udpPorts: readonly number[]): string[] {
 }
 
 /**
- * No server up for these TCP services: a client's SYN (no ACK) is answered with an RST by
- * the kernel (reject in prerouting: Linux 5.? and later) and goes no further.
+ * No server up for these TCP services (IPv4's, or IPv6's for the ip6 table): a client's SYN
+ * (no ACK) is answered with an RST by the kernel (reject in prerouting: Linux 5.? and later)
+ * and goes no further.
  */
-function refusedTcp(spec: SteeringSpec): string[] {
-  const ports = (spec.refusedTcpPorts ?? []).filter((p) => spec.tcpPorts.includes(p));
+function refusedTcp(spec: SteeringSpec, family: NftFamily): string[] {
+  const refused = family === "ip" ? spec.refusedTcpPorts : spec.refusedTcpPorts6;
+  const ports = (refused ?? []).filter((p) => spec.tcpPorts.includes(p));
   if (ports.length === 0) return [];
   return [
     `ip daddr ${spec.relayIp} tcp dport ${set(ports)} tcp flags & (fin | syn | rst | ack) == syn ` +

@@ -162,14 +162,21 @@ Deno.test("renderNatRules() has the kernel refuse a SYN to a TCP service with no
   // The relay's answers and connections of the service still pass as before.
   assert(rules.divert[0].startsWith("tcp sport { 80, 443 } socket transparent 1"));
   assertEquals(renderNatRules(labSpec({ tcpPorts: [80] })).divert.some((r) => r === refuse), false);
-  // The rule is IPv4's: IPv6 clients of a service with none up are accepted and reset.
+  // Each family's table refuses the services with none of its own servers up.
   const six = labSpec({
     relayIp: "2001:db8:1::1",
     realIp: "2001:db8:2::10",
-    tcpPorts: [443],
+    tcpPorts: [80, 443],
     refusedTcpPorts: [443],
   });
   assertEquals(renderNatRules(six, true, "ip6").divert.some((r) => r.includes("reject")), false);
+  const refused6 = renderNatRules({ ...six, refusedTcpPorts6: [80] }, true, "ip6").divert;
+  const refuse6 = "ip6 daddr 2001:db8:1::1 tcp dport { 80 } " +
+    "tcp flags & (fin | syn | rst | ack) == syn reject with tcp reset";
+  // Before sk_lookup's notrack rule and anything else for the clients' segments.
+  assertEquals(refused6.indexOf(refuse6), 1);
+  const four = renderNatRules(labSpec({ tcpPorts: [80], refusedTcpPorts6: [80] })).divert;
+  assertEquals(four.some((r) => r.includes("reject")), false);
 });
 
 Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, first packets marked for the queue", () => {

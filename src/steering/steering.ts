@@ -79,6 +79,8 @@ export interface SteeringSpec {
   servers6?: readonly Server6[];
   /** {@link SteeringSpec.refusedUdpPorts} for IPv6 clients (no IPv6 server up). */
   refusedUdpPorts6?: readonly number[];
+  /** {@link SteeringSpec.refusedTcpPorts} for IPv6 clients (no IPv6 server up). */
+  refusedTcpPorts6?: readonly number[];
 }
 
 /** An IPv6 server of the steering: its address and the id of its flow set (udp6_rules.ts). */
@@ -166,8 +168,11 @@ export class ComposedSteering implements Steering {
         scriptedTcpPorts: union(last.scriptedTcpPorts, spec.scriptedTcpPorts),
       });
     }
-    // Only the held SYNs changed (tcp_hold_syn auto): the queue selection alone, at once.
-    if (last === undefined || !sameButHeldSyns(last, spec)) await this.kernelPath.update(spec);
+    // Only the held SYNs changed (tcp_hold_syn auto): the queue selection alone, at once, and
+    // the kernel path's ip6tables rules that queue IPv6 clients' SYNs (it changes only those).
+    if (last === undefined || !sameButHeldSyns(last, spec) || ipv6Spec(spec) !== undefined) {
+      await this.kernelPath.update(spec);
+    }
     await this.selection.update(spec);
     this.#last = spec;
   }
@@ -182,8 +187,11 @@ export class ComposedSteering implements Steering {
   }
 }
 
-/** Whether two specs differ at most in heldSynPorts, which only the queue selection renders. */
-function sameButHeldSyns(a: SteeringSpec, b: SteeringSpec): boolean {
+/**
+ * Whether two specs differ at most in heldSynPorts, which only the queue selection (and
+ * IPv6's SYN queue rules) render.
+ */
+export function sameButHeldSyns(a: SteeringSpec, b: SteeringSpec): boolean {
   return JSON.stringify({ ...a, heldSynPorts: [] }) === JSON.stringify({ ...b, heldSynPorts: [] });
 }
 

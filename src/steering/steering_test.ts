@@ -58,4 +58,11 @@ Deno.test("ComposedSteering changes only the queue selection when only the held 
   // Anything else: both.
   await s.update(labSpec({ tcpPorts: [80], heldSynPorts: [80], refusedTcpPorts: [80] }));
   assertEquals(log, ["kernel update -", "queue update -"]);
+  log.length = 0;
+  // With IPv6 clients, the kernel path too: its ip6tables rules queue their SYNs.
+  const dual = { tcpPorts: [80], relayIp6: "2001:db8:1::1", realIp6: "2001:db8:2::10" };
+  await s.update(labSpec({ ...dual, heldSynPorts: [] }));
+  log.length = 0;
+  await s.update(labSpec({ ...dual, heldSynPorts: [80] }));
+  assertEquals(log, ["kernel update -", "queue update -"]);
 });
