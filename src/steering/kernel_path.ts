@@ -10,7 +10,7 @@
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { logger } from "../system/log.ts";
-import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
+import { NFT_TABLE, QUEUE_CHAIN, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import { ipv4Spec, ipv6Spec, type Steering, type SteeringSpec } from "./steering.ts";
 import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
@@ -28,6 +28,9 @@ export interface ListenerSteering {
   update(target: SkLookupTarget, listeners: readonly number[]): void;
   close(): void;
 }
+
+/** Puts the NFQUEUE rule for `queue` in the IPv4 table's queue chain (nft_queue.ts). */
+export type QueueRule = (table: string, chain: string, queue: number) => void;
 
 /** Attaches the steering to the listeners; throws when the kernel refuses. */
 export type AttachListeners = (
@@ -58,6 +61,11 @@ export class KernelPath implements Steering {
     private readonly ip = "ip",
     private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
     private readonly ip6tables = "ip6tables",
+    /**
+     * Whether the table's own chain queues the packets krelay must decide (the default
+     * datapath), and how; undefined: krelay.ko's hooks select them.
+     */
+    private readonly queueRule?: QueueRule,
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
@@ -114,6 +122,7 @@ export class KernelPath implements Steering {
     }
     await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
     this.#ipv4 = true;
+    this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
     for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
   }
 

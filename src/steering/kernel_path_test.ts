@@ -28,6 +28,20 @@ Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", a
   ]);
 });
 
+Deno.test("KernelPath puts the queue rule in a new IPv4 table only, once", async () => {
+  const { run, calls } = recorder();
+  const queued: string[] = [];
+  const path = new KernelPath(run, "nft", "ip", undefined, "ip6tables", (table, chain, q) => {
+    // After the table is made: its chain must exist.
+    queued.push(`${table} ${chain} ${q} after ${calls.filter((c) => c === "nft -f -").length}`);
+  });
+  await path.install(labSpec({ queue: 5 }));
+  assertEquals(queued, ["krelay to_queue 5 after 1"]);
+  // An update keeps the table, and its rule.
+  await path.update(labSpec({ queue: 5, udpPorts: [53, 54] }));
+  assertEquals(queued.length, 1);
+});
+
 Deno.test("KernelPath applies the table without the TCP refusal where the kernel refuses reject in prerouting", async () => {
   const scripts: string[] = [];
   const run: CommandRunner = (cmd, args, input) => {

@@ -94,7 +94,10 @@ export interface NatRules {
   divert: string[];
   udp_forward: string[];
   untrack_out: string[];
-  /** ip6 only: the relay's own ICMPv6 errors about requests it forwards (icmp6_rules.ts). */
+  /**
+   * The relay's own ICMP errors about requests it forwards, for the queue (ip6:
+   * icmp6_rules.ts's).
+   */
   icmp_out?: string[];
 }
 
@@ -105,13 +108,28 @@ const CHAINS: readonly [keyof NatRules, string][] = [
   ["untrack_out", "type filter hook output priority raw"],
 ];
 
-/** The chains a spec's table has: the untrack one only without tcp_conntrack (not live). */
+/** The output chain of the relay's own ICMP errors (the queue takes them). */
+const ICMP_OUT: [keyof NatRules, string] = ["icmp_out", "type filter hook output priority raw"];
+
+/**
+ * The chains a spec's table has: the untrack one only without tcp_conntrack (not live); IPv4's
+ * icmp_out only with UDP services (each base chain is a hook; renderNatUpdate adds or removes
+ * it as they come and go).
+ */
 function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRules, string][] {
   const chains = spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
-  if (family === "ip") return chains;
+  if (family === "ip") return spec.udpPorts.length > 0 ? [...chains, ICMP_OUT] : chains;
   // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
-  return [...chains, ["icmp_out", "type filter hook output priority raw"]];
+  return [...chains, ICMP_OUT];
 }
+
+/**
+ * IPv4's chain holding the NFQUEUE rule (nft_queue.ts inserts it before the `accept`), which
+ * the packets krelay must decide jump to: without the rule (krelay.ko selects them) they are
+ * accepted as before.
+ */
+export const QUEUE_CHAIN = "to_queue";
+const TO_QUEUE = `jump ${QUEUE_CHAIN}`;
 
 /**
  * A UDP flow's key in `udp_flows` (client, client port, service port; the server is its
@@ -219,7 +237,7 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
       // has one server and no health checks.
       ...(v4 ? refused(spec, udpPorts) : []),
       v4
-        ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`
+        ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} ${TO_QUEUE}`
         : `${request} meta mark set ${hex(UDP_FIRST_MARK)} ip daddr set ${spec.realIp} accept`,
     );
     // IPv4: a reply refreshes its flow in `udp_answered` (created by the first answer), which
@@ -244,15 +262,16 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     const icmpMark = `meta mark set ${hex(ICMP_ERROR_MARK)}`;
     // From the client's side, about a reply from relay:port.
     rules.divert.push(
-      `ip daddr ${spec.relayIp} ${ABOUT_UDP} @th,224,16 ${ports} ${icmpMark} accept`,
+      `ip daddr ${spec.relayIp} ${ABOUT_UDP} @th,224,16 ${ports} ${icmpMark} ${TO_QUEUE}`,
     );
-    // Toward the client, about its request to server:port, from the server or a router (the
-    // relay's own errors are selected by the queue's rule, iptables.ts).
+    // Toward the client, about its request to server:port, from the server or a router; the
+    // relay's own errors, in icmp_out (krelay checks which concern a flow).
     rules.udp_forward.push(
-      `${ABOUT_UDP} @th,240,16 ${ports} ${icmpMark} accept`,
+      `${ABOUT_UDP} @th,240,16 ${ports} ${icmpMark} ${TO_QUEUE}`,
       // The mark `divert` set leaves with the error it translated.
       `meta mark ${hex(ICMP_ERROR_MARK)} meta mark set 0x0`,
     );
+    rules.icmp_out = [`${ICMP_ERRORS} ${TO_QUEUE}`];
   }
   return rules;
 }
@@ -312,6 +331,7 @@ export function renderNatTable(
         `  }`,
       ]
       : []),
+    ...(family === "ip" ? [`  chain ${QUEUE_CHAIN} {`, `    accept`, `  }`] : []),
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
     `  chain defrag {`,
     `    meta l4proto tcp tproxy to :${spec.gport}`,
@@ -334,6 +354,16 @@ export function renderNatUpdate(
   const rules = renderNatRules(spec, skLookup, family);
   const chains = chainsOf(spec, family);
   const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
+  // IPv4's icmp_out comes and goes with the UDP services: added (if missing) to be flushed, or
+  // to be deleted (nft 1.0.6 has no delete-if-present).
+  const icmpOut = `add chain ip ${NFT_TABLE} ${ICMP_OUT[0]} { ${ICMP_OUT[1]}; policy accept; }`;
+  if (family === "ip") lines.unshift(icmpOut);
+  if (family === "ip" && !chains.includes(ICMP_OUT)) {
+    lines.push(
+      `flush chain ip ${NFT_TABLE} ${ICMP_OUT[0]}`,
+      `delete chain ip ${NFT_TABLE} ${ICMP_OUT[0]}`,
+    );
+  }
   // A server new to the IPv6 side gets its flow set (the others' are kept, with their flows).
   if (family === "ip6") {
     for (const s of flowServers(spec)) {

@@ -26,10 +26,10 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_answered ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
-      // A new flow's first packet is marked for krelay's queue rule.
-      "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 accept",
+      // A new flow's first packet is marked and queued by the table's own chain.
+      "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 jump to_queue",
       // An error from the client's side about a reply from relay:53, for krelay's queue.
-      `ip daddr 198.51.100.1 ${aboutUdp} @th,224,16 { 53 } meta mark set 0x4b54 accept`,
+      `ip daddr 198.51.100.1 ${aboutUdp} @th,224,16 { 53 } meta mark set 0x4b54 jump to_queue`,
     ],
     udp_forward: [
       // krelay rewrote it: the flow is known from now on; a full set drops it.
@@ -41,10 +41,12 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
       `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
       // An error toward the client about its request to server:53, for krelay's queue.
-      `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 accept`,
+      `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 jump to_queue`,
       "meta mark 0x4b54 meta mark set 0x0",
     ],
     untrack_out: [],
+    // The relay's own errors, which krelay checks.
+    icmp_out: [`${errors} jump to_queue`],
   });
 });
 
@@ -121,12 +123,28 @@ Deno.test("renderNatTable() declares the flow map and set, the defrag chain and 
   assertEquals(table.match(/type filter hook prerouting/g)?.length, 1);
   assertEquals(table.match(/type filter hook forward/g)?.length, 1);
   assert(table.includes("chain divert {\n    type filter hook prerouting priority raw;"));
+  // The relay's own ICMP errors (UDP services only), and the chain holding the queue rule.
+  assertEquals(table.match(/type filter hook output/g)?.length, 1);
+  assert(table.includes("chain icmp_out {\n    type filter hook output priority raw;"));
+  assert(table.includes("  chain to_queue {\n    accept\n  }"));
+  assert(!renderNatTable({ ...spec, udpPorts: [] }).includes("hook output"));
   // The TPROXY expression of a chain that is never called, for the kernel's reassembly.
   assert(table.includes("  chain defrag {\n    meta l4proto tcp tproxy to :16000\n  }"));
   const update = renderNatUpdate({ ...spec, realIp: "203.0.113.20", gport: 16001 });
   // The flows and the defrag chain are kept: live flows stay known, with their servers (a new
   // real_ip is krelay's to give new flows: no rule names a server).
-  assert(update.startsWith("flush chain ip krelay divert\nflush chain ip krelay udp_forward\n"));
+  assert(update.startsWith(
+    "add chain ip krelay icmp_out { type filter hook output priority raw; policy accept; }\n" +
+      "flush chain ip krelay divert\nflush chain ip krelay udp_forward\n",
+  ));
+  // The queue chain keeps its rule.
+  assert(!update.includes("chain ip krelay to_queue"));
+  // Its UDP services gone, icmp_out goes too (added first, so that deleting it cannot fail).
+  assert(
+    renderNatUpdate({ ...spec, udpPorts: [] }).includes(
+      "flush chain ip krelay icmp_out\ndelete chain ip krelay icmp_out\n",
+    ),
+  );
   assert(!update.includes("udp_flows {\n") && !update.includes("defrag"));
   assert(!update.includes("203.0.113.20") && !table.includes("203.0.113.10"));
   assert(update.includes("tproxy to :16001"));
@@ -220,7 +238,8 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
       "chain icmp_out {\n    type filter hook output priority raw;",
     ),
   );
-  assertEquals(renderNatRules(spec).icmp_out, undefined);
+  // IPv4's icmp_out queues the relay's own errors, and no IPv6 rule.
+  assertEquals(renderNatRules(spec).icmp_out?.length, 1);
   const table = renderNatTable(six, true, "ip6");
   assert(
     table.startsWith(
