@@ -113,12 +113,14 @@ const ICMP_OUT: [keyof NatRules, string] = ["icmp_out", "type filter hook output
 
 /**
  * The chains a spec's table has: the untrack one only without tcp_conntrack (not live); IPv4's
- * icmp_out only with UDP services (each base chain is a hook; renderNatUpdate adds or removes
- * it as they come and go).
+ * icmp_out only with UDP services and no untrack_out, which takes its rule (each base chain is
+ * a hook; renderNatUpdate adds or removes it as the services come and go).
  */
 function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRules, string][] {
   const chains = spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
-  if (family === "ip") return spec.udpPorts.length > 0 ? [...chains, ICMP_OUT] : chains;
+  if (family === "ip") {
+    return spec.udpPorts.length > 0 && spec.tcpConntrack ? [...chains, ICMP_OUT] : chains;
+  }
   // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
   return [...chains, ICMP_OUT];
 }
@@ -271,7 +273,10 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
       // The mark `divert` set leaves with the error it translated.
       `meta mark ${hex(ICMP_ERROR_MARK)} meta mark set 0x0`,
     );
-    rules.icmp_out = [`${ICMP_ERRORS} ${TO_QUEUE}`];
+    // The output chain there is: one hook for every packet the relay sends is enough.
+    const own = `${ICMP_ERRORS} ${TO_QUEUE}`;
+    if (spec.tcpConntrack) rules.icmp_out = [own];
+    else rules.untrack_out.push(own);
   }
   return rules;
 }

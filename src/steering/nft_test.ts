@@ -68,7 +68,7 @@ Deno.test("renderNatRules() with sk_lookup: no rule for the clients' segments bu
 Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from the host's conntrack, in raw chains", () => {
   const untracked = { ...spec, tcpConntrack: false };
   const rules = renderNatRules(untracked);
-  assertEquals([rules.divert.slice(0, 2), rules.untrack_out], [
+  assertEquals([rules.divert.slice(0, 2), rules.untrack_out.slice(0, 2)], [
     [
       "tcp sport { 80, 8080 } socket transparent 1 notrack meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack tproxy to :16000 meta mark set 0x4b52 accept",
@@ -80,6 +80,10 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from t
   ]);
   const table = renderNatTable(untracked);
   assert(table.includes("chain untrack_out {\n    type filter hook output priority raw;"));
+  // The relay's own ICMP errors are queued from there: one output hook, not two.
+  assertEquals(rules.untrack_out.length, 3);
+  assertEquals(rules.icmp_out, undefined);
+  assertEquals(table.match(/hook output/g)?.length, 1);
   assert(renderNatUpdate(untracked).includes("flush chain ip krelay untrack_out\n"));
   // With tracking, the table has no such chains: no hook for every packet to pass through.
   assert(!renderNatTable(spec).includes("untrack"));
