@@ -44,8 +44,10 @@ const MAX_STALE_RULES = 16;
 /** {@link Steering}'s kernel path, through `nft`, `ip` and the bpf(2) system call. */
 export class KernelPath implements Steering {
   #listeners?: ListenerSteering;
-  /** The IPv4 table and route are installed (IPv4 clients are steered). */
+  /** The IPv4 table is installed (IPv4 clients are steered). */
   #ipv4 = false;
+  /** The IPv4 policy route is installed (some TCP service has been relayed). */
+  #route4 = false;
   /** The IPv6 table and route are installed (IPv6 clients are steered). */
   #ipv6 = false;
   /** The ip6tables rules queueing scripted IPv6 services (ip6_queue.ts), as installed. */
@@ -118,16 +120,24 @@ export class KernelPath implements Steering {
     }
     if (this.#ipv4) {
       await this.#applyTable(four, (s) => renderNatUpdate(s, skLookup));
-      return;
+    } else {
+      await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
+      this.#ipv4 = true;
+      this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
     }
-    await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
-    this.#ipv4 = true;
-    this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
-    for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+    // Only TCP needs the policy route (the servers' answers to the relay's sockets). Any rule
+    // costs every routed packet of the namespace a policy lookup (the kernel splits its local
+    // and main tables for good), so a UDP-only relay has none; once made it stays while the
+    // table does.
+    if (!this.#route4 && four.tcpPorts.length > 0) {
+      for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+      this.#route4 = true;
+    }
   }
 
   async #removeIpv4(): Promise<void> {
     this.#ipv4 = false;
+    this.#route4 = false;
     // Whatever installed it (or a crashed run left it); a missing nft is no error here.
     await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
     const route = routeRemovalCommands();

@@ -28,6 +28,24 @@ Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", a
   ]);
 });
 
+Deno.test("KernelPath makes the policy route only once a TCP service is relayed", async () => {
+  const { run, calls } = recorder();
+  const path = new KernelPath(run);
+  // UDP only: no rule, so that routing keeps its fast path (no policy lookup per packet).
+  await path.install(labSpec({ tcpPorts: [] }));
+  assert(!calls.some((c) => c.startsWith("ip rule add")), calls.join("\n"));
+  await path.update(labSpec({ tcpPorts: [80] }));
+  assertEquals(calls.filter((c) => c.startsWith("ip rule add")).length, 1);
+  // Made once; it stays while the table does.
+  await path.update(labSpec({ tcpPorts: [] }));
+  await path.update(labSpec({ tcpPorts: [80] }));
+  assertEquals(calls.filter((c) => c.startsWith("ip ")).slice(-2), [
+    "ip rule add fwmark 0x4b52 lookup 19282 priority 19282",
+    "ip route replace local 0.0.0.0/0 dev lo table 19282",
+  ]);
+  assertEquals(calls.filter((c) => c.startsWith("ip rule add")).length, 1);
+});
+
 Deno.test("KernelPath puts the queue rule in a new IPv4 table only, once", async () => {
   const { run, calls } = recorder();
   const queued: string[] = [];
