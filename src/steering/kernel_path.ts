@@ -1,9 +1,9 @@
 /**
  * The kernel path: what carries established flows without krelay. An nftables table of
- * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers marked for the
+ * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers handed to the
  * relay's sockets), the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
  * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF), and
- * the policy route (tproxy_route.ts) that delivers marked answers locally.
+ * for IPv6 the policy route (tproxy_route.ts) that delivers marked answers locally.
  *
  * @module
  */
@@ -46,8 +46,6 @@ export class KernelPath implements Steering {
   #listeners?: ListenerSteering;
   /** The IPv4 table is installed (IPv4 clients are steered). */
   #ipv4 = false;
-  /** The IPv4 policy route is installed (some TCP service has been relayed). */
-  #route4 = false;
   /** The IPv6 table and route are installed (IPv6 clients are steered). */
   #ipv6 = false;
   /** The ip6tables rules queueing scripted IPv6 services (ip6_queue.ts), as installed. */
@@ -109,8 +107,8 @@ export class KernelPath implements Steering {
   }
 
   /**
-   * The IPv4 table and policy route when `spec` steers IPv4 clients (it does unless the relay
-   * is IPv6 only): created, updated in place, or removed as the spec asks.
+   * The IPv4 table when `spec` steers IPv4 clients (it does unless the relay is IPv6 only):
+   * created, updated in place, or removed as the spec asks.
    */
   async #syncIpv4(spec: SteeringSpec, skLookup: boolean): Promise<void> {
     const four = ipv4Spec(spec);
@@ -120,24 +118,17 @@ export class KernelPath implements Steering {
     }
     if (this.#ipv4) {
       await this.#applyTable(four, (s) => renderNatUpdate(s, skLookup));
-    } else {
-      await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
-      this.#ipv4 = true;
-      this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
+      return;
     }
-    // Only TCP needs the policy route (the servers' answers to the relay's sockets). Any rule
-    // costs every routed packet of the namespace a policy lookup (the kernel splits its local
-    // and main tables for good), so a UDP-only relay has none; once made it stays while the
-    // table does.
-    if (!this.#route4 && four.tcpPorts.length > 0) {
-      for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
-      this.#route4 = true;
-    }
+    await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
+    this.#ipv4 = true;
+    this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
+    // No IPv4 policy route: the table delivers the servers' answers itself (nft.ts,
+    // T4_DELIVERY); #removeIpv4 still removes the one of an earlier version's crashed run.
   }
 
   async #removeIpv4(): Promise<void> {
     this.#ipv4 = false;
-    this.#route4 = false;
     // Whatever installed it (or a crashed run left it); a missing nft is no error here.
     await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
     const route = routeRemovalCommands();
