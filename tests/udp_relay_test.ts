@@ -38,6 +38,37 @@ labTest(
 );
 
 labTest(
+  "the first packet is queued from krelay's own table: no iptables hook on an established flow's way",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    // Answered: the first packet reached krelay through the table's queue rule.
+    assertEquals((await dig(lab, ["lab.example", "A"])).stdout.trim(), LAB_ADDR.dnsAnswer);
+    const ruleset = (await lab.exec("relay", ["nft", "list", "ruleset"], { check: true })).stdout;
+    // IPv4's tables: krelay's alone (iptables-nft made none), with its prerouting chain and
+    // one after conntrack for the TCP servers' answers (tcp_conntrack), one forward and one
+    // output hook, and no postrouting one.
+    const tables = [...ruleset.matchAll(/^table ip (\S+) \{$/gm)].map((m) => m[1]);
+    assertEquals(tables, ["krelay"]);
+    const ip = ruleset.slice(ruleset.indexOf("table ip krelay {"));
+    const four = ip.slice(0, ip.indexOf("\n}") + 2);
+    assertEquals(four.match(/hook (\w+)/g), [
+      "hook prerouting",
+      "hook forward",
+      "hook output",
+      "hook prerouting",
+    ]);
+    assert(/chain to_queue \{\n\s+queue num \d+ bypass\n\s+accept\n/.test(four), four);
+    // No IPv4 policy rule: every routed packet would pay for rule lookups.
+    const rules = await lab.exec("relay", ["ip", "rule", "show"], { check: true });
+    assertEquals(rules.stdout.trim().split("\n").length, 3, rules.stdout);
+    assertEquals(await krelay.stop(), 0);
+    assertEquals((await krelay.finalCounters()).udpRequests, 1);
+  },
+);
+
+labTest(
   "two clients using the same source port at once each get their own answer",
   NEEDS,
   async (lab) => {

@@ -178,7 +178,9 @@ export class Rewriter {
     const servers = s.pool.servers;
     const lone = servers.length === 1 ? servers[0].ip >>> 0 : -1;
     const isServer = (ip: number) => servers.some((sv) => sv.ip >>> 0 === ip >>> 0);
-    if (hook === Hook.PostRouting) {
+    // Toward the client: queued after routing (krelay.ko), from the forward hook (nft.ts), or
+    // the relay's own from the output hook.
+    if (hook === Hook.PostRouting || hook === Hook.Forward || hook === Hook.LocalOut) {
       const { innerSrc: client, innerSrcPort: clientPort, innerDst: server } = e;
       const port = e.innerDstPort;
       const entry = this.table.get(replyKey(server, port, client, clientPort));

@@ -41,6 +41,16 @@ Deno.test("an error about a kernel flow's request reaches the client from the re
   assertEquals(engine.counters.icmpErrors, 2);
 });
 
+Deno.test("an error toward the client is translated from the forward and output hooks too", () => {
+  const { engine } = fixture();
+  // nft.ts's table queues the server's (or a router's) from forward, the relay's own from output.
+  for (const [hook, from] of [[Hook.Forward, S], [Hook.LocalOut, RS]] as const) {
+    const bytes = buildIcmpError(unreachable(from, C), forwarded());
+    assertEquals(engine.process(hook, bytes, false), Action.AcceptRewritten);
+    assertEquals(look(bytes), { outer: [R, C], inner: [C, 40000, R, 53], valid: true });
+  }
+});
+
 Deno.test("an error from the client about a reply reaches the server, about server:53", () => {
   const { engine } = fixture();
   const bytes = buildIcmpError(unreachable(C, R), reply());

@@ -13,6 +13,7 @@
 
 import { IptablesSteering } from "./iptables_steering.ts";
 import { KernelPath } from "./kernel_path.ts";
+import { insertQueueRule } from "./nft_queue.ts";
 import { KMOD_PATHS, kmodLoaded, type KmodPaths, KmodSteering } from "./kmod.ts";
 import { ComposedSteering } from "./steering.ts";
 
@@ -38,9 +39,19 @@ export function datapathRefusal(
 
 /** The kernel path with the queue selection `datapath` chooses. */
 export function steeringFor(datapath: DatapathChoice): ComposedSteering {
+  const kmod = useKmod(datapath);
   return new ComposedSteering(
-    new KernelPath(),
-    useKmod(datapath) ? new KmodSteering() : new IptablesSteering(),
+    // Without krelay.ko, the table's own chain queues (nft_queue.ts), and iptables only what
+    // is not on the default path (scripted services, held SYNs).
+    new KernelPath(
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      kmod ? undefined : insertQueueRule,
+    ),
+    kmod ? new KmodSteering() : new IptablesSteering(),
   );
 }
 

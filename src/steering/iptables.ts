@@ -2,17 +2,10 @@
  * The iptables rules that select the packets krelay must decide for its queue, rendered as
  * iptables-restore scripts. Pure: the applier in {@link ./iptables_steering.ts} runs them.
  *
- * The kernel carries established flows (kernel_path.ts); the queue gets only:
+ * The kernel carries established flows (kernel_path.ts), and nft.ts's table queues each new
+ * UDP flow's first packet and the ICMP errors of UDP flows from its own chains (nft_queue.ts),
+ * so that no iptables hook is on the default path. The queue gets from iptables only:
  *
- * - `mangle KRELAY_PRE` (from PREROUTING, taken only by packets with {@link UDP_FIRST_MARK}):
- *   each new UDP flow's first packet, which nft.ts's chain at raw priority marked. krelay
- *   records the flow and rewrites that packet; the kernel learns the flow from it.
- * - `mangle KRELAY_ICMP_IN` / `KRELAY_ICMP_OUT` (from PREROUTING / POSTROUTING, taken only by
- *   ICMP packets): ICMP errors about UDP flows, marked {@link ICMP_ERROR_MARK} by nft.ts's
- *   chains, from the client's side (before routing: their destination becomes the server),
- *   and toward the client (after routing: their source becomes the relay, which routing would
- *   take for a martian), with the relay's own errors, which no nftables chain sees without a
- *   hook of its own for every packet the relay sends.
  * - `mangle KRELAY_SYN` (from PREROUTING, taken only by TCP SYNs): clients' SYNs to relay:port
  *   of the TCP services in `heldSynPorts`, which krelay holds until the server has answered
  *   (syn_gate.ts); a
@@ -26,7 +19,9 @@
  *     the service port to the client.
  *
  * A chain exists only while it has rules: every built-in chain a jump sits in is a hook every
- * packet passes, so without scripts the only hook is the marked packets' jump.
+ * packet passes, so without scripts or held SYNs there is none. The chains of earlier
+ * versions (`mangle KRELAY_PRE` for marked first packets, `KRELAY_ICMP_IN` / `KRELAY_ICMP_OUT`)
+ * are still removed, as a crashed run of those may have left them.
  *
  * Every NFQUEUE rule has --queue-bypass: when krelay is not running, packets pass instead of
  * being dropped by an unserved queue.
@@ -35,7 +30,7 @@
  */
 
 import { ICMP_ERROR_MARK, UDP_FIRST_MARK } from "./marks.ts";
-import { ipv4Spec, kernelUdpPorts, type SteeringSpec } from "./steering.ts";
+import { ipv4Spec, type SteeringSpec } from "./steering.ts";
 
 /** One of krelay's chains: its table, name and the built-in chain that jumps to it. */
 export interface KrelayChain {
@@ -48,12 +43,10 @@ export interface KrelayChain {
 
 /** What selects a UDP flow's first packet, marked by nft.ts's raw-priority chain. */
 const UDP_FIRST = `-p udp -m mark --mark 0x${UDP_FIRST_MARK.toString(16)}`;
-/** The ICMP errors the relay itself may send about a flow's datagram. */
-const RELAY_ERRORS = ["destination-unreachable", "time-exceeded", "parameter-problem"];
 /** What selects an ICMP error about a UDP flow, marked by nft.ts's chains. */
 const ICMP_ERROR = `-p icmp -m mark --mark 0x${ICMP_ERROR_MARK.toString(16)}`;
 
-/** Every chain krelay may install, in the order they are installed. */
+/** Every chain krelay may install or remove, in the order they are installed. */
 export const CHAINS = {
   first: { table: "mangle", chain: "KRELAY_PRE", from: "PREROUTING", jump: UDP_FIRST },
   request: { table: "raw", chain: "KRELAY_PRE", from: "PREROUTING", jump: "" },
@@ -91,17 +84,9 @@ export function renderChainRules(steering: SteeringSpec): Partial<Record<ChainId
   if (spec === undefined) return {};
   const q = queueTarget(spec.queue);
   const rules: Partial<Record<ChainId, string[]>> = {};
-  if (kernelUdpPorts(spec).length > 0) rules.first = [q];
-  if (spec.udpPorts.length > 0) {
-    rules.icmpIn = [q];
-    rules.icmpOut = [
-      `-m mark --mark 0x${ICMP_ERROR_MARK.toString(16)} ${q}`,
-      // The relay's own (rate-limited by the kernel): krelay checks which concern a flow.
-      ...RELAY_ERRORS.map((type) =>
-        `-m addrtype --src-type LOCAL -p icmp --icmp-type ${type} ${q}`
-      ),
-    ];
-  }
+  // A new UDP flow's first packet and the ICMP errors of UDP flows are queued by the nft
+  // table's own chain (nft.ts, nft_queue.ts): chains first, icmpIn and icmpOut are no longer
+  // rendered, only removed (those of earlier versions).
   const held = (spec.heldSynPorts ?? []).filter((p) =>
     spec.tcpPorts.includes(p) && !spec.scriptedTcpPorts.includes(p)
   );

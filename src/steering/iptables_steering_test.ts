@@ -3,7 +3,8 @@ import type { CommandRunner } from "../system/command.ts";
 import { idleBuiltinChains, IptablesSteering } from "./iptables_steering.ts";
 import { labSpec, recorder } from "./_steering_spec.ts";
 
-const spec = labSpec();
+// Held SYNs: a chain of iptables' own (first packets and ICMP errors are nft.ts's to queue).
+const spec = labSpec({ heldSynPorts: [80] });
 
 Deno.test("IptablesSteering.install() removes stale jumps and chains before installing", async () => {
   const { run, calls } = recorder({ staleJumps: 2 });
@@ -21,6 +22,12 @@ Deno.test("IptablesSteering.install() undoes a refused install and reports why",
   assert(undo.some((c) => c.includes("-X KRELAY_PRE")), undo.join("\n"));
 });
 
+Deno.test("IptablesSteering installs nothing when only nft.ts's table queues", async () => {
+  const { run, calls } = recorder();
+  await new IptablesSteering(run).install(labSpec());
+  assert(!calls.some((c) => c.includes("iptables-restore")), calls.join("\n"));
+});
+
 Deno.test("IptablesSteering.update() refills installed chains, adds new ones, removes idle ones", async () => {
   const { run, calls } = recorder();
   const steering = new IptablesSteering(run);
@@ -28,11 +35,11 @@ Deno.test("IptablesSteering.update() refills installed chains, adds new ones, re
   calls.length = 0;
   await steering.update(spec);
   assertEquals(calls, ["iptables-restore -w --noflush"]);
-  // A script on TCP 80: its chains come with their jumps.
+  // A script on UDP 53: its chains come with their jumps.
   calls.length = 0;
-  await steering.update({ ...spec, scriptedTcpPorts: [80] });
+  await steering.update({ ...spec, scriptedUdpPorts: [53] });
   assertEquals(calls, ["iptables-restore -w --noflush"]);
-  // Unloaded: those chains go, jump first; the first-packet chain stays.
+  // Unloaded: those chains go, jump first; the held SYNs' chain stays.
   calls.length = 0;
   await steering.update(spec);
   assertEquals(calls[0], "iptables-restore -w --noflush");

@@ -10,39 +10,16 @@ import { labSpec } from "./_steering_spec.ts";
 const spec = labSpec({ queue: 3 });
 const q = "-m comment --comment krelay -j NFQUEUE --queue-num 3 --queue-bypass";
 
-/** The ICMP errors' chains, with any UDP service. */
-const icmp = {
-  icmpIn: [q],
-  icmpOut: [
-    `-m mark --mark 0x4b54 ${q}`,
-    `-m addrtype --src-type LOCAL -p icmp --icmp-type destination-unreachable ${q}`,
-    `-m addrtype --src-type LOCAL -p icmp --icmp-type time-exceeded ${q}`,
-    `-m addrtype --src-type LOCAL -p icmp --icmp-type parameter-problem ${q}`,
-  ],
-};
-
-Deno.test("renderChainRules() without scripts queues only the marked first packets and ICMP errors", () => {
-  assertEquals(renderChainRules(spec), { first: [q], ...icmp });
-  // No UDP service: nothing to queue at all.
+Deno.test("renderChainRules() without scripts or held SYNs needs no chain: nft.ts's table queues", () => {
+  // First packets and ICMP errors are queued by the nft table's own chain (nft_queue.ts).
+  assertEquals(renderChainRules(spec), {});
+  assertEquals(renderRestoreScript(spec), "");
   assertEquals(renderChainRules({ ...spec, udpPorts: [] }), {});
-});
-
-Deno.test("renderChainRules() queues ICMP errors about UDP flows: marked ones, and the relay's own", () => {
-  // Scripted UDP services too: their flows are krelay's to translate.
-  const scripted = renderChainRules({ ...spec, scriptedUdpPorts: [53] });
-  assertEquals([scripted.first, scripted.icmpIn, scripted.icmpOut], [
-    undefined,
-    ...Object.values(icmp),
-  ]);
-  const script = renderRestoreScript(spec);
-  assert(script.includes("-I PREROUTING 1 -p icmp -m mark --mark 0x4b54 -j KRELAY_ICMP_IN\n"));
-  assert(script.includes("-I POSTROUTING 1 -p icmp -j KRELAY_ICMP_OUT\n"));
 });
 
 Deno.test("renderChainRules() queues every packet of scripted services both ways", () => {
   const rules = renderChainRules({ ...spec, scriptedUdpPorts: [53], scriptedTcpPorts: [80] });
   assertEquals(rules, {
-    ...icmp,
     request: [
       `-d 198.51.100.1/32 -p udp -m multiport --dports 53 ${q}`,
       `-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`,
@@ -82,13 +59,13 @@ Deno.test("renderRestoreScript() declares each chain, fills it, jumps to it and 
   ]);
 });
 
-Deno.test("renderRestoreScript() jumps to the first-packet chain by the mark only", () => {
-  const script = renderRestoreScript(spec).split("\n").filter((l) => !l.includes("ICMP"));
+Deno.test("renderRestoreScript() jumps to the held SYNs' chain by TCP SYNs only", () => {
+  const script = renderRestoreScript({ ...spec, heldSynPorts: [80] }).split("\n");
   assertEquals(script, [
     "*mangle",
-    ":KRELAY_PRE - [0:0]",
-    `-A KRELAY_PRE ${q}`,
-    "-I PREROUTING 1 -p udp -m mark --mark 0x4b53 -j KRELAY_PRE",
+    ":KRELAY_SYN - [0:0]",
+    `-A KRELAY_SYN -d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${q}`,
+    "-I PREROUTING 1 -p tcp --syn -j KRELAY_SYN",
     "COMMIT",
     "",
   ]);

@@ -1,16 +1,16 @@
 /**
  * The kernel path: what carries established flows without krelay. An nftables table of
- * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers marked for the
+ * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers handed to the
  * relay's sockets), the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
  * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF), and
- * the policy route (tproxy_route.ts) that delivers marked answers locally.
+ * for IPv6 the policy route (tproxy_route.ts) that delivers marked answers locally.
  *
  * @module
  */
 
 import { type CommandRunner, mustRun, runCommand } from "../system/command.ts";
 import { logger } from "../system/log.ts";
-import { NFT_TABLE, renderNatTable, renderNatUpdate } from "./nft.ts";
+import { NFT_TABLE, QUEUE_CHAIN, renderNatTable, renderNatUpdate } from "./nft.ts";
 import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import {
   ipv4Spec,
@@ -36,6 +36,9 @@ export interface ListenerSteering {
   close(): void;
 }
 
+/** Puts the NFQUEUE rule for `queue` in the IPv4 table's queue chain (nft_queue.ts). */
+export type QueueRule = (table: string, chain: string, queue: number) => void;
+
 /** Attaches the steering to the listeners; throws when the kernel refuses. */
 export type AttachListeners = (
   target: SkLookupTarget,
@@ -48,7 +51,7 @@ const MAX_STALE_RULES = 16;
 /** {@link Steering}'s kernel path, through `nft`, `ip` and the bpf(2) system call. */
 export class KernelPath implements Steering {
   #listeners?: ListenerSteering;
-  /** The IPv4 table and route are installed (IPv4 clients are steered). */
+  /** The IPv4 table is installed (IPv4 clients are steered). */
   #ipv4 = false;
   /** The IPv6 table and route are installed (IPv6 clients are steered). */
   #ipv6 = false;
@@ -70,6 +73,11 @@ export class KernelPath implements Steering {
     private readonly ip = "ip",
     private readonly attachListeners: AttachListeners = (t, l) => SkLookup.attach(t, l),
     private readonly ip6tables = "ip6tables",
+    /**
+     * Whether the table's own chain queues the packets krelay must decide (the default
+     * datapath), and how; undefined: krelay.ko's hooks select them.
+     */
+    private readonly queueRule?: QueueRule,
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
@@ -131,8 +139,8 @@ export class KernelPath implements Steering {
   }
 
   /**
-   * The IPv4 table and policy route when `spec` steers IPv4 clients (it does unless the relay
-   * is IPv6 only): created, updated in place, or removed as the spec asks.
+   * The IPv4 table when `spec` steers IPv4 clients (it does unless the relay is IPv6 only):
+   * created, updated in place, or removed as the spec asks.
    */
   async #syncIpv4(spec: SteeringSpec, skLookup: boolean): Promise<void> {
     const four = ipv4Spec(spec);
@@ -146,7 +154,9 @@ export class KernelPath implements Steering {
     }
     await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
     this.#ipv4 = true;
-    for (const args of routeInstallCommands()) await mustRun(this.run, this.ip, args);
+    this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
+    // No IPv4 policy route: the table delivers the servers' answers itself (nft.ts,
+    // T4_DELIVERY); #removeIpv4 still removes the one of an earlier version's crashed run.
   }
 
   async #removeIpv4(): Promise<void> {

@@ -18,14 +18,26 @@ function noBpfPath() {
   return { calls, path };
 }
 
-Deno.test("KernelPath.install() sets up the nft table, then the TPROXY route", async () => {
+Deno.test("KernelPath.install() sets up the IPv4 nft table and no policy route", async () => {
   const { run, calls } = recorder();
   await new KernelPath(run).install(spec);
-  assertEquals(calls.slice(-3), [
-    "nft -f -",
-    "ip rule add fwmark 0x4b52 lookup 19282 priority 19282",
-    "ip route replace local 0.0.0.0/0 dev lo table 19282",
-  ]);
+  // The table delivers the servers' answers itself: no rule costs every routed packet.
+  assertEquals(calls.at(-1), "nft -f -");
+  assert(!calls.some((c) => c.startsWith("ip rule add") || c.startsWith("ip route replace")));
+});
+
+Deno.test("KernelPath puts the queue rule in a new IPv4 table only, once", async () => {
+  const { run, calls } = recorder();
+  const queued: string[] = [];
+  const path = new KernelPath(run, "nft", "ip", undefined, "ip6tables", (table, chain, q) => {
+    // After the table is made: its chain must exist.
+    queued.push(`${table} ${chain} ${q} after ${calls.filter((c) => c === "nft -f -").length}`);
+  });
+  await path.install(labSpec({ queue: 5 }));
+  assertEquals(queued, ["krelay to_queue 5 after 1"]);
+  // An update keeps the table, and its rule.
+  await path.update(labSpec({ queue: 5, udpPorts: [53, 54] }));
+  assertEquals(queued.length, 1);
 });
 
 Deno.test("KernelPath applies the table without the TCP refusal where the kernel refuses reject in prerouting", async () => {
@@ -136,7 +148,8 @@ Deno.test("KernelPath with listeners hands connections over by sk_lookup, not TP
   await steering.install(kspec);
   assert(!nftScripts()[0].includes("dport { 80 } tproxy"), nftScripts()[0]);
   await steering.update({ ...kspec, tcpPorts: [80, 81], listeners: [13] });
-  assert(!nftScripts()[1].includes("tproxy"), nftScripts()[1]);
+  // No TPROXY for the clients' segments (the servers' answers' delivery is nft.ts's).
+  assert(!nftScripts()[1].includes("tproxy to :"), nftScripts()[1]);
   await steering.remove();
   await steering.remove();
   assertEquals(seen, ["attach 198.51.100.1 80 -> 11,12", "update 80,81 -> 13", "close"]);

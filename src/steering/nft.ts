@@ -94,8 +94,16 @@ export interface NatRules {
   divert: string[];
   udp_forward: string[];
   untrack_out: string[];
-  /** ip6 only: the relay's own ICMPv6 errors about requests it forwards (icmp6_rules.ts). */
+  /**
+   * The relay's own ICMP errors about requests it forwards, for the queue (ip6:
+   * icmp6_rules.ts's).
+   */
   icmp_out?: string[];
+  /**
+   * IPv4 with tcp_conntrack: readdresses the servers' answers `divert` handed to the relay's
+   * sockets, after conntrack has seen them as they came (see T4_DELIVERY).
+   */
+  answers?: string[];
 }
 
 /** The chains, their hooks and priorities, in the order they are declared. */
@@ -105,13 +113,44 @@ const CHAINS: readonly [keyof NatRules, string][] = [
   ["untrack_out", "type filter hook output priority raw"],
 ];
 
-/** The chains a spec's table has: the untrack one only without tcp_conntrack (not live). */
+/** The output chain of the relay's own ICMP errors (the queue takes them). */
+const ICMP_OUT: [keyof NatRules, string] = ["icmp_out", "type filter hook output priority raw"];
+
+/** After conntrack (-200), before routing. */
+const ANSWERS: [keyof NatRules, string] = [
+  "answers",
+  "type filter hook prerouting priority mangle",
+];
+
+/** IPv4's chains that come and go with the services (renderNatUpdate adds or removes them). */
+const OPTIONAL: readonly [keyof NatRules, string][] = [ICMP_OUT, ANSWERS];
+
+/**
+ * The chains a spec's table has: the untrack one only without tcp_conntrack (not live); IPv4's
+ * icmp_out only with UDP services and no untrack_out, which takes its rule, and answers only
+ * with TCP services and tcp_conntrack (each base chain is a hook for every packet).
+ */
 function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRules, string][] {
   const chains = spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
-  if (family === "ip") return chains;
+  if (family === "ip") {
+    const tracked = spec.tcpConntrack;
+    return [
+      ...chains,
+      ...(spec.udpPorts.length > 0 && tracked ? [ICMP_OUT] : []),
+      ...(spec.tcpPorts.length > 0 && tracked ? [ANSWERS] : []),
+    ];
+  }
   // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
-  return [...chains, ["icmp_out", "type filter hook output priority raw"]];
+  return [...chains, ICMP_OUT];
 }
+
+/**
+ * IPv4's chain holding the NFQUEUE rule (nft_queue.ts inserts it before the `accept`), which
+ * the packets krelay must decide jump to: without the rule (krelay.ko selects them) they are
+ * accepted as before.
+ */
+export const QUEUE_CHAIN = "to_queue";
+const TO_QUEUE = `jump ${QUEUE_CHAIN}`;
 
 /**
  * A UDP flow's key in `udp_flows` (client, client port, service port; the server is its
@@ -125,6 +164,21 @@ const REPLY_KEY = "ip daddr . udp dport . udp sport";
  */
 const REPLY_TUPLE = "ip saddr . udp sport . ip daddr . udp dport";
 const REQUEST_TUPLE = "ip daddr . udp dport . ip saddr . udp sport";
+
+/**
+ * How a server's answer to a client's address (T4) reaches the relay's transparent socket
+ * bound to it, without the policy rule that a mark needs (any rule costs every routed packet
+ * of the namespace two rule lookups, its source check included, and the kernel keeps doing so
+ * once a rule was added): `tproxy` finds the connection's socket (its established lookup
+ * comes first) and assigns it to the packet, whose destination then becomes the relay's own
+ * address, so routing delivers it locally and TCP takes the assigned socket. Its listener
+ * fallback is a port where nothing listens: a segment of no connection matches nothing and
+ * goes on to the client's address, as it did before. With tcp_conntrack the readdressing is
+ * chain `answers`'s, after conntrack, for the packets `divert` marked: conntrack must see the
+ * answer as the reply of the relay's connection (a host's `ct state invalid drop` would drop
+ * it otherwise); that chain is one hook, cheaper than the rule.
+ */
+const T4_DELIVERY = "tproxy to 127.0.0.1:1";
 
 /** An ICMP error, as the kernel generates and translates them. */
 const ICMP_ERRORS = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
@@ -174,7 +228,21 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     const notrack = spec.tcpConntrack ? "" : "notrack ";
     const mark = `meta mark set ${hex(TPROXY_MARK)} accept`;
     // The server answers from the service port; the lookup finds the relay's socket, if any.
-    rules.divert.push(`tcp sport ${ports} socket transparent 1 ${notrack}${mark}`);
+    // IPv4: `tproxy` hands the packet to that socket and the destination becomes the relay's,
+    // so routing delivers it locally with no policy rule (see T4_DELIVERY); IPv6: the mark
+    // and tproxy_route.ts's rule.
+    // With conntrack (tcp_conntrack), the readdressing waits for it in chain `answers`: it
+    // must see the answer as the server sent it, as the reply of the relay's connection.
+    const readdress = `ip daddr set ${spec.relayIp} accept`;
+    const delivered = spec.tcpConntrack ? mark : readdress;
+    rules.divert.push(
+      family === "ip"
+        ? `tcp sport ${ports} ${notrack}${T4_DELIVERY} ${delivered}`
+        : `tcp sport ${ports} socket transparent 1 ${notrack}${mark}`,
+    );
+    if (family === "ip" && spec.tcpConntrack) {
+      rules.answers = [`meta mark ${hex(TPROXY_MARK)} ip daddr set ${spec.relayIp}`];
+    }
     const clients = `ip daddr ${spec.relayIp} tcp dport ${ports}`;
     // No server up (of the family's pool): the kernel refuses the SYN as a host with nothing
     // listening would; the connections' other segments pass.
@@ -184,7 +252,8 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     // An error about the relay's own connection to the server, addressed to the client's
     // address: the socket it is about learns of it (path MTU discovery). IPv6's are
     // icmp6_rules.ts's.
-    if (family === "ip") rules.divert.push(`${ICMP_ERRORS} socket transparent 1 ${mark}`);
+    // The error's embedded header, not its outer destination, finds the socket.
+    if (family === "ip") rules.divert.push(`${ICMP_ERRORS} socket transparent 1 ${delivered}`);
     if (!spec.tcpConntrack) {
       // T2 relay:port -> client; T3 the relay's socket (client:y) -> server.
       rules.untrack_out.push(`ip saddr ${spec.relayIp} tcp sport ${ports} notrack`);
@@ -220,7 +289,7 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
       // has one server and no health checks.
       ...(v4 ? refused(spec, udpPorts) : []),
       v4
-        ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`
+        ? `${request} meta mark set ${hex(UDP_FIRST_MARK)} ${TO_QUEUE}`
         : `${request} meta mark set ${hex(UDP_FIRST_MARK)} ip daddr set ${spec.realIp} accept`,
     );
     // IPv4: a reply refreshes its flow in `udp_answered` (created by the first answer), which
@@ -245,15 +314,19 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     const icmpMark = `meta mark set ${hex(ICMP_ERROR_MARK)}`;
     // From the client's side, about a reply from relay:port.
     rules.divert.push(
-      `ip daddr ${spec.relayIp} ${ABOUT_UDP} @th,224,16 ${ports} ${icmpMark} accept`,
+      `ip daddr ${spec.relayIp} ${ABOUT_UDP} @th,224,16 ${ports} ${icmpMark} ${TO_QUEUE}`,
     );
-    // Toward the client, about its request to server:port, from the server or a router (the
-    // relay's own errors are selected by the queue's rule, iptables.ts).
+    // Toward the client, about its request to server:port, from the server or a router; the
+    // relay's own errors, in icmp_out (krelay checks which concern a flow).
     rules.udp_forward.push(
-      `${ABOUT_UDP} @th,240,16 ${ports} ${icmpMark} accept`,
+      `${ABOUT_UDP} @th,240,16 ${ports} ${icmpMark} ${TO_QUEUE}`,
       // The mark `divert` set leaves with the error it translated.
       `meta mark ${hex(ICMP_ERROR_MARK)} meta mark set 0x0`,
     );
+    // The output chain there is: one hook for every packet the relay sends is enough.
+    const own = `${ICMP_ERRORS} ${TO_QUEUE}`;
+    if (spec.tcpConntrack) rules.icmp_out = [own];
+    else rules.untrack_out.push(own);
   }
   return rules;
 }
@@ -315,6 +388,7 @@ export function renderNatTable(
         `  }`,
       ]
       : []),
+    ...(family === "ip" ? [`  chain ${QUEUE_CHAIN} {`, `    accept`, `  }`] : []),
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
     `  chain defrag {`,
     `    meta l4proto tcp tproxy to :${spec.gport}`,
@@ -337,6 +411,14 @@ export function renderNatUpdate(
   const rules = renderNatRules(spec, skLookup, family);
   const chains = chainsOf(spec, family);
   const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
+  // IPv4's optional chains come and go with the services: added (if missing) to be flushed,
+  // or to be deleted (nft 1.0.6 has no delete-if-present).
+  for (const [chain, hook] of family === "ip" ? [...OPTIONAL].reverse() : []) {
+    lines.unshift(`add chain ip ${NFT_TABLE} ${chain} { ${hook}; policy accept; }`);
+    if (!chains.some(([c]) => c === chain)) {
+      lines.push(`flush chain ip ${NFT_TABLE} ${chain}`, `delete chain ip ${NFT_TABLE} ${chain}`);
+    }
+  }
   // A server new to the IPv6 side gets its flow set (the others' are kept, with their flows).
   if (family === "ip6") {
     for (const s of flowServers(spec)) {

@@ -4,7 +4,7 @@ import { labSpec } from "./_steering_spec.ts";
 
 const spec = labSpec({ tcpPorts: [80, 8080] });
 
-Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers, and NATs UDP ones by krelay's flow set", () => {
+Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to the relay's sockets, and NATs UDP ones by krelay's flow set", () => {
   const key = "ip saddr . udp sport . udp dport";
   const reply = "ip daddr . udp dport . udp sport";
   const tuple = "ip saddr . udp sport . ip daddr . udp dport";
@@ -14,7 +14,9 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
   const aboutUdp = `${errors} @th,64,8 0x45 @th,136,8 17`;
   assertEquals(renderNatRules(spec), {
     divert: [
-      "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept",
+      // A server's answer: given to the relay's socket and marked, to be addressed to the relay
+      // after conntrack (chain answers): no policy rule needed for local delivery.
+      "tcp sport { 80, 8080 } tproxy to 127.0.0.1:1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
       // An error about the relay's own connection to a server finds its socket.
       `${errors} socket transparent 1 meta mark set 0x4b52 accept`,
@@ -26,10 +28,10 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_answered ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
-      // A new flow's first packet is marked for krelay's queue rule.
-      "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 accept",
+      // A new flow's first packet is marked and queued by the table's own chain.
+      "ip daddr 198.51.100.1 udp dport { 53 } meta mark set 0x4b53 jump to_queue",
       // An error from the client's side about a reply from relay:53, for krelay's queue.
-      `ip daddr 198.51.100.1 ${aboutUdp} @th,224,16 { 53 } meta mark set 0x4b54 accept`,
+      `ip daddr 198.51.100.1 ${aboutUdp} @th,224,16 { 53 } meta mark set 0x4b54 jump to_queue`,
     ],
     udp_forward: [
       // krelay rewrote it: the flow is known from now on; a full set drops it.
@@ -41,24 +43,30 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, marking the answers,
       `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
       `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
       // An error toward the client about its request to server:53, for krelay's queue.
-      `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 accept`,
+      `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 jump to_queue`,
       "meta mark 0x4b54 meta mark set 0x0",
     ],
     untrack_out: [],
+    // The relay's own errors, which krelay checks.
+    icmp_out: [`${errors} jump to_queue`],
+    answers: ["meta mark 0x4b52 ip daddr set 198.51.100.1"],
   });
 });
 
 Deno.test("renderNatRules() with sk_lookup: no rule for the clients' segments but notrack's", () => {
-  const tproxy = (r: string) => r.includes("tproxy");
+  const tproxy = (r: string) => r.includes("tproxy to :");
   const plain = renderNatRules(spec, true).divert;
   assert(!plain.some(tproxy), plain.join("\n"));
   assert(!plain.some((r) => r.includes("tcp dport")), plain.join("\n"));
   // The server's answers still need the relay's transparent socket found and routed to it.
-  assertEquals(plain[0], "tcp sport { 80, 8080 } socket transparent 1 meta mark set 0x4b52 accept");
+  assertEquals(
+    plain[0],
+    "tcp sport { 80, 8080 } tproxy to 127.0.0.1:1 meta mark set 0x4b52 accept",
+  );
   const untracked = renderNatRules({ ...spec, tcpConntrack: false }, true).divert;
   assert(!untracked.some(tproxy), untracked.join("\n"));
   assert(untracked.includes("ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack accept"));
-  assert(!renderNatUpdate(spec, true).includes("tproxy"));
+  assert(!renderNatUpdate(spec, true).includes("tproxy to :"));
   // The defrag chain keeps its (never called) TPROXY expression: fragments are still reassembled.
   assert(renderNatTable(spec, true).includes("chain defrag {\n    meta l4proto tcp tproxy"));
 });
@@ -66,9 +74,10 @@ Deno.test("renderNatRules() with sk_lookup: no rule for the clients' segments bu
 Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from the host's conntrack, in raw chains", () => {
   const untracked = { ...spec, tcpConntrack: false };
   const rules = renderNatRules(untracked);
-  assertEquals([rules.divert.slice(0, 2), rules.untrack_out], [
+  assertEquals([rules.divert.slice(0, 2), rules.untrack_out.slice(0, 2)], [
     [
-      "tcp sport { 80, 8080 } socket transparent 1 notrack meta mark set 0x4b52 accept",
+      // Untracked: readdressed at once, no chain answers.
+      "tcp sport { 80, 8080 } notrack tproxy to 127.0.0.1:1 ip daddr set 198.51.100.1 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } notrack tproxy to :16000 meta mark set 0x4b52 accept",
     ],
     [
@@ -78,6 +87,12 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from t
   ]);
   const table = renderNatTable(untracked);
   assert(table.includes("chain untrack_out {\n    type filter hook output priority raw;"));
+  // The relay's own ICMP errors are queued from there: one output hook, not two.
+  assertEquals(rules.untrack_out.length, 3);
+  assertEquals(rules.icmp_out, undefined);
+  assertEquals(table.match(/hook output/g)?.length, 1);
+  assertEquals(table.match(/hook prerouting/g)?.length, 1);
+  assertEquals(rules.answers, undefined);
   assert(renderNatUpdate(untracked).includes("flush chain ip krelay untrack_out\n"));
   // With tracking, the table has no such chains: no hook for every packet to pass through.
   assert(!renderNatTable(spec).includes("untrack"));
@@ -117,16 +132,39 @@ Deno.test("renderNatTable() declares the flow map and set, the defrag chain and 
   assert(table.includes("type ipv4_addr . inet_service . ipv4_addr . inet_service; flags"));
   assert(table.includes("  map udp_answered {\n"));
   assertEquals(table.match(/size 1000;/g)?.length, 3);
-  // A base chain of its own costs every packet a hook: one prerouting chain, one forward chain.
-  assertEquals(table.match(/type filter hook prerouting/g)?.length, 1);
+  // A base chain of its own costs every packet a hook: one prerouting chain (and with TCP and
+  // tcp_conntrack, answers after conntrack), one forward chain.
+  assertEquals(table.match(/type filter hook prerouting/g)?.length, 2);
+  assert(table.includes("chain answers {\n    type filter hook prerouting priority mangle;"));
+  assertEquals(renderNatTable({ ...spec, tcpPorts: [] }).match(/hook prerouting/g)?.length, 1);
   assertEquals(table.match(/type filter hook forward/g)?.length, 1);
   assert(table.includes("chain divert {\n    type filter hook prerouting priority raw;"));
+  // The relay's own ICMP errors (UDP services only), and the chain holding the queue rule.
+  assertEquals(table.match(/type filter hook output/g)?.length, 1);
+  assert(table.includes("chain icmp_out {\n    type filter hook output priority raw;"));
+  assert(table.includes("  chain to_queue {\n    accept\n  }"));
+  assert(!renderNatTable({ ...spec, udpPorts: [] }).includes("hook output"));
   // The TPROXY expression of a chain that is never called, for the kernel's reassembly.
   assert(table.includes("  chain defrag {\n    meta l4proto tcp tproxy to :16000\n  }"));
   const update = renderNatUpdate({ ...spec, realIp: "203.0.113.20", gport: 16001 });
   // The flows and the defrag chain are kept: live flows stay known, with their servers (a new
   // real_ip is krelay's to give new flows: no rule names a server).
-  assert(update.startsWith("flush chain ip krelay divert\nflush chain ip krelay udp_forward\n"));
+  assert(
+    update.startsWith(
+      "add chain ip krelay icmp_out { type filter hook output priority raw; policy accept; }\n" +
+        "add chain ip krelay answers { type filter hook prerouting priority mangle; policy accept; }\n" +
+        "flush chain ip krelay divert\nflush chain ip krelay udp_forward\n",
+    ),
+    update,
+  );
+  // The queue chain keeps its rule.
+  assert(!update.includes("chain ip krelay to_queue"));
+  // Its UDP services gone, icmp_out goes too (added first, so that deleting it cannot fail).
+  assert(
+    renderNatUpdate({ ...spec, udpPorts: [] }).includes(
+      "flush chain ip krelay icmp_out\ndelete chain ip krelay icmp_out\n",
+    ),
+  );
   assert(!update.includes("udp_flows {\n") && !update.includes("defrag"));
   assert(!update.includes("203.0.113.20") && !table.includes("203.0.113.10"));
   assert(update.includes("tproxy to :16001"));
@@ -157,10 +195,10 @@ Deno.test("renderNatRules() has the kernel refuse a SYN to a TCP service with no
   const rules = renderNatRules(labSpec({ tcpPorts: [80, 443], refusedTcpPorts: [443, 7] }));
   const refuse = "ip daddr 198.51.100.1 tcp dport { 443 } " +
     "tcp flags & (fin | syn | rst | ack) == syn reject with tcp reset";
-  const tproxy = rules.divert.findIndex((r) => r.includes("tproxy to"));
+  const tproxy = rules.divert.findIndex((r) => r.includes("tproxy to :"));
   assertEquals(rules.divert.indexOf(refuse), tproxy - 1);
   // The relay's answers and connections of the service still pass as before.
-  assert(rules.divert[0].startsWith("tcp sport { 80, 443 } socket transparent 1"));
+  assert(rules.divert[0].startsWith("tcp sport { 80, 443 } tproxy to 127.0.0.1:1"));
   assertEquals(renderNatRules(labSpec({ tcpPorts: [80] })).divert.some((r) => r === refuse), false);
   // Each family's table refuses the services with none of its own servers up.
   const six = labSpec({
@@ -227,7 +265,8 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
       "chain icmp_out {\n    type filter hook output priority raw;",
     ),
   );
-  assertEquals(renderNatRules(spec).icmp_out, undefined);
+  // IPv4's icmp_out queues the relay's own errors, and no IPv6 rule.
+  assertEquals(renderNatRules(spec).icmp_out?.length, 1);
   const table = renderNatTable(six, true, "ip6");
   assert(
     table.startsWith(

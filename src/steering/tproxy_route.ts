@@ -1,7 +1,9 @@
 /**
  * The kernel path's policy route for TPROXY: a packet the nft rules mark with {@link TPROXY_MARK}
- * (see nft_nat.ts) is delivered to a local socket whatever its destination. That is how the
- * server's answers to a client's address reach the relay's transparent socket bound to it.
+ * (see nft.ts) is delivered to a local socket whatever its destination. That is how the
+ * server's answers to a client's IPv6 address reach the relay's transparent socket bound to it.
+ * IPv4 has none (nft.ts delivers those answers by `tproxy` itself, as any rule costs every
+ * routed packet); its removal stays, for what an earlier version's crashed run left.
  *
  * The mark, the routing table and the rule's priority are one fixed number, so that a run can
  * remove what a crashed run left without knowing its configuration.
