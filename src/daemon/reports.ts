@@ -94,21 +94,8 @@ export interface NatEntryView {
  */
 export function udp6FlowView(f: Udp6Flow, relayIp6: string, now: number): NatEntryView {
   const idle = Math.max(0, (f.timeoutMs - (f.expires - now)) / 1000);
-  return {
-    protocol: "udp",
-    family: 6,
-    client: formatEndpoint6(f.client, f.clientPort),
-    relay: formatEndpoint6(relayIp6, f.servicePort),
-    relayPort: f.servicePort,
-    server: formatEndpoint6(f.server, f.servicePort),
-    ageSeconds: Math.max(0, (now - f.created) / 1000),
-    idleSeconds: idle,
-    state: f.answered ? "replied" : "unreplied",
-    packetsToServer: 0,
-    bytesToServer: 0,
-    packetsToClient: 0,
-    bytesToClient: 0,
-  };
+  const age = Math.max(0, (now - f.created) / 1000);
+  return udp6View(f, relayIp6, age, idle, f.answered ? "replied" : "unreplied");
 }
 
 /** What `config set` changed. */
@@ -167,6 +154,17 @@ export function natEntryView(e: ViewedFlow, now: number): NatEntryView {
  */
 export function ipv6FlowView(f: Ipv6UdpFlow, relayIp6: string): NatEntryView {
   const idle = Math.max(0, f.timeoutSeconds - f.expiresSeconds);
+  return udp6View(f, relayIp6, idle, idle, "kernel");
+}
+
+/** An IPv6 UDP flow's view without counters (neither record keeps them). */
+function udp6View(
+  f: Pick<Ipv6UdpFlow, "client" | "clientPort" | "server" | "servicePort">,
+  relayIp6: string,
+  ageSeconds: number,
+  idleSeconds: number,
+  state: NatEntryView["state"],
+): NatEntryView {
   return {
     protocol: "udp",
     family: 6,
@@ -174,9 +172,9 @@ export function ipv6FlowView(f: Ipv6UdpFlow, relayIp6: string): NatEntryView {
     relay: formatEndpoint6(relayIp6, f.servicePort),
     relayPort: f.servicePort,
     server: formatEndpoint6(f.server, f.servicePort),
-    ageSeconds: idle,
-    idleSeconds: idle,
-    state: "kernel",
+    ageSeconds,
+    idleSeconds,
+    state,
     packetsToServer: 0,
     bytesToServer: 0,
     packetsToClient: 0,
