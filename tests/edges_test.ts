@@ -5,8 +5,7 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR, LAB_ADDR6, LAB_IF } from "../src/lab/addresses.ts";
-import { LAB_RELAY_FLAGS_DUAL } from "../src/lab/krelay_process.ts";
+import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
 import { type LabProcess, run, signalGroup } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
@@ -14,8 +13,10 @@ import { waitFor, waitForLine, waitForListen } from "../src/lab/wait.ts";
 import type { SynReport } from "../src/daemon/reports.ts";
 import { assertDigRefused } from "./support/dig.ts";
 import { assertDownload } from "./support/download.ts";
+import { IPV4, IPV6, type LabFamily } from "./support/family.ts";
 import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
+import { narrowServerSide, udpEdges } from "./support/udp_edges.ts";
 
 const NEEDS: Requirement[] = ["iptables", "nft", "libnetfilter_queue", "cmd:python3"];
 const R = LAB_ADDR.relay;
@@ -55,113 +56,17 @@ labTest(
   },
 );
 
-const PROBE = `${FIXTURES}icmp_probe.py`;
-
-/** The relay's server-side link and the server's interface get a 1,280-byte MTU. */
-async function narrowServerSide(lab: Lab): Promise<void> {
-  for (const dev of [LAB_IF.relayServerPort1, LAB_IF.relayServer]) {
-    await lab.exec("relay", ["ip", "link", "set", "dev", dev, "mtu", "1280"], { check: true });
-  }
-  await lab.exec("server", ["ip", "link", "set", "dev", LAB_IF.host, "mtu", "1280"], {
-    check: true,
-  });
-}
-
-/** One UDP probe from the client (see icmp_probe.py). */
-async function probe(lab: Lab, ...args: (string | number)[]) {
-  const r = await lab.exec("client", ["python3", PROBE, "send", R, ...args.map(String)], {
-    timeoutMs: 15_000,
-  });
-  assert(r.success, r.stderr);
-  return JSON.parse(r.stdout);
-}
-
-/**
- * The UDP edges, with the services on ports 7000 (echo), 7001 (answers again after the
- * client has gone) and 7002 (nothing listens): ICMP errors both ways, path MTU discovery,
- * datagrams larger than the MTU.
- */
-async function udpEdges(lab: Lab, extraFlags: string[] = []): Promise<void> {
-  const scripted = extraFlags.includes("--script");
-  const echo = lab.spawn("server", "udp-echo", ["python3", PROBE, "echo", LAB_ADDR.server, "7000"]);
-  const late = lab.spawn("server", "udp-late", ["python3", PROBE, "late", LAB_ADDR.server, "7001"]);
-  await lab.waitForListen("server", "udp", 7000);
-  await lab.waitForListen("server", "udp", 7001);
-  await narrowServerSide(lab);
-  const krelay = await startKrelay(lab, [
-    ...LAB_FLAGS,
-    "--udp-ports",
-    "7000,7001,7002",
-    "--tcp-ports",
-    "",
-    ...extraFlags,
-  ]);
-
-  // Nothing listens: the server's port unreachable comes back from the relay, at once.
-  const refused = await probe(lab, 7002, 100);
-  assertEquals([refused.error, refused.icmp, refused.from], ["ConnectionRefusedError", [3, 3], R]);
-  assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
-  // dig says so at once too, instead of waiting out its timeout.
-  await assertDigRefused(lab, R, ["lab.example"], 2_500, 7002);
-
-  // Too big for the server's side with DF: the relay's "fragmentation needed" reaches the
-  // client as its own, about the client's datagram; the client learns the path MTU.
-  const big = await probe(lab, 7000, 1400, "do");
-  assertEquals([big.error, big.icmp, big.info, big.from], ["OSError", [3, 4], 1280, R]);
-  assertEquals(big.mtu, 1280);
-  // What fits now gets through.
-  assertEquals((await probe(lab, 7000, 1200, "do")).answer, 1200);
-
-  // Larger than the MTU without DF: fragmented, relayed and answered whole both ways.
-  assertEquals((await probe(lab, 7000, 3000, "dont")).answer, 3000);
-  assertEquals((await probe(lab, 7000, 20000, "dont")).answer, 20000);
-
-  // A TTL that runs out at the relay: its "time exceeded" is about the client's datagram.
-  const ttl = await probe(lab, 7000, 100, "do", 1);
-  assertEquals([ttl.icmp, ttl.from], [[11, 0], R]);
-
-  // From the client's side: the client has gone when the answer comes; its port unreachable
-  // reaches the server, about the server's own datagram.
-  await lab.exec("client", ["python3", PROBE, "quit", R, "7001"], { check: true });
-  let line: string | undefined;
-  for (let i = 0; i < 100 && line === undefined; i++) {
-    line = (await late.readLog()).split("\n").find((l) => l.startsWith("{"));
-    if (line === undefined) await new Promise((r) => setTimeout(r, 100));
-  }
-  assert(line !== undefined, "the late server printed nothing");
-  const gone = JSON.parse(line);
-  assertEquals(gone, {
-    peer: LAB_ADDR.client,
-    result: "ConnectionRefusedError",
-    icmp: [3, 3],
-    info: 0,
-    from: LAB_ADDR.client,
-  });
-
-  assertEquals(await krelay.stop(), 0);
-  const c = await krelay.finalCounters();
-  // Port unreachable (python, dig), fragmentation needed, time exceeded, and the client's
-  // port unreachable.
-  assertEquals(c.icmpErrors, 5);
-  // The scripted service's datagrams all crossed krelay (the fragmented ones reassembled);
-  // the other's only their flows' first.
-  // Answers: 1,200, 3,000 and 20,000 bytes, and the late one.
-  assertEquals(c.udpReplies, scripted ? 4 : 0);
-  await echo.stop();
-  await late.stop();
-}
-
 labTest(
   "UDP: ICMP errors both ways, path MTU discovery and large datagrams, as with kernel NAT",
   [...NEEDS, "dig"],
-  (lab) => udpEdges(lab),
+  (lab) => udpEdges(lab, IPV4),
 );
 
 labTest(
   "UDP with a packet script: ICMP errors both ways, path MTU discovery and large datagrams",
   [...NEEDS, "dig"],
   (lab) =>
-    udpEdges(lab, [
+    udpEdges(lab, IPV4, [
       "--script",
       new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
       "--on",
@@ -294,141 +199,41 @@ async function synRulesBecome(lab: Lab, count: number): Promise<void> {
 }
 
 /**
- * A TCP service whose server refuses (81), drops SYNs (82), says host unreachable (83) or
- * answers (80): the client sees what it would see talking to the server itself. `auto`: with
- * tcp_hold_syn auto (the default), after one connection to the service has failed.
+ * A TCP service in family `f` whose server refuses (81), drops SYNs (82), says host (IPv6:
+ * address) unreachable (83) or answers (80): the client sees what it would see talking to the
+ * server itself (over IPv6: issue 31). `auto`: with tcp_hold_syn auto (the default), after one
+ * connection to the service has failed.
  */
-async function tcpServerDown(lab: Lab, extraFlags: string[] = [], auto = false): Promise<void> {
-  {
-    await startServers(lab);
-    // 81: nothing listens. 82: the server drops SYNs. 83: the server says host unreachable.
-    const drop = ["-A", "INPUT", "-p", "tcp", "--dport"];
-    await lab.exec("server", ["iptables", ...drop, "82", "-j", "DROP"], { check: true });
-    await lab.exec("server", [
-      "iptables",
-      ...drop,
-      "83",
-      "-j",
-      "REJECT",
-      "--reject-with",
-      "icmp-host-unreachable",
-    ], { check: true });
-    const krelay = await startKrelay(lab, [
-      ...LAB_FLAGS,
-      "--tcp-ports",
-      "80,81,82,83",
-      "--tcp-connect-timeout",
-      "1",
-      ...(auto ? [] : ["--tcp-hold-syn"]),
-      ...extraFlags,
-    ]);
-    const connect = async (port: number) => {
-      const r = await lab.exec("client", [
-        "python3",
-        "-c",
-        [
-          "import json, socket, sys, time",
-          "t = time.monotonic()",
-          "try:",
-          `    socket.create_connection(('${R}', ${port}), timeout=3).close()`,
-          "    out = 'connected'",
-          "except socket.timeout:",
-          "    out = 'timeout'",
-          "except OSError as e:",
-          "    out = type(e).__name__ if type(e) is not OSError else f'errno {e.errno}'",
-          "print(json.dumps({'out': out, 'ms': (time.monotonic() - t) * 1000}))",
-        ].join("\n"),
-      ], { timeoutMs: 15_000 });
-      assert(r.success, r.stderr);
-      return JSON.parse(r.stdout) as { out: string; ms: number };
-    };
-    // auto: the relay accepts the first connection, its server fails it (the client is reset),
-    // and from then on the service's SYNs are held.
-    const held: number[] = [];
-    const firstFailure = async (port: number) => {
-      if (!auto) return;
-      await connect(port);
-      held.push(port);
-      await heldBecomes(krelay, held.toSorted((a, b) => a - b));
-    };
-    if (auto) assertEquals((await synStatus(krelay)).heldPorts, []);
-    await firstFailure(81);
-    const refused = await connect(81);
-    assertEquals(refused.out, "ConnectionRefusedError");
-    assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
-    // dig says so at once too, instead of waiting out its timeout.
-    await assertDigRefused(lab, R, ["lab.example"], 2_500, 7002);
-    // curl tells "server down" (7: could not connect) from "request aborted" (56).
-    const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}:81/`]);
-    assertEquals(curl.code, 7, curl.stderr);
-    // No route to host (EHOSTUNREACH), as from the server's own network.
-    await firstFailure(83);
-    assertEquals((await connect(83)).out, "errno 113");
-    // Silent: the client's own SYNs go unanswered until its timeout, as they would directly.
-    await firstFailure(82);
-    assertEquals((await connect(82)).out, "timeout");
-    // And an answering server is reached as ever.
-    assertEquals((await connect(80)).out, "connected");
-    const web = await lab.exec("client", ["curl", "-sS", "--max-time", "5", `http://${R}/`]);
-    assertEquals(web.code, 0, web.stderr);
-    assertEquals(await krelay.stop(), 0);
-    const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
-    assertEquals([syn.refused, syn.unreachable], [2, 1]);
-    // auto never holds the answering service's SYNs.
-    assert((auto || syn.accepted >= 2) && syn.unanswered >= 1, JSON.stringify(syn));
-  }
-}
-
-labTest(
-  "TCP: a refused connection is refused, an unreachable one unreachable, a silent one times out",
-  [...NEEDS, "nginx", "curl"],
-  (lab) => tcpServerDown(lab),
-);
-
-labTest(
-  "TCP with a packet script: refused, unreachable and silent servers as without the relay",
-  [...NEEDS, "nginx", "curl"],
-  (lab) =>
-    tcpServerDown(lab, [
-      "--script",
-      new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
-      "--on",
-      "tcp:80,tcp:81,tcp:82,tcp:83",
-    ]),
-);
-
-labTest(
-  "TCP, tcp_hold_syn auto (the default): after one failed connection, refused, unreachable and silent servers look as without the relay",
-  [...NEEDS, "nginx", "curl"],
-  (lab) => tcpServerDown(lab, [], true),
-);
-
-/**
- * {@link tcpServerDown} over IPv6 (issue 31): an IPv6 client of an IPv6 server that refuses
- * (81), drops SYNs (82) or says address unreachable (83) sees what it would see talking to
- * the server; one that answers (80) is reached. `auto`: after one failed connection each.
- */
-async function tcpServerDown6(lab: Lab, auto: boolean): Promise<void> {
-  const R6 = LAB_ADDR6.relay;
+async function tcpServerDown(
+  lab: Lab,
+  f: LabFamily,
+  opts: { auto?: boolean; extraFlags?: string[] } = {},
+): Promise<void> {
+  const { auto = false, extraFlags = [] } = opts;
+  const v6 = f.name === "IPv6";
   await startServers(lab);
+  // 81: nothing listens. 82: the server drops SYNs. 83: the server says host unreachable.
   const drop = ["-A", "INPUT", "-p", "tcp", "--dport"];
-  await lab.exec("server", ["ip6tables", ...drop, "82", "-j", "DROP"], { check: true });
+  await lab.exec("server", [f.iptables, ...drop, "82", "-j", "DROP"], { check: true });
   await lab.exec("server", [
-    "ip6tables",
+    f.iptables,
     ...drop,
     "83",
     "-j",
     "REJECT",
     "--reject-with",
-    "icmp6-addr-unreachable",
+    v6 ? "icmp6-addr-unreachable" : "icmp-host-unreachable",
   ], { check: true });
+  // An IPv6 host (Linux 6.5 on) takes a non-fatal ICMPv6 error in SYN_SENT only after its
+  // first retransmission (a second on): the relay's connection and the client wait longer.
   const krelay = await startKrelay(lab, [
-    ...LAB_RELAY_FLAGS_DUAL,
+    ...f.flags,
     "--tcp-ports",
     "80,81,82,83",
     "--tcp-connect-timeout",
-    "2",
+    v6 ? "2" : "1",
     ...(auto ? [] : ["--tcp-hold-syn"]),
+    ...extraFlags,
   ]);
   const connect = async (port: number) => {
     const r = await lab.exec("client", [
@@ -438,8 +243,7 @@ async function tcpServerDown6(lab: Lab, auto: boolean): Promise<void> {
         "import json, socket, time",
         "t = time.monotonic()",
         "try:",
-        // The relay's connection and then the client take ICMPv6 errors at their second SYN.
-        `    socket.create_connection(('${R6}', ${port}), timeout=5).close()`,
+        `    socket.create_connection(('${f.relay}', ${port}), timeout=${v6 ? 5 : 3}).close()`,
         "    out = 'connected'",
         "except socket.timeout:",
         "    out = 'timeout'",
@@ -451,6 +255,8 @@ async function tcpServerDown6(lab: Lab, auto: boolean): Promise<void> {
     assert(r.success, r.stderr);
     return JSON.parse(r.stdout) as { out: string; ms: number };
   };
+  // auto: the relay accepts the first connection, its server fails it (the client is reset),
+  // and from then on the service's SYNs are held.
   const held: number[] = [];
   const firstFailure = async (port: number) => {
     if (!auto) return;
@@ -458,7 +264,8 @@ async function tcpServerDown6(lab: Lab, auto: boolean): Promise<void> {
     held.push(port);
     await heldBecomes(krelay, held.toSorted((a, b) => a - b));
   };
-  if (!auto) {
+  if (auto) assertEquals((await synStatus(krelay)).heldPorts, []);
+  if (v6 && !auto) {
     // The gate holds IPv6 clients' SYNs: queued by ip6tables, beside IPv4's KRELAY_SYN.
     const rules = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"], {
       check: true,
@@ -473,45 +280,83 @@ async function tcpServerDown6(lab: Lab, auto: boolean): Promise<void> {
   const refused = await connect(81);
   assertEquals(refused.out, "ConnectionRefusedError");
   assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
-  // curl -6 tells "server down" (7: could not connect) from "request aborted" (56).
+  // dig says so at once too, instead of waiting out its timeout.
+  if (!v6) await assertDigRefused(lab, R, ["lab.example"], 2_500, 7002);
+  // curl tells "server down" (7: could not connect) from "request aborted" (56).
   const curl = await lab.exec("client", [
     "curl",
-    "-6",
+    ...f.curl,
     "-sS",
     "--max-time",
     "5",
-    `http://[${R6}]:81/`,
+    `http://${f.relayHost}:81/`,
   ]);
   assertEquals(curl.code, 7, curl.stderr);
-  // Address unreachable (EHOSTUNREACH), as from the server's own network.
+  // No route to host (EHOSTUNREACH), as from the server's own network.
   await firstFailure(83);
   assertEquals((await connect(83)).out, "errno 113");
+  // Silent: the client's own SYNs go unanswered until its timeout, as they would directly.
   await firstFailure(82);
   assertEquals((await connect(82)).out, "timeout");
+  // And an answering server is reached as ever.
   assertEquals((await connect(80)).out, "connected");
-  const web = await lab.exec("client", ["curl", "-6", "-sS", "--max-time", "5", `http://[${R6}]/`]);
+  const web = await lab.exec("client", [
+    "curl",
+    ...f.curl,
+    "-sS",
+    "--max-time",
+    "5",
+    `http://${f.relayHost}/`,
+  ]);
   assertEquals(web.code, 0, web.stderr);
   assertEquals(await krelay.stop(), 0);
   const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
-  // An IPv6 host (Linux 6.5 on) takes a non-fatal ICMPv6 error in SYN_SENT only after its
-  // first retransmission, so the relay's connection, and the client's, see a second one.
-  assert(syn.refused === 2 && syn.unreachable >= 1, JSON.stringify(syn));
+  // Over IPv6, the relay's connection, and the client's, see a second ICMPv6 error (above).
+  if (v6) assert(syn.refused === 2 && syn.unreachable >= 1, JSON.stringify(syn));
+  else assertEquals([syn.refused, syn.unreachable], [2, 1]);
+  // auto never holds the answering service's SYNs.
   assert((auto || syn.accepted >= 2) && syn.unanswered >= 1, JSON.stringify(syn));
   // A clean stop leaves no rule queueing SYNs.
-  const after = await lab.exec("relay", ["ip6tables", "-w", "-t", "mangle", "-S"]);
+  const after = await lab.exec("relay", [f.iptables, "-w", "-t", "mangle", "-S"]);
   assert(!after.stdout.includes("NFQUEUE"), after.stdout);
 }
 
 labTest(
+  "TCP: a refused connection is refused, an unreachable one unreachable, a silent one times out",
+  [...NEEDS, "nginx", "curl"],
+  (lab) => tcpServerDown(lab, IPV4),
+);
+
+labTest(
+  "TCP with a packet script: refused, unreachable and silent servers as without the relay",
+  [...NEEDS, "nginx", "curl"],
+  (lab) =>
+    tcpServerDown(lab, IPV4, {
+      extraFlags: [
+        "--script",
+        new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname,
+        "--on",
+        "tcp:80,tcp:81,tcp:82,tcp:83",
+      ],
+    }),
+);
+
+labTest(
+  "TCP, tcp_hold_syn auto (the default): after one failed connection, refused, unreachable and silent servers look as without the relay",
+  [...NEEDS, "nginx", "curl"],
+  (lab) => tcpServerDown(lab, IPV4, { auto: true }),
+);
+
+labTest(
   "TCP over IPv6, tcp_hold_syn true: refused, unreachable and silent IPv6 servers look as without the relay",
   [...NEEDS, "nginx", "curl", "cmd:ip6tables"],
-  (lab) => tcpServerDown6(lab, false),
+  (lab) => tcpServerDown(lab, IPV6),
 );
 
 labTest(
   "TCP over IPv6, tcp_hold_syn auto: after one failed connection, refused, unreachable and silent IPv6 servers look as without the relay",
   [...NEEDS, "nginx", "curl", "cmd:ip6tables"],
-  (lab) => tcpServerDown6(lab, true),
+  (lab) => tcpServerDown(lab, IPV6, { auto: true }),
 );
 
 labTest(

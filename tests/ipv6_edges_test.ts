@@ -7,12 +7,12 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { LAB_ADDR, LAB_ADDR6, LAB_IF } from "../src/lab/addresses.ts";
-import type { LabProcess } from "../src/lab/process.ts";
+import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { assertDigRefused } from "./support/dig.ts";
 import { KRELAY, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
+import { IPV6 } from "./support/family.ts";
+import { assertClientGone, PROBE, udpEdges } from "./support/udp_edges.ts";
 import { run } from "../src/lab/process.ts";
 import type { NatEntryView } from "../src/daemon/reports.ts";
 
@@ -25,7 +25,6 @@ const NEEDS: Requirement[] = [
   "dig",
 ];
 const R6 = LAB_ADDR6.relay;
-const PROBE = new URL("./fixtures/icmp_probe.py", import.meta.url).pathname;
 const ACCEPT_ALL = new URL("../src/script/_fixtures/accept_all.ts", import.meta.url).pathname;
 
 /** Both families, the IPv6 servers given (the IPv4 one as every lab test has it). */
@@ -38,102 +37,16 @@ function dualFlags(servers6: string[]): string[] {
   ];
 }
 
-/** One UDP probe from the client to the relay's IPv6 address (see icmp_probe.py). */
-async function probe(lab: Lab, ...args: (string | number)[]) {
-  const r = await lab.exec("client", ["python3", PROBE, "send", R6, ...args.map(String)], {
-    timeoutMs: 15_000,
-  });
-  assert(r.success, r.stderr);
-  return JSON.parse(r.stdout);
-}
-
-/** The first JSON line `p` prints, waited for up to 10 s. */
-async function firstLine(p: LabProcess): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 100; i++) {
-    const line = (await p.readLog()).split("\n").find((l) => l.startsWith("{"));
-    if (line !== undefined) return JSON.parse(line);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${p.name} printed nothing:\n${await p.readLog()}`);
-}
-
-/**
- * The UDP edges over IPv6, with the services on ports 7000 (echo), 7001 (answers again after
- * the client has gone) and 7002 (nothing listens), the server's side narrowed to a 1,280-byte
- * MTU.
- */
-async function udpEdges6(lab: Lab, extraFlags: string[] = []): Promise<void> {
-  const scripted = extraFlags.includes("--script");
-  const S6 = LAB_ADDR6.server;
-  const echo = lab.spawn("server", "udp-echo", ["python3", PROBE, "echo", S6, "7000"]);
-  const late = lab.spawn("server", "udp-late", ["python3", PROBE, "late", S6, "7001"]);
-  await lab.waitForListen("server", "udp", 7000);
-  await lab.waitForListen("server", "udp", 7001);
-  for (const dev of [LAB_IF.relayServerPort1, LAB_IF.relayServer]) {
-    await lab.exec("relay", ["ip", "link", "set", "dev", dev, "mtu", "1280"], { check: true });
-  }
-  await lab.exec("server", ["ip", "link", "set", "dev", LAB_IF.host, "mtu", "1280"], {
-    check: true,
-  });
-  const krelay = await startKrelay(lab, [
-    ...dualFlags([S6]),
-    "--udp-ports",
-    "7000,7001,7002",
-    "--tcp-ports",
-    "",
-    ...extraFlags,
-  ]);
-
-  // Nothing listens: the server's port unreachable comes back from the relay, at once.
-  const refused = await probe(lab, 7002, 100);
-  assertEquals([refused.error, refused.icmp, refused.from], ["ConnectionRefusedError", [1, 4], R6]);
-  assert(refused.ms < 1000, `refused after ${refused.ms} ms`);
-  await assertDigRefused(lab, R6, ["lab.example", "AAAA"], 2_500, 7002);
-
-  // Too big for the server's side: the relay's "packet too big" reaches the client as its
-  // own, about the client's datagram; the client learns the path MTU.
-  const big = await probe(lab, 7000, 1400, "do");
-  assertEquals([big.error, big.icmp, big.info, big.from], ["OSError", [2, 0], 1280, R6]);
-  assertEquals(big.mtu, 1280);
-  // What fits now gets through.
-  assertEquals((await probe(lab, 7000, 1200, "do")).answer, 1200);
-
-  // A hop limit that runs out at the relay: its "time exceeded" is about the client's datagram.
-  const hops = await probe(lab, 7000, 100, "do", 1);
-  assertEquals([hops.icmp, hops.from], [[3, 0], R6]);
-
-  // From the client's side: the client has gone when the answer comes; its port unreachable
-  // reaches the server, about the server's own datagram.
-  await lab.exec("client", ["python3", PROBE, "quit", R6, "7001"], { check: true });
-  assertEquals(await firstLine(late), {
-    peer: LAB_ADDR6.client,
-    result: "ConnectionRefusedError",
-    icmp: [1, 4],
-    info: 0,
-    from: LAB_ADDR6.client,
-  });
-
-  assertEquals(await krelay.stop(), 0);
-  const c = await krelay.finalCounters();
-  // Port unreachable (python, dig), packet too big, time exceeded, the client's unreachable.
-  assertEquals(c.icmpErrors, 5);
-  // The scripted service's answers all crossed krelay: 1,200 bytes and the late one; the
-  // others' flows are the kernel's.
-  assertEquals(c.udpReplies, scripted ? 2 : 0);
-  await echo.stop();
-  await late.stop();
-}
-
 labTest(
   "IPv6 UDP: ICMPv6 errors both ways and packet too big, as with kernel NAT",
   NEEDS,
-  (lab) => udpEdges6(lab),
+  (lab) => udpEdges(lab, IPV6),
 );
 
 labTest(
   "IPv6 UDP with a packet script: ICMPv6 errors both ways and packet too big, as without",
   NEEDS,
-  (lab) => udpEdges6(lab, ["--script", ACCEPT_ALL, "--on", "udp:7000,udp:7001,udp:7002"]),
+  (lab) => udpEdges(lab, IPV6, ["--script", ACCEPT_ALL, "--on", "udp:7000,udp:7001,udp:7002"]),
 );
 
 /**
@@ -165,15 +78,7 @@ async function twoServers(lab: Lab, extraFlags: string[] = []): Promise<void> {
   for (let i = 0; i < 2; i++) {
     await lab.exec("client", ["python3", PROBE, "quit", R6, "7001"], { check: true });
   }
-  for (const p of late) {
-    assertEquals(await firstLine(p), {
-      peer: LAB_ADDR6.client,
-      result: "ConnectionRefusedError",
-      icmp: [1, 4],
-      info: 0,
-      from: LAB_ADDR6.client,
-    });
-  }
+  for (const p of late) await assertClientGone(p, IPV6);
   // Both flows are in krelay nat, one to each server (a scripted service's are krelay's
   // own, the others the kernel's).
   const nat = (...args: string[]) =>
