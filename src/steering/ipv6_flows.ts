@@ -10,6 +10,7 @@
 import { canonicalIpv6 } from "../packet/ipv6_address.ts";
 import type { CommandRunner } from "../system/command.ts";
 import { NFT_TABLE } from "./nft.ts";
+import { nftElements } from "./nft_json.ts";
 
 /** One IPv6 UDP flow of the kernel's set. */
 export interface Ipv6UdpFlow {
@@ -24,31 +25,21 @@ export interface Ipv6UdpFlow {
 
 /** The flows in `nft -j list set ip6 krelay udp_replies`'s output; [] when there are none. */
 export function parseIpv6Flows(json: string): Ipv6UdpFlow[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(json);
-  } catch {
-    return [];
-  }
-  const items = (doc as { nftables?: unknown[] }).nftables ?? [];
   const flows: Ipv6UdpFlow[] = [];
-  for (const item of items) {
-    const elems = (item as { set?: { elem?: unknown[] } }).set?.elem ?? [];
-    for (const e of elems) {
-      const elem = (e as { elem?: Record<string, unknown> }).elem;
-      const tuple = (elem?.val as { concat?: unknown[] } | undefined)?.concat;
-      if (!Array.isArray(tuple) || tuple.length !== 4) continue;
-      const [server, servicePort, client, clientPort] = tuple;
-      if (typeof server !== "string" || typeof client !== "string") continue;
-      flows.push({
-        client: canonicalIpv6(client),
-        clientPort: Number(clientPort),
-        server: canonicalIpv6(server),
-        servicePort: Number(servicePort),
-        expiresSeconds: Number(elem?.expires ?? 0),
-        timeoutSeconds: Number(elem?.timeout ?? 0),
-      });
-    }
+  for (const e of nftElements(json, "set")) {
+    const elem = (e as { elem?: Record<string, unknown> }).elem;
+    const tuple = (elem?.val as { concat?: unknown[] } | undefined)?.concat;
+    if (!Array.isArray(tuple) || tuple.length !== 4) continue;
+    const [server, servicePort, client, clientPort] = tuple;
+    if (typeof server !== "string" || typeof client !== "string") continue;
+    flows.push({
+      client: canonicalIpv6(client),
+      clientPort: Number(clientPort),
+      server: canonicalIpv6(server),
+      servicePort: Number(servicePort),
+      expiresSeconds: Number(elem?.expires ?? 0),
+      timeoutSeconds: Number(elem?.timeout ?? 0),
+    });
   }
   return flows;
 }

@@ -16,6 +16,7 @@
 
 import type { CommandRunner } from "../system/command.ts";
 import { NFT_TABLE } from "./nft.ts";
+import { nftElements } from "./nft_json.ts";
 
 /** One flow of `udp_flows` or `udp_answered`. */
 export interface KernelUdpFlow {
@@ -34,29 +35,20 @@ export function flowKey(client: string, clientPort: number, servicePort: number)
 
 /** The elements of `nft -j list map ip krelay NAME`'s output; [] when there are none. */
 export function parseUdpMap(json: string): KernelUdpFlow[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(json);
-  } catch {
-    return [];
-  }
   const flows: KernelUdpFlow[] = [];
-  for (const item of (doc as { nftables?: unknown[] }).nftables ?? []) {
-    const elems = (item as { map?: { elem?: unknown[] } }).map?.elem ?? [];
-    for (const e of elems) {
-      // [{ elem: { val: { concat: [client, port, service] }, expires } }, server]
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[1] !== "string") continue;
-      const elem = (e[0] as { elem?: Record<string, unknown> }).elem;
-      const key = (elem?.val as { concat?: unknown[] } | undefined)?.concat;
-      if (!Array.isArray(key) || key.length !== 3 || typeof key[0] !== "string") continue;
-      flows.push({
-        client: key[0],
-        clientPort: Number(key[1]),
-        servicePort: Number(key[2]),
-        server: e[1],
-        expiresSeconds: Number(elem?.expires ?? 0),
-      });
-    }
+  for (const e of nftElements(json, "map")) {
+    // [{ elem: { val: { concat: [client, port, service] }, expires } }, server]
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[1] !== "string") continue;
+    const elem = (e[0] as { elem?: Record<string, unknown> }).elem;
+    const key = (elem?.val as { concat?: unknown[] } | undefined)?.concat;
+    if (!Array.isArray(key) || key.length !== 3 || typeof key[0] !== "string") continue;
+    flows.push({
+      client: key[0],
+      clientPort: Number(key[1]),
+      servicePort: Number(key[2]),
+      server: e[1],
+      expiresSeconds: Number(elem?.expires ?? 0),
+    });
   }
   return flows;
 }
