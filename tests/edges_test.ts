@@ -15,6 +15,7 @@ import { assertDigRefused } from "./support/dig.ts";
 import { assertDownload } from "./support/download.ts";
 import { IPV4, IPV6, type LabFamily } from "./support/family.ts";
 import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { startLongClient } from "./support/long_client.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 import { narrowServerSide, udpEdges } from "./support/udp_edges.ts";
 
@@ -451,16 +452,7 @@ labTest(
     assertEquals((await synStatus(k)).heldPorts, []);
     assertEquals(await synRules(lab), []);
     // A connection that will outlive the server's refusal.
-    const trigger = `${lab.runDir}/long-client-go`;
-    const long = lab.spawn("client", "long-client", [
-      "python3",
-      `${FIXTURES}long_client.py`,
-      R,
-      String(port),
-      trigger,
-    ]);
-    await waitForLine(long.logPath, /^(first|error)/, { timeoutMs: 10_000 });
-    assert((await long.readLog()).startsWith("first"), await long.readLog());
+    const long = await startLongClient(lab, R, port);
 
     signalGroup(server.pid, "SIGUSR1");
     await waitForLine(server.logPath, /^closed/, { timeoutMs: 5_000 });
@@ -476,9 +468,7 @@ labTest(
       assert(refused.ms < 1_000, `refused after ${refused.ms} ms`);
     }
     // The connection established before goes on.
-    await Deno.writeTextFile(trigger, "");
-    await waitForLine(long.logPath, /^(second|error)/, { timeoutMs: 10_000 });
-    assertEquals((await long.readLog()).trim().split("\n"), ["first", "second"]);
+    await long.assertSecond();
 
     // Back: connections succeed, and after health_rise of them and health_interval the
     // service takes the fast path again.

@@ -8,10 +8,11 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { LAB_ADDR } from "../src/lab/addresses.ts";
 import { run, signalGroup } from "../src/lab/process.ts";
 import { startDnsmasq, startNginx, startServers } from "../src/lab/servers.ts";
-import { waitFor, waitForLine } from "../src/lab/wait.ts";
+import { waitFor } from "../src/lab/wait.ts";
 import type { ServerView } from "../src/daemon/servers.ts";
 import type { SynReport } from "../src/daemon/reports.ts";
 import { KRELAY, startKrelay } from "./support/krelay.ts";
+import { startLongClient } from "./support/long_client.ts";
 import { LAB_PEERS, labTest, type Requirement } from "./support/requirements.ts";
 import { krelayJson, ManyClients, serversOf } from "./support/many_clients.ts";
 
@@ -168,16 +169,7 @@ labTest(
       "1",
     ]);
     // A connection that will outlive both servers' refusal.
-    const trigger = `${lab.runDir}/long-client-go`;
-    const long = lab.spawn("client", "long-client", [
-      "python3",
-      `${fixtures}long_client.py`,
-      R,
-      String(port),
-      trigger,
-    ]);
-    await waitForLine(long.logPath, /^(first|error)/, { timeoutMs: 10_000 });
-    assert((await long.readLog()).startsWith("first"), await long.readLog());
+    const long = await startLongClient(lab, R, port);
 
     for (const server of both) signalGroup(server.pid, "SIGUSR1");
     await waitFor(
@@ -192,9 +184,7 @@ labTest(
     const url = `http://${R}:${port}/`;
     const curl = await lab.exec("client", ["curl", "-sS", "--max-time", "3", url]);
     assertEquals(curl.code, 7, curl.stderr);
-    await Deno.writeTextFile(trigger, "");
-    await waitForLine(long.logPath, /^(second|error)/, { timeoutMs: 10_000 });
-    assertEquals((await long.readLog()).trim().split("\n"), ["first", "second"]);
+    await long.assertSecond();
 
     // Back up: the rule goes, connections are relayed again.
     for (const server of both) signalGroup(server.pid, "SIGUSR2");
