@@ -12,6 +12,7 @@ import type { Lab } from "../src/lab/topology.ts";
 import { waitFor, waitForLine, waitForListen } from "../src/lab/wait.ts";
 import type { SynReport } from "../src/daemon/reports.ts";
 import { assertDigRefused } from "./support/dig.ts";
+import { curl } from "./support/curl.ts";
 import { assertDownload } from "./support/download.ts";
 import { IPV4, IPV6, type LabFamily } from "./support/family.ts";
 import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
@@ -284,15 +285,8 @@ async function tcpServerDown(
   // dig says so at once too, instead of waiting out its timeout.
   if (!v6) await assertDigRefused(lab, R, ["lab.example"], 2_500, 7002);
   // curl tells "server down" (7: could not connect) from "request aborted" (56).
-  const curl = await lab.exec("client", [
-    "curl",
-    ...f.curl,
-    "-sS",
-    "--max-time",
-    "5",
-    `http://${f.relayHost}:81/`,
-  ]);
-  assertEquals(curl.code, 7, curl.stderr);
+  const down = await curl(lab, [...f.curl, `http://${f.relayHost}:81/`], 5_000);
+  assertEquals(down.code, 7, down.stderr);
   // No route to host (EHOSTUNREACH), as from the server's own network.
   await firstFailure(83);
   assertEquals((await connect(83)).out, "errno 113");
@@ -301,14 +295,7 @@ async function tcpServerDown(
   assertEquals((await connect(82)).out, "timeout");
   // And an answering server is reached as ever.
   assertEquals((await connect(80)).out, "connected");
-  const web = await lab.exec("client", [
-    "curl",
-    ...f.curl,
-    "-sS",
-    "--max-time",
-    "5",
-    `http://${f.relayHost}/`,
-  ]);
+  const web = await curl(lab, [...f.curl, `http://${f.relayHost}/`], 5_000);
   assertEquals(web.code, 0, web.stderr);
   assertEquals(await krelay.stop(), 0);
   const syn = (await krelay.finalRecord()).properties?.syn as Record<string, number>;
@@ -398,15 +385,8 @@ labTest(
       "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__)",
     ], { check: true });
     assertEquals(connect.stdout.trim(), "ConnectionRefusedError");
-    const curl = await lab.exec("client", [
-      "curl",
-      "-6",
-      "-sS",
-      "--max-time",
-      "3",
-      `http://[${R6}]:${port}/`,
-    ]);
-    assertEquals(curl.code, 7, curl.stderr);
+    const down = await curl(lab, ["-6", `http://[${R6}]:${port}/`], 3_000);
+    assertEquals(down.code, 7, down.stderr);
     assertEquals(await k.stop(), 0);
     // Refused by the kernel: the relay never accepted them.
     const tcp = (await k.finalRecord()).properties?.tcp as Record<string, number> | undefined;
@@ -436,19 +416,13 @@ labTest(
       "--health-interval",
       "1",
     ]);
-    const curl = async () => {
+    const get = async () => {
       const t = performance.now();
-      const r = await lab.exec("client", [
-        "curl",
-        "-sS",
-        "--max-time",
-        "5",
-        `http://${R}:${port}/`,
-      ]);
+      const r = await curl(lab, [`http://${R}:${port}/`], 5_000);
       return { code: r.code, ms: performance.now() - t, body: r.stdout, why: r.stderr };
     };
     // The fast path: no SYN is queued.
-    assertEquals((await curl()).body, "ok");
+    assertEquals((await get()).body, "ok");
     assertEquals((await synStatus(k)).heldPorts, []);
     assertEquals(await synRules(lab), []);
     // A connection that will outlive the server's refusal.
@@ -458,12 +432,12 @@ labTest(
     await waitForLine(server.logPath, /^closed/, { timeoutMs: 5_000 });
     // The first connection after the server went away: accepted and reset (56), or already
     // refused (7) if the relay's failure came first.
-    const first = await curl();
+    const first = await get();
     assert(first.code === 56 || first.code === 7, `curl ${first.code}: ${first.why}`);
     await heldBecomes(k, [port], 5_000);
     await synRulesBecome(lab, 1);
     for (let i = 0; i < 3; i++) {
-      const refused = await curl();
+      const refused = await get();
       assertEquals(refused.code, 7, refused.why);
       assert(refused.ms < 1_000, `refused after ${refused.ms} ms`);
     }
@@ -477,10 +451,10 @@ labTest(
       timeoutMs: 5_000,
       what: "the server listening again",
     });
-    for (let i = 0; i < 3; i++) assertEquals((await curl()).body, "ok");
+    for (let i = 0; i < 3; i++) assertEquals((await get()).body, "ok");
     await heldBecomes(k, [], 10_000);
     await synRulesBecome(lab, 0);
-    assertEquals((await curl()).body, "ok");
+    assertEquals((await get()).body, "ok");
     assertEquals(await k.stop(), 0);
     const syn = (await k.finalRecord()).properties?.syn as Record<string, number>;
     assert(syn.refused >= 3 && syn.accepted >= 2, JSON.stringify(syn));

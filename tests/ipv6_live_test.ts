@@ -10,41 +10,15 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { KRELAY_LAUNCHER } from "../src/lab/krelay_process.ts";
 import { assertDigRefused, dig } from "./support/dig.ts";
-import { controlSocket, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
-import { labTest, type Requirement } from "./support/requirements.ts";
+import { curl } from "./support/curl.ts";
+import { krelayCommand, krelayConfigSet, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import { LAB_PEERS, labTest, type Requirement } from "./support/requirements.ts";
 
-const NEEDS: Requirement[] = [
-  "iptables",
-  "nginx",
-  "curl",
-  "dnsmasq",
-  "dig",
-  "libnetfilter_queue",
-  "cmd:nft",
-  "cmd:ip6tables",
-];
+const NEEDS: Requirement[] = [...LAB_PEERS, "cmd:nft", "cmd:ip6tables"];
 const R6 = LAB_ADDR6.relay;
 /** The IPv4 client's one UDP flow, kept across the changes. */
 const FLOW4 = `${LAB_ADDR.client}#40053`;
-
-function curl(lab: Lab, args: string[], timeoutMs = 15_000) {
-  return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutMs / 1000), ...args], {
-    timeoutMs: timeoutMs + 5_000,
-  });
-}
-
-/** `krelay ARGS --socket ...` in the relay's namespace. */
-function control(lab: Lab, args: string[]) {
-  return lab.exec("relay", [KRELAY_LAUNCHER, ...args, "--socket", controlSocket(lab)]);
-}
-
-async function configSet(lab: Lab, key: string, value: string): Promise<string> {
-  const r = await control(lab, ["config", "set", key, value]);
-  assert(r.success, r.stderr + r.stdout);
-  return r.stdout;
-}
 
 /** krelay's IPv6 steering in the relay's namespace: its ip6 table, rules and route. */
 async function ipv6Steering(lab: Lab): Promise<string[]> {
@@ -86,30 +60,30 @@ labTest(
     ], { timeoutMs: 70_000 });
 
     // IPv6 given live: the server, then the relay's address.
-    await configSet(lab, "real_ip", `${LAB_ADDR.server},${LAB_ADDR6.server}`);
-    const set = await configSet(lab, "relay_ip", `${LAB_ADDR.relay},${R6}`);
+    await krelayConfigSet(lab, "real_ip", `${LAB_ADDR.server},${LAB_ADDR6.server}`);
+    const set = await krelayConfigSet(lab, "relay_ip", `${LAB_ADDR.relay},${R6}`);
     assert(set.includes(R6), set);
     assertEquals((await dig(lab, R6, ["lab.example", "AAAA"])).stdout.trim(), LAB_ADDR6.dnsAnswer);
     const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example" && q.type === "AAAA");
     assertEquals(q.client, LAB_ADDR6.client);
-    const r6 = await curl(lab, ["-6", `http://[${R6}]/whoami`]);
+    const r6 = await curl(lab, ["-6", `http://[${R6}]/whoami`], 15_000);
     assert(r6.stdout.startsWith(`srv1 ${LAB_ADDR6.client}:`), r6.stdout + r6.stderr);
     const steered = await ipv6Steering(lab);
     assert(steered.includes("ip6 table"), steered.join("\n"));
     assert(steered.some((l) => l.includes("NFQUEUE")), steered.join("\n"));
     assert(steered.some((l) => l.includes("0x4b52")), steered.join("\n"));
-    const status = await control(lab, ["status"]);
+    const status = await krelayCommand(lab, ["status"]);
     assert(status.stdout.includes(R6), status.stdout);
     await assertIpv4Flow(lab);
 
     // IPv6 taken out of both: refused again, and none of its rules is left.
-    await configSet(lab, "real_ip", LAB_ADDR.server);
-    await configSet(lab, "relay_ip", LAB_ADDR.relay);
+    await krelayConfigSet(lab, "real_ip", LAB_ADDR.server);
+    await krelayConfigSet(lab, "relay_ip", LAB_ADDR.relay);
     assertEquals(await ipv6Steering(lab), []);
     const after = await curl(lab, ["-6", `http://[${R6}]/`], 5_000);
     assert(!after.success && /refused|Failed to connect/i.test(after.stderr), after.stderr);
     await assertDigRefused(lab, R6, ["lab.example", "AAAA"], 4_000);
-    const got = await control(lab, ["config", "get", "relay_ip"]);
+    const got = await krelayCommand(lab, ["config", "get", "relay_ip"]);
     assert(!got.stdout.includes(R6), got.stdout);
     await assertIpv4Flow(lab);
 
@@ -128,7 +102,7 @@ labTest(
   async (lab) => {
     await startServers(lab);
     const krelay = await startKrelay(lab, LAB_FLAGS);
-    const r = await control(lab, ["config", "set", "relay_ip", "198.51.100.2"]);
+    const r = await krelayCommand(lab, ["config", "set", "relay_ip", "198.51.100.2"]);
     assert(!r.success);
     assert(/IPv4 relay address .* cannot change while krelay runs/.test(r.stderr), r.stderr);
     await assertIpv4Flow(lab);

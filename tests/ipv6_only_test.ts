@@ -10,36 +10,28 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { LAB_ADDR, LAB_ADDR6 } from "../src/lab/addresses.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
-import { controlSocket, startKrelay } from "./support/krelay.ts";
-import { labTest, type Requirement } from "./support/requirements.ts";
-import { KRELAY_LAUNCHER } from "../src/lab/krelay_process.ts";
+import { curl } from "./support/curl.ts";
+import { dig } from "./support/dig.ts";
+import { krelayCommand, krelayConfigSet, startKrelay } from "./support/krelay.ts";
+import { LAB_PEERS, labTest, type Requirement } from "./support/requirements.ts";
 
-const NEEDS: Requirement[] = [
-  "iptables",
-  "nginx",
-  "curl",
-  "dnsmasq",
-  "dig",
-  "libnetfilter_queue",
-  "cmd:nft",
-];
+const NEEDS: Requirement[] = [...LAB_PEERS, "cmd:nft"];
 const R6 = LAB_ADDR6.relay;
 const ONLY6 = ["--real-ip", LAB_ADDR6.server, "--relay-ip", LAB_ADDR6.relay];
 
-function curl(lab: Lab, url: string, timeoutS = 20) {
-  return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutS), url], {
-    timeoutMs: timeoutS * 1000 + 5_000,
-  });
-}
-
-function dig(lab: Lab, server: string, args: string[]) {
-  return lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", `@${server}`, ...args], {
-    timeoutMs: 10_000,
-  });
-}
-
-function cli(lab: Lab, args: string[]) {
-  return lab.exec("relay", [KRELAY_LAUNCHER, ...args, "--socket", controlSocket(lab)]);
+/**
+ * IPv4 is not steered: no ip table, no iptables chain of krelay's; the relay's own stack
+ * refuses an IPv4 client (nothing listens on its port 80).
+ */
+async function assertIpv4NotSteered(lab: Lab): Promise<void> {
+  const tables = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
+  assert(!/table ip krelay/.test(tables), tables);
+  for (const table of ["raw", "mangle"]) {
+    const rules = await lab.exec("relay", ["iptables", "-w", "-t", table, "-S"]);
+    assert(!/KRELAY/.test(rules.stdout), rules.stdout);
+  }
+  const r4 = await curl(lab, [`http://${LAB_ADDR.relay}/`], 5_000);
+  assert(!r4.success && /refused|Failed to connect/i.test(r4.stderr), r4.stderr);
 }
 
 labTest(
@@ -48,44 +40,29 @@ labTest(
   async (lab) => {
     const { srv1 } = await startServers(lab);
     const krelay = await startKrelay(lab, ONLY6);
-    const r = await curl(lab, `http://[${R6}]/whoami`);
+    const r = await curl(lab, [`http://[${R6}]/whoami`], 20_000);
     assert(r.stdout.startsWith(`srv1 ${LAB_ADDR6.client}:`), r.stdout + r.stderr);
     assertEquals((await dig(lab, R6, ["lab.example", "AAAA"])).stdout.trim(), LAB_ADDR6.dnsAnswer);
     const q = await srv1.dns.waitForQuery((q) => q.name === "lab.example" && q.type === "AAAA");
     assertEquals(q.client, LAB_ADDR6.client);
-    // IPv4 is not steered: no ip table, no iptables chain of krelay's; the relay's own stack
-    // refuses an IPv4 client (nothing listens on its port 80).
     const tables = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
     assert(tables.includes("table ip6 krelay"), tables);
-    assert(!/table ip krelay/.test(tables), tables);
-    for (const table of ["raw", "mangle"]) {
-      const rules = await lab.exec("relay", ["iptables", "-w", "-t", table, "-S"]);
-      assert(!/KRELAY/.test(rules.stdout), rules.stdout);
-    }
-    const r4 = await curl(lab, `http://${LAB_ADDR.relay}/`, 5);
-    assert(!r4.success && /refused|Failed to connect/i.test(r4.stderr), r4.stderr);
+    await assertIpv4NotSteered(lab);
     // Status and config work without an IPv4 relay address.
-    const status = await cli(lab, ["status"]);
+    const status = await krelayCommand(lab, ["status"]);
     assert(status.success, status.stderr);
     assert(status.stdout.includes(`relay ip6  ${R6}`), status.stdout);
     assert(!/^relay ip\s/m.test(status.stdout), status.stdout);
-    const got = await cli(lab, ["config", "get", "relay_ip"]);
+    const got = await krelayCommand(lab, ["config", "get", "relay_ip"]);
     assert(got.stdout.includes(R6), got.stdout);
     // A second IPv6 server, live: new IPv6 connections may go to either; an IPv4 one is refused.
-    const set = await cli(lab, ["config", "set", "real_ip", LAB_ADDR6.server2]);
-    assert(set.success, set.stderr + set.stdout);
-    const r2 = await curl(lab, `http://[${R6}]/whoami`);
+    await krelayConfigSet(lab, "real_ip", LAB_ADDR6.server2);
+    const r2 = await curl(lab, [`http://[${R6}]/whoami`], 20_000);
     assert(r2.stdout.startsWith(`srv2 ${LAB_ADDR6.client}:`), r2.stdout + r2.stderr);
     // IPv4 given live (its relay address detected): IPv4 clients are relayed from then on,
     // IPv6 ones as before.
-    const four = await cli(lab, [
-      "config",
-      "set",
-      "real_ip",
-      `${LAB_ADDR6.server2},${LAB_ADDR.server}`,
-    ]);
-    assert(four.success, four.stderr + four.stdout);
-    const r4live = await curl(lab, `http://${LAB_ADDR.relay}/whoami`);
+    await krelayConfigSet(lab, "real_ip", `${LAB_ADDR6.server2},${LAB_ADDR.server}`);
+    const r4live = await curl(lab, [`http://${LAB_ADDR.relay}/whoami`], 20_000);
     assert(r4live.stdout.startsWith(`srv1 ${LAB_ADDR.client}:`), r4live.stdout + r4live.stderr);
     assertEquals(
       (await dig(lab, LAB_ADDR.relay, ["lab.example", "A"])).stdout.trim(),
@@ -93,19 +70,11 @@ labTest(
     );
     const both = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
     assert(/table ip krelay/.test(both), both);
-    const r6live = await curl(lab, `http://[${R6}]/whoami`);
+    const r6live = await curl(lab, [`http://[${R6}]/whoami`], 20_000);
     assert(r6live.stdout.startsWith(`srv2 ${LAB_ADDR6.client}:`), r6live.stdout + r6live.stderr);
     // Taken out again: IPv4 is not steered, its table gone.
-    const out = await cli(lab, ["config", "set", "real_ip", LAB_ADDR6.server2]);
-    assert(out.success, out.stderr + out.stdout);
-    const gone = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
-    assert(!/table ip krelay/.test(gone), gone);
-    for (const table of ["raw", "mangle"]) {
-      const rules = await lab.exec("relay", ["iptables", "-w", "-t", table, "-S"]);
-      assert(!/KRELAY/.test(rules.stdout), rules.stdout);
-    }
-    const r4gone = await curl(lab, `http://${LAB_ADDR.relay}/`, 5);
-    assert(!r4gone.success && /refused|Failed to connect/i.test(r4gone.stderr), r4gone.stderr);
+    await krelayConfigSet(lab, "real_ip", LAB_ADDR6.server2);
+    await assertIpv4NotSteered(lab);
     assertEquals(await krelay.stop(), 0);
     const after = (await lab.exec("relay", ["nft", "list", "tables"], { check: true })).stdout;
     assert(!after.includes("krelay"), after);

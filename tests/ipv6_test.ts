@@ -12,31 +12,16 @@ import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
 import { assertDigRefused, dig } from "./support/dig.ts";
 import { assertDownload } from "./support/download.ts";
-import { controlSocket, krelayRules, startKrelay } from "./support/krelay.ts";
-import { labTest, type Requirement } from "./support/requirements.ts";
-import { KRELAY_LAUNCHER } from "../src/lab/krelay_process.ts";
+import { curl } from "./support/curl.ts";
+import { krelayCommand, krelayConfigSet, krelayRules, startKrelay } from "./support/krelay.ts";
+import { LAB_PEERS, labTest, type Requirement } from "./support/requirements.ts";
+import { LAB_RELAY_FLAGS_DUAL } from "../src/lab/krelay_process.ts";
 
-const NEEDS: Requirement[] = ["iptables", "nginx", "curl", "dnsmasq", "dig", "libnetfilter_queue"];
+const NEEDS: Requirement[] = [...LAB_PEERS];
 const R6 = LAB_ADDR6.relay;
 
 /** Both families: the IPv4 server and relay as every lab test gives them, and IPv6's. */
-const DUAL_FLAGS = [
-  "--real-ip",
-  `${LAB_ADDR.server},${LAB_ADDR6.server}`,
-  "--relay-ip",
-  `${LAB_ADDR.relay},${LAB_ADDR6.relay}`,
-];
-
-function curl(lab: Lab, args: string[], timeoutMs = 30_000) {
-  return lab.exec("client", ["curl", "-sS", "--max-time", String(timeoutMs / 1000), ...args], {
-    timeoutMs: timeoutMs + 5_000,
-  });
-}
-
-/** `krelay ARGS --socket ...` in the relay's namespace; throws with `check` when it fails. */
-function control(lab: Lab, args: string[], check = true) {
-  return lab.exec("relay", [KRELAY_LAUNCHER, ...args, "--socket", controlSocket(lab)], { check });
-}
+const DUAL_FLAGS = [...LAB_RELAY_FLAGS_DUAL];
 
 labTest(
   "curl http://[2001:db8:1::1]/ returns the server's page; nginx logs the client's IPv6 address",
@@ -119,13 +104,7 @@ labTest(
     assert(!(await listening()).includes("[::]:16000"), await listening());
     assertEquals((await curl(lab, [`http://${LAB_ADDR.relay}/whoami`])).success, true);
     // An IPv6 server given live: IPv6 clients are relayed from then on.
-    const set = await control(lab, [
-      "config",
-      "set",
-      "real_ip",
-      `${LAB_ADDR.server},${LAB_ADDR6.server}`,
-    ], false);
-    assert(set.success, set.stderr + set.stdout);
+    await krelayConfigSet(lab, "real_ip", `${LAB_ADDR.server},${LAB_ADDR6.server}`);
     assert((await listening()).includes("[::]:16000"), await listening());
     const r6 = await curl(lab, [`http://[${R6}]/whoami`]);
     assert(r6.stdout.startsWith(`srv1 ${LAB_ADDR6.client}:`), r6.stdout + r6.stderr);
@@ -162,7 +141,7 @@ labTest(
   async (lab) => {
     await startServers(lab);
     const krelay = await startKrelay(lab, DUAL_FLAGS);
-    const status = await control(lab, ["status"]);
+    const status = await krelayCommand(lab, ["status"], true);
     assert(status.stdout.includes(R6), status.stdout);
     // A connection held open by a client that sends nothing, listed while it lasts.
     const held = lab.exec("client", [
@@ -173,16 +152,16 @@ labTest(
     let listed = "";
     for (let i = 0; i < 50 && !listed.includes(`[${LAB_ADDR6.client}]`); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      listed = (await control(lab, ["nat"], false)).stdout;
+      listed = (await krelayCommand(lab, ["nat"])).stdout;
     }
     assert(listed.includes(`[${LAB_ADDR6.client}]`), listed);
     assert(listed.includes(`[${LAB_ADDR6.server}]:80`), listed);
     await held;
     // A UDP flow over IPv6, which only the kernel carries, is listed from its set.
     assertEquals((await dig(lab, R6, ["lab.example", "AAAA"])).stdout.trim(), LAB_ADDR6.dnsAnswer);
-    const nat = await control(lab, ["nat"]);
+    const nat = await krelayCommand(lab, ["nat"], true);
     assert(nat.stdout.includes(`[${LAB_ADDR6.server}]:53`), nat.stdout);
-    const after = await control(lab, ["status"]);
+    const after = await krelayCommand(lab, ["status"], true);
     assert(/of them IPv6\s+│\s+0 active, 1 total/.test(after.stdout), after.stdout);
     await krelay.stop();
   },
@@ -197,13 +176,7 @@ labTest(
     const krelay = await startKrelay(lab, DUAL_FLAGS);
     const whoami = async (url: string) => (await curl(lab, [url])).stdout.split(" ")[0];
     assertEquals(await whoami(`http://[${R6}]/whoami`), "srv1");
-    const set = await control(lab, [
-      "config",
-      "set",
-      "real_ip",
-      `${LAB_ADDR.server},${LAB_ADDR6.server2}`,
-    ], false);
-    assert(set.success, set.stderr + set.stdout);
+    await krelayConfigSet(lab, "real_ip", `${LAB_ADDR.server},${LAB_ADDR6.server2}`);
     assertEquals(await whoami(`http://[${R6}]/whoami`), "srv2");
     assertEquals(await whoami(`http://${LAB_ADDR.relay}/whoami`), "srv1");
     // UDP too: a new IPv6 flow is answered by the second server.

@@ -6,7 +6,7 @@
  */
 
 import type { Lab } from "../../src/lab/topology.ts";
-import type { LabProcess } from "../../src/lab/process.ts";
+import type { LabProcess, RunResult } from "../../src/lab/process.ts";
 import { KRELAY_LAUNCHER, LAB_RELAY_FLAGS, spawnKrelay } from "../../src/lab/krelay_process.ts";
 import { routeShowCommands } from "../../src/steering/tproxy_route.ts";
 
@@ -57,6 +57,25 @@ export class KrelayRun {
 /** A control socket of the lab's own, so that labs in parallel never share one. */
 export function controlSocket(lab: Lab, name = "krelay"): string {
   return `${lab.runDir}/${name}.sock`;
+}
+
+/**
+ * `krelay ARGS --socket <the lab's control socket>` in the relay namespace, through the
+ * launcher; with `check`, it throws when the command fails.
+ */
+export function krelayCommand(
+  lab: Lab,
+  args: readonly string[],
+  check = false,
+): Promise<RunResult> {
+  return lab.exec("relay", [KRELAY, ...args, "--socket", controlSocket(lab)], { check });
+}
+
+/** `krelay config set KEY VALUE` in the relay namespace; asserts it succeeds, gives its output. */
+export async function krelayConfigSet(lab: Lab, key: string, value: string): Promise<string> {
+  const r = await krelayCommand(lab, ["config", "set", key, value]);
+  if (!r.success) throw new Error(`config set ${key} ${value}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
 }
 
 /**
