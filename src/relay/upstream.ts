@@ -34,25 +34,7 @@ export interface Upstream {
  * of the failure ("EADDRNOTAVAIL": no local port left toward this server).
  */
 export function connectUpstream(flow: UpstreamFlow): Upstream | string {
-  const own = connectFrom(flow, flow.clientPort);
-  if (typeof own !== "string") return { ...own, portChanged: false };
-  // Taken: by another connection of this client (to another service) or one in TIME_WAIT.
-  if (own !== "EADDRINUSE" && own !== "EADDRNOTAVAIL") return own;
-  const picked = connectFrom(flow, 0);
-  return typeof picked === "string" ? picked : { ...picked, portChanged: true };
-}
-
-function connectFrom(flow: UpstreamFlow, port: number): Omit<Upstream, "portChanged"> | string {
-  let fd: number;
-  try {
-    fd = upstreamSocket(flow.client, port);
-  } catch (e) {
-    return e instanceof SocketError ? e.code : String(e);
-  }
-  const started = startConnect(fd, { address: flow.server, port: flow.serverPort });
-  if (started === 0 || started === Errno.EINPROGRESS) return { fd, connecting: started !== 0 };
-  closeFd(fd);
-  return errnoName(started);
+  return connectEither(flow, IPV4);
 }
 
 /** An IPv6 connection's ends, addresses in canonical text (socket6.ts). */
@@ -65,24 +47,49 @@ export interface UpstreamFlow6 {
 
 /** {@link connectUpstream} for an IPv6 client and server. */
 export function connectUpstream6(flow: UpstreamFlow6): Upstream | string {
-  const own = connectFrom6(flow, flow.clientPort);
+  return connectEither(flow, IPV6);
+}
+
+/** One family's calls: a socket bound to the client's address and `port`, its connect. */
+interface FamilyCalls<F> {
+  socket(flow: F, port: number): number;
+  connect(fd: number, flow: F): number;
+}
+
+const IPV4: FamilyCalls<UpstreamFlow> = {
+  socket: (flow, port) => upstreamSocket(flow.client, port),
+  connect: (fd, flow) => startConnect(fd, { address: flow.server, port: flow.serverPort }),
+};
+
+const IPV6: FamilyCalls<UpstreamFlow6> = {
+  socket: (flow, port) => upstreamSocket6(flow.client, port),
+  connect: (fd, flow) => startConnect6(fd, { address: flow.server, port: flow.serverPort }),
+};
+
+function connectEither<F extends { readonly clientPort: number }>(
+  flow: F,
+  calls: FamilyCalls<F>,
+): Upstream | string {
+  const own = connectFrom(flow, calls, flow.clientPort);
   if (typeof own !== "string") return { ...own, portChanged: false };
+  // Taken: by another connection of this client (to another service) or one in TIME_WAIT.
   if (own !== "EADDRINUSE" && own !== "EADDRNOTAVAIL") return own;
-  const picked = connectFrom6(flow, 0);
+  const picked = connectFrom(flow, calls, 0);
   return typeof picked === "string" ? picked : { ...picked, portChanged: true };
 }
 
-function connectFrom6(
-  flow: UpstreamFlow6,
+function connectFrom<F>(
+  flow: F,
+  calls: FamilyCalls<F>,
   port: number,
 ): Omit<Upstream, "portChanged"> | string {
   let fd: number;
   try {
-    fd = upstreamSocket6(flow.client, port);
+    fd = calls.socket(flow, port);
   } catch (e) {
     return e instanceof SocketError ? e.code : String(e);
   }
-  const started = startConnect6(fd, { address: flow.server, port: flow.serverPort });
+  const started = calls.connect(fd, flow);
   if (started === 0 || started === Errno.EINPROGRESS) return { fd, connecting: started !== 0 };
   closeFd(fd);
   return errnoName(started);
