@@ -371,42 +371,40 @@ export class SynGate {
     const v = new DataView(syn.buffer, syn.byteOffset, syn.byteLength);
     const client = v.getUint32(12);
     const packet = make(syn, v.getUint32(16), client);
-    if (this.#raw < 0) {
-      // AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW: the header is ours (IP_HDRINCL).
-      this.#raw = libc().socket(2, 3 | 0o2000000, 255);
-      if (this.#raw < 0) {
-        log.warning("no raw socket to answer a refused SYN: the client's SYN times out");
-        return;
-      }
-    }
+    // sockaddr_in: family, port 0, the destination.
     const to = new Uint8Array(16);
     const view = new DataView(to.buffer);
     view.setUint16(0, 2, true);
     view.setUint32(4, client);
-    const sent = libc().connect(this.#raw, to, 16) === 0 &&
-      libc().send(this.#raw, packet as Uint8Array<ArrayBuffer>, BigInt(packet.length), 0) >= 0;
-    if (!sent) {
-      log.debug("the answer to a refused SYN could not be sent");
-    }
+    this.#sendRaw(false, packet, to);
   }
 
   /** Sends an IPv6 packet built whole (its source the relay's), through a raw socket. */
   #send6(packet: Uint8Array): void {
-    if (this.#raw6 < 0) {
-      // AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW: the header is ours (as IP_HDRINCL).
-      this.#raw6 = libc().socket(10, 3 | 0o2000000, 255);
-      if (this.#raw6 < 0) {
-        log.warning("no IPv6 raw socket to answer a refused SYN: the client's SYN times out");
-        return;
-      }
-    }
     // sockaddr_in6: family, port 0, flow info 0, the destination, scope 0.
     const to = new Uint8Array(28);
     new DataView(to.buffer).setUint16(0, 10, true);
     to.set(packet.subarray(24, 40), 8);
-    const sent = libc().connect(this.#raw6, to, 28) === 0 &&
-      libc().send(this.#raw6, packet as Uint8Array<ArrayBuffer>, BigInt(packet.length), 0) >= 0;
-    if (!sent) log.debug("the answer to a refused IPv6 SYN could not be sent");
+    this.#sendRaw(true, packet, to);
+  }
+
+  /** Sends `packet`, header and all, to `to` through the family's raw socket (opened once). */
+  #sendRaw(v6: boolean, packet: Uint8Array, to: Uint8Array<ArrayBuffer>): void {
+    const family = v6 ? "IPv6 " : "";
+    let fd = v6 ? this.#raw6 : this.#raw;
+    if (fd < 0) {
+      // AF_INET(6), SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW: the header is ours (IP_HDRINCL).
+      fd = libc().socket(v6 ? 10 : 2, 3 | 0o2000000, 255);
+      if (v6) this.#raw6 = fd;
+      else this.#raw = fd;
+      if (fd < 0) {
+        log.warning(`no ${family}raw socket to answer a refused SYN: the client's SYN times out`);
+        return;
+      }
+    }
+    const sent = libc().connect(fd, to, to.length) === 0 &&
+      libc().send(fd, packet as Uint8Array<ArrayBuffer>, BigInt(packet.length), 0) >= 0;
+    if (!sent) log.debug(`the answer to a refused ${family}SYN could not be sent`);
   }
 
   /** Drops the SYNs whose server has not answered in time; closes connections not taken. */
