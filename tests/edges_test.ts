@@ -15,7 +15,13 @@ import { assertDigRefused } from "./support/dig.ts";
 import { curl } from "./support/curl.ts";
 import { assertDownload } from "./support/download.ts";
 import { IPV4, IPV6, type LabFamily } from "./support/family.ts";
-import { KRELAY, type KrelayRun, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
+import {
+  KRELAY,
+  type KrelayRun,
+  LAB_FLAGS,
+  startKrelay,
+  tcpServiceFlags,
+} from "./support/krelay.ts";
 import { startLongClient } from "./support/long_client.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
 import { narrowServerSide, udpEdges } from "./support/udp_edges.ts";
@@ -361,12 +367,7 @@ labTest(
       `${LAB_ADDR.server},${LAB_ADDR6.server},${LAB_ADDR6.server2}`,
       "--relay-ip",
       `${R},${R6}`,
-      "--tcp-ports",
-      String(port),
-      "--udp-ports",
-      "",
-      "--health-interval",
-      "1",
+      ...tcpServiceFlags(port),
       "--no-tcp-hold-syn",
     ]);
     await waitFor(async () => (await synStatus(k)).refusedPorts6?.includes(port) === true, {

@@ -11,7 +11,7 @@ import { startDnsmasq, startNginx, startServers } from "../src/lab/servers.ts";
 import { waitFor } from "../src/lab/wait.ts";
 import type { ServerView } from "../src/daemon/servers.ts";
 import type { SynReport } from "../src/daemon/reports.ts";
-import { KRELAY, startKrelay } from "./support/krelay.ts";
+import { KRELAY, startKrelay, tcpServiceFlags } from "./support/krelay.ts";
 import { startLongClient } from "./support/long_client.ts";
 import { LAB_PEERS, labTest, type Requirement } from "./support/requirements.ts";
 import { krelayJson, ManyClients, serversOf } from "./support/many_clients.ts";
@@ -161,12 +161,7 @@ labTest(
     for (const where of ["server", "server2"]) await lab.waitForListen(where, "tcp", port);
     const k = await startKrelay(lab, [
       ...BOTH,
-      "--tcp-ports",
-      String(port),
-      "--udp-ports",
-      "",
-      "--health-interval",
-      "1",
+      ...tcpServiceFlags(port),
     ]);
     // A connection that will outlive both servers' refusal.
     const long = await startLongClient(lab, R, port);

@@ -55,6 +55,14 @@ export class KrelayRun {
 }
 
 /** A control socket of the lab's own, so that labs in parallel never share one. */
+/**
+ * Flags for one TCP service alone (no UDP service), its servers checked every second: what the
+ * refusal tests relay.
+ */
+export function tcpServiceFlags(port: number): string[] {
+  return ["--tcp-ports", String(port), "--udp-ports", "", "--health-interval", "1"];
+}
+
 export function controlSocket(lab: Lab, name = "krelay"): string {
   return `${lab.runDir}/${name}.sock`;
 }
