@@ -16,7 +16,7 @@ import { type PacketVerdict, type QueuedPacket, Verdict } from "../queue/queue.t
 import { Ipv4Packet, parseIpv4Packet } from "../packet/ipv4_packet.ts";
 import { Ipv6Packet, parseIpv6Packet } from "../packet/ipv6_packet.ts";
 import { type Decide, SynGate, type SynGateCounters } from "../relay/syn_gate.ts";
-import { Ready } from "../relay/poller.ts";
+import { type Poller, Ready } from "../relay/poller.ts";
 import type { TcpRelay } from "../relay/tcp_relay.ts";
 import type { TcpTargets } from "../nat/tcp_targets.ts";
 import type { UpstreamRegistry } from "../relay/upstream_registry.ts";
@@ -37,16 +37,24 @@ export class ThreadGate {
   readonly #gate: SynGate;
   /** The queue's number. */
   readonly queue: number;
-  readonly #relay: TcpRelay;
-  /** Verdicts decided while a batch is handled, sent together after it. */
-  #batch: PacketVerdict[] | undefined;
+  readonly #poller: Poller;
+  /**
+   * Verdicts decided in this round of the poller (a batch of SYNs, servers' answers), sent
+   * together at its end: one send for all.
+   */
+  #batch: PacketVerdict[] = [];
+  readonly #flush = () => {
+    const batch = this.#batch;
+    this.#batch = [];
+    if (batch.length > 0) this.#queue.send(batch);
+  };
 
   private constructor(queue: NfqueueDatapath, number: number, parts: ThreadGateParts) {
     const poller = parts.relay.poller;
     if (poller === undefined) throw new Error("the relay thread does not listen yet");
     this.#queue = queue;
+    this.#poller = poller;
     this.queue = number;
-    this.#relay = parts.relay;
     this.#gate = new SynGate({
       targets: parts.targets,
       registry: parts.registry,
@@ -83,27 +91,27 @@ export class ThreadGate {
 
   /** Drops the SYNs still held, closes the connections not taken and releases the queue. */
   async close(): Promise<void> {
-    this.#relay.poller?.unwatch(this.#queue.fd);
+    this.#poller.unwatch(this.#queue.fd);
     await this.#gate.close();
+    this.#flush();
     this.#queue.close();
   }
 
   #ready(): void {
-    const batch: PacketVerdict[] = this.#batch = [];
     for (const packet of this.#queue.drain()) {
-      if (!this.#hold(packet)) batch.push({ packet, verdict: Verdict.Accept, mangled: false });
+      if (!this.#hold(packet)) this.#decided({ packet, verdict: Verdict.Accept, mangled: false });
     }
-    this.#batch = undefined;
-    if (batch.length > 0) this.#queue.send(batch);
+  }
+
+  /** Sends `verdict` with the others of this round, at its end. */
+  #decided(verdict: PacketVerdict): void {
+    if (this.#batch.push(verdict) === 1) this.#poller.defer(this.#flush);
   }
 
   /** Gives a client's SYN to the gate; false for anything else (it goes on). */
   #hold(packet: QueuedPacket): boolean {
-    const decide: Decide = (accept) => {
-      const verdict = { packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled: false };
-      if (this.#batch !== undefined) this.#batch.push(verdict);
-      else this.#queue.send([verdict]);
-    };
+    const decide: Decide = (accept) =>
+      this.#decided({ packet, verdict: accept ? Verdict.Accept : Verdict.Drop, mangled: false });
     if (packet.bytes[0] >>> 4 === 6) {
       if (!SynGate.isSyn6(packet.bytes)) return false;
       const syn = parseIpv6Packet(packet.bytes);
