@@ -286,6 +286,7 @@ requiringTest(
         "/usr/lib/krelay/deno",
         "/usr/lib/krelay/app/main.js",
         "/usr/lib/krelay/app/relay_thread.js",
+        "/usr/lib/krelay/app/gate_thread.js",
         "/usr/lib/krelay/app/worker_runtime.js",
         "/usr/lib/krelay/app/api.ts",
         "/lib/systemd/system/krelay.service",

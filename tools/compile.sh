@@ -17,12 +17,12 @@ mkdir -p "$here/dist"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The same flags as the ./krelay launcher (tools/run_flags.sh). A worker's module is not found
-# by the compiler's analysis: the relay threads' is included by name. (tools/dist.sh builds a
+# by the compiler's analysis: the relay threads' are included by name. (tools/dist.sh builds a
 # single file without denort.)
 . "$here/tools/run_flags.sh"
 if "$deno" compile "${KRELAY_RUN_FLAGS[@]}" \
   --include "$here/krelay" --include "$here/tools/install-deps.sh" \
-  --include "$here/src/relay/relay_thread.ts" \
+  --include "$here/src/relay/relay_thread.ts" --include "$here/src/daemon/gate_thread.ts" \
   --output "$here/dist/krelay" "$here/main.ts" >"$log" 2>&1; then
   echo "compile: built dist/krelay (Deno $version)"
   exit 0

@@ -33,7 +33,7 @@ import type { CommandRunner } from "../system/command.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { readKernelQueue } from "../queue/kernel_counters.ts";
 import { TablePressure } from "../nat/pressure.ts";
-import { SynGate } from "../relay/syn_gate.ts";
+import { SynGate, type SynGateCounters } from "../relay/syn_gate.ts";
 import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { ModuleFollower } from "./kmod_follow.ts";
 import { KernelUdp } from "./kernel_udp.ts";
@@ -539,7 +539,7 @@ export class Daemon {
         ...(this.#state === "started" && this.#settings.pool6 !== undefined
           ? { refusedPorts6: this.#noServerUp("tcp", this.#settings.pool6) }
           : {}),
-        ...(this.#gate === undefined ? {} : { gate: { ...this.#gate.counters } }),
+        ...(this.#gate === undefined ? {} : { gate: this.#gateCounters(this.#gate.counters) }),
       },
     };
   }
@@ -654,17 +654,45 @@ export class Daemon {
         onReport: () => this.#relayReported(),
         cpus: this.#config.relay_cpu_affinity ? relayCpus() : [],
         registry: this.registry.buffer,
+        // A relay thread that can hold SYNs itself (thread_gate.ts).
+        module: new URL("./gate_thread.ts", import.meta.url),
       },
     );
     await this.#threads.listen(port, warm);
+    if (this.#config.tcp_hold_syn === true && this.#threadQueues === undefined) {
+      this.#threadQueues = await this.#threads.gate(this.#config.queue + 1);
+    }
+  }
+
+  /** The queue each relay thread holds SYNs of (null: none), once asked (tcp_hold_syn true). */
+  #threadQueues?: (number | null)[];
+
+  /**
+   * The relay threads' SYN queues, for IPv4 clients' held SYNs with tcp_hold_syn true, when
+   * every thread holds one (each keeps to a CPU of its own): queue `base` + CPU is that
+   * CPU's thread's. Otherwise the main thread's gate holds them.
+   */
+  #heldSynQueues(): { base: number; count: number } | undefined {
+    const queues = this.#threadQueues;
+    if (this.#config.tcp_hold_syn !== true || queues === undefined || this.#threads === undefined) {
+      return undefined;
+    }
+    if (queues.length === 0 || queues.some((q) => q === null)) return undefined;
+    const base = this.#config.queue + 1;
+    return { base, count: Math.max(...(queues as number[])) - base + 1 };
   }
 
   async #closeThreads(): Promise<void> {
     const threads = this.#threads;
     if (threads === undefined) return;
     this.#threads = undefined;
+    this.#threadQueues = undefined;
     await threads.close();
     this.#threadsDone = addStats(this.#threadsDone, threads.stats());
+    const gates = threads.gateCounters();
+    if (gates !== undefined) {
+      this.#threadGatesDone = addCounters({ ...gates }, this.#threadGatesDone);
+    }
   }
 
   #threadSettings(): ThreadSettings {
@@ -693,7 +721,7 @@ export class Daemon {
     this.deps.natMirror?.close();
     log.info("closed; counters {counters} syn {syn} tcp {tcp} nat {nat} datapath {datapath}", {
       counters: this.engine.counters,
-      syn: this.#gate?.counters,
+      syn: this.#gate && this.#gateCounters(this.#gate.counters),
       tcp: this.#tcpStats(),
       nat: this.table.stats(),
       datapath: this.#datapath?.stats(),
@@ -759,9 +787,11 @@ export class Daemon {
         this.#ids6.set(s.address, this.#ids6.size);
       }
     }
+    const heldSynQueues = this.#heldSynQueues();
     return {
       ...spec,
       heldSynPorts: this.#heldSynPorts(),
+      ...(heldSynQueues === undefined ? {} : { heldSynQueues }),
       ...(refusedTcp.length > 0 ? { refusedTcpPorts: refusedTcp } : {}),
       listeners: this.#threads?.listeners ?? (main >= 0 ? [main] : []),
       listeners6: this.#threads?.listeners6 ?? (main6 >= 0 ? [main6] : []),
@@ -776,6 +806,17 @@ export class Daemon {
   #noServerUp(protocol: "udp" | "tcp", pool: ServerPool = this.#settings.pool): number[] {
     const ports = protocol === "udp" ? this.#config.udp_ports : this.#config.tcp_ports;
     return ports.filter((p) => pool.up[serviceKey(protocol, p)]?.every((up) => !up) === true);
+  }
+
+  /** The gates of relay threads closed since the start (thread_gate.ts), added up. */
+  #threadGatesDone?: SynGateCounters;
+
+  /** The main thread's gate's counters and the relay threads' (thread_gate.ts), added up. */
+  #gateCounters(main: SynGateCounters): SynGateCounters {
+    return addCounters(
+      addCounters({ ...main }, this.#threadGatesDone),
+      this.#threads?.gateCounters(),
+    );
   }
 
   /** The TCP services whose clients' SYNs the gate holds, by tcp_hold_syn. */
@@ -806,4 +847,11 @@ export class Daemon {
   #syncSteering(): Promise<void> {
     return this.#steering.update(() => this.#spec());
   }
+}
+
+/** Adds `b` (if any) to `a`, which it returns. */
+function addCounters(a: SynGateCounters, b: SynGateCounters | undefined): SynGateCounters {
+  if (b === undefined) return a;
+  for (const k of Object.keys(a) as (keyof SynGateCounters)[]) a[k] += b[k];
+  return a;
 }

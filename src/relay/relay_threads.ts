@@ -27,6 +27,7 @@ import type { FlowCounts, TcpTargetSettings } from "../nat/tcp_targets.ts";
 import { cpuForThread } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import type { DivertedConnection } from "./relayed.ts";
+import type { SynGateCounters } from "./syn_gate.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "./stats.ts";
 import type { TcpRelaySettings } from "./tcp_relay.ts";
 
@@ -54,6 +55,13 @@ export type ThreadRequest =
     | { op: "settings"; settings: ThreadSettings }
     | { op: "listen"; port: number; warmUp?: number }
     | { op: "unlisten" }
+    | {
+      op: "gate";
+      /** The thread holds the SYNs of queue `base` + its CPU (daemon/thread_gate.ts). */
+      base: number;
+      /** The main thread's performance.timeOrigin: the registry's times are on its clock. */
+      origin: number;
+    }
     | { op: "diverted" }
     | { op: "close" }
   );
@@ -82,6 +90,8 @@ export interface ThreadReport {
   ports: number[];
   /** Connections by "port/server" since the thread started (see TcpRelay.serverCounts). */
   servers: Record<string, FlowCounts>;
+  /** The thread's SYN gate's counters, when it holds SYNs (daemon/thread_gate.ts). */
+  gate?: SynGateCounters;
 }
 
 const log = logger("relay");
@@ -211,6 +221,30 @@ export class RelayThreads {
     const fds = answers.map((a) => Array.isArray(a) ? a : [a, -1]);
     this.#listeners = fds.map(([v4]) => v4);
     this.#listeners6 = fds.map(([, v6]) => v6).filter((fd) => fd >= 0);
+  }
+
+  /**
+   * Each thread holds the SYNs of queue `base` + its CPU, when its module can (see
+   * daemon/gate_thread.ts): the queue each bound, null where one did not (no CPU of its own, a
+   * plain relay thread, a queue taken).
+   */
+  async gate(base: number): Promise<(number | null)[]> {
+    const origin = performance.timeOrigin;
+    return await Promise.all(
+      this.#threads.map((t) => t.request<number | null>({ op: "gate", base, origin })),
+    );
+  }
+
+  /** The threads' SYN gates' counters, as last reported, added up; undefined: none holds. */
+  gateCounters(): SynGateCounters | undefined {
+    let sum: SynGateCounters | undefined;
+    for (const t of this.#threads) {
+      const g = t.last.gate;
+      if (g === undefined) continue;
+      if (sum === undefined) sum = { ...g };
+      else for (const k of Object.keys(sum) as (keyof SynGateCounters)[]) sum[k] += g[k];
+    }
+    return sum;
   }
 
   /** Every thread stops listening; relayed connections go on. */

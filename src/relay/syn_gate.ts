@@ -63,6 +63,11 @@ export interface SynGateOptions {
    * SYN nor its server's answer costs a hop through a helper thread.
    */
   driven?: boolean;
+  /**
+   * A poller of another's to wait in (a relay thread's: the gate per thread,
+   * daemon/thread_gate.ts); the gate does not close it.
+   */
+  poller?: Poller;
 }
 
 /** Counters of the gate. */
@@ -130,7 +135,7 @@ export class SynGate {
   }
 
   constructor(private readonly options: SynGateOptions) {
-    this.#poller = new Poller(false, options.driven === true);
+    this.#poller = options.poller ?? new Poller(false, options.driven === true);
     this.#timer = setInterval(() => this.#sweep(), SWEEP_MS);
   }
 
@@ -291,7 +296,7 @@ export class SynGate {
     if (this.#raw >= 0) closeFd(this.#raw);
     if (this.#raw6 >= 0) closeFd(this.#raw6);
     this.#raw = this.#raw6 = -1;
-    await this.#poller.close();
+    if (this.options.poller === undefined) await this.#poller.close();
   }
 
   #connected(held: Held): void {

@@ -140,6 +140,11 @@ export class TcpRelay {
     return this.#listener6;
   }
 
+  /** The poller serving the relay's sockets, once it has listened. */
+  get poller(): Poller | undefined {
+    return this.#shared?.poller;
+  }
+
   /**
    * Listens on `port` (all addresses); rejects with a clear error if it is taken. Already
    * listening elsewhere, the new listener replaces the old one once it is up: connections

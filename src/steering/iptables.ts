@@ -8,8 +8,8 @@
  *
  * - `mangle KRELAY_SYN` (from PREROUTING, taken only by TCP SYNs): clients' SYNs to relay:port
  *   of the TCP services in `heldSynPorts`, which krelay holds until the server has answered
- *   (syn_gate.ts); a
- *   scripted service's come through `raw KRELAY_PRE` with all its segments.
+ *   (syn_gate.ts); to the relay threads' own queues with `heldSynQueues` (by the CPU that
+ *   received the SYN, daemon/thread_gate.ts); a scripted service's come through `raw KRELAY_PRE` with all its segments.
  * - with packet scripts, every packet of a scripted service:
  *   - `raw KRELAY_PRE` (from PREROUTING, before conntrack and routing): the client's requests
  *     to relay:port. UDP is rewritten to the real server there (U1), so routing forwards it;
@@ -77,6 +77,14 @@ function queueTarget(queue: number): string {
   return `-m comment --comment ${RULE_COMMENT} -j NFQUEUE --queue-num ${queue} --queue-bypass`;
 }
 
+/** Queues `base`.. `base + count - 1`, each packet to the one of the CPU that received it. */
+function spreadTarget({ base, count }: { base: number; count: number }): string {
+  const queues = count > 1
+    ? `--queue-balance ${base}:${base + count - 1} --queue-cpu-fanout`
+    : `--queue-num ${base}`;
+  return `-m comment --comment ${RULE_COMMENT} -j NFQUEUE ${queues} --queue-bypass`;
+}
+
 /** The rules of each chain the spec needs, as iptables arguments after `-A CHAIN`. */
 export function renderChainRules(steering: SteeringSpec): Partial<Record<ChainId, string[]>> {
   // IPv4's selection: none when IPv4 clients are not steered (an IPv6-only relay).
@@ -91,8 +99,9 @@ export function renderChainRules(steering: SteeringSpec): Partial<Record<ChainId
     spec.tcpPorts.includes(p) && !spec.scriptedTcpPorts.includes(p)
   );
   if (held.length > 0) {
+    const to = spec.heldSynQueues === undefined ? q : spreadTarget(spec.heldSynQueues);
     rules.syn = chunks(held).map((ports) =>
-      `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${q}`
+      `-d ${spec.relayIp}/32 -p tcp -m multiport --dports ${ports} ${to}`
     );
   }
   const udp = spec.scriptedUdpPorts;

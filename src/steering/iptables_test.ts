@@ -115,3 +115,22 @@ Deno.test("renderChainRules() queues clients' SYNs to TCP services when asked, s
   const script = renderRestoreScript({ ...spec, tcpPorts: [80], heldSynPorts: [80] });
   assert(script.includes("-I PREROUTING 1 -p tcp --syn -j KRELAY_SYN\n"), script);
 });
+
+Deno.test("renderChainRules() spreads held SYNs over the relay threads' queues by CPU", () => {
+  const spread = (count: number) =>
+    renderChainRules({
+      ...spec,
+      tcpPorts: [80],
+      heldSynPorts: [80],
+      heldSynQueues: { base: 1, count },
+    }).syn;
+  const target = "-m comment --comment krelay -j NFQUEUE";
+  assertEquals(spread(2), [
+    `-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${target} --queue-balance 1:2 ` +
+    "--queue-cpu-fanout --queue-bypass",
+  ]);
+  // One CPU: its queue alone.
+  assertEquals(spread(1), [
+    `-d 198.51.100.1/32 -p tcp -m multiport --dports 80 ${target} --queue-num 1 --queue-bypass`,
+  ]);
+});

@@ -49,6 +49,12 @@ export interface SteeringSpec {
    */
   heldSynPorts?: readonly number[];
   /**
+   * IPv4 clients' held SYNs go to these queues rather than `queue`: `count` queues from
+   * `base`, each SYN to the one of the CPU that received it (`base` + CPU % `count`), where the
+   * relay thread keeping to that CPU holds it (daemon/thread_gate.ts).
+   */
+  heldSynQueues?: { base: number; count: number };
+  /**
    * TCP services with no real server up: a client's SYN to one is answered with an RST by the
    * kernel (nft.ts), as by a host with nothing listening there, and goes no further; segments
    * of established connections pass as before.
@@ -188,11 +194,12 @@ export class ComposedSteering implements Steering {
 }
 
 /**
- * Whether two specs differ at most in heldSynPorts, which only the queue selection (and
- * IPv6's SYN queue rules) render.
+ * Whether two specs differ at most in heldSynPorts and heldSynQueues, which only the queue
+ * selection (and IPv6's SYN queue rules) render.
  */
 export function sameButHeldSyns(a: SteeringSpec, b: SteeringSpec): boolean {
-  return JSON.stringify({ ...a, heldSynPorts: [] }) === JSON.stringify({ ...b, heldSynPorts: [] });
+  const but = (x: SteeringSpec) => JSON.stringify({ ...x, heldSynPorts: [], heldSynQueues: 0 });
+  return but(a) === but(b);
 }
 
 function union(a: readonly number[], b: readonly number[]): number[] {

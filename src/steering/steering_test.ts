@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { ComposedSteering, type Steering, type SteeringSpec } from "./steering.ts";
+import { ComposedSteering, sameButHeldSyns, type Steering, type SteeringSpec } from "./steering.ts";
 import { labSpec } from "./_steering_spec.ts";
 
 /** A steering that records what it was given, as "name op scripted-udp-ports". */
@@ -65,4 +65,11 @@ Deno.test("ComposedSteering changes only the queue selection when only the held 
   log.length = 0;
   await s.update(labSpec({ ...dual, heldSynPorts: [80] }));
   assertEquals(log, ["kernel update -", "queue update -"]);
+});
+
+Deno.test("sameButHeldSyns() ignores the held SYNs' ports and queues only", () => {
+  const spec = labSpec();
+  const held = { ...spec, heldSynPorts: [80], heldSynQueues: { base: 1, count: 2 } };
+  assertEquals(sameButHeldSyns(spec, held), true);
+  assertEquals(sameButHeldSyns(spec, { ...held, gport: spec.gport + 1 }), false);
 });

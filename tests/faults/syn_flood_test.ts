@@ -51,3 +51,34 @@ labTest(
   },
   { timeoutMs: 90_000 },
 );
+
+labTest(
+  "faults: with tcp_hold_syn true, a SYN flood held by the relay threads' gates starves no one",
+  NEEDS,
+  async (lab) => {
+    // Every SYN held, by the relay threads (one per CPU) where each keeps to a CPU of its own.
+    const { srv1, k, keeper } = await startScenario(
+      lab,
+      faultFlags("--nat-max-entries", "8192", "--tcp-hold-syn", "true"),
+      12,
+    );
+    const flood = python(lab, ["syn", R, "80", "30000"]);
+    const during = await curl(lab);
+    const sent = await flood;
+    assert(sent.sent >= 29_000, JSON.stringify(sent));
+    assertEquals([during.code, during.body], [0, srv1.web.indexText], "curl during the flood");
+    await keeper.assertNothingLost("SYN flood, SYNs held", true);
+    await assertRelays(lab, srv1.web.indexText, "after the SYN flood");
+    const s = await status(k) as unknown as { syn: { gate?: Record<string, number> } };
+    const gate = s.syn.gate;
+    // The flood's SYNs were decided by a gate (held, or let go past its limit)...
+    assert(gate !== undefined && gate.held + gate.overflow >= 1000, JSON.stringify(gate));
+    // ...the relay threads', from their own queues (after krelay's own, number 0).
+    const queues = await lab.exec("relay", ["cat", "/proc/net/netfilter/nfnetlink_queue"]);
+    const threadSyns = queues.stdout.trim().split("\n").map((l) => l.trim().split(/\s+/))
+      .filter((f) => Number(f[0]) > 0).reduce((n, f) => n + Number(f[7]), 0);
+    assert(threadSyns >= 1000, queues.stdout);
+    assertEquals(await k.stop(), 0);
+  },
+  { timeoutMs: 90_000 },
+);

@@ -1,6 +1,6 @@
 /**
  * Assembles krelay's application files for the single file and the .deb, offline: `deno bundle`
- * of the entry point and of the two worker modules (each a module graph of its own), with the
+ * of the entry point and of the worker modules (each a module graph of its own), with the
  * few module-relative paths the bundle cannot keep pointed at the files shipped beside it, the
  * packet-script API (for the type check of scripts) and the kernel module's sources.
  *
@@ -16,6 +16,8 @@ export const ENTRIES: [string, string][] = [
   ["main.ts", "main.js"],
   // Loaded by `new Worker(...)`, which the bundler does not follow.
   ["src/relay/relay_thread.ts", "relay_thread.js"],
+  // The daemon's relay threads, which can hold SYNs (src/daemon/thread_gate.ts).
+  ["src/daemon/gate_thread.ts", "gate_thread.js"],
   ["src/script/worker_runtime.ts", "worker_runtime.js"],
 ];
 
@@ -28,6 +30,12 @@ export const PATCHES: { file: string; from: string; to: string; count: number }[
     file: "main.js",
     from: 'new URL("./relay_thread.ts", import.meta.url)',
     to: 'new URL("./relay_thread.js", import.meta.url)',
+    count: 1,
+  },
+  {
+    file: "main.js",
+    from: 'new URL("./gate_thread.ts", import.meta.url)',
+    to: 'new URL("./gate_thread.js", import.meta.url)',
     count: 1,
   },
   {
@@ -101,7 +109,14 @@ async function bundle(out: string): Promise<void> {
     // Whatever else is relative to the bundle's own URL would point into nothing.
     const left = [...patched.matchAll(/new URL\("([^"]*)", import\.meta\.url\)/g)]
       .map((m) => m[1]).filter((u) =>
-        !["./relay_thread.js", "./worker_runtime.js", "./", "./kmod/", "./api.ts"].includes(u)
+        ![
+          "./relay_thread.js",
+          "./gate_thread.js",
+          "./worker_runtime.js",
+          "./",
+          "./kmod/",
+          "./api.ts",
+        ].includes(u)
       );
     if (left.length > 0) throw new Error(`${name}: unhandled module-relative URLs: ${left}`);
     await Deno.writeTextFile(`${out}/${name}`, patched);
