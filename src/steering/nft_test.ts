@@ -15,8 +15,9 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
   assertEquals(renderNatRules(spec), {
     divert: [
       // First, the most frequent: a known flow's request goes to its own server and keeps its
-      // flow alive; any other datagram not for the relay has nothing to do here (replies).
-      `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_flows ` +
+      // flow alive (its key holds the service port: no set lookup); any other datagram not for
+      // the relay has nothing to do here (replies).
+      `ip daddr 198.51.100.1 meta l4proto udp ip daddr set ${key} map @udp_flows ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       "meta l4proto udp ip daddr != 198.51.100.1 accept",
@@ -38,7 +39,7 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
     udp_forward: [
       // Only the flow's own server, from its service port to the client's port, is answered;
       // the answer records the flow in udp_answered. Then the requests leave the chain.
-      `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
+      `meta l4proto udp ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
       `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1 ` +
       "accept",
       "meta l4proto udp meta mark != 0x4b53 accept",
@@ -178,7 +179,12 @@ Deno.test("renderNatRules() leaves a scripted UDP service to the queue: no NAT, 
   const rules = renderNatRules(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [5353] }));
   const udp = [...rules.divert, ...rules.udp_forward].filter((r) => r.includes("udp"));
   assert(udp.length > 0);
-  for (const r of udp) assert(!r.includes("5353"), r);
+  // A known flow's datagrams, found by their flow's key, only exclude it: a flow of the port
+  // from before its script goes to the queue too.
+  const [request, reply] = [rules.divert[0], rules.udp_forward[0]];
+  assert(request.startsWith("ip daddr 198.51.100.1 udp dport != { 5353 } ip daddr set"), request);
+  assert(reply.startsWith("udp sport != { 5353 } ip saddr . udp sport . ip daddr"), reply);
+  for (const r of udp.filter((r) => r !== request && r !== reply)) assert(!r.includes("5353"), r);
   assert(udp.some((r) => r.includes("udp dport { 53 }")), udp.join("\n"));
   const none = renderNatRules(labSpec({ udpPorts: [53], scriptedUdpPorts: [53] }));
   assertEquals([...none.divert, ...none.udp_forward].filter((r) => r.includes("udp")), []);
