@@ -212,6 +212,35 @@ labTest(
 );
 
 labTest(
+  "a UDP flow open when its port leaves udp_ports finishes both ways; a new flow there is not relayed",
+  NEEDS,
+  async (lab) => {
+    await startServers(lab);
+    const krelay = await startKrelay(lab, [...LAB_FLAGS, "--udp-timeout", "2"]);
+    const from = ["-b", `${LAB_ADDR.client}#5302`, "lab.example", "A"];
+    assertEquals((await dig(lab, from)).stdout.trim(), LAB_ADDR.dnsAnswer);
+    const set = await run(
+      [KRELAY, "config", "set", "udp_ports", "5353", "--socket", krelay.socket],
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    assert(set.success, set.stderr);
+    // The open flow talks on, well past udp_timeout after its first packet (all krelay itself
+    // saw of it), each question answered by the flow's own server as the relay.
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      assertEquals((await dig(lab, from)).stdout.trim(), LAB_ADDR.dnsAnswer, `question ${i}`);
+    }
+    // A new flow to the port is the relay's own business now: nothing listens there.
+    const other = await dig(lab, ["-b", `${LAB_ADDR.client}#5303`, "lab.example", "A"]);
+    assert(!other.stdout.includes(LAB_ADDR.dnsAnswer), other.stdout);
+    assertEquals(await krelay.stop(), 0);
+    assertEquals((await krelay.finalCounters()).udpRequests, 1);
+  },
+);
+
+labTest(
   "krelay's flow set remembers who asked until udp_timeout, with no conntrack at all",
   [...NEEDS, "cmd:nft"],
   async (lab) => {

@@ -14,16 +14,19 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
   const aboutUdp = `${errors} @th,64,8 0x45 @th,136,8 17`;
   assertEquals(renderNatRules(spec), {
     divert: [
+      // First, the most frequent: a known flow's request goes to its own server and keeps its
+      // flow alive (its key holds the service port: no set lookup); any other datagram not for
+      // the relay has nothing to do here (replies).
+      `ip daddr 198.51.100.1 meta l4proto udp ip daddr set ${key} map @udp_flows ` +
+      `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
+      `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
+      "meta l4proto udp ip daddr != 198.51.100.1 accept",
       // A server's answer: given to the relay's socket and marked, to be addressed to the relay
       // after conntrack (chain answers): no policy rule needed for local delivery.
       "tcp sport { 80, 8080 } tproxy to 127.0.0.1:1 meta mark set 0x4b52 accept",
       "ip daddr 198.51.100.1 tcp dport { 80, 8080 } tproxy to :16000 meta mark set 0x4b52 accept",
       // An error about the relay's own connection to a server finds its socket.
       `${errors} socket transparent 1 meta mark set 0x4b52 accept`,
-      // A known flow's request goes to its own server and keeps its flow alive.
-      `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_flows ` +
-      `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
-      `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       // A flow whose client was quiet longer than its server (replies refresh udp_answered).
       `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_answered ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
@@ -34,14 +37,16 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
       `ip daddr 198.51.100.1 ${aboutUdp} @th,224,16 { 53 } meta mark set 0x4b54 jump to_queue`,
     ],
     udp_forward: [
+      // Only the flow's own server, from its service port to the client's port, is answered;
+      // the answer records the flow in udp_answered. Then the requests leave the chain.
+      `meta l4proto udp ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
+      `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1 ` +
+      "accept",
+      "meta l4proto udp meta mark != 0x4b53 accept",
       // krelay rewrote it: the flow is known from now on; a full set drops it.
       `meta mark 0x4b53 add @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `add @udp_replies { ${requestTuple} timeout 30000ms } meta mark set 0x0 accept`,
       "meta mark 0x4b53 drop",
-      // Only the flow's own server, from its service port to the client's port, is answered;
-      // the answer records the flow in udp_answered.
-      `udp sport { 53 } ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
-      `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1`,
       // An error toward the client about its request to server:53, for krelay's queue.
       `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 jump to_queue`,
       "meta mark 0x4b54 meta mark set 0x0",
@@ -60,7 +65,7 @@ Deno.test("renderNatRules() with sk_lookup: no rule for the clients' segments bu
   assert(!plain.some((r) => r.includes("tcp dport")), plain.join("\n"));
   // The server's answers still need the relay's transparent socket found and routed to it.
   assertEquals(
-    plain[0],
+    plain[2],
     "tcp sport { 80, 8080 } tproxy to 127.0.0.1:1 meta mark set 0x4b52 accept",
   );
   const untracked = renderNatRules({ ...spec, tcpConntrack: false }, true).divert;
@@ -74,7 +79,7 @@ Deno.test("renderNatRules() with sk_lookup: no rule for the clients' segments bu
 Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from the host's conntrack, in raw chains", () => {
   const untracked = { ...spec, tcpConntrack: false };
   const rules = renderNatRules(untracked);
-  assertEquals([rules.divert.slice(0, 2), rules.untrack_out.slice(0, 2)], [
+  assertEquals([rules.divert.slice(2, 4), rules.untrack_out.slice(0, 2)], [
     [
       // Untracked: readdressed at once, no chain answers.
       "tcp sport { 80, 8080 } notrack tproxy to 127.0.0.1:1 ip daddr set 198.51.100.1 accept",
@@ -103,13 +108,13 @@ Deno.test("without tcp_conntrack, the four legs of relayed TCP are exempt from t
 Deno.test("renderNatRules() leaves out what no service needs", () => {
   assertEquals(renderNatRules({ ...spec, udpPorts: [] }).udp_forward, []);
   assertEquals(renderNatRules({ ...spec, udpPorts: [] }).divert.length, 3);
-  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 4);
+  assertEquals(renderNatRules({ ...spec, tcpPorts: [] }).divert.length, 5);
   assertEquals(renderNatRules({ ...spec, udpPorts: [], tcpPorts: [] }).divert, []);
 });
 
 Deno.test("renderNatRules() gives UDP flows the configured timeout, in milliseconds", () => {
   const rules = renderNatRules({ ...spec, udpTimeout: 2.5 });
-  assert(rules.divert[3].includes("timeout 2500ms"));
+  assert(rules.divert[0].includes("timeout 2500ms"));
   assert(rules.udp_forward.every((r) => !r.includes("timeout") || r.includes("timeout 2500ms")));
 });
 
@@ -174,7 +179,12 @@ Deno.test("renderNatRules() leaves a scripted UDP service to the queue: no NAT, 
   const rules = renderNatRules(labSpec({ udpPorts: [53, 5353], scriptedUdpPorts: [5353] }));
   const udp = [...rules.divert, ...rules.udp_forward].filter((r) => r.includes("udp"));
   assert(udp.length > 0);
-  for (const r of udp) assert(!r.includes("5353"), r);
+  // A known flow's datagrams, found by their flow's key, only exclude it: a flow of the port
+  // from before its script goes to the queue too.
+  const [request, reply] = [rules.divert[0], rules.udp_forward[0]];
+  assert(request.startsWith("ip daddr 198.51.100.1 udp dport != { 5353 } ip daddr set"), request);
+  assert(reply.startsWith("udp sport != { 5353 } ip saddr . udp sport . ip daddr"), reply);
+  for (const r of udp.filter((r) => r !== request && r !== reply)) assert(!r.includes("5353"), r);
   assert(udp.some((r) => r.includes("udp dport { 53 }")), udp.join("\n"));
   const none = renderNatRules(labSpec({ udpPorts: [53], scriptedUdpPorts: [53] }));
   assertEquals([...none.divert, ...none.udp_forward].filter((r) => r.includes("udp")), []);
@@ -187,7 +197,7 @@ Deno.test("renderNatRules() leaves a new flow of a service with no server up to 
   // After the known flows' rule, before the first packets' mark: not queued, not NATed.
   assertEquals(rules.divert.indexOf(refuse), mark - 1);
   assert(rules.divert[mark - 2].includes("map @udp_answered"));
-  assert(rules.divert[mark - 3].includes("map @udp_flows"));
+  assert(rules.divert[0].includes("map @udp_flows"));
   assertEquals(renderNatRules(labSpec({ udpPorts: [53] })).divert.some((r) => r === refuse), false);
 });
 
@@ -198,7 +208,7 @@ Deno.test("renderNatRules() has the kernel refuse a SYN to a TCP service with no
   const tproxy = rules.divert.findIndex((r) => r.includes("tproxy to :"));
   assertEquals(rules.divert.indexOf(refuse), tproxy - 1);
   // The relay's answers and connections of the service still pass as before.
-  assert(rules.divert[0].startsWith("tcp sport { 80, 443 } tproxy to 127.0.0.1:1"));
+  assert(rules.divert[2].startsWith("tcp sport { 80, 443 } tproxy to 127.0.0.1:1"));
   assertEquals(renderNatRules(labSpec({ tcpPorts: [80] })).divert.some((r) => r === refuse), false);
   // Each family's table refuses the services with none of its own servers up.
   const six = labSpec({
