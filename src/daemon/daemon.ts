@@ -33,7 +33,7 @@ import type { CommandRunner } from "../system/command.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import { readKernelQueue } from "../queue/kernel_counters.ts";
 import { TablePressure } from "../nat/pressure.ts";
-import { SynGate, type SynGateCounters } from "../relay/syn_gate.ts";
+import { addGateCounters, SynGate, type SynGateCounters } from "../relay/syn_gate.ts";
 import { UpstreamRegistry } from "../relay/upstream_registry.ts";
 import { ModuleFollower } from "./kmod_follow.ts";
 import { KernelUdp } from "./kernel_udp.ts";
@@ -691,7 +691,7 @@ export class Daemon {
     this.#threadsDone = addStats(this.#threadsDone, threads.stats());
     const gates = threads.gateCounters();
     if (gates !== undefined) {
-      this.#threadGatesDone = addCounters({ ...gates }, this.#threadGatesDone);
+      this.#threadGatesDone = addGateCounters({ ...gates }, this.#threadGatesDone);
     }
   }
 
@@ -813,8 +813,8 @@ export class Daemon {
 
   /** The main thread's gate's counters and the relay threads' (thread_gate.ts), added up. */
   #gateCounters(main: SynGateCounters): SynGateCounters {
-    return addCounters(
-      addCounters({ ...main }, this.#threadGatesDone),
+    return addGateCounters(
+      addGateCounters({ ...main }, this.#threadGatesDone),
       this.#threads?.gateCounters(),
     );
   }
@@ -847,11 +847,4 @@ export class Daemon {
   #syncSteering(): Promise<void> {
     return this.#steering.update(() => this.#spec());
   }
-}
-
-/** Adds `b` (if any) to `a`, which it returns. */
-function addCounters(a: SynGateCounters, b: SynGateCounters | undefined): SynGateCounters {
-  if (b === undefined) return a;
-  for (const k of Object.keys(a) as (keyof SynGateCounters)[]) a[k] += b[k];
-  return a;
 }

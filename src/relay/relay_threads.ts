@@ -27,7 +27,7 @@ import type { FlowCounts, TcpTargetSettings } from "../nat/tcp_targets.ts";
 import { cpuForThread } from "../system/cpu_affinity.ts";
 import { logger, type LogOptions } from "../system/log.ts";
 import type { DivertedConnection } from "./relayed.ts";
-import type { SynGateCounters } from "./syn_gate.ts";
+import { addGateCounters, type SynGateCounters } from "./syn_gate.ts";
 import { addStats, NO_STATS, type TcpRelayStats } from "./stats.ts";
 import type { TcpRelaySettings } from "./tcp_relay.ts";
 
@@ -241,8 +241,7 @@ export class RelayThreads {
     for (const t of this.#threads) {
       const g = t.last.gate;
       if (g === undefined) continue;
-      if (sum === undefined) sum = { ...g };
-      else for (const k of Object.keys(sum) as (keyof SynGateCounters)[]) sum[k] += g[k];
+      sum = sum === undefined ? { ...g } : addGateCounters(sum, g);
     }
     return sum;
   }

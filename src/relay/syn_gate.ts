@@ -89,6 +89,16 @@ export interface SynGateCounters {
   overflow: number;
 }
 
+/** Adds `b` (if any) to `a`, which it returns: several gates' counters as one. */
+export function addGateCounters(
+  a: SynGateCounters,
+  b: SynGateCounters | undefined,
+): SynGateCounters {
+  if (b === undefined) return a;
+  for (const k of Object.keys(a) as (keyof SynGateCounters)[]) a[k] += b[k];
+  return a;
+}
+
 /**
  * SYNs held, and connections made for clients that have not come for them yet, at most: past
  * that a SYN goes on unheld (the relay accepts it, and resets it if the server then fails), so

@@ -9,7 +9,8 @@
  * - `mangle KRELAY_SYN` (from PREROUTING, taken only by TCP SYNs): clients' SYNs to relay:port
  *   of the TCP services in `heldSynPorts`, which krelay holds until the server has answered
  *   (syn_gate.ts); to the relay threads' own queues with `heldSynQueues` (by the CPU that
- *   received the SYN, daemon/thread_gate.ts); a scripted service's come through `raw KRELAY_PRE` with all its segments.
+ *   received the SYN, daemon/thread_gate.ts); a scripted service's come through
+ *   `raw KRELAY_PRE` with all its segments.
  * - with packet scripts, every packet of a scripted service:
  *   - `raw KRELAY_PRE` (from PREROUTING, before conntrack and routing): the client's requests
  *     to relay:port. UDP is rewritten to the real server there (U1), so routing forwards it;
@@ -74,7 +75,7 @@ function chunks(ports: readonly number[]): string[] {
 }
 
 function queueTarget(queue: number): string {
-  return `-m comment --comment ${RULE_COMMENT} -j NFQUEUE --queue-num ${queue} --queue-bypass`;
+  return spreadTarget({ base: queue, count: 1 });
 }
 
 /** Queues `base`.. `base + count - 1`, each packet to the one of the CPU that received it. */

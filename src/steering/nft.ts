@@ -223,7 +223,8 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
   const rules: NatRules = { divert: [], udp_forward: [], untrack_out: [] };
   // IPv4's rules for an established flow's datagrams, the most frequent packets, come first
   // (udpFastPath); the other rules follow as for IPv6.
-  const fast = family === "ip" ? udpFastPath(spec) : { divert: [], udp_forward: [] };
+  const udpPorts = kernelUdpPorts(spec);
+  const fast = family === "ip" ? udpFastPath(spec, udpPorts) : { divert: [], udp_forward: [] };
   rules.divert.push(...fast.divert);
   rules.udp_forward.push(...fast.udp_forward);
   if (spec.tcpPorts.length > 0) {
@@ -265,7 +266,6 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
       rules.untrack_out.push(`tcp dport ${ports} socket transparent 1 notrack`);
     }
   }
-  const udpPorts = kernelUdpPorts(spec);
   // IPv6's UDP rules are udp6_rules.ts's (a flow set per server: nft 1.0.6 cannot add a
   // 16-byte value under a concatenated key). Here udp_flows maps a flow to its server.
   if (udpPorts.length > 0 && family === "ip") {
@@ -342,10 +342,12 @@ function udpTerms(spec: SteeringSpec, udpPorts: readonly number[]) {
  * does). Only a port that has got a packet script is left out by its number: its flows go to
  * the queue at once, as before.
  *
- * Nothing when no UDP service is NATed by the kernel.
+ * Nothing when no UDP service is NATed by the kernel (`udpPorts`: those it NATs).
  */
-function udpFastPath(spec: SteeringSpec): { divert: string[]; udp_forward: string[] } {
-  const udpPorts = kernelUdpPorts(spec);
+function udpFastPath(
+  spec: SteeringSpec,
+  udpPorts: readonly number[],
+): { divert: string[]; udp_forward: string[] } {
   if (udpPorts.length === 0) return { divert: [], udp_forward: [] };
   const { timeout, refresh } = udpTerms(spec, udpPorts);
   const scripted = spec.scriptedUdpPorts;
