@@ -27,7 +27,7 @@ async function ipv6Steering(lab: Lab): Promise<string[]> {
   if ((await out(["nft", "list", "tables"])).includes("ip6 krelay")) found.push("ip6 table");
   const queued = await out(["ip6tables", "-w", "-t", "mangle", "-S"]);
   found.push(...queued.split("\n").filter((l) => /krelay|KRELAY|NFQUEUE/.test(l)));
-  // The policy rule of the IPv6 TPROXY route (fwmark 0x4b52).
+  // An IPv6 policy rule of an earlier version's TPROXY route (fwmark 0x4b52): never left.
   const rules = await out(["ip", "-6", "rule", "show"]);
   found.push(...rules.split("\n").filter((l) => l.includes("0x4b52")));
   return found;

@@ -10,9 +10,9 @@
  *
  * - TCP (T3): the relay's connection to the server is bound to the client's address, so an
  *   error about it (from a router on the way, or the server) is addressed to the client:
- *   quoted TCP to the real server's service port is marked for local delivery, like T4's
- *   segments, and the kernel hands it to the relay's socket (its path MTU drops). Nothing is
- *   rewritten.
+ *   quoted TCP to the real server's service port is readdressed to the relay, like T4's
+ *   segments (`delivered`: at once, or after conntrack in chain `answers`), and the kernel
+ *   hands it to the relay's socket, which the quoted header names (its path MTU drops).
  * - UDP: an error about a request now addressed to the server (from the server side, or the
  *   relay's own as a router) must reach the client as one about its request to the relay; one
  *   from the client side about a reply the relay sent must reach the server as one about its
@@ -27,7 +27,7 @@
  */
 
 import type { SteeringSpec } from "./steering.ts";
-import { ICMP6_MARK, TPROXY_MARK } from "./marks.ts";
+import { ICMP6_MARK } from "./marks.ts";
 
 /** The ICMPv6 error types: each quotes the packet it is about. */
 const ERRORS = "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, " +
@@ -56,13 +56,15 @@ export interface Icmp6Rules {
 /**
  * The rules for `spec` (relayIp IPv6, as ipv6Spec gives it), with the relay's address and the
  * IPv6 servers' as 16 bytes (`relay`, `servers`) for the quoted fields (a rule per server);
- * `udpPorts`: those relayed by NAT (the kernel's and the scripted services', krelay's own).
+ * `udpPorts`: those relayed by NAT (the kernel's and the scripted services', krelay's own);
+ * `delivered`: how an error about the relay's TCP connection reaches its socket (nft.ts).
  */
 export function renderIcmp6Rules(
   spec: SteeringSpec,
   relay: Uint8Array,
   servers: readonly Uint8Array[],
   udpPorts: readonly number[],
+  delivered: string,
 ): Icmp6Rules {
   const rules: Icmp6Rules = { divert: [], icmp_out: [] };
   const set = (ports: readonly number[]) => `{ ${ports.join(", ")} }`;
@@ -72,7 +74,7 @@ export function renderIcmp6Rules(
     rules.divert.push(
       ...S.map((s) =>
         `${ERRORS} ${QUOTED.nextHeader} 6 ${QUOTED.dst} ${s} ${QUOTED.dstPort} ` +
-        `${set(spec.tcpPorts)} meta mark set ${hex(TPROXY_MARK)} accept`
+        `${set(spec.tcpPorts)} ${delivered}`
       ),
     );
   }

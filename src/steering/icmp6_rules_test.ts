@@ -12,12 +12,15 @@ Deno.test("hex128() writes 16 bytes as one constant", () => {
   assertEquals(hex128(S), "0x20010db8000200000000000000000010");
 });
 
+const DELIVERED = "ip6 daddr set 2001:db8:1::1 accept";
+
 Deno.test("renderIcmp6Rules(): TCP errors go to the relay's socket, UDP ones to the queue", () => {
   const s = hex128(S), r = hex128(R);
-  assertEquals(renderIcmp6Rules(six, R, [S], [53]), {
+  assertEquals(renderIcmp6Rules(six, R, [S], [53], DELIVERED), {
     divert: [
-      // Quoted TCP to the server's service port: delivered locally (the TPROXY mark), as is.
-      `${ERRORS} @th,112,8 6 @th,256,128 ${s} @th,400,16 { 80 } meta mark set 0x4b52 accept`,
+      // Quoted TCP to the server's service port: delivered to the relay's socket as nft.ts
+      // says (here readdressed to the relay at once).
+      `${ERRORS} @th,112,8 6 @th,256,128 ${s} @th,400,16 { 80 } ${DELIVERED}`,
       // Quoted UDP request to the server, and a reply from the relay: queued to krelay.
       `${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55 accept`,
       `ip6 daddr 2001:db8:1::1 ${ERRORS} @th,112,8 17 @th,128,128 ${r} @th,384,16 { 53 } ` +
@@ -25,7 +28,7 @@ Deno.test("renderIcmp6Rules(): TCP errors go to the relay's socket, UDP ones to 
     ],
     icmp_out: [`${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55`],
   });
-  assertEquals(renderIcmp6Rules(labSpec({ ...six, tcpPorts: [] }), R, [S], []), {
+  assertEquals(renderIcmp6Rules(labSpec({ ...six, tcpPorts: [] }), R, [S], [], DELIVERED), {
     divert: [],
     icmp_out: [],
   });

@@ -1,9 +1,9 @@
 /**
  * The kernel path: what carries established flows without krelay. An nftables table of
  * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers handed to the
- * relay's sockets), the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
- * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF), and
- * for IPv6 the policy route (tproxy_route.ts) that delivers marked answers locally.
+ * relay's sockets), and the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
+ * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF). The
+ * policy routes of earlier versions (tproxy_route.ts) are only removed.
  *
  * @module
  */
@@ -19,7 +19,7 @@ import {
   type Steering,
   type SteeringSpec,
 } from "./steering.ts";
-import { routeInstallCommands, routeRemovalCommands } from "./tproxy_route.ts";
+import { routeRemovalCommands } from "./tproxy_route.ts";
 import {
   heldSynQueueRules,
   installIcmp6Queue,
@@ -196,7 +196,7 @@ export class KernelPath implements Steering {
   }
 
   /**
-   * The IPv6 table (nft.ts, family ip6) and policy route when `spec` steers IPv6 clients:
+   * The IPv6 table (nft.ts, family ip6) and queue rules when `spec` steers IPv6 clients:
    * created, updated in place (its flows kept), or removed as the spec asks.
    */
   async #syncIpv6(spec: SteeringSpec, skLookup: boolean): Promise<void> {
@@ -219,7 +219,8 @@ export class KernelPath implements Steering {
     }
     await this.#applyTable(six, (s) => renderNatTable(s, skLookup, "ip6"));
     this.#ipv6 = true;
-    for (const args of routeInstallCommands(true)) await mustRun(this.run, this.ip, args);
+    // No IPv6 policy route either (nft.ts, T4_DELIVERY); #removeIpv6 removes an earlier
+    // version's.
     // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate,
     // and each new flow's first packet; and every packet of the scripted services.
     await installIcmp6Queue(this.run, spec.queue, this.ip6tables);

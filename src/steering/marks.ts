@@ -5,7 +5,10 @@
  * @module
  */
 
-/** Answers of real servers to the relay's transparent sockets: routed locally (tproxy_route.ts). */
+/**
+ * Answers of real servers to the relay's transparent sockets, for chain `answers` to readdress
+ * after conntrack (nft.ts); earlier versions' policy route matched it (tproxy_route.ts).
+ */
 export const TPROXY_MARK = 0x4b52;
 
 /** A new UDP flow's first packet, marked by nft.ts's chain for the queue to select. */

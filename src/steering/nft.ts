@@ -8,8 +8,8 @@
  *     the client's segments pass no rule; elsewhere a TPROXY rule here does, for every
  *     segment. The relay's own socket to the server is transparent and
  *     bound to the client's address (T3), so the server's answers are addressed to the client:
- *     the `socket transparent 1` rule finds that socket and marks them for the local route of
- *     tproxy_route.ts (T4).
+ *     `tproxy` finds that socket and hands them to it, readdressed to the relay so that routing
+ *     delivers them locally, with no policy route (T4, see T4_DELIVERY).
  *   - UDP (U1/U2): a request of a known flow (map `udp_flows`: client, client port, service
  *     port to the flow's server) is sent to its server by rewriting its destination, and
  *     refreshes the flow.
@@ -100,7 +100,7 @@ export interface NatRules {
    */
   icmp_out?: string[];
   /**
-   * IPv4 with tcp_conntrack: readdresses the servers' answers `divert` handed to the relay's
+   * With tcp_conntrack: readdresses the servers' answers `divert` handed to the relay's
    * sockets, after conntrack has seen them as they came (see T4_DELIVERY).
    */
   answers?: string[];
@@ -122,7 +122,7 @@ const ANSWERS: [keyof NatRules, string] = [
   "type filter hook prerouting priority mangle",
 ];
 
-/** IPv4's chains that come and go with the services (renderNatUpdate adds or removes them). */
+/** IPv4's chains that come and go with the services (IPv6's: `answers` only). */
 const OPTIONAL: readonly [keyof NatRules, string][] = [ICMP_OUT, ANSWERS];
 
 /**
@@ -132,16 +132,18 @@ const OPTIONAL: readonly [keyof NatRules, string][] = [ICMP_OUT, ANSWERS];
  */
 function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRules, string][] {
   const chains = spec.tcpConntrack ? CHAINS.slice(0, 2) : CHAINS;
+  const tracked = spec.tcpConntrack;
+  const answers = spec.tcpPorts.length > 0 && tracked ? [ANSWERS] : [];
   if (family === "ip") {
-    const tracked = spec.tcpConntrack;
-    return [
-      ...chains,
-      ...(spec.udpPorts.length > 0 && tracked ? [ICMP_OUT] : []),
-      ...(spec.tcpPorts.length > 0 && tracked ? [ANSWERS] : []),
-    ];
+    return [...chains, ...(spec.udpPorts.length > 0 && tracked ? [ICMP_OUT] : []), ...answers];
   }
   // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
-  return [...chains, ICMP_OUT];
+  return [...chains, ICMP_OUT, ...answers];
+}
+
+/** The chains that come and go with the services (renderNatUpdate adds or removes them). */
+function optionalChains(family: NftFamily): readonly [keyof NatRules, string][] {
+  return family === "ip" ? OPTIONAL : [ANSWERS];
 }
 
 /**
@@ -178,7 +180,19 @@ const REQUEST_TUPLE = "ip daddr . udp dport . ip saddr . udp sport";
  * answer as the reply of the relay's connection (a host's `ct state invalid drop` would drop
  * it otherwise); that chain is one hook, cheaper than the rule.
  */
-const T4_DELIVERY = "tproxy to 127.0.0.1:1";
+const T4_DELIVERY = { ip: "tproxy to 127.0.0.1:1", ip6: "tproxy to [::1]:1" } as const;
+
+/**
+ * The end of a rule that found a server's answer (or an ICMP error about the relay's own
+ * connection) for the relay's socket: readdressed to the relay at once, or with tcp_conntrack
+ * marked for chain `answers`, which readdresses it after conntrack (IPv4 selectors; the IPv6
+ * table's rules are rewritten by asIpv6).
+ */
+function answerDelivery(spec: SteeringSpec): string {
+  return spec.tcpConntrack
+    ? `meta mark set ${hex(TPROXY_MARK)} accept`
+    : `ip daddr set ${spec.relayIp} accept`;
+}
 
 /** An ICMP error, as the kernel generates and translates them. */
 const ICMP_ERRORS = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
@@ -206,6 +220,7 @@ export function renderNatRules(
     flowServers(spec).map((s) => parseIpv6(s.address)),
     // Scripted services' flows too: krelay translates their errors as the kernel's.
     spec.udpPorts,
+    asIpv6(answerDelivery(spec)),
   );
   const udpPorts = kernelUdpPorts(spec);
   const udp = udpPorts.length > 0
@@ -216,6 +231,7 @@ export function renderNatRules(
     udp_forward: [...udp.udp_forward, ...rules.udp_forward.map(asIpv6)],
     untrack_out: rules.untrack_out.map(asIpv6),
     icmp_out: icmp.icmp_out,
+    ...(rules.answers === undefined ? {} : { answers: rules.answers.map(asIpv6) }),
   };
 }
 
@@ -233,20 +249,14 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     // notrack comes first, so that it holds even when tproxy finds no socket and ends the rule.
     const notrack = spec.tcpConntrack ? "" : "notrack ";
     const mark = `meta mark set ${hex(TPROXY_MARK)} accept`;
-    // The server answers from the service port; the lookup finds the relay's socket, if any.
-    // IPv4: `tproxy` hands the packet to that socket and the destination becomes the relay's,
-    // so routing delivers it locally with no policy rule (see T4_DELIVERY); IPv6: the mark
-    // and tproxy_route.ts's rule.
+    // The server answers from the service port; the lookup finds the relay's socket, if any:
+    // `tproxy` hands the packet to that socket and the destination becomes the relay's, so
+    // routing delivers it locally with no policy rule (see T4_DELIVERY), in both families.
     // With conntrack (tcp_conntrack), the readdressing waits for it in chain `answers`: it
     // must see the answer as the server sent it, as the reply of the relay's connection.
-    const readdress = `ip daddr set ${spec.relayIp} accept`;
-    const delivered = spec.tcpConntrack ? mark : readdress;
-    rules.divert.push(
-      family === "ip"
-        ? `tcp sport ${ports} ${notrack}${T4_DELIVERY} ${delivered}`
-        : `tcp sport ${ports} socket transparent 1 ${notrack}${mark}`,
-    );
-    if (family === "ip" && spec.tcpConntrack) {
+    const delivered = answerDelivery(spec);
+    rules.divert.push(`tcp sport ${ports} ${notrack}${T4_DELIVERY[family]} ${delivered}`);
+    if (spec.tcpConntrack) {
       rules.answers = [`meta mark ${hex(TPROXY_MARK)} ip daddr set ${spec.relayIp}`];
     }
     const clients = `ip daddr ${spec.relayIp} tcp dport ${ports}`;
@@ -449,12 +459,15 @@ export function renderNatUpdate(
   const rules = renderNatRules(spec, skLookup, family);
   const chains = chainsOf(spec, family);
   const lines = chains.map(([chain]) => `flush chain ${family} ${NFT_TABLE} ${chain}`);
-  // IPv4's optional chains come and go with the services: added (if missing) to be flushed,
+  // The optional chains come and go with the services: added (if missing) to be flushed,
   // or to be deleted (nft 1.0.6 has no delete-if-present).
-  for (const [chain, hook] of family === "ip" ? [...OPTIONAL].reverse() : []) {
-    lines.unshift(`add chain ip ${NFT_TABLE} ${chain} { ${hook}; policy accept; }`);
+  for (const [chain, hook] of [...optionalChains(family)].reverse()) {
+    lines.unshift(`add chain ${family} ${NFT_TABLE} ${chain} { ${hook}; policy accept; }`);
     if (!chains.some(([c]) => c === chain)) {
-      lines.push(`flush chain ip ${NFT_TABLE} ${chain}`, `delete chain ip ${NFT_TABLE} ${chain}`);
+      lines.push(
+        `flush chain ${family} ${NFT_TABLE} ${chain}`,
+        `delete chain ${family} ${NFT_TABLE} ${chain}`,
+      );
     }
   }
   // A server new to the IPv6 side gets its flow set (the others' are kept, with their flows).

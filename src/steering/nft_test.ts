@@ -240,7 +240,8 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
   const rules = renderNatRules(six, false, "ip6");
   // Then the ICMPv6 errors' rules (icmp6_rules_test.ts).
   assertEquals(rules.divert.slice(0, 5), [
-    "tcp sport { 80 } socket transparent 1 meta mark set 0x4b52 accept",
+    // The server's answer goes to the relay's socket, marked for `answers` (no policy rule).
+    "tcp sport { 80 } tproxy to [::1]:1 meta mark set 0x4b52 accept",
     "ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000 meta mark set 0x4b52 accept",
     // A known flow goes to the server whose set holds it.
     `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows_0 ip6 daddr set 2001:db8:2::10 ` +
@@ -288,6 +289,41 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
   assert(!table.includes("udp_answered") && !JSON.stringify(rules).includes("udp_answered"));
   assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
   assert(renderNatUpdate(six, true, "ip6").includes("\nflush chain ip6 krelay divert\n"));
+});
+
+Deno.test("renderNatRules() for ip6 readdresses the servers' TCP answers to the relay, after conntrack or at once", () => {
+  const six = labSpec({ relayIp: "2001:db8:1::1", realIp: "2001:db8:2::10", udpPorts: [] });
+  // tcp_conntrack (the default): marked in divert, readdressed in `answers` (mangle priority).
+  const tracked = renderNatRules(six, true, "ip6");
+  assertEquals(tracked.answers, ["meta mark 0x4b52 ip6 daddr set 2001:db8:1::1"]);
+  assert(
+    renderNatTable(six, true, "ip6").includes(
+      "chain answers {\n    type filter hook prerouting priority mangle; policy accept;\n" +
+        "    meta mark 0x4b52 ip6 daddr set 2001:db8:1::1\n  }",
+    ),
+  );
+  // A live update makes sure the chain is there before it flushes it.
+  const update = renderNatUpdate(six, true, "ip6");
+  assert(update.startsWith("add chain ip6 krelay answers {"), update);
+  assert(!update.includes("delete chain ip6 krelay answers"), update);
+  // An error about the relay's own connection goes the same way.
+  assert(tracked.divert.some((r) => r.includes("@th,112,8 6 ") && r.endsWith("0x4b52 accept")));
+  // Untracked: readdressed in divert at once, and no `answers` chain (one hook less).
+  const untracked = renderNatRules({ ...six, tcpConntrack: false }, true, "ip6");
+  assertEquals(
+    untracked.divert[0],
+    "tcp sport { 80 } notrack tproxy to [::1]:1 ip6 daddr set 2001:db8:1::1 accept",
+  );
+  assert(untracked.divert.some((r) => r.endsWith("@th,400,16 { 80 } ip6 daddr set 2001:db8:1::1 accept")));
+  assertEquals(untracked.answers, undefined);
+  assert(!renderNatTable({ ...six, tcpConntrack: false }, true, "ip6").includes("chain answers"));
+  assert(
+    renderNatUpdate({ ...six, tcpConntrack: false }, true, "ip6").includes(
+      "flush chain ip6 krelay answers\ndelete chain ip6 krelay answers",
+    ),
+  );
+  // No TCP service: no `answers` either.
+  assertEquals(renderNatRules({ ...six, tcpPorts: [], udpPorts: [53] }, true, "ip6").answers, undefined);
 });
 
 Deno.test("renderNatRules() for ip6 marks the ICMPv6 errors of a scripted UDP service's flows for the queue too", () => {
