@@ -17,8 +17,8 @@
  *   relay's own as a router) must reach the client as one about its request to the relay; one
  *   from the client side about a reply the relay sent must reach the server as one about its
  *   own reply. That rewrites the quoted packet, and nft cannot update the ICMPv6 checksum for
- *   it: such errors get {@link ICMP6_MARK}, and an ip6tables rule (ip6_queue.ts) queues them
- *   to krelay, which translates them (nat/icmp6_errors.ts).
+ *   it: such errors get {@link ICMP6_MARK} and go to the table's queue chain (queue_chain.ts)
+ *   for krelay, which translates them (nat/icmp6_errors.ts).
  *
  * Errors about the client's connection to the relay (T1/T2) are the relay's own: the kernel
  * handles them.
@@ -28,6 +28,7 @@
 
 import type { SteeringSpec } from "./steering.ts";
 import { ICMP6_MARK } from "./marks.ts";
+import { TO_QUEUE } from "./queue_chain.ts";
 
 /** The ICMPv6 error types: each quotes the packet it is about. */
 const ERRORS = "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, " +
@@ -85,11 +86,11 @@ export function renderIcmp6Rules(
       `${ERRORS} ${QUOTED.nextHeader} 17 ${QUOTED.dst} ${s} ${QUOTED.dstPort} ${ports}`
     );
     rules.divert.push(
-      ...requests.map((r) => `${r} ${mark} accept`),
+      ...requests.map((r) => `${r} ${mark} ${TO_QUEUE}`),
       `ip6 daddr ${spec.relayIp} ${ERRORS} ${QUOTED.nextHeader} 17 ${QUOTED.src} ${R} ` +
-        `${QUOTED.srcPort} ${ports} ${mark} accept`,
+        `${QUOTED.srcPort} ${ports} ${mark} ${TO_QUEUE}`,
     );
-    rules.icmp_out.push(...requests.map((r) => `${r} ${mark}`));
+    rules.icmp_out.push(...requests.map((r) => `${r} ${mark} ${TO_QUEUE}`));
   }
   return rules;
 }

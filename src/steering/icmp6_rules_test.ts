@@ -21,12 +21,15 @@ Deno.test("renderIcmp6Rules(): TCP errors go to the relay's socket, UDP ones to 
       // Quoted TCP to the server's service port: delivered to the relay's socket as nft.ts
       // says (here readdressed to the relay at once).
       `${ERRORS} @th,112,8 6 @th,256,128 ${s} @th,400,16 { 80 } ${DELIVERED}`,
-      // Quoted UDP request to the server, and a reply from the relay: queued to krelay.
-      `${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55 accept`,
+      // Quoted UDP request to the server, and a reply from the relay: queued to krelay, by the
+      // table's own queue chain.
+      `${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55 jump to_queue`,
       `ip6 daddr 2001:db8:1::1 ${ERRORS} @th,112,8 17 @th,128,128 ${r} @th,384,16 { 53 } ` +
-      `meta mark set 0x4b55 accept`,
+      `meta mark set 0x4b55 jump to_queue`,
     ],
-    icmp_out: [`${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55`],
+    icmp_out: [
+      `${ERRORS} @th,112,8 17 @th,256,128 ${s} @th,400,16 { 53 } meta mark set 0x4b55 jump to_queue`,
+    ],
   });
   assertEquals(renderIcmp6Rules(labSpec({ ...six, tcpPorts: [] }), R, [S], [], DELIVERED), {
     divert: [],

@@ -1,61 +1,24 @@
 /**
- * The ip6tables rules that queue to krelay what the ip6 table marks: the ICMPv6 errors
- * ({@link ICMP6_MARK}, icmp6_rules.ts) and each new UDP flow's first packet
- * ({@link UDP_FIRST_MARK}, udp6_rules.ts), for krelay to pick its server. nft's own `queue`
- * statement is not available (platform facts), and krelay.ko's hooks are IPv4's, so IPv6's
- * queue selection is by these rules whatever steers IPv4. In `mangle`, after the ip6 table's
- * raw-priority chains have marked them: PREROUTING for packets passing through the relay,
- * OUTPUT for the relay's own errors. All bypass the queue when krelay is gone: an error then
- * passes untranslated, never lost; a first packet reaches the relay's own stack (refused).
+ * The ip6tables rules that queue to krelay what is not on the IPv6 default path: every packet
+ * of a scripted IPv6 service, and IPv6 clients' SYNs while they are held. The ICMPv6 errors
+ * and each new UDP flow's first packet are queued by the ip6 table's own queue chain
+ * (queue_chain.ts, nft_queue.ts); earlier versions did that with rules here, and
+ * {@link removeIcmp6Queue} still removes those a crashed run left. In `mangle`, after the ip6
+ * table's raw-priority chains. All bypass the queue when krelay is gone.
  *
  * @module
  */
 
 import { type CommandRunner, mustRun } from "../system/command.ts";
-import { ICMP6_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { idleBuiltinChains } from "./iptables_steering.ts";
 import { RULE_COMMENT } from "./iptables.ts";
 
-/** The built-in chains the rules go in (POSTROUTING: scripted services' replies). */
+/** The built-in chains the rules go in (and earlier versions' did). */
 const CHAINS = ["PREROUTING", "OUTPUT", "POSTROUTING"] as const;
 /** Ports one multiport match takes. */
 const MULTIPORT_MAX = 15;
 // A crashed run can leave a few duplicates; this bounds the removal.
 const MAX_STALE = 16;
-
-/** The rule's arguments after `-A CHAIN` / `-D CHAIN`: ICMPv6 errors, or first packets. */
-export function icmp6QueueRule(queue: number, what: "icmp" | "first" = "icmp"): string[] {
-  return [
-    "-p",
-    what === "icmp" ? "ipv6-icmp" : "udp",
-    "-m",
-    "mark",
-    "--mark",
-    `0x${(what === "icmp" ? ICMP6_MARK : UDP_FIRST_MARK).toString(16)}`,
-    "-m",
-    "comment",
-    "--comment",
-    RULE_COMMENT,
-    "-j",
-    "NFQUEUE",
-    "--queue-num",
-    String(queue),
-    "--queue-bypass",
-  ];
-}
-
-/** Adds the rules (after removing any left by an earlier run). */
-export async function installIcmp6Queue(
-  run: CommandRunner,
-  queue: number,
-  ip6tables = "ip6tables",
-): Promise<void> {
-  for (const chain of CHAINS) {
-    await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", chain, ...icmp6QueueRule(queue)]);
-  }
-  const first = icmp6QueueRule(queue, "first");
-  await mustRun(run, ip6tables, ["-w", "-t", "mangle", "-A", "PREROUTING", ...first]);
-}
 
 /**
  * The rules that queue every packet of the IPv6 services with a packet script (krelay NATs
@@ -148,8 +111,8 @@ export function scriptedQueueChange(
 
 /**
  * Removes the rules, whatever queue number the run that added them used (a crashed run's
- * too), and what ip6tables-nft left of its `mangle` table for them: empty built-in chains are
- * hooks every packet passes.
+ * too, an earlier version's ICMPv6 and first-packet ones included), and what ip6tables-nft
+ * left of its `mangle` table for them: empty built-in chains are hooks every packet passes.
  */
 export async function removeIcmp6Queue(
   run: CommandRunner,

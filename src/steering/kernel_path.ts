@@ -22,11 +22,11 @@ import {
 import { routeRemovalCommands } from "./tproxy_route.ts";
 import {
   heldSynQueueRules,
-  installIcmp6Queue,
   removeIcmp6Queue,
   scriptedQueueChange,
   scriptedQueueRules,
 } from "./ip6_queue.ts";
+import { insertQueueRule } from "./nft_queue.ts";
 
 const log = logger("steering");
 
@@ -36,8 +36,12 @@ export interface ListenerSteering {
   close(): void;
 }
 
-/** Puts the NFQUEUE rule for `queue` in the IPv4 table's queue chain (nft_queue.ts). */
+/** Puts the NFQUEUE rule for `queue` in a table's queue chain (nft_queue.ts). */
 export type QueueRule = (table: string, chain: string, queue: number) => void;
+
+/** The IPv6 table's queue rule: always krelay's own (krelay.ko's hooks are IPv4's). */
+const ipv6QueueRule: QueueRule = (table, chain, queue) =>
+  insertQueueRule(table, chain, queue, "ip6");
 
 /** Attaches the steering to the listeners; throws when the kernel refuses. */
 export type AttachListeners = (
@@ -78,6 +82,8 @@ export class KernelPath implements Steering {
      * datapath), and how; undefined: krelay.ko's hooks select them.
      */
     private readonly queueRule?: QueueRule,
+    /** The same for the IPv6 table, which has it whatever selects IPv4's packets. */
+    private readonly queueRule6: QueueRule = ipv6QueueRule,
   ) {}
 
   async install(spec: SteeringSpec): Promise<void> {
@@ -221,9 +227,10 @@ export class KernelPath implements Steering {
     this.#ipv6 = true;
     // No IPv6 policy route either (nft.ts, T4_DELIVERY); #removeIpv6 removes an earlier
     // version's.
-    // The queue takes the ICMPv6 errors of UDP flows the table marks, for krelay to translate,
-    // and each new flow's first packet; and every packet of the scripted services.
-    await installIcmp6Queue(this.run, spec.queue, this.ip6tables);
+    // The table's queue chain takes the ICMPv6 errors of UDP flows, for krelay to translate,
+    // and each new flow's first packet; ip6tables rules only every packet of the scripted
+    // services and the held SYNs.
+    this.queueRule6(NFT_TABLE, QUEUE_CHAIN, spec.queue);
     this.#scripted6 = wanted;
     await scriptedQueueChange(this.run, [], wanted, this.ip6tables).add();
   }

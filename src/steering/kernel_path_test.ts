@@ -12,9 +12,14 @@ function noBpfPath() {
     calls.push({ cmd: `${cmd} ${args.join(" ")}`, stdin });
     return Promise.resolve({ code: 0, stdout: "", stderr: "" });
   };
-  const path = new KernelPath(run, "nft", "ip", () => {
+  const noBpf = () => {
     throw new Error("no BPF here");
-  });
+  };
+  // The IPv6 table's queue rule, recorded as a command (nft_queue.ts sends it by netlink).
+  const queue6 = (table: string, chain: string, q: number) => {
+    calls.push({ cmd: `queue ip6 ${table} ${chain} ${q}` });
+  };
+  const path = new KernelPath(run, "nft", "ip", noBpf, "ip6tables", undefined, queue6);
   /** The commands run so far, without their input. */
   const cmds = () => calls.map((c) => c.cmd);
   return { calls, cmds, path };
@@ -113,9 +118,17 @@ Deno.test("KernelPath installs the ip6 table only with an IPv6 relay and server,
   await path.update(dual);
   assert(scripts()[2].startsWith("table ip6 krelay {"), scripts()[2]);
   assert(scripts()[2].includes("ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000"));
+  // The queue rule goes in the new table's own chain, once: no ip6tables rule (no hook of
+  // ip6tables-nft's) for the ICMPv6 errors and first packets.
+  const queued = calls.map((c) => c.cmd).filter((c) => c.startsWith("queue "));
+  assertEquals(queued, ["queue ip6 krelay to_queue 0"]);
+  const made = calls.findIndex((c) => c.cmd === "nft -f -" && c.stdin === scripts()[2]);
+  assert(calls.findIndex((c) => c.cmd.startsWith("queue ")) > made);
+  assert(!calls.some((c) => c.cmd.startsWith("ip6tables") && c.cmd.includes(" -A ")));
   // The table delivers the servers' answers itself: no policy rule or route, of either family.
   assert(!calls.some((c) => / (rule|route) (add|replace) /.test(c.cmd)), JSON.stringify(calls));
   await path.update(dual);
+  assertEquals(calls.filter((c) => c.cmd.startsWith("queue ")).length, 1);
   // Each server's flow set is added if new (kept, with its flows, if not), then the rules.
   assert(scripts()[4].startsWith("add set ip6 krelay udp_flows_0 {"), scripts()[4]);
   assert(scripts()[4].includes("\nflush chain ip6 krelay divert\n"), scripts()[4]);

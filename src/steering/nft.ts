@@ -66,6 +66,7 @@ import { ICMP_ERROR_MARK, TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { renderIcmp6Rules } from "./icmp6_rules.ts";
 import { parseIpv6 } from "../packet/ipv6_address.ts";
 import { flowServers, flowSetBody, flowSetName, renderUdp6Rules } from "./udp6_rules.ts";
+import { QUEUE_CHAIN, TO_QUEUE } from "./queue_chain.ts";
 
 /** The table's name (family ip, and ip6 for IPv6 clients). */
 export const NFT_TABLE = "krelay";
@@ -146,13 +147,7 @@ function optionalChains(family: NftFamily): readonly [keyof NatRules, string][] 
   return family === "ip" ? OPTIONAL : [ANSWERS];
 }
 
-/**
- * IPv4's chain holding the NFQUEUE rule (nft_queue.ts inserts it before the `accept`), which
- * the packets krelay must decide jump to: without the rule (krelay.ko selects them) they are
- * accepted as before.
- */
-export const QUEUE_CHAIN = "to_queue";
-const TO_QUEUE = `jump ${QUEUE_CHAIN}`;
+export { QUEUE_CHAIN } from "./queue_chain.ts";
 
 /**
  * A UDP flow's key in `udp_flows` (client, client port, service port; the server is its
@@ -436,7 +431,10 @@ export function renderNatTable(
         `  }`,
       ]
       : []),
-    ...(family === "ip" ? [`  chain ${QUEUE_CHAIN} {`, `    accept`, `  }`] : []),
+    // The queue's chain (queue_chain.ts), in both families.
+    `  chain ${QUEUE_CHAIN} {`,
+    `    accept`,
+    `  }`,
     // Never called: its TPROXY expression makes the kernel reassemble fragments (see above).
     `  chain defrag {`,
     `    meta l4proto tcp tproxy to :${spec.gport}`,

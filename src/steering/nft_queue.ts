@@ -23,7 +23,7 @@ const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_NEWRULE = 6;
-const NFPROTO_IPV4 = 2;
+const NFPROTO = { ip: 2, ip6: 10 } as const;
 const NLA_F_NESTED = 0x8000;
 // struct xt_NFQ_info_v3's flags.
 const NFQ_FLAG_BYPASS = 0x1;
@@ -78,15 +78,19 @@ function message(
   return out;
 }
 
+/** The family of krelay's tables: `ip`, or `ip6` for IPv6 clients. */
+export type QueueFamily = keyof typeof NFPROTO;
+
 /**
  * The netlink batch that inserts `-j NFQUEUE --queue-num queue --queue-bypass` at the head of
- * chain `chain` of table `ip table`; only the rule's message asks for an acknowledgement.
+ * chain `chain` of table `family table`; only the rule's message asks for an acknowledgement.
  */
 export function queueRuleBatch(
   table: string,
   chain: string,
   queue: number,
   seq = 1,
+  family: QueueFamily = "ip",
 ): Uint8Array<ArrayBuffer> {
   // struct xt_NFQ_info_v3 { u16 queuenum; u16 queues_total; u16 flags; }, host order, padded.
   const info = new Uint8Array(8);
@@ -109,7 +113,7 @@ export function queueRuleBatch(
       subsys | NFT_MSG_NEWRULE,
       NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
       seq + 1,
-      NFPROTO_IPV4,
+      NFPROTO[family],
       0,
       rule,
     ),
@@ -132,16 +136,21 @@ export function ackError(reply: Uint8Array): number | undefined {
 }
 
 /**
- * Inserts the NFQUEUE rule in chain `chain` of `ip table` (which must exist) through a
+ * Inserts the NFQUEUE rule in chain `chain` of `family table` (which must exist) through a
  * netfilter netlink socket; throws with the kernel's errno when it refuses.
  */
-export function insertQueueRule(table: string, chain: string, queue: number): void {
+export function insertQueueRule(
+  table: string,
+  chain: string,
+  queue: number,
+  family: QueueFamily = "ip",
+): void {
   const mnl = libmnl();
   const nl = mnl.mnl_socket_open(NETLINK_NETFILTER);
   if (nl === null) throw new Error("nft queue rule: cannot open a netfilter netlink socket");
   try {
     if (mnl.mnl_socket_bind(nl, 0, 0) < 0) throw new Error("nft queue rule: bind failed");
-    const batch = queueRuleBatch(table, chain, queue);
+    const batch = queueRuleBatch(table, chain, queue, 1, family);
     if (Number(mnl.mnl_socket_sendto(nl, batch, BigInt(batch.length))) !== batch.length) {
       throw new Error("nft queue rule: send failed");
     }

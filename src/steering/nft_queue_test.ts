@@ -32,6 +32,13 @@ Deno.test("queueRuleBatch() is one NEWRULE inserting the NFQUEUE target, between
   assertEquals([...batch.subarray(ruleEnd - 8, ruleEnd)], [7, 0, 1, 0, 1, 0, 0, 0]);
 });
 
+Deno.test("queueRuleBatch() for the ip6 table: the same rule, family IPv6", () => {
+  const [, rule] = messages(queueRuleBatch("krelay", "to_queue", 7, 1, "ip6"));
+  assertEquals([rule.type, rule.family], [0x0a06, 10]);
+  const [, rule4] = messages(queueRuleBatch("krelay", "to_queue", 7));
+  assertEquals(rule.len, rule4.len);
+});
+
 Deno.test("ackError() reads the errno of the kernel's answer", () => {
   const answer = (errno: number) => {
     const b = new Uint8Array(36);

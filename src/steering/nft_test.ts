@@ -249,7 +249,7 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
     `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows_3 ip6 daddr set 2001:db8:2::20 ` +
     `update @udp_flows_3 { ${key} timeout 30000ms } ${replies} accept`,
     // A new flow's first packet is queued (ip6_queue.ts): krelay picks its server.
-    "ip6 daddr 2001:db8:1::1 udp dport { 53 } meta mark set 0x4b53 accept",
+    "ip6 daddr 2001:db8:1::1 udp dport { 53 } meta mark set 0x4b53 jump to_queue",
   ]);
   // Rewritten to a server, the first packet joins that server's set; else it is dropped.
   assert(
@@ -289,6 +289,18 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
   assert(!table.includes("udp_answered") && !JSON.stringify(rules).includes("udp_answered"));
   assert(table.includes("type ipv6_addr . inet_service . ipv6_addr . inet_service;"), table);
   assert(renderNatUpdate(six, true, "ip6").includes("\nflush chain ip6 krelay divert\n"));
+  // The table's own queue chain (nft_queue.ts puts the rule in it), kept by updates.
+  assert(table.includes("  chain to_queue {\n    accept\n  }"), table);
+  assert(!renderNatUpdate(six, true, "ip6").includes("to_queue {"));
+  assert(!renderNatUpdate(six, true, "ip6").includes("chain ip6 krelay to_queue"));
+  // What the queue takes, it takes from the table's chains (no ip6tables rule selects by mark).
+  assert(
+    rules.divert.filter((r) => r.includes("0x4b55")).every((r) => r.endsWith("jump to_queue")),
+  );
+  assert(
+    (rules.icmp_out ?? []).every((r) => r.endsWith("0x4b55 jump to_queue")),
+    rules.icmp_out?.join(),
+  );
 });
 
 Deno.test("renderNatRules() for ip6 readdresses the servers' TCP answers to the relay, after conntrack or at once", () => {
@@ -304,7 +316,8 @@ Deno.test("renderNatRules() for ip6 readdresses the servers' TCP answers to the 
   );
   // A live update makes sure the chain is there before it flushes it.
   const update = renderNatUpdate(six, true, "ip6");
-  assert(update.startsWith("add chain ip6 krelay answers {"), update);
+  const added = update.indexOf("add chain ip6 krelay answers {");
+  assert(added >= 0 && added < update.indexOf("flush chain ip6 krelay answers"), update);
   assert(!update.includes("delete chain ip6 krelay answers"), update);
   // An error about the relay's own connection goes the same way.
   assert(tracked.divert.some((r) => r.includes("@th,112,8 6 ") && r.endsWith("0x4b52 accept")));
@@ -314,7 +327,11 @@ Deno.test("renderNatRules() for ip6 readdresses the servers' TCP answers to the 
     untracked.divert[0],
     "tcp sport { 80 } notrack tproxy to [::1]:1 ip6 daddr set 2001:db8:1::1 accept",
   );
-  assert(untracked.divert.some((r) => r.endsWith("@th,400,16 { 80 } ip6 daddr set 2001:db8:1::1 accept")));
+  assert(
+    untracked.divert.some((r) =>
+      r.endsWith("@th,400,16 { 80 } ip6 daddr set 2001:db8:1::1 accept")
+    ),
+  );
   assertEquals(untracked.answers, undefined);
   assert(!renderNatTable({ ...six, tcpConntrack: false }, true, "ip6").includes("chain answers"));
   assert(
@@ -323,7 +340,10 @@ Deno.test("renderNatRules() for ip6 readdresses the servers' TCP answers to the 
     ),
   );
   // No TCP service: no `answers` either.
-  assertEquals(renderNatRules({ ...six, tcpPorts: [], udpPorts: [53] }, true, "ip6").answers, undefined);
+  assertEquals(
+    renderNatRules({ ...six, tcpPorts: [], udpPorts: [53] }, true, "ip6").answers,
+    undefined,
+  );
 });
 
 Deno.test("renderNatRules() for ip6 marks the ICMPv6 errors of a scripted UDP service's flows for the queue too", () => {

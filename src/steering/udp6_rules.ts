@@ -1,9 +1,9 @@
 /**
  * IPv6 UDP in the `ip6 krelay` table (nft.ts), with one or several IPv6 servers: as IPv4's, a
- * new flow's first packet is marked {@link UDP_FIRST_MARK} and queued (an ip6tables rule,
- * ip6_queue.ts); krelay picks its server and rewrites it (nat/rewriter.ts), and the forward
- * chain learns the flow from it. Known flows are then carried by the kernel, each to its own
- * server.
+ * new flow's first packet is marked {@link UDP_FIRST_MARK} and queued (the table's own queue
+ * chain, queue_chain.ts); krelay picks its server and rewrites it (nat/rewriter.ts), and the
+ * forward chain learns the flow from it. Known flows are then carried by the kernel, each to
+ * its own server.
  *
  * Where a flow's server is kept: nft 1.0.6 aborts on any rule that adds or updates an element
  * with a value under a concatenated IPv6 key (a server address, a mark or a verdict alike:
@@ -21,6 +21,7 @@
  */
 
 import { UDP_FIRST_MARK } from "./marks.ts";
+import { TO_QUEUE } from "./queue_chain.ts";
 import type { Server6, SteeringSpec } from "./steering.ts";
 
 /** A flow's key (client, client port, service port) as a request carries it, and a reply. */
@@ -71,7 +72,7 @@ export function renderUdp6Rules(
   // No IPv6 server up for these: a new flow is left to the relay's own stack (refused).
   const refused = (spec.refusedUdpPorts6 ?? []).filter((p) => udpPorts.includes(p));
   if (refused.length > 0) divert.push(`ip6 daddr ${relay} udp dport ${set(refused)} accept`);
-  divert.push(`${request} meta mark set ${hex(UDP_FIRST_MARK)} accept`);
+  divert.push(`${request} meta mark set ${hex(UDP_FIRST_MARK)} ${TO_QUEUE}`);
   const udp_forward = [
     // The first packet, rewritten by krelay to its server: the flow joins that server's set.
     ...servers.map((s) =>
