@@ -218,12 +218,17 @@ export function renderNatRules(
     asIpv6(answerDelivery(spec)),
   );
   const udpPorts = kernelUdpPorts(spec);
-  const udp = udpPorts.length > 0
-    ? renderUdp6Rules(spec, udpPorts)
-    : { divert: [], udp_forward: [] };
+  const none = { divert: [], udp_forward: [] };
+  const udp = udpPorts.length > 0 ? renderUdp6Rules(spec, udpPorts) : { ...none, fast: none };
   return {
-    divert: [...rules.divert.map(asIpv6), ...udp.divert, ...icmp.divert],
-    udp_forward: [...udp.udp_forward, ...rules.udp_forward.map(asIpv6)],
+    // A known flow's datagrams first, as IPv4's (udp6_rules.ts).
+    divert: [
+      ...udp.fast.divert,
+      ...rules.divert.map(asIpv6),
+      ...udp.divert,
+      ...icmp.divert,
+    ],
+    udp_forward: [...udp.fast.udp_forward, ...udp.udp_forward, ...rules.udp_forward.map(asIpv6)],
     untrack_out: rules.untrack_out.map(asIpv6),
     icmp_out: icmp.icmp_out,
     ...(rules.answers === undefined ? {} : { answers: rules.answers.map(asIpv6) }),

@@ -221,8 +221,10 @@ Deno.test("renderNatRules() has the kernel refuse a SYN to a TCP service with no
   const refused6 = renderNatRules({ ...six, refusedTcpPorts6: [80] }, true, "ip6").divert;
   const refuse6 = "ip6 daddr 2001:db8:1::1 tcp dport { 80 } " +
     "tcp flags & (fin | syn | rst | ack) == syn reject with tcp reset";
-  // Before sk_lookup's notrack rule and anything else for the clients' segments.
-  assertEquals(refused6.indexOf(refuse6), 1);
+  // Right after the servers' answers' rule: before sk_lookup's notrack rule and anything else
+  // for the clients' segments.
+  const answers6 = refused6.findIndex((r) => r.startsWith("tcp sport { 80, 443 } tproxy"));
+  assertEquals(refused6.indexOf(refuse6), answers6 + 1);
   const four = renderNatRules(labSpec({ tcpPorts: [80], refusedTcpPorts6: [80] })).divert;
   assertEquals(four.some((r) => r.includes("reject")), false);
 });
@@ -239,38 +241,54 @@ Deno.test("renderNatRules() for ip6: IPv6 selectors, a flow set per server, firs
     "update @udp_replies { ip6 daddr . udp dport . ip6 saddr . udp sport timeout 30000ms }";
   const rules = renderNatRules(six, false, "ip6");
   // Then the ICMPv6 errors' rules (icmp6_rules_test.ts).
-  assertEquals(rules.divert.slice(0, 5), [
+  assertEquals(rules.divert.slice(0, 6), [
+    // First, as IPv4's: a known flow goes to the server whose set holds it (no set of service
+    // ports: the flow's key holds its port)...
+    `ip6 daddr 2001:db8:1::1 meta l4proto udp ${key} @udp_flows_0 ip6 daddr set 2001:db8:2::10 ` +
+    `update @udp_flows_0 { ${key} timeout 30000ms } ${replies} accept`,
+    `ip6 daddr 2001:db8:1::1 meta l4proto udp ${key} @udp_flows_3 ip6 daddr set 2001:db8:2::20 ` +
+    `update @udp_flows_3 { ${key} timeout 30000ms } ${replies} accept`,
+    // ...and a reply leaves the chain before any rule below.
+    "meta l4proto udp ip6 daddr != 2001:db8:1::1 accept",
     // The server's answer goes to the relay's socket, marked for `answers` (no policy rule).
     "tcp sport { 80 } tproxy to [::1]:1 meta mark set 0x4b52 accept",
     "ip6 daddr 2001:db8:1::1 tcp dport { 80 } tproxy to :16000 meta mark set 0x4b52 accept",
-    // A known flow goes to the server whose set holds it.
-    `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows_0 ip6 daddr set 2001:db8:2::10 ` +
-    `update @udp_flows_0 { ${key} timeout 30000ms } ${replies} accept`,
-    `ip6 daddr 2001:db8:1::1 udp dport { 53 } ${key} @udp_flows_3 ip6 daddr set 2001:db8:2::20 ` +
-    `update @udp_flows_3 { ${key} timeout 30000ms } ${replies} accept`,
-    // A new flow's first packet is queued (ip6_queue.ts): krelay picks its server.
+    // A new flow's first packet is queued (the table's to_queue): krelay picks its server.
     "ip6 daddr 2001:db8:1::1 udp dport { 53 } meta mark set 0x4b53 jump to_queue",
   ]);
-  // Rewritten to a server, the first packet joins that server's set; else it is dropped.
+  // A reply from the flow's own server first, whole tuple checked; then the others leave.
   assert(
-    rules.udp_forward[1].startsWith("meta mark 0x4b53 ip6 daddr 2001:db8:2::20 add @udp_flows_3 {"),
-  );
-  assertEquals(rules.udp_forward[2], "meta mark 0x4b53 drop");
-  assert(
-    rules.udp_forward[4].includes("ip6 saddr 2001:db8:2::20 ip6 saddr . udp sport . ip6 daddr"),
-  );
-  assert(
-    rules.udp_forward[4].endsWith(
-      "update @udp_flows_3 { ip6 daddr . udp dport . udp sport timeout 30000ms } ip6 saddr set 2001:db8:1::1",
+    rules.udp_forward[1].startsWith(
+      "ip6 saddr 2001:db8:2::20 meta l4proto udp ip6 saddr . udp sport . ip6 daddr",
     ),
   );
+  assert(
+    rules.udp_forward[1].endsWith(
+      "update @udp_flows_3 { ip6 daddr . udp dport . udp sport timeout 30000ms } " +
+        "ip6 saddr set 2001:db8:1::1 accept",
+    ),
+  );
+  assertEquals(rules.udp_forward[2], "meta l4proto udp meta mark != 0x4b53 accept");
+  // Rewritten to a server, the first packet joins that server's set; else it is dropped.
+  assert(
+    rules.udp_forward[4].startsWith("meta mark 0x4b53 ip6 daddr 2001:db8:2::20 add @udp_flows_3 {"),
+  );
+  assertEquals(rules.udp_forward[5], "meta mark 0x4b53 drop");
   assert(!JSON.stringify(rules).match(/\bip (saddr|daddr)\b/));
   // ICMPv6 errors: TCP and UDP about each server, and one about replies.
-  assertEquals(rules.divert.length, 5 + 2 + 2 + 1);
+  assertEquals(rules.divert.length, 6 + 2 + 2 + 1);
   assertEquals(rules.icmp_out?.length, 2);
   // No IPv6 server up: new IPv6 flows are refused before they are marked.
   const refused = renderNatRules({ ...six, refusedUdpPorts6: [53] }, false, "ip6").divert;
-  assertEquals(refused[4], "ip6 daddr 2001:db8:1::1 udp dport { 53 } accept");
+  assertEquals(refused[5], "ip6 daddr 2001:db8:1::1 udp dport { 53 } accept");
+  // A scripted port's datagrams are left out by number (its flows go to the queue at once).
+  const withScript = renderNatRules(
+    { ...six, udpPorts: [53, 5353], scriptedUdpPorts: [5353] },
+    false,
+    "ip6",
+  );
+  assert(withScript.divert[0].startsWith("ip6 daddr 2001:db8:1::1 udp dport != { 5353 } "));
+  assert(withScript.udp_forward[0].startsWith("ip6 saddr 2001:db8:2::10 udp sport != { 5353 } "));
   assert(
     renderNatTable(six, true, "ip6").includes(
       "chain icmp_out {\n    type filter hook output priority raw;",

@@ -50,25 +50,60 @@ export function flowSetBody(spec: SteeringSpec): string {
     `size ${spec.natMaxEntries};`;
 }
 
+/** The IPv6 table's UDP rules: those of a known flow's datagrams, and the others. */
+export interface Udp6Rules {
+  /** At the head of `divert` and `udp_forward`, before any other rule (see below). */
+  fast: { divert: string[]; udp_forward: string[] };
+  /** After the TCP rules. */
+  divert: string[];
+  udp_forward: string[];
+}
+
 /**
  * The UDP rules of `divert` and `udp_forward` for the IPv6 side's spec (ipv6Spec: relayIp is
  * the relay's IPv6 address); `udpPorts`: the ports the kernel NATs.
+ *
+ * As IPv4's (nft.ts, udpFastPath), a known flow's datagrams meet their own rules first, and
+ * look up no set of service ports: the flow's key holds its port, and only a service's first
+ * packet makes a flow (a port that got a packet script is left out by its number). In
+ * `divert` a request meets its server's set, and any other UDP datagram not addressed to the
+ * relay then leaves the chain (a reply would otherwise fail every rule below, the ICMPv6
+ * errors' set lookups included); in `udp_forward` a reply meets its server's rule first, and
+ * any UDP datagram but a first packet then leaves.
  */
 export function renderUdp6Rules(
   spec: SteeringSpec,
   udpPorts: readonly number[],
-): { divert: string[]; udp_forward: string[] } {
+): Udp6Rules {
   const relay = spec.relayIp!;
   const request = `ip6 daddr ${relay} udp dport ${set(udpPorts)}`;
   const timeout = `timeout ${Math.max(1, Math.round(spec.udpTimeout * 1000))}ms`;
   const first = `meta mark ${hex(UDP_FIRST_MARK)}`;
   const servers = flowServers(spec);
-  const divert = servers.map((s) =>
-    // A known flow goes to its own server; both of its entries live on.
-    `${request} ${REQUEST_KEY} @${flowSetName(s)} ip6 daddr set ${s.address} ` +
-    `update @${flowSetName(s)} { ${REQUEST_KEY} ${timeout} } ` +
-    `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`
-  );
+  const scripted = spec.scriptedUdpPorts;
+  const udp = (port: "sport" | "dport") =>
+    scripted.length > 0 ? `udp ${port} != ${set(scripted)}` : "meta l4proto udp";
+  const fast = {
+    divert: [
+      // A known flow goes to its own server; both of its entries live on.
+      ...servers.map((s) =>
+        `ip6 daddr ${relay} ${udp("dport")} ${REQUEST_KEY} @${flowSetName(s)} ` +
+        `ip6 daddr set ${s.address} update @${flowSetName(s)} { ${REQUEST_KEY} ${timeout} } ` +
+        `update @udp_replies { ${REQUEST_TUPLE} ${timeout} } accept`
+      ),
+      `meta l4proto udp ip6 daddr != ${relay} accept`,
+    ],
+    udp_forward: [
+      // Only the flow's own server answers as the relay: the whole tuple must match.
+      ...servers.map((s) =>
+        `ip6 saddr ${s.address} ${udp("sport")} ${REPLY_TUPLE} @udp_replies ` +
+        `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
+        `update @${flowSetName(s)} { ${REPLY_KEY} ${timeout} } ip6 saddr set ${relay} accept`
+      ),
+      `meta l4proto udp ${first.replace("mark ", "mark != ")} accept`,
+    ],
+  };
+  const divert: string[] = [];
   // No IPv6 server up for these: a new flow is left to the relay's own stack (refused).
   const refused = (spec.refusedUdpPorts6 ?? []).filter((p) => udpPorts.includes(p));
   if (refused.length > 0) divert.push(`ip6 daddr ${relay} udp dport ${set(refused)} accept`);
@@ -81,12 +116,6 @@ export function renderUdp6Rules(
     ),
     // The table is full (or the server unknown): the answer could not find its way back.
     `${first} drop`,
-    // Only the flow's own server answers as the relay: the whole tuple must match.
-    ...servers.map((s) =>
-      `udp sport ${set(udpPorts)} ip6 saddr ${s.address} ${REPLY_TUPLE} @udp_replies ` +
-      `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
-      `update @${flowSetName(s)} { ${REPLY_KEY} ${timeout} } ip6 saddr set ${relay}`
-    ),
   ];
-  return { divert, udp_forward };
+  return { fast, divert, udp_forward };
 }
