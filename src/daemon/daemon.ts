@@ -501,6 +501,7 @@ export class Daemon {
   /** The status report. */
   status(): StatusReport {
     const now = this.deps.now();
+    const steered = this.#steering.spec;
     return {
       pid: Deno.pid,
       state: this.#state,
@@ -533,11 +534,12 @@ export class Daemon {
         }
         return flows;
       }),
+      // What the steering does now: a change still being applied is not in effect yet.
       syn: {
-        heldPorts: this.#state === "started" ? this.#heldSynPorts() : [],
-        refusedPorts: this.#state === "started" ? this.#noServerUp("tcp") : [],
-        ...(this.#state === "started" && this.#settings.pool6 !== undefined
-          ? { refusedPorts6: this.#noServerUp("tcp", this.#settings.pool6) }
+        heldPorts: [...(steered?.heldSynPorts ?? [])],
+        refusedPorts: [...(steered?.refusedTcpPorts ?? [])],
+        ...(this.#settings.pool6 !== undefined
+          ? { refusedPorts6: [...(steered?.refusedTcpPorts6 ?? [])] }
           : {}),
         ...(this.#gate === undefined ? {} : { gate: this.#gateCounters(this.#gate.counters) }),
       },

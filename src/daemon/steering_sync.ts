@@ -19,6 +19,8 @@ import type { Steering, SteeringSpec } from "../steering/steering.ts";
 export class SteeringSync {
   /** The spec installed now, as text; "" when nothing is. */
   #installed = "";
+  /** The spec installed now, when one is. */
+  #spec: SteeringSpec | undefined;
   #queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly steering: Steering) {}
@@ -28,12 +30,21 @@ export class SteeringSync {
     return this.#installed !== "";
   }
 
+  /**
+   * The spec the kernel has now (undefined when nothing is installed): what the status tells,
+   * since a change being applied is not in effect yet.
+   */
+  get spec(): SteeringSpec | undefined {
+    return this.#spec;
+  }
+
   /** Installs `spec()` (after anything queued); rejects, nothing installed, when it fails. */
   install(spec: () => SteeringSpec): Promise<void> {
     return this.#run(async () => {
       const s = spec();
       await this.steering.install(s);
       this.#installed = JSON.stringify(s);
+      this.#spec = s;
     });
   }
 
@@ -50,6 +61,7 @@ export class SteeringSync {
       if (key === this.#installed) return;
       await this.steering.update(s);
       this.#installed = key;
+      this.#spec = s;
     });
   }
 
@@ -62,6 +74,7 @@ export class SteeringSync {
   remove(): Promise<void> {
     return this.#run(async () => {
       this.#installed = "";
+      this.#spec = undefined;
       await this.steering.remove();
     });
   }

@@ -38,3 +38,21 @@ Deno.test("SteeringSync leaves nothing recorded when an install fails", async ()
   await rejects(sync.install(() => labSpec()), /no/);
   assertEquals(sync.installed, false);
 });
+
+Deno.test("SteeringSync's spec is the one in effect: not an update still being applied", async () => {
+  const { steering } = recorder();
+  const sync = new SteeringSync(steering);
+  // Read afresh each time (an assertion narrows a property it compared).
+  const spec = () => sync.spec;
+  assertEquals(spec(), undefined);
+  await sync.install(() => labSpec());
+  assertEquals(spec()?.udpPorts, [53]);
+  const applying = sync.update(() => labSpec({ udpPorts: [53, 5353], refusedTcpPorts: [80] }));
+  // The steering takes a while (5 ms here): meanwhile the old spec is what the kernel has.
+  await new Promise((r) => setTimeout(r, 1));
+  assertEquals(spec()?.refusedTcpPorts, undefined);
+  await applying;
+  assertEquals(spec()?.refusedTcpPorts, [80]);
+  await sync.remove();
+  assertEquals(spec(), undefined);
+});
