@@ -21,8 +21,9 @@ export const UDP_FIRST_MARK = TPROXY_MARK + 1;
 export const ICMP_ERROR_MARK = TPROXY_MARK + 2;
 
 /**
- * An ICMPv6 error about a relayed UDP flow, marked by the ip6 table (icmp6_rules.ts) for the
- * ip6tables rule that queues it to krelay, which translates it (nft cannot keep the ICMPv6
- * checksum right when it rewrites the quoted packet).
+ * An ICMPv6 error about a relayed UDP flow, marked by the ip6 table (icmp6_rules.ts) as it
+ * goes to the table's queue chain, as ICMP_ERROR_MARK is for IPv4: krelay translates it (nft
+ * cannot keep the ICMPv6 checksum right when it rewrites the quoted packet). Earlier
+ * versions' ip6tables rules selected it by this mark.
  */
 export const ICMP6_MARK = TPROXY_MARK + 3;

@@ -138,7 +138,7 @@ function chainsOf(spec: SteeringSpec, family: NftFamily): readonly [keyof NatRul
   if (family === "ip") {
     return [...chains, ...(spec.udpPorts.length > 0 && tracked ? [ICMP_OUT] : []), ...answers];
   }
-  // Raw priority: the mark is set before ip6tables' mangle OUTPUT rule that queues it.
+  // The relay's own ICMPv6 errors about UDP flows, for the queue (icmp6_rules.ts).
   return [...chains, ICMP_OUT, ...answers];
 }
 

@@ -100,7 +100,7 @@ export function renderUdp6Rules(
         `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
         `update @${flowSetName(s)} { ${REPLY_KEY} ${timeout} } ip6 saddr set ${relay} accept`
       ),
-      `meta l4proto udp ${first.replace("mark ", "mark != ")} accept`,
+      `meta l4proto udp meta mark != ${hex(UDP_FIRST_MARK)} accept`,
     ],
   };
   const divert: string[] = [];
