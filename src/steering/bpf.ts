@@ -1,12 +1,11 @@
 /**
- * bpf(2) over FFI, with only what krelay's sk_lookup program needs: maps, loading a program
- * (with the verifier's log in the error), and a link to a network namespace that can swap
- * its program. The objects are file descriptors: closing them (or the process ending, a
- * crash included) releases them, and with the last one the link detaches.
+ * bpf(2) over FFI, with only what krelay's programs need: maps and their elements, loading a
+ * program (with the verifier's log in the error), running it on a test packet, and links (to a
+ * network namespace, to an interface's tc hook) that can swap their program. The objects are
+ * file descriptors: closing them (or the process ending, a crash included) releases them, and
+ * with the last one the link detaches.
  *
- * An eBPF instruction encoder ({@link Asm}) builds programs without a compiler: krelay's
- * programs are a few dozen instructions, and their constants (address, ports) change with
- * the configuration.
+ * The programs themselves are built by bpf_asm.ts.
  *
  * @module
  */
@@ -19,21 +18,26 @@ const SYS_BPF: Record<string, bigint> = { x86_64: 321n, aarch64: 280n };
 /** bpf(2) commands. */
 const Cmd = {
   MapCreate: 0,
+  MapLookup: 1,
   MapUpdate: 2,
   MapDelete: 3,
+  MapNextKey: 4,
   ProgLoad: 5,
+  ProgTestRun: 10,
+  ProgQuery: 16,
   LinkCreate: 28,
   LinkUpdate: 29,
 };
+/** Larger than every attr krelay passes (the test run's ends at 64): the rest stays 0. */
 const ATTR_SIZE = 144;
 
 /** Map, program and attach types krelay uses (linux/bpf.h). */
-export const MapType = { SockMap: 15 } as const;
-export const ProgType = { SkLookup: 30 } as const;
-export const AttachType = { SkLookup: 36 } as const;
+export const MapType = { Hash: 1, PercpuArray: 6, LruHash: 9, SockMap: 15 } as const;
+export const ProgType = { SchedCls: 3, SkLookup: 30 } as const;
+export const AttachType = { SkLookup: 36, TcxIngress: 46, TcxEgress: 47 } as const;
 
-/** Helper function ids (linux/bpf.h `FN(...)` order). */
-export const Helper = { MapLookupElem: 1, SkRelease: 86, SkAssign: 124 } as const;
+/** Flags of a map update: any, only a new key, only an existing key. */
+export const UpdateFlag = { Any: 0, NoExist: 1, Exist: 2 } as const;
 
 function bpf(cmd: number, attr: Uint8Array, what: string): number {
   const nr = SYS_BPF[Deno.build.arch];
@@ -61,13 +65,30 @@ export function createMap(type: number, keySize: number, valueSize: number, max:
   return bpf(Cmd.MapCreate, attr, "bpf map");
 }
 
-function elemAttr(map: number, key: Uint8Array, value?: Uint8Array): Uint8Array {
+function elemAttr(
+  map: number,
+  key: Uint8Array | null,
+  value?: Uint8Array,
+  flags = 0,
+): Uint8Array {
   const attr = new Uint8Array(ATTR_SIZE);
   const v = new DataView(attr.buffer);
   v.setUint32(0, map, true);
-  v.setBigUint64(8, address(key), true);
+  if (key) v.setBigUint64(8, address(key), true);
   if (value) v.setBigUint64(16, address(value), true);
+  v.setBigUint64(24, BigInt(flags), true);
   return attr;
+}
+
+/** Runs a command that fails with ENOENT when the key is not there: false then. */
+function unlessMissing(cmd: number, attr: Uint8Array, what: string): boolean {
+  try {
+    bpf(cmd, attr, what);
+    return true;
+  } catch (e) {
+    if ((e as { errno?: number }).errno === Errno.ENOENT) return false;
+    throw e;
+  }
 }
 
 function u32(n: number): Uint8Array {
@@ -93,6 +114,80 @@ export function deleteElem(map: number, key: number): boolean {
     if (code === Errno.ENOENT || code === Errno.EINVAL) return false;
     throw e;
   }
+}
+
+/** Sets `key` to `value` (flags: {@link UpdateFlag}); the sizes are the map's. */
+export function mapUpdate(map: number, key: Uint8Array, value: Uint8Array, flags = 0): void {
+  bpf(Cmd.MapUpdate, elemAttr(map, key, value, flags), "bpf map update");
+}
+
+/**
+ * Copies `key`'s value into `value`; false when the key is not there. A per-CPU map's value
+ * is one slot per possible CPU, each rounded up to 8 bytes.
+ */
+export function mapLookup(map: number, key: Uint8Array, value: Uint8Array): boolean {
+  return unlessMissing(Cmd.MapLookup, elemAttr(map, key, value), "bpf map lookup");
+}
+
+/** Deletes `key`; false when it was not there. */
+export function mapDelete(map: number, key: Uint8Array): boolean {
+  return unlessMissing(Cmd.MapDelete, elemAttr(map, key), "bpf map delete");
+}
+
+/**
+ * Writes the key after `key` (the first with null) into `next`; false after the last. Keys
+ * deleted meanwhile may restart the walk: the kernel's order is the hash table's.
+ */
+export function mapNextKey(map: number, key: Uint8Array | null, next: Uint8Array): boolean {
+  return unlessMissing(Cmd.MapNextKey, elemAttr(map, key, next), "bpf map next key");
+}
+
+/** What a program did with a test packet: its return value, the packet and context after. */
+export interface TestRun {
+  retval: number;
+  data: Uint8Array;
+  ctx?: Uint8Array;
+}
+
+/** Room for the packet to grow on its way through the program (headers pushed). */
+const TEST_RUN_HEADROOM = 256;
+
+/**
+ * Runs a program once on `data` (for tc: an Ethernet frame) without attaching it, with
+ * `ctx` as its context (for tc: a struct __sk_buff image, only the kernel's settable fields
+ * non-zero). Maps and helpers are the real ones.
+ */
+export function progTestRun(prog: number, data: Uint8Array, ctx?: Uint8Array): TestRun {
+  const out = new Uint8Array(data.length + TEST_RUN_HEADROOM);
+  const ctxOut = ctx ? new Uint8Array(ctx.length) : undefined;
+  const attr = new Uint8Array(ATTR_SIZE);
+  const v = new DataView(attr.buffer);
+  v.setUint32(0, prog, true);
+  v.setUint32(8, data.length, true);
+  v.setUint32(12, out.length, true);
+  v.setBigUint64(16, address(data), true);
+  v.setBigUint64(24, address(out), true);
+  v.setUint32(32, 1, true); // repeat
+  if (ctx && ctxOut) {
+    v.setUint32(40, ctx.length, true);
+    v.setUint32(44, ctxOut.length, true);
+    v.setBigUint64(48, address(ctx), true);
+    v.setBigUint64(56, address(ctxOut), true);
+  }
+  bpf(Cmd.ProgTestRun, attr, "bpf program test run");
+  const retval = v.getUint32(4, true);
+  const size = Math.min(v.getUint32(12, true), out.length);
+  return { retval, data: out.slice(0, size), ...(ctxOut ? { ctx: ctxOut } : {}) };
+}
+
+/** How many programs are attached to an interface's hook (a tcx attach type). */
+export function progQuery(ifindex: number, attachType: number): number {
+  const attr = new Uint8Array(ATTR_SIZE);
+  const v = new DataView(attr.buffer);
+  v.setUint32(0, ifindex, true);
+  v.setUint32(4, attachType, true);
+  bpf(Cmd.ProgQuery, attr, `bpf program query of interface ${ifindex}`);
+  return v.getUint32(24, true);
 }
 
 const LICENSE = new TextEncoder().encode("GPL\0");
@@ -150,123 +245,4 @@ export function openNetns(path = "/proc/self/ns/net"): number {
 /** Closes a descriptor, ignoring errors (release paths). */
 export function closeQuietly(fd: number): void {
   if (fd >= 0) libc().close(fd);
-}
-
-// Instruction classes, sizes, sources and operations (linux/bpf_common.h, linux/bpf.h).
-const LDX_W = 0x61, ST_W = 0x62, MOV64_K = 0xb7, MOV64_X = 0xbf, ADD64_K = 0x07;
-const JA = 0x05, JEQ64_K = 0x15, JEQ32_K = 0x16, JNE32_K = 0x56, CALL = 0x85, EXIT = 0x95;
-const LD_IMM64 = 0x18, PSEUDO_MAP_FD = 1;
-
-/** Registers: r0 result, r1-r5 arguments, r6-r9 kept across calls, r10 frame pointer. */
-export type Reg = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10;
-
-interface Insn {
-  op: number;
-  dst: Reg;
-  src: number;
-  off: number;
-  imm: number;
-  /** A jump's target, resolved into `off` when the program is built. */
-  label?: string;
-}
-
-/**
- * An eBPF program under construction: append instructions, mark labels, then
- * {@link Asm.build}. Jumps name their target label; comparisons with a constant are 32-bit.
- */
-export class Asm {
-  #insns: Insn[] = [];
-  #labels = new Map<string, number>();
-
-  #add(op: number, dst: Reg, src: number, off: number, imm: number, label?: string): this {
-    this.#insns.push({ op, dst, src, off, imm: imm | 0, label });
-    return this;
-  }
-
-  /** Marks the next instruction as `name`. */
-  label(name: string): this {
-    if (this.#labels.has(name)) throw new Error(`label ${name} defined twice`);
-    this.#labels.set(name, this.#insns.length);
-    return this;
-  }
-
-  /** dst = src (64 bits). */
-  mov(dst: Reg, src: Reg): this {
-    return this.#add(MOV64_X, dst, src, 0, 0);
-  }
-
-  /** dst = imm (64 bits, sign-extended). */
-  movImm(dst: Reg, imm: number): this {
-    return this.#add(MOV64_K, dst, 0, 0, imm);
-  }
-
-  /** dst += imm (64 bits). */
-  addImm(dst: Reg, imm: number): this {
-    return this.#add(ADD64_K, dst, 0, 0, imm);
-  }
-
-  /** dst = *(u32 *)(src + off). */
-  load32(dst: Reg, src: Reg, off: number): this {
-    return this.#add(LDX_W, dst, src, off, 0);
-  }
-
-  /** *(u32 *)(dst + off) = imm. */
-  store32Imm(dst: Reg, off: number, imm: number): this {
-    return this.#add(ST_W, dst, 0, off, imm);
-  }
-
-  /** dst = the map with descriptor `fd` (a two-slot instruction). */
-  loadMap(dst: Reg, fd: number): this {
-    this.#add(LD_IMM64, dst, PSEUDO_MAP_FD, 0, fd);
-    return this.#add(0, 0, 0, 0, 0);
-  }
-
-  /** Jumps to `label` when the low 32 bits of dst equal imm. */
-  jeq32(dst: Reg, imm: number, label: string): this {
-    return this.#add(JEQ32_K, dst, 0, 0, imm, label);
-  }
-
-  /** Jumps to `label` when the low 32 bits of dst differ from imm. */
-  jne32(dst: Reg, imm: number, label: string): this {
-    return this.#add(JNE32_K, dst, 0, 0, imm, label);
-  }
-
-  /** Jumps to `label` when dst is 0 (64 bits: a null pointer). */
-  jeqZero(dst: Reg, label: string): this {
-    return this.#add(JEQ64_K, dst, 0, 0, 0, label);
-  }
-
-  /** Jumps to `label`. */
-  ja(label: string): this {
-    return this.#add(JA, 0, 0, 0, 0, label);
-  }
-
-  /** Calls a helper (arguments in r1-r5, result in r0). */
-  call(helper: number): this {
-    return this.#add(CALL, 0, 0, 0, helper);
-  }
-
-  /** Returns r0. */
-  exit(): this {
-    return this.#add(EXIT, 0, 0, 0, 0);
-  }
-
-  /** The program's bytes, jumps resolved. */
-  build(): Uint8Array {
-    const out = new Uint8Array(this.#insns.length * 8);
-    const v = new DataView(out.buffer);
-    this.#insns.forEach((insn, i) => {
-      let off = insn.off;
-      if (insn.label !== undefined) {
-        const to = this.#labels.get(insn.label);
-        if (to === undefined) throw new Error(`jump to undefined label ${insn.label}`);
-        off = to - (i + 1);
-      }
-      v.setUint8(i * 8, insn.op);
-      v.setUint8(i * 8 + 1, (insn.src << 4) | insn.dst);
-      v.setInt16(i * 8 + 2, off, true);
-      v.setInt32(i * 8 + 4, insn.imm, true);
-    });
-    return out;
-  }
 }

@@ -20,13 +20,11 @@
  */
 
 import {
-  Asm,
   AttachType,
   closeQuietly,
   createLink,
   createMap,
   deleteElem,
-  Helper,
   loadProgram,
   MapType,
   openNetns,
@@ -34,6 +32,7 @@ import {
   updateElem,
   updateLink,
 } from "./bpf.ts";
+import { Asm, Helper } from "./bpf_asm.ts";
 import { parseIpv6 } from "../packet/ipv6_address.ts";
 
 /** Listeners of each family the map holds; the kernel's SO_REUSEPORT selection covers others. */

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
-import { Helper } from "./bpf.ts";
+import { Helper } from "./bpf_asm.ts";
 import { ip6Words, IPV6_KEYS, ipWord, MAX_LISTENERS, skLookupProgram } from "./sk_lookup.ts";
 
 const MAP_FD = 7;
