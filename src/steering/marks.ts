@@ -27,3 +27,10 @@ export const ICMP_ERROR_MARK = TPROXY_MARK + 2;
  * versions' ip6tables rules selected it by this mark.
  */
 export const ICMP6_MARK = TPROXY_MARK + 3;
+
+/**
+ * A bit (not a value: it is or-ed in, and cleared as the packet leaves) that nft.ts's UDP
+ * rules set on a datagram they translated, for the flowtable's egress program to learn its
+ * flow from (udp_flowtable.ts).
+ */
+export const FLOW_LEARN_MARK = 0x00100000;

@@ -17,6 +17,10 @@
  *     (iptables.ts, or krelay.ko's hooks): krelay records the flow and rewrites that packet
  *     itself. UDP services with a packet script are left out: the queue takes all their
  *     packets and krelay NATs them itself.
+ * - the UDP rules set {@link FLOW_LEARN_MARK} (or-ed in) on each IPv4 datagram they translate
+ *   (a first packet, a known request, an answer): the flowtable (udp_flowtable.ts) learns the
+ *   flow from it and forwards the flow's next datagrams at ingress, past these chains, but for
+ *   one a second that keeps the flow's entries here fresh.
  * - chain `udp_forward` (filter, forward): the rewritten first packet adds its flow to
  *   `udp_flows`, and its whole tuple (server, port, client, port) to `udp_replies`; a reply
  *   whose whole tuple is a flow's gets the relay's address back as its source (U3/U4), so a
@@ -62,7 +66,7 @@
  */
 
 import { kernelUdpPorts, type SteeringSpec } from "./steering.ts";
-import { ICMP_ERROR_MARK, TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
+import { FLOW_LEARN_MARK, ICMP_ERROR_MARK, TPROXY_MARK, UDP_FIRST_MARK } from "./marks.ts";
 import { renderIcmp6Rules } from "./icmp6_rules.ts";
 import { parseIpv6 } from "../packet/ipv6_address.ts";
 import { flowServers, flowSetBody, flowSetName, renderUdp6Rules } from "./udp6_rules.ts";
@@ -189,6 +193,12 @@ function answerDelivery(spec: SteeringSpec): string {
     : `ip daddr set ${spec.relayIp} accept`;
 }
 
+/**
+ * Set on an IPv4 datagram the rules translated: the flowtable's egress program learns its flow
+ * from it (udp_flowtable.ts). Or-ed in, so that a mark of the host's survives.
+ */
+const LEARN = `meta mark set meta mark or ${hex(FLOW_LEARN_MARK)}`;
+
 /** An ICMP error, as the kernel generates and translates them. */
 const ICMP_ERRORS = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
 /**
@@ -283,14 +293,15 @@ function renderFamilyRules(spec: SteeringSpec, skLookup: boolean, family: NftFam
     rules.divert.push(
       // The replies refresh `udp_answered`, not `udp_flows` (see renderNatTable): a flow whose
       // client was quiet longer than udp_timeout while its server talked is found there.
-      `${request} ip daddr set ${REQUEST_KEY} map @udp_answered ${refresh}`,
+      `${request} ip daddr set ${REQUEST_KEY} map @udp_answered ${LEARN} ${refresh}`,
       // With no server up, a new flow is left to the relay's own stack (refused).
       ...refused(spec, udpPorts),
       `${request} meta mark set ${hex(UDP_FIRST_MARK)} ${TO_QUEUE}`,
     );
     rules.udp_forward.push(
       `${first} add @udp_flows { ${REQUEST_KEY} ${timeout} : ip daddr } ` +
-        `add @udp_replies { ${REQUEST_TUPLE} ${timeout} } meta mark set 0x0 accept`,
+        `add @udp_replies { ${REQUEST_TUPLE} ${timeout} } meta mark set ${hex(FLOW_LEARN_MARK)} ` +
+        "accept",
       // The table is full: the answer could not find its way back.
       `${first} drop`,
     );
@@ -366,14 +377,14 @@ function udpFastPath(
   return {
     divert: [
       `ip daddr ${spec.relayIp} ${udp("dport")} ip daddr set ${REQUEST_KEY} map @udp_flows ` +
-      refresh,
+      `${LEARN} ${refresh}`,
       `meta l4proto udp ip daddr != ${spec.relayIp} accept`,
     ],
     udp_forward: [
       `${udp("sport")} ${REPLY_TUPLE} @udp_replies ` +
       `update @udp_replies { ${REPLY_TUPLE} ${timeout} } ` +
       `update @udp_answered { ${REPLY_KEY} ${timeout} : ip saddr } ` +
-      `ip saddr set ${spec.relayIp} accept`,
+      `ip saddr set ${spec.relayIp} ${LEARN} accept`,
       `meta l4proto udp meta mark != ${hex(UDP_FIRST_MARK)} accept`,
     ],
   };

@@ -12,12 +12,14 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
   const errors = "icmp type { destination-unreachable, time-exceeded, parameter-problem }";
   // A plain IPv4 header, then UDP: the ports at bits 224 and 240 of the ICMP message.
   const aboutUdp = `${errors} @th,64,8 0x45 @th,136,8 17`;
+  // What the rules translated, for the flowtable to learn (udp_flowtable.ts).
+  const learn = "meta mark set meta mark or 0x100000";
   assertEquals(renderNatRules(spec), {
     divert: [
       // First, the most frequent: a known flow's request goes to its own server and keeps its
       // flow alive (its key holds the service port: no set lookup); any other datagram not for
       // the relay has nothing to do here (replies).
-      `ip daddr 198.51.100.1 meta l4proto udp ip daddr set ${key} map @udp_flows ` +
+      `ip daddr 198.51.100.1 meta l4proto udp ip daddr set ${key} map @udp_flows ${learn} ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       "meta l4proto udp ip daddr != 198.51.100.1 accept",
@@ -28,7 +30,7 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
       // An error about the relay's own connection to a server finds its socket.
       `${errors} socket transparent 1 meta mark set 0x4b52 accept`,
       // A flow whose client was quiet longer than its server (replies refresh udp_answered).
-      `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_answered ` +
+      `ip daddr 198.51.100.1 udp dport { 53 } ip daddr set ${key} map @udp_answered ${learn} ` +
       `update @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
       `update @udp_replies { ${requestTuple} timeout 30000ms } accept`,
       // A new flow's first packet is marked and queued by the table's own chain.
@@ -41,11 +43,11 @@ Deno.test("renderNatRules() diverts TCP services by TPROXY, hands the answers to
       // the answer records the flow in udp_answered. Then the requests leave the chain.
       `meta l4proto udp ${tuple} @udp_replies update @udp_replies { ${tuple} timeout 30000ms } ` +
       `update @udp_answered { ${reply} timeout 30000ms : ip saddr } ip saddr set 198.51.100.1 ` +
-      "accept",
+      `${learn} accept`,
       "meta l4proto udp meta mark != 0x4b53 accept",
       // krelay rewrote it: the flow is known from now on; a full set drops it.
       `meta mark 0x4b53 add @udp_flows { ${key} timeout 30000ms : ip daddr } ` +
-      `add @udp_replies { ${requestTuple} timeout 30000ms } meta mark set 0x0 accept`,
+      `add @udp_replies { ${requestTuple} timeout 30000ms } meta mark set 0x100000 accept`,
       "meta mark 0x4b53 drop",
       // An error toward the client about its request to server:53, for krelay's queue.
       `${aboutUdp} @th,240,16 { 53 } meta mark set 0x4b54 jump to_queue`,
