@@ -90,6 +90,8 @@ const symbols = {
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   /** `int open(const char *path, int flags)` (a network namespace's file). */
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** `unsigned if_nametoindex(const char *name)`: 0 when there is no such interface here. */
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
   /** `int *__errno_location(void)`: the calling thread's errno. */
   __errno_location: { parameters: [], result: "pointer" },
   /** `char *strerror(int errnum)`. */

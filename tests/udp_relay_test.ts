@@ -8,8 +8,11 @@ import { LAB_ADDR, LAB_IF } from "../src/lab/addresses.ts";
 import { run } from "../src/lab/process.ts";
 import { startServers } from "../src/lab/servers.ts";
 import type { Lab } from "../src/lab/topology.ts";
+import type { DnsQuery } from "../src/lab/dnsmasq.ts";
+import { waitFor } from "../src/lab/wait.ts";
 import { controlSocket, KRELAY, krelayRules, LAB_FLAGS, startKrelay } from "./support/krelay.ts";
 import { labTest, type Requirement } from "./support/requirements.ts";
+import { tcxPrograms } from "./support/tcx.ts";
 
 const NEEDS: Requirement[] = ["iptables", "dnsmasq", "dig", "libnetfilter_queue"];
 const R = LAB_ADDR.relay;
@@ -137,8 +140,14 @@ labTest(
     const before = await ruleset();
     const krelay = await startKrelay(lab, LAB_FLAGS);
     assertEquals((await krelayRules(lab)).length > 0, true);
+    // The flowtable's two programs on each interface (tcx links of the krelay process).
+    const attached = await tcxPrograms(lab, "relay");
+    assert(Object.keys(attached).length >= 2, JSON.stringify(attached));
+    assert(Object.values(attached).every((n) => n === "1/1"), JSON.stringify(attached));
     assertEquals(await krelay.stop(), 0);
     assertEquals(await krelayRules(lab), []);
+    const left = await tcxPrograms(lab, "relay");
+    assert(Object.values(left).every((n) => n === "0/0"), JSON.stringify(left));
     // Not even the empty built-in chains iptables-nft creates for a jump: each is a hook.
     assertEquals(await ruleset(), before);
     // Asked from outside the namespace, so the asking `ip` is not in the answer.
@@ -181,6 +190,9 @@ labTest(
     await crashed.process.status;
     const left = await krelayRules(lab);
     assert(left.length > 0, "a SIGKILLed run leaves its rules");
+    // But not the flowtable: its links went with the process.
+    const programs = await tcxPrograms(lab, "relay");
+    assert(Object.values(programs).every((n) => n === "0/0"), JSON.stringify(programs));
     const krelay = await startKrelay(lab, LAB_FLAGS);
     assertEquals(await krelayRules(lab), left, "the same rules, once");
     assertEquals((await dig(lab, ["lab.example"])).stdout.trim(), LAB_ADDR.dnsAnswer);
@@ -377,5 +389,46 @@ labTest(
     // Untranslated, the client sees who really sent it (and a connected resolver drops it).
     assertEquals(got, [`got ${evil}:53 EVIL`]);
     assertEquals(await krelay.stop(), 0);
+  },
+);
+
+labTest(
+  "an established flow's datagrams are forwarded at ingress; one a second still refreshes nftables",
+  [...NEEDS, "cmd:nft"],
+  async (lab) => {
+    const { srv1 } = await startServers(lab);
+    const krelay = await startKrelay(lab, LAB_FLAGS);
+    const from = ["-b", `${LAB_ADDR.client}#5304`, "lab.example", "A"];
+    const asked = 12;
+    for (let i = 0; i < asked; i++) {
+      assertEquals((await dig(lab, from)).stdout.trim(), LAB_ADDR.dnsAnswer, `question ${i}`);
+    }
+    // dnsmasq saw the client itself for every question, forwarded by the flowtable or not.
+    let queries: DnsQuery[] = [];
+    await waitFor(async () => {
+      queries = (await srv1.dns.queries()).filter((q) => q.name === "lab.example");
+      return queries.length >= asked;
+    }, { timeoutMs: 5_000, what: `${asked} questions in dnsmasq's log` });
+    assert(queries.every((q) => q.client === LAB_ADDR.client), JSON.stringify(queries));
+    const status = await run([KRELAY, "status", "--json", "--socket", krelay.socket], {
+      timeoutMs: 30_000,
+    });
+    assert(status.success, status.stderr);
+    const table = JSON.parse(status.stdout).flowtable;
+    // The first question went through the queue and nftables, which taught the flowtable the
+    // flow and its answer; most later ones and their answers went past both.
+    assert(table.learnedRequests >= 1 && table.learnedReplies >= 1, JSON.stringify(table));
+    assert(table.forwarded >= asked, JSON.stringify(table));
+    // nftables still holds the flow, and saw its first answer (the passive health checks and
+    // eviction read which flows were answered there).
+    for (const map of ["udp_flows", "udp_answered"]) {
+      const list = await lab.exec("relay", ["nft", "list", "map", "ip", "krelay", map], {
+        check: true,
+      });
+      assert(list.stdout.includes(`${LAB_ADDR.client} . 5304 . 53 `), list.stdout);
+    }
+    assertEquals(await krelay.stop(), 0);
+    // krelay itself decided the first packet only.
+    assertEquals((await krelay.finalCounters()).udpRequests, 1);
   },
 );

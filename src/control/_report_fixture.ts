@@ -99,6 +99,7 @@ export function sampleReport(): StatusReport {
       refused: 28,
     },
     kernelUdp: { evicted: 30, evictionErrors: 31 },
+    flowtable: { forwarded: 32_032, synced: 33, learnedRequests: 34, learnedReplies: 35 },
     servers: [{
       address: "203.0.113.10",
       weight: 1,

@@ -30,6 +30,7 @@ import type { CheckView, ServerView } from "../daemon/servers.ts";
 import type { TcpRelayStats } from "../relay/stats.ts";
 import type { StatusReport } from "../daemon/reports.ts";
 import type { KernelUdpStats } from "../daemon/kernel_udp.ts";
+import type { FlowtableCounters } from "../steering/udp_flowtable.ts";
 import { logger } from "../system/log.ts";
 
 const log = logger("metrics");
@@ -45,6 +46,8 @@ interface Sections {
   tcp: TcpRelayStats;
   nat: NatTableStats;
   kernelUdp: KernelUdpStats;
+  /** Absent while there is no flowtable: its series are left out then. */
+  flowtable: FlowtableCounters;
 }
 
 /** A number in the status report, by its path: "packets.udpRequests", "engineErrors". */
@@ -320,6 +323,25 @@ export const METRICS: readonly MetricSpec[] = [
     "krelay_kernel_udp_eviction_errors_total",
     "Evictions from the kernel's UDP flow table that failed.",
     "kernelUdp.evictionErrors",
+  ),
+  metric(
+    "counter",
+    "krelay_udp_flowtable_forwarded_total",
+    "UDP datagrams of established flows forwarded at ingress by the flowtable.",
+    "flowtable.forwarded",
+  ),
+  metric(
+    "counter",
+    "krelay_udp_flowtable_synced_total",
+    "Datagrams of flowtable flows passed to nftables to refresh its entries.",
+    "flowtable.synced",
+  ),
+  byLabel(
+    "counter",
+    "krelay_udp_flowtable_learned_total",
+    "Flows and answers the flowtable learned from nftables' translations, by direction.",
+    "direction",
+    [["flowtable.learnedRequests", "request"], ["flowtable.learnedReplies", "reply"]],
   ),
 ];
 

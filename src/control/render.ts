@@ -168,6 +168,10 @@ export function renderStatus(report: StatusReport, options: RenderOptions = {}):
     ["refused (full of streams)", n.refused],
     ["kernel UDP flows evicted (full: unanswered)", report.kernelUdp?.evicted ?? 0],
     [sub("evictions that failed"), report.kernelUdp?.evictionErrors ?? 0],
+    ...(report.flowtable === undefined ? [] : [
+      ["kernel UDP datagrams forwarded at ingress", report.flowtable.forwarded],
+      [sub("passed to the rules (a flow's refresh)"), report.flowtable.synced],
+    ] as [string, number][]),
   ]];
 
   const config = renderConfig(report.config as Record<string, unknown>).split("\n")

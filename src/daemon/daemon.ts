@@ -502,6 +502,7 @@ export class Daemon {
   status(): StatusReport {
     const now = this.deps.now();
     const steered = this.#steering.spec;
+    const flowtable = this.deps.steering.flowtable?.();
     return {
       pid: Deno.pid,
       state: this.#state,
@@ -518,6 +519,7 @@ export class Daemon {
       relayThreads: this.#threads?.threads() ?? [],
       nat: this.table.stats(),
       kernelUdp: { ...this.kernelUdp.stats },
+      ...(flowtable === undefined ? {} : { flowtable }),
       servers: this.servers.view(this.#serverCounts(), (server) => {
         // IPv6 flows are the kernel's, counted from its set (see #countIpv6Flows), and the
         // scripted services', krelay's own.

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { FlowtableCounters } from "../steering/udp_flowtable.ts";
 import type { SynGateCounters } from "../relay/syn_gate.ts";
 import type { Config } from "../config/schema.ts";
 import type { DatapathStats } from "../queue/queue.ts";
@@ -48,6 +49,8 @@ export interface StatusReport {
   nat: NatTableStats;
   /** The kernel's IPv4 UDP flows: unanswered ones evicted for new ones (kernel_udp.ts). */
   kernelUdp: KernelUdpStats;
+  /** The UDP flowtable's counters (udp_flowtable.ts); absent while there is none. */
+  flowtable?: FlowtableCounters;
   /** The real servers: health per service, and the flows relayed to each. */
   servers: ServerView[];
   /** Where clients' SYNs to TCP services go now (tcp_hold_syn; see syn_gate.ts). */

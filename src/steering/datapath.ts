@@ -16,6 +16,7 @@ import { KernelPath } from "./kernel_path.ts";
 import { insertQueueRule } from "./nft_queue.ts";
 import { KMOD_PATHS, kmodLoaded, type KmodPaths, KmodSteering } from "./kmod.ts";
 import { ComposedSteering } from "./steering.ts";
+import { UdpFlowtable } from "./udp_flowtable.ts";
 
 /** The configuration's say in the matter. */
 export type DatapathChoice = "auto" | "kmod" | "iptables";
@@ -50,6 +51,9 @@ export function steeringFor(datapath: DatapathChoice): ComposedSteering {
       undefined,
       undefined,
       kmod ? undefined : insertQueueRule,
+      undefined,
+      // Established IPv4 UDP flows forwarded at ingress (udp_flowtable.ts), either datapath.
+      (config) => UdpFlowtable.open(config),
     ),
     kmod ? new KmodSteering() : new IptablesSteering(),
   );

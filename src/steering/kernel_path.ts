@@ -1,8 +1,9 @@
 /**
  * The kernel path: what carries established flows without krelay. An nftables table of
  * krelay's own (nft.ts: UDP NAT against a flow set, TCP's servers' answers handed to the
- * relay's sockets), and the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
- * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF). The
+ * relay's sockets), the BPF sk_lookup program (sk_lookup.ts) that hands clients' new TCP
+ * connections to the gateway listeners (TPROXY in the table where the kernel refuses BPF), and
+ * the UDP flowtable (udp_flowtable.ts) that forwards established IPv4 UDP flows at ingress. The
  * policy routes of earlier versions (tproxy_route.ts) are only removed.
  *
  * @module
@@ -15,6 +16,7 @@ import { SkLookup, type SkLookupTarget } from "./sk_lookup.ts";
 import {
   ipv4Spec,
   ipv6Spec,
+  kernelUdpPorts,
   sameButHeldSyns,
   type Steering,
   type SteeringSpec,
@@ -27,6 +29,7 @@ import {
   scriptedQueueRules,
 } from "./ip6_queue.ts";
 import { insertQueueRule } from "./nft_queue.ts";
+import type { FlowtableConfig, FlowtableCounters } from "./udp_flowtable.ts";
 
 const log = logger("steering");
 
@@ -42,6 +45,19 @@ export type QueueRule = (table: string, chain: string, queue: number) => void;
 /** The IPv6 table's queue rule: always krelay's own (krelay.ko's hooks are IPv4's). */
 const ipv6QueueRule: QueueRule = (table, chain, queue) =>
   insertQueueRule(table, chain, queue, "ip6");
+
+/** The UDP flowtable (udp_flowtable.ts), as the kernel path uses it. */
+export interface UdpFastPath {
+  readonly config: FlowtableConfig;
+  /** Attaches to the interfaces not yet attached; returns how many are. */
+  attach(): number;
+  reconfigure(config: FlowtableConfig): void;
+  counters(): FlowtableCounters;
+  close(): void;
+}
+
+/** Opens a flowtable; throws when the kernel refuses it. */
+export type OpenFlowtable = (config: FlowtableConfig) => UdpFastPath;
 
 /** Attaches the steering to the listeners; throws when the kernel refuses. */
 export type AttachListeners = (
@@ -70,6 +86,12 @@ export class KernelPath implements Steering {
   #fallbackLogged = false;
   /** The kernel refused `reject` in prerouting (before Linux 5.x): the relay resets instead. */
   #noReject = false;
+  /** The IPv4 UDP flowtable, while the table NATs UDP services (and the kernel allows it). */
+  #flowtable?: UdpFastPath;
+  /** What the flowtable's maps were made for: any change empties them (new ones). */
+  #flowtableFor = "";
+  /** The kernel refused the flowtable: said once, not tried again. */
+  #flowtableRefused = false;
 
   constructor(
     private readonly run: CommandRunner = runCommand,
@@ -84,7 +106,14 @@ export class KernelPath implements Steering {
     private readonly queueRule?: QueueRule,
     /** The same for the IPv6 table, which has it whatever selects IPv4's packets. */
     private readonly queueRule6: QueueRule = ipv6QueueRule,
+    /** The UDP flowtable's maker; undefined: none (UDP takes the rules' path alone). */
+    private readonly openFlowtable?: OpenFlowtable,
   ) {}
+
+  /** The UDP flowtable's counters; undefined when there is none. */
+  flowtable(): FlowtableCounters | undefined {
+    return this.#flowtable?.counters();
+  }
 
   async install(spec: SteeringSpec): Promise<void> {
     await this.remove();
@@ -156,17 +185,62 @@ export class KernelPath implements Steering {
     }
     if (this.#ipv4) {
       await this.#applyTable(four, (s) => renderNatUpdate(s, skLookup));
+      this.#syncFlowtable(four);
       return;
     }
     await this.#applyTable(four, (s) => renderNatTable(s, skLookup));
     this.#ipv4 = true;
     this.queueRule?.(NFT_TABLE, QUEUE_CHAIN, spec.queue);
+    this.#syncFlowtable(four);
     // No IPv4 policy route: the table delivers the servers' answers itself (nft.ts,
     // T4_DELIVERY); #removeIpv4 still removes the one of an earlier version's crashed run.
   }
 
+  /**
+   * The flowtable for the IPv4 table's UDP services, after the table: new maps whenever what
+   * they were learned under changed (a service scripted since, the relay's address, the
+   * timeout), so that no flow the rules no longer NAT is carried on. Where the kernel refuses
+   * it, UDP takes the rules' path alone.
+   */
+  #syncFlowtable(four: SteeringSpec & { relayIp: string }): void {
+    const ports = kernelUdpPorts(four);
+    if (ports.length === 0) {
+      this.#closeFlowtable();
+      return;
+    }
+    const config: FlowtableConfig = {
+      relayIp: four.relayIp,
+      timeoutMs: Math.max(1, Math.round(four.udpTimeout * 1000)),
+      maxEntries: four.natMaxEntries,
+    };
+    const made = JSON.stringify([config, ports]);
+    try {
+      if (this.#flowtable === undefined) {
+        if (this.#flowtableRefused || this.openFlowtable === undefined) return;
+        this.#flowtable = this.openFlowtable(config);
+      } else if (made !== this.#flowtableFor) {
+        this.#flowtable.reconfigure(config);
+      }
+      this.#flowtableFor = made;
+      this.#flowtable.attach();
+    } catch (e) {
+      this.#closeFlowtable();
+      this.#flowtableRefused = true;
+      log.warn("UDP flows take the rules' path only: the kernel refused the flowtable ({error})", {
+        error: String(e),
+      });
+    }
+  }
+
+  #closeFlowtable(): void {
+    this.#flowtable?.close();
+    this.#flowtable = undefined;
+    this.#flowtableFor = "";
+  }
+
   async #removeIpv4(): Promise<void> {
     this.#ipv4 = false;
+    this.#closeFlowtable();
     // Whatever installed it (or a crashed run left it); a missing nft is no error here.
     await this.run(this.nft, ["delete", "table", "ip", NFT_TABLE]);
     const route = routeRemovalCommands();

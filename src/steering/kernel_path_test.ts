@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import type { CommandRunner } from "../system/command.ts";
-import { KernelPath } from "./kernel_path.ts";
+import { KernelPath, type OpenFlowtable } from "./kernel_path.ts";
+import type { FlowtableConfig } from "./udp_flowtable.ts";
 import { labSpec, recorder } from "./_steering_spec.ts";
 
 const spec = labSpec();
@@ -250,4 +251,61 @@ Deno.test("KernelPath queues IPv6 clients' held SYNs by ip6tables; a change of t
   await path.update(labSpec({ ...dual, heldSynPorts: [81], refusedTcpPorts6: [80] }));
   assert(cmds().includes(`ip6tables -w -t mangle -A ${rule}`), cmds().join("\n"));
   assert(cmds().filter((c) => c === "nft -f -").length === 2, cmds().join("\n"));
+});
+
+/** A KernelPath with a fake flowtable that records what is done to it. */
+function flowtablePath(refuse = false) {
+  const { run } = recorder();
+  const events: string[] = [];
+  const open: OpenFlowtable = (config) => {
+    if (refuse) throw new Error("no tcx here");
+    events.push(`open ${config.relayIp} ${config.timeoutMs} ${config.maxEntries}`);
+    const table = {
+      config,
+      attach: () => {
+        events.push("attach");
+        return 2;
+      },
+      reconfigure: (c: FlowtableConfig) => {
+        table.config = c;
+        events.push(`reconfigure ${c.relayIp} ${c.timeoutMs}`);
+      },
+      counters: () => ({ forwarded: 7, synced: 1, learnedRequests: 1, learnedReplies: 1 }),
+      close: () => events.push("close"),
+    };
+    return table;
+  };
+  const path = new KernelPath(run, "nft", "ip", undefined, "ip6tables", undefined, () => {}, open);
+  return { path, events };
+}
+
+Deno.test("KernelPath opens the UDP flowtable with the table, and gives it new maps when what its flows were learned under changes", async () => {
+  const { path, events } = flowtablePath();
+  await path.install(labSpec({ udpTimeout: 2, udpPorts: [53, 54] }));
+  assertEquals(events, ["open 198.51.100.1 2000 65536", "attach"]);
+  assertEquals(path.flowtable()?.forwarded, 7);
+  // A TCP change: the flows stay; interfaces added since are attached.
+  await path.update(labSpec({ udpTimeout: 2, udpPorts: [53, 54], tcpPorts: [80, 443] }));
+  assertEquals(events.slice(2), ["attach"]);
+  // A service scripted since: its flows must reach the queue, so none is carried on.
+  await path.update(labSpec({ udpTimeout: 2, udpPorts: [53, 54], scriptedUdpPorts: [54] }));
+  assertEquals(events.slice(3), ["reconfigure 198.51.100.1 2000", "attach"]);
+  await path.update(labSpec({ udpTimeout: 5, udpPorts: [53, 54], scriptedUdpPorts: [54] }));
+  assertEquals(events.slice(5), ["reconfigure 198.51.100.1 5000", "attach"]);
+  // No UDP service NATed by the kernel: no flowtable.
+  await path.update(labSpec({ udpPorts: [54], scriptedUdpPorts: [54] }));
+  assertEquals(events.slice(7), ["close"]);
+  assertEquals(path.flowtable(), undefined);
+  await path.update(labSpec());
+  await path.remove();
+  assertEquals(events.slice(8), ["open 198.51.100.1 30000 65536", "attach", "close"]);
+});
+
+Deno.test("KernelPath goes on without the flowtable where the kernel refuses it, and does not ask again", async () => {
+  const { path, events } = flowtablePath(true);
+  await path.install(labSpec());
+  await path.update(labSpec({ udpPorts: [53, 54] }));
+  assertEquals(events, []);
+  assertEquals(path.flowtable(), undefined);
+  await path.remove();
 });

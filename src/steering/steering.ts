@@ -2,15 +2,18 @@
  * Steering: what makes the kernel carry established flows and hand krelay exactly the packets it
  * must decide. Two parts, composed by {@link ComposedSteering}:
  *
- * - the kernel path (kernel_path.ts): krelay's nftables table (UDP NAT against its flow set),
- *   the BPF sk_lookup program (or TPROXY) that hands clients' TCP connections to the gateway
- *   listener, and the policy route that delivers the servers' answers to the relay's sockets;
+ * - the kernel path (kernel_path.ts): krelay's nftables table (UDP NAT against its flow set,
+ *   the servers' TCP answers handed to the relay's sockets), the UDP flowtable that forwards
+ *   established flows at ingress, and the BPF sk_lookup program (or TPROXY) that hands clients'
+ *   TCP connections to the gateway listener;
  * - the queue selection: which packets go to krelay's NFQUEUE (each new UDP flow's first
  *   packet, and every packet of a service that has a packet script), by iptables rules
  *   (iptables_steering.ts) or by krelay.ko's hooks (kmod.ts).
  *
  * @module
  */
+
+import type { FlowtableCounters } from "./udp_flowtable.ts";
 
 /** What the steering carries and selects. */
 export interface SteeringSpec {
@@ -132,6 +135,8 @@ export interface Steering {
   observe?(): Promise<{ gport: number; realIp: string; started: boolean }>;
   /** Removes everything krelay installed; safe to call when nothing is installed. */
   remove(): Promise<void>;
+  /** The UDP flowtable's counters (udp_flowtable.ts); undefined when there is none. */
+  flowtable?(): FlowtableCounters | undefined;
 }
 
 /**
@@ -151,6 +156,10 @@ export class ComposedSteering implements Steering {
   constructor(readonly kernelPath: Steering, readonly selection: Steering) {
     const observer = [kernelPath, selection].find((p) => p.observe !== undefined);
     if (observer) this.observe = () => observer.observe!();
+  }
+
+  flowtable(): FlowtableCounters | undefined {
+    return this.kernelPath.flowtable?.();
   }
 
   async install(spec: SteeringSpec): Promise<void> {
