@@ -92,6 +92,8 @@ const symbols = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
   /** `unsigned if_nametoindex(const char *name)`: 0 when there is no such interface here. */
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  /** `int ioctl(int fd, unsigned long request, void *arg)` (an interface's link type). */
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   /** `int *__errno_location(void)`: the calling thread's errno. */
   __errno_location: { parameters: [], result: "pointer" },
   /** `char *strerror(int errnum)`. */

@@ -17,11 +17,10 @@
 export const Helper = {
   MapLookupElem: 1,
   MapUpdateElem: 2,
-  SkbStoreBytes: 9,
   L3CsumReplace: 10,
   L4CsumReplace: 11,
-  Redirect: 23,
   FibLookup: 69,
+  RedirectNeigh: 152,
   SkRelease: 86,
   SkAssign: 124,
   KtimeGetCoarseNs: 160,

@@ -9,7 +9,7 @@
  *   already known under {@link replyKey}. Answers are learned from nftables only, so that it
  *   sees a flow's first answers (it records which flows were answered).
  * - {@link forwardProgram} (ingress): a datagram of a known, fresh flow gets its address, TTL
- *   and checksums rewritten and leaves through the device the FIB names, MACs set. Anything
+ *   and checksums rewritten and leaves through the device and next hop the FIB names. Anything
  *   else passes to the stack untouched: other packets, a stale entry (nftables decides), and
  *   one datagram per flow, direction and `syncMs`, so that nftables keeps its own entries.
  *
@@ -115,9 +115,9 @@ const FIB = {
   tos: 12,
   ipv4Src: 16,
   ipv4Dst: 32,
-  smac: 52,
-  dmac: 58,
 };
+/** BPF_FIB_LOOKUP_SKIP_NEIGH; struct bpf_redir_neigh's size (family, then the address). */
+const FIB_SKIP_NEIGH = 4, REDIR_NEIGH_SIZE = 20;
 const AF_INET = 2;
 const L4_CSUM_FLAGS = 0x10 | 0x20 | 4; // BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4 bytes
 
@@ -210,8 +210,8 @@ export function learnProgram(layout: FlowtableLayout): Uint8Array {
 export function forwardProgram(layout: FlowtableLayout): Uint8Array {
   const relay = ipWord(layout.relayIp) | 0;
   // Stack: key -16 (8 or 12 bytes), new address -20, old address -24, address offset -32,
-  // fib params -96, counter index -100.
-  const KEY = -16, NEW = -20, OLD = -24, OFF = -32, P = -96, IDX = -100;
+  // fib params -96, counter index -100, next hop (struct bpf_redir_neigh) -124.
+  const KEY = -16, NEW = -20, OLD = -24, OFF = -32, P = -96, IDX = -100, NH = -124;
   const a = new Asm().mov(6, 1);
   parseUdp4(a);
   a.load(8, 3, 7, F.ttl).jleImm(3, 1, "out");
@@ -249,11 +249,13 @@ export function forwardProgram(layout: FlowtableLayout): Uint8Array {
     .load(64, 1, 8, VAL.synced).mov(2, 9).sub(2, 1)
     .ldImm64(1, BigInt(layout.syncMs) * MS).jgt(2, 1, "sync");
 
-  // tot_len stays 0: the kernel then checks the packet against the output device's MTU.
+  // tot_len stays 0: the kernel then checks the packet against the output device's MTU. The
+  // neighbour is bpf_redirect_neigh's to find: it knows a device with no link-layer header
+  // (a tunnel) from an Ethernet one.
   a.storeImm(8, 10, P + FIB.family, AF_INET).storeImm(8, 10, P + FIB.l4Protocol, IPPROTO_UDP)
     .load(8, 1, 7, F.tos).store(8, 10, P + FIB.tos, 1)
     .load(32, 1, 6, SKB.ingressIfindex).store(32, 10, P + FIB.ifindex, 1)
-    .mov(1, 6).mov(2, 10).addImm(2, P).movImm(3, FIB.size).movImm(4, 0)
+    .mov(1, 6).mov(2, 10).addImm(2, P).movImm(3, FIB.size).movImm(4, FIB_SKIP_NEIGH)
     .call(Helper.FibLookup).jneImm(0, 0, "out");
 
   // Direct writes first: the checksum helpers change packet data, so r7 is invalid after them.
@@ -261,21 +263,20 @@ export function forwardProgram(layout: FlowtableLayout): Uint8Array {
   // the new word is the old one minus 1.
   a.load(16, 8, 7, F.ttl).mov(9, 8).subImm(9, 1).store(8, 7, F.ttl, 9)
     .load(32, 1, 10, NEW).load(64, 2, 10, OFF).jeqImm(2, F.saddr, "source")
-    .store(32, 7, F.daddr, 1).ja("macs")
+    .store(32, 7, F.daddr, 1).ja("sums")
     .label("source").store(32, 7, F.saddr, 1)
-    .label("macs");
-  // The stack refuses misaligned access: the MACs move 16 bits at a time.
-  for (let i = 0; i < 6; i += 2) {
-    a.load(16, 1, 10, P + FIB.dmac + i).store(16, 7, i, 1)
-      .load(16, 1, 10, P + FIB.smac + i).store(16, 7, 6 + i, 1);
-  }
+    .label("sums");
   a.mov(1, 6).movImm(2, F.csum).mov(3, 8).mov(4, 9).movImm(5, 2).call(Helper.L3CsumReplace)
     .mov(1, 6).movImm(2, F.udpCsum).load(32, 3, 10, OLD).load(32, 4, 10, NEW)
     .movImm(5, L4_CSUM_FLAGS).call(Helper.L4CsumReplace)
     .mov(1, 6).movImm(2, F.csum).load(32, 3, 10, OLD).load(32, 4, 10, NEW).movImm(5, 4)
     .call(Helper.L3CsumReplace);
   count(a, layout.stats, FlowStat.Forwarded, IDX, "redirect");
-  a.label("redirect").load(32, 1, 10, P + FIB.ifindex).movImm(2, 0).call(Helper.Redirect).exit();
+  // The FIB left the next hop (the gateway, or the destination itself) in ipv4_dst.
+  a.label("redirect").storeImm(32, 10, NH, AF_INET).load(32, 1, 10, P + FIB.ipv4Dst)
+    .store(32, 10, NH + 4, 1)
+    .load(32, 1, 10, P + FIB.ifindex).mov(2, 10).addImm(2, NH).movImm(3, REDIR_NEIGH_SIZE)
+    .movImm(4, 0).call(Helper.RedirectNeigh).exit();
 
   a.label("sync").store(64, 8, VAL.synced, 9);
   count(a, layout.stats, FlowStat.Synced, IDX, "out");

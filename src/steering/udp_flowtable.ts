@@ -1,6 +1,6 @@
 /**
  * A software flowtable for the established IPv4 UDP flows the kernel path NATs (nft.ts): two
- * tc programs (flowtable_programs.ts) on every interface of the namespace. nftables still NATs
+ * tc programs (flowtable_programs.ts) on every Ethernet interface of the namespace. nftables still NATs
  * each flow's first datagrams and marks what it translated ({@link FLOW_LEARN_MARK}); the
  * egress program learns the flow from that mark, and the ingress program then forwards the
  * flow's datagrams itself: one hash lookup, the address, TTL and checksums rewritten, and out
@@ -86,18 +86,37 @@ interface Generation {
   learn: number;
 }
 
-/** The interfaces of this network namespace but loopback: name -> index. */
+/** The Ethernet interfaces of this network namespace: name -> index. */
 export function namespaceInterfaces(): Map<string, number> {
   const found = new Map<string, number>();
   // /proc/net is this process's namespace's (sysfs is the mount's).
   const lines = Deno.readTextFileSync("/proc/net/dev").split("\n").slice(2);
-  for (const line of lines) {
-    const name = line.split(":")[0].trim();
-    if (name === "" || name === "lo") continue;
-    const index = libc().if_nametoindex(new TextEncoder().encode(`${name}\0`));
-    if (index > 0) found.set(name, index);
+  const fd = libc().socket(AF_INET, SOCK_DGRAM, 0);
+  try {
+    for (const line of lines) {
+      const name = line.split(":")[0].trim();
+      if (name === "" || !isEthernet(fd, name)) continue;
+      const index = libc().if_nametoindex(new TextEncoder().encode(`${name}\0`));
+      if (index > 0) found.set(name, index);
+    }
+  } finally {
+    closeQuietly(fd);
   }
   return found;
+}
+
+const AF_INET = 2, SOCK_DGRAM = 2, SIOCGIFHWADDR = 0x8927n, ARPHRD_ETHER = 1;
+
+/**
+ * Whether `name` has Ethernet framing, as the programs read packets: loopback and tunnels
+ * (no link-layer header) are left to the rules.
+ */
+function isEthernet(fd: number, name: string): boolean {
+  // struct ifreq: the name (16 bytes), then the hardware address, its family first.
+  const ifreq = new Uint8Array(40);
+  ifreq.set(new TextEncoder().encode(name).subarray(0, 15));
+  if (libc().ioctl(fd, SIOCGIFHWADDR, ifreq) !== 0) return false;
+  return new DataView(ifreq.buffer).getUint16(16, true) === ARPHRD_ETHER;
 }
 
 /** CPUs a per-CPU map has a value for (the possible ones, not only those online). */

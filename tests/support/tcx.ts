@@ -10,7 +10,7 @@ import type { Lab, Where } from "../../src/lab/topology.ts";
 const BPF = new URL("../../src/steering/bpf.ts", import.meta.url).href;
 const FLOWTABLE = new URL("../../src/steering/udp_flowtable.ts", import.meta.url).href;
 
-/** Programs on each interface of `where` but loopback, ingress and egress: "name in/out". */
+/** Programs on each Ethernet interface of `where`, ingress and egress: "name in/out". */
 export async function tcxPrograms(lab: Lab, where: Where): Promise<Record<string, string>> {
   const script = `
     import { AttachType, progQuery } from "${BPF}";
