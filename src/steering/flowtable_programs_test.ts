@@ -11,7 +11,6 @@ import {
   closeQuietly,
   createMap,
   loadProgram,
-  mapDelete,
   mapLookup,
   MapType,
   mapUpdate,
