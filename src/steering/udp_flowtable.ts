@@ -58,12 +58,19 @@ import { libc } from "../../ffi/libc.ts";
  */
 export const SYNC_MS = 1_000;
 
+/**
+ * The most flows each map holds, whatever nat_max_entries says: LRU maps are allocated whole
+ * (about 90 bytes a flow each), where nftables' sets grow as flows come. Beyond it, the least
+ * recently used flows take the rules' path until they are learned again.
+ */
+export const MAX_ENTRIES = 1 << 18;
+
 /** What a flowtable carries for: the kernel path's IPv4 UDP NAT. */
 export interface FlowtableConfig {
   relayIp: string;
   /** A flow unused this long is left to nftables (udp_timeout). */
   timeoutMs: number;
-  /** Flows each map holds (nat_max_entries); the least recently used make room. */
+  /** Flows each map holds (nat_max_entries, at most {@link MAX_ENTRIES}). */
   maxEntries: number;
 }
 
@@ -232,7 +239,7 @@ export class UdpFlowtable {
 function build(config: FlowtableConfig): Generation {
   const gen: Generation = { flows: -1, replies: -1, stats: -1, forward: -1, learn: -1 };
   try {
-    const max = Math.max(1, config.maxEntries);
+    const max = Math.min(MAX_ENTRIES, Math.max(1, config.maxEntries));
     gen.flows = createMap(MapType.LruHash, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, max);
     gen.replies = createMap(MapType.LruHash, REPLY_KEY_SIZE, FLOW_VALUE_SIZE, max);
     gen.stats = createMap(MapType.PercpuArray, 4, 8, Object.keys(FlowStat).length);
