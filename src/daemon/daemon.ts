@@ -189,6 +189,8 @@ export class Daemon {
       judged: (port) => this.servers.checksUdp(port),
       onJudged: (port, server, failed, ok) =>
         this.servers.passiveUdpFlows(port, server, failed, ok),
+      // The flowtable would carry an evicted flow on until its next datagram through nftables.
+      onEvicted: (flows) => deps.steering.forgetUdpFlows?.(flows),
     });
     this.table.addChangeListener((e) => {
       // A new UDP flow (its first packet, not yet counted) of a service the kernel carries.

@@ -23,6 +23,7 @@ import { formatIpv4 } from "../packet/address.ts";
 import {
   evictFlows,
   flowKey,
+  type KernelUdpFlow,
   pickEvictions,
   readAnswered,
   readFlows,
@@ -88,6 +89,8 @@ export interface KernelUdpOptions {
   judged: (port: number) => boolean;
   /** A tick's results for one server's service. */
   onJudged: (port: number, server: number, failures: number, successes: number) => void;
+  /** Flows evicted from the kernel's maps: whatever else carries them must forget them too. */
+  onEvicted?: (flows: readonly KernelUdpFlow[]) => void;
   nft?: string;
 }
 
@@ -169,6 +172,7 @@ export class KernelUdp {
       const victims = pickEvictions(flows, flows.length - watermarks(max).low);
       await evictFlows(run, victims, nft);
       this.stats.evicted += victims.length;
+      this.options.onEvicted?.(victims);
       // The flows krelay created while it read and deleted are on top of the listing.
       this.#count = flows.length - victims.length + (this.#created - before);
     } catch (e) {

@@ -59,7 +59,9 @@ Deno.test("KernelUdp evicts the idlest unanswered flows down to the low mark onc
     limits: () => ({ max: 16, timeoutMs: 4000 }),
     judged: () => false,
     onJudged: () => {},
+    onEvicted: (flows) => forgotten.push(...flows.map((f) => f.clientPort)),
   });
+  const forgotten: number[] = [];
   // 14 flows (the high mark): port 1 answered and the idlest; the others by age.
   nft.answered.add(1);
   for (let p = 1; p <= 13; p++) {
@@ -73,6 +75,8 @@ Deno.test("KernelUdp evicts the idlest unanswered flows down to the low mark onc
   await k.check();
   assertEquals([...nft.flows.keys()], [1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
   assertEquals(k.stats, { evicted: 2, evictionErrors: 0 });
+  // Handed on, for the flowtable to forget.
+  assertEquals(forgotten, [2, 3]);
   assertEquals(k.count, 12);
   assertEquals(nft.scripts.length, 1);
 });

@@ -30,6 +30,7 @@ import {
 } from "./ip6_queue.ts";
 import { insertQueueRule } from "./nft_queue.ts";
 import type { FlowtableConfig, FlowtableCounters } from "./udp_flowtable.ts";
+import type { KernelUdpFlow } from "./kernel_udp_flows.ts";
 
 const log = logger("steering");
 
@@ -53,6 +54,7 @@ export interface UdpFastPath {
   attach(): number;
   reconfigure(config: FlowtableConfig): void;
   counters(): FlowtableCounters;
+  forget(flows: readonly KernelUdpFlow[]): void;
   close(): void;
 }
 
@@ -113,6 +115,11 @@ export class KernelPath implements Steering {
   /** The UDP flowtable's counters; undefined when there is none. */
   flowtable(): FlowtableCounters | undefined {
     return this.#flowtable?.counters();
+  }
+
+  /** Flows evicted from the table's maps leave the flowtable at once. */
+  forgetUdpFlows(flows: readonly KernelUdpFlow[]): void {
+    this.#flowtable?.forget(flows);
   }
 
   async install(spec: SteeringSpec): Promise<void> {

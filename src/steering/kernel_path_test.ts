@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import type { CommandRunner } from "../system/command.ts";
 import { KernelPath, type OpenFlowtable } from "./kernel_path.ts";
 import type { FlowtableConfig } from "./udp_flowtable.ts";
+import type { KernelUdpFlow } from "./kernel_udp_flows.ts";
 import { labSpec, recorder } from "./_steering_spec.ts";
 
 const spec = labSpec();
@@ -271,6 +272,8 @@ function flowtablePath(refuse = false) {
         events.push(`reconfigure ${c.relayIp} ${c.timeoutMs}`);
       },
       counters: () => ({ forwarded: 7, synced: 1, learnedRequests: 1, learnedReplies: 1 }),
+      forget: (flows: readonly KernelUdpFlow[]) =>
+        events.push(`forget ${flows.map((f) => `${f.client}:${f.clientPort}`).join(" ")}`),
       close: () => events.push("close"),
     };
     return table;
@@ -284,6 +287,10 @@ Deno.test("KernelPath opens the UDP flowtable with the table, and gives it new m
   await path.install(labSpec({ udpTimeout: 2, udpPorts: [53, 54] }));
   assertEquals(events, ["open 198.51.100.1 2000 65536", "attach"]);
   assertEquals(path.flowtable()?.forwarded, 7);
+  // Flows evicted from the table leave the flowtable at once.
+  const evicted = { client: "198.51.100.10", clientPort: 5300, servicePort: 53 };
+  path.forgetUdpFlows([{ ...evicted, server: "203.0.113.10", expiresSeconds: 1 }]);
+  assertEquals(events.splice(2), ["forget 198.51.100.10:5300"]);
   // A TCP change: the flows stay; interfaces added since are attached.
   await path.update(labSpec({ udpTimeout: 2, udpPorts: [53, 54], tcpPorts: [80, 443] }));
   assertEquals(events.slice(2), ["attach"]);

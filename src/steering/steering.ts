@@ -14,6 +14,7 @@
  */
 
 import type { FlowtableCounters } from "./udp_flowtable.ts";
+import type { KernelUdpFlow } from "./kernel_udp_flows.ts";
 
 /** What the steering carries and selects. */
 export interface SteeringSpec {
@@ -137,6 +138,8 @@ export interface Steering {
   remove(): Promise<void>;
   /** The UDP flowtable's counters (udp_flowtable.ts); undefined when there is none. */
   flowtable?(): FlowtableCounters | undefined;
+  /** Flows evicted from the kernel's maps: the flowtable forgets them too. */
+  forgetUdpFlows?(flows: readonly KernelUdpFlow[]): void;
 }
 
 /**
@@ -160,6 +163,10 @@ export class ComposedSteering implements Steering {
 
   flowtable(): FlowtableCounters | undefined {
     return this.kernelPath.flowtable?.();
+  }
+
+  forgetUdpFlows(flows: readonly KernelUdpFlow[]): void {
+    this.kernelPath.forgetUdpFlows?.(flows);
   }
 
   async install(spec: SteeringSpec): Promise<void> {

@@ -36,6 +36,7 @@ import {
   createLink,
   createMap,
   loadProgram,
+  mapDelete,
   mapLookup,
   MapType,
   ProgType,
@@ -44,11 +45,14 @@ import {
 import {
   FLOW_KEY_SIZE,
   FLOW_VALUE_SIZE,
+  flowKey,
   FlowStat,
   forwardProgram,
   learnProgram,
   REPLY_KEY_SIZE,
+  replyKey,
 } from "./flowtable_programs.ts";
+import type { KernelUdpFlow } from "./kernel_udp_flows.ts";
 import { FLOW_LEARN_MARK } from "./marks.ts";
 import { libc } from "../../ffi/libc.ts";
 
@@ -203,6 +207,17 @@ export class UdpFlowtable {
     release(this.#gen);
     this.#gen = gen;
     this.#config = config;
+  }
+
+  /**
+   * Forgets flows nftables no longer has (evicted): their next datagram goes to the rules,
+   * as a new flow's.
+   */
+  forget(flows: readonly KernelUdpFlow[]): void {
+    for (const f of flows) {
+      mapDelete(this.#gen.flows, flowKey(f.client, f.clientPort, f.servicePort));
+      mapDelete(this.#gen.replies, replyKey(f.server, f.client, f.servicePort, f.clientPort));
+    }
   }
 
   /** The counters since the flowtable was opened, summed over CPUs. */
