@@ -204,7 +204,7 @@ export function learnProgram(layout: FlowtableLayout): Uint8Array {
 }
 
 /**
- * The ingress program: forwards a fresh flow's datagram itself (returns bpf_redirect's
+ * The ingress program: forwards a fresh flow's datagram itself (returns bpf_redirect_neigh's
  * TC_ACT_REDIRECT), or returns TC_ACT_OK with the packet untouched.
  */
 export function forwardProgram(layout: FlowtableLayout): Uint8Array {

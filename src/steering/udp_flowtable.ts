@@ -130,11 +130,17 @@ function isEthernet(fd: number, name: string): boolean {
   return new DataView(ifreq.buffer).getUint16(16, true) === ARPHRD_ETHER;
 }
 
-/** CPUs a per-CPU map has a value for (the possible ones, not only those online). */
+/**
+ * CPUs a per-CPU map has a value for (the possible ones, not only those online): fixed at
+ * boot, so read once.
+ */
+let possible = 0;
 function possibleCpus(): number {
+  if (possible > 0) return possible;
   const text = Deno.readTextFileSync("/sys/devices/system/cpu/possible").trim();
   // "0-3" or "0,2-5": the highest number, plus one.
-  return Math.max(...text.split(/[,-]/).map(Number)) + 1;
+  possible = Math.max(...text.split(/[,-]/).map(Number)) + 1;
+  return possible;
 }
 
 /** The flowtable: its current generation and its links. See the module documentation. */
